@@ -1,0 +1,16 @@
+"""Collective algorithms: one collective over a group -> chunked point-to-point step programs.
+
+Never imports SimPy or the engine. Importing this package registers the built-in algorithms.
+"""
+
+from collectives import direct, ring  # noqa: F401  (registration side effect)
+from collectives.base import (
+    CollectiveError,
+    CollectivePlan,
+    Step,
+    algorithms_for,
+    make_plan,
+    register,
+)
+
+__all__ = ["CollectiveError", "CollectivePlan", "Step", "algorithms_for", "make_plan", "register"]

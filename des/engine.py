@@ -1,0 +1,390 @@
+"""The SimPy engine: runs an :class:`~des.graph.EventGraph` on a topology with link contention.
+
+Graph rank r runs on NPU r. Each :class:`Gpu` owns one compute stream and ``comm_streams``
+communication streams, each a SimPy process that takes ready nodes in the order they became
+ready (ties by node id). Point-to-point sends and receives do not occupy a stream: like NCCL
+send/recv inside a group call they progress asynchronously, so they cannot deadlock on stream
+slots. Collectives occupy a communication stream from the moment the rank joins until its part is
+done. Messages cross links through :mod:`des.transport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import simpy
+
+from collectives.base import CollectivePlan, make_plan
+from des import hardware as hw
+from des.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
+from des.results import OpRecord, Result, build_result
+from des.transport import Message, Transport, TransportMode
+from topologies.base import Topology
+
+log = logging.getLogger(__name__)
+
+
+class SimulationError(RuntimeError):
+    """The simulation could not finish (e.g. a deadlock); the message names ranks and nodes."""
+
+
+@dataclass
+class EngineOptions:
+    """Knobs of the engine model. Defaults describe a modern GPU fabric, not AstraSim.
+
+    ``chunks``: pieces a collective's buffer splits into, pipelined through the algorithm;
+    ``chunks_in_flight``: how many of them a rank works on at once (0 = all);
+    ``speed``: per-rank compute speed factor, 0.5 = a straggler at half speed (compute and
+    memory nodes take twice as long).
+    """
+
+    transport: TransportMode = TransportMode.CUT_THROUGH
+    packet_bytes: float = 4096.0
+    comm_streams: int = 1
+    chunks: int = 4
+    chunks_in_flight: int = 0
+    speed: dict[int, float] = field(default_factory=dict)
+    progress_every: int = 2000
+
+    def __post_init__(self) -> None:
+        self.transport = TransportMode(self.transport)
+        if self.comm_streams < 1:
+            raise ValueError(f"comm_streams must be >= 1, got {self.comm_streams}")
+        if self.chunks < 1:
+            raise ValueError(f"chunks must be >= 1, got {self.chunks}")
+        if self.chunks_in_flight < 0:
+            raise ValueError(f"chunks_in_flight must be >= 0, got {self.chunks_in_flight}")
+        for rank, factor in self.speed.items():
+            if not (0 < factor <= 1e6) or math.isnan(factor):
+                raise ValueError(f"speed[{rank}] must be > 0, got {factor!r}")
+
+
+class Gpu:
+    """One NPU: a compute stream and ``comm_streams`` communication streams (SimPy processes).
+
+    Timing: a compute node takes ``duration_ns`` if given, else the roofline time of its FLOPs
+    and bytes (:func:`des.hardware.compute_time_ns`); memory nodes take bytes / HBM bandwidth;
+    both are divided by the rank's speed factor. Nodes on one stream run one at a time in the
+    order they became ready. A collective holds its stream until this rank's part is done.
+    """
+
+    def __init__(self, sim: Simulator, rank: int, speed: float) -> None:
+        self.sim = sim
+        self.rank = rank
+        self.speed = speed
+        env = sim.env
+        self.compute_queue = simpy.Store(env)
+        self.comm_queue = simpy.Store(env)
+        self.busy_with: dict[str, Node | None] = {}
+        env.process(self._compute_stream())
+        for i in range(sim.options.comm_streams):
+            env.process(self._comm_stream(f"comm{i}"))
+
+    def _compute_stream(self):
+        env, sim = self.env, self.sim
+        while True:
+            node = yield self.compute_queue.get()
+            self.busy_with["compute"] = node
+            start = env.now
+            yield env.timeout(sim.local_time(node) / self.speed)
+            self.busy_with["compute"] = None
+            sim.finish(node, start, "compute")
+
+    def _comm_stream(self, name: str):
+        env, sim = self.env, self.sim
+        while True:
+            node = yield self.comm_queue.get()
+            self.busy_with[name] = node
+            start = env.now
+            yield sim.collectives.join(node)
+            self.busy_with[name] = None
+            sim.finish(node, start, name)
+
+    @property
+    def env(self) -> simpy.Environment:
+        return self.sim.env
+
+
+class _RankPart:
+    """One rank's progress through a collective run."""
+
+    __slots__ = ("done", "early", "joined", "node", "outstanding", "started_chunks", "step",
+                 "waiting", "finished_chunks")
+
+    def __init__(self, node: Node, done: simpy.Event, chunks: int) -> None:
+        self.node = node
+        self.done = done
+        self.joined = False
+        self.step = [0] * chunks
+        self.waiting = [0] * chunks
+        self.early: dict[tuple[int, int], int] = defaultdict(int)
+        self.outstanding = 0
+        self.started_chunks = 0
+        self.finished_chunks = 0
+
+
+class CollectiveRun:
+    """One collective instance being executed: its plan, chunks and every member's progress.
+
+    Timing: each chunk runs the plan's steps; a rank's step k+1 starts the moment the last
+    receive of step k arrives (no reduction or endpoint delay in the default model); its sends
+    are injected at once and contend on links with all other traffic.
+    """
+
+    def __init__(self, sim: Simulator, inst: CollectiveInstance) -> None:
+        self.sim = sim
+        self.inst = inst
+        chunks = sim.options.chunks if inst.nbytes > 0 else 1
+        self.chunks = chunks
+        self.plan: CollectivePlan = make_plan(inst.collective, inst.group, inst.nbytes / chunks,
+                                              inst.algorithm)
+        self.in_flight = sim.options.chunks_in_flight or chunks
+        self.parts: dict[int, _RankPart] = {}
+        self.first_join = math.inf
+        self.last_done = 0.0
+
+    def part(self, rank: int) -> _RankPart:
+        part = self.parts.get(rank)
+        if part is None:
+            node = self.sim.graph.node(rank, self.inst.members[rank])
+            part = _RankPart(node, self.sim.env.event(), self.chunks)
+            self.parts[rank] = part
+        return part
+
+    def join(self, rank: int) -> simpy.Event:
+        part = self.part(rank)
+        part.joined = True
+        self.first_join = min(self.first_join, self.sim.env.now)
+        for _ in range(min(self.in_flight, self.chunks)):
+            self._start_chunk(rank, part)
+        self._check_done(rank, part)
+        return part.done
+
+    def _start_chunk(self, rank: int, part: _RankPart) -> None:
+        chunk = part.started_chunks
+        part.started_chunks += 1
+        self._run_step(rank, part, chunk, 0)
+
+    def _run_step(self, rank: int, part: _RankPart, chunk: int, k: int) -> None:
+        plan = self.plan
+        while k < plan.num_steps(rank):
+            step = plan.step(rank, k)
+            part.step[chunk] = k
+            for peer, nbytes in step.sends:
+                part.outstanding += 1
+                self.sim.transport.send(rank, peer, nbytes, self._delivered, tag=(chunk, k),
+                                        context=self)
+            needed = len(step.recvs) - part.early.pop((chunk, k), 0)
+            if needed > 0:
+                part.waiting[chunk] = needed
+                return
+            k += 1
+        part.step[chunk] = k
+        part.finished_chunks += 1
+        if part.started_chunks < self.chunks:
+            self._start_chunk(rank, part)
+
+    def _delivered(self, msg: Message) -> None:
+        sender = self.parts[msg.src]
+        sender.outstanding -= 1
+        chunk, k = msg.tag
+        part = self.part(msg.dst)
+        if part.joined and part.step[chunk] == k and part.waiting[chunk] > 0:
+            part.waiting[chunk] -= 1
+            if part.waiting[chunk] == 0:
+                self._run_step(msg.dst, part, chunk, k + 1)
+                self._check_done(msg.dst, part)
+        else:
+            part.early[(chunk, k)] += 1
+        self._check_done(msg.src, sender)
+
+    def _check_done(self, rank: int, part: _RankPart) -> None:
+        if (part.joined and part.finished_chunks == self.chunks and part.outstanding == 0
+                and not part.done.triggered):
+            self.last_done = max(self.last_done, self.sim.env.now)
+            part.done.succeed()
+
+    def waiting_for(self) -> list[int]:
+        """Members that have not joined yet (for deadlock reports)."""
+        return [r for r in self.inst.group if not (r in self.parts and self.parts[r].joined)]
+
+
+class CollectiveTable:
+    """Finds the run a collective node belongs to, creating runs as members arrive."""
+
+    def __init__(self, sim: Simulator, instances: list[CollectiveInstance]) -> None:
+        self.sim = sim
+        self.instances = instances
+        self.by_node: dict[tuple[int, int], int] = {
+            (rank, nid): inst.index for inst in instances for rank, nid in inst.members.items()
+        }
+        self.runs: dict[int, CollectiveRun] = {}
+
+    def run_of(self, node: Node) -> CollectiveRun:
+        index = self.by_node[(node.rank, node.id)]
+        run = self.runs.get(index)
+        if run is None:
+            run = self.runs[index] = CollectiveRun(self.sim, self.instances[index])
+        return run
+
+    def join(self, node: Node) -> simpy.Event:
+        return self.run_of(node).join(node.rank)
+
+
+class Simulator:
+    """Runs one event graph on one topology; :meth:`run` returns a :class:`~des.results.Result`."""
+
+    def __init__(self, topology: Topology, graph: EventGraph, *,
+                 hardware: hw.GpuSpec | None = None,
+                 options: EngineOptions | None = None) -> None:
+        graph.validate(num_npus=topology.num_npus)
+        self.topology = topology
+        self.graph = graph
+        self.hardware = hardware
+        self.options = options or EngineOptions()
+        self.env = simpy.Environment()
+        self.transport = Transport(self.env, topology, self.options.transport,
+                                   self.options.packet_bytes)
+        self.collectives = CollectiveTable(self, graph.collective_instances())
+        self._pairs_by_send: dict[tuple[int, int], P2PPair] = {}
+        self._pairs_by_recv: dict[tuple[int, int], P2PPair] = {}
+        for pair in graph.p2p_pairs():
+            self._pairs_by_send[(pair.src, pair.send_id)] = pair
+            self._pairs_by_recv[(pair.dst, pair.recv_id)] = pair
+        self._arrived: dict[tuple[int, int], float] = {}   # recv key -> data arrival time
+        self._send_start: dict[tuple[int, int], float] = {}
+        self._posted: dict[tuple[int, int], float] = {}     # recv key -> posting time
+        self.gpus = [Gpu(self, r, self.options.speed.get(r, 1.0)) for r in range(graph.num_ranks)]
+        self._pending: list[dict[int, int]] = []
+        self._dependents: list[dict[int, list[int]]] = []
+        self.records: list[OpRecord] = []
+        self._done = 0
+        self._total = len(graph)
+        self._progress: Callable[[int, int], None] | None = None
+
+    # ------------------------------------------------------------------ timing
+    def local_time(self, node: Node) -> float:
+        """Duration of a compute or memory node at full speed, in ns."""
+        if node.duration_ns is not None:
+            return float(node.duration_ns)
+        if self.hardware is None:
+            if node.flops or node.nbytes:
+                raise SimulationError(
+                    f"{node.label()} has FLOPs/bytes but no hardware model was given")
+            return 0.0
+        if node.kind is NodeKind.MEMORY:
+            return hw.memory_time_ns(self.hardware, node.nbytes)
+        return hw.compute_time_ns(self.hardware, node.flops, node.nbytes, node.op_class)
+
+    # ------------------------------------------------------------------ running
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Result:
+        """Simulate to completion; ``progress(done_nodes, total_nodes)`` is called now and then."""
+        self._progress = progress
+        wall = time.perf_counter()
+        for rank in range(self.graph.num_ranks):
+            pending: dict[int, int] = {}
+            dependents: dict[int, list[int]] = defaultdict(list)
+            for node in self.graph.nodes(rank):
+                pending[node.id] = len(node.deps)
+                for dep in node.deps:
+                    dependents[dep].append(node.id)
+            self._pending.append(pending)
+            self._dependents.append(dependents)
+        for rank in range(self.graph.num_ranks):
+            for node in self.graph.nodes(rank):
+                if not node.deps:
+                    self._ready(node)
+        self.env.run()
+        if self._done != self._total:
+            raise SimulationError(self._diagnose_stall())
+        if progress:
+            progress(self._done, self._total)
+        wall = time.perf_counter() - wall
+        log.info("simulated %d nodes, %d hops in %.3f s", self._total, self.transport.hops, wall)
+        return build_result(self, wall_seconds=wall)
+
+    def _ready(self, node: Node) -> None:
+        kind = node.kind
+        gpu = self.gpus[node.rank]
+        if kind is NodeKind.COMPUTE or kind is NodeKind.MEMORY:
+            gpu.compute_queue.put(node)
+        elif kind is NodeKind.COLLECTIVE:
+            gpu.comm_queue.put(node)
+        elif kind is NodeKind.SEND:
+            self._start_send(node)
+        else:
+            self._post_recv(node)
+
+    def finish(self, node: Node, start: float, stream: str) -> None:
+        """Record a finished node and release its dependents."""
+        self.records.append(OpRecord(node.rank, node.id, node.name, node.kind.value, stream,
+                                     start, self.env.now))
+        self._done += 1
+        if self._progress and self._done % self.options.progress_every == 0:
+            self._progress(self._done, self._total)
+        pending = self._pending[node.rank]
+        graph_nodes = self.graph.node
+        for dep_id in self._dependents[node.rank].get(node.id, ()):
+            pending[dep_id] -= 1
+            if pending[dep_id] == 0:
+                self._ready(graph_nodes(node.rank, dep_id))
+
+    # ------------------------------------------------------------------ point to point
+    def _start_send(self, node: Node) -> None:
+        pair = self._pairs_by_send[(node.rank, node.id)]
+        start = self.env.now
+        self._send_start[(pair.dst, pair.recv_id)] = start
+
+        def delivered(_msg: Message) -> None:
+            self.finish(node, start, "p2p")
+            key = (pair.dst, pair.recv_id)
+            self._arrived[key] = self.env.now
+            if key in self._posted:
+                self._complete_recv(key)
+
+        self.transport.send(node.rank, node.peer, node.nbytes, delivered, tag=node.tag)
+
+    def _post_recv(self, node: Node) -> None:
+        key = (node.rank, node.id)
+        self._posted[key] = self.env.now
+        if key in self._arrived:
+            self._complete_recv(key)
+
+    def _complete_recv(self, key: tuple[int, int]) -> None:
+        # A receive counts as communication from when both sides were ready, not from posting:
+        # waiting for a late sender is idle time, not time on the wire.
+        start = max(self._posted.pop(key), self._send_start.pop(key))
+        self._arrived.pop(key)
+        self.finish(self.graph.node(*key), start, "p2p")
+
+    # ------------------------------------------------------------------ stalls
+    def _diagnose_stall(self) -> str:
+        lines = [f"simulation stalled at t={self.env.now:.0f} ns with "
+                 f"{self._total - self._done} of {self._total} nodes unfinished:"]
+        for run in self.collectives.runs.values():
+            missing = run.waiting_for()
+            if missing and len(missing) < len(run.inst.group):
+                joined = sorted(set(run.inst.group) - set(missing))
+                blockers = []
+                for r in missing[:4]:
+                    busy = [f"{s}: {n.label()}" for s, n in self.gpus[r].busy_with.items() if n]
+                    blockers.append(f"rank {r} busy with {busy or 'nothing (deps pending)'}")
+                lines.append(
+                    f"  collective #{run.inst.seq} ({run.inst.collective}) on "
+                    f"{list(run.inst.group)}: ranks {joined} joined, {missing} did not; "
+                    + "; ".join(blockers))
+        for key in list(self._posted)[:8]:
+            lines.append(f"  {self.graph.node(*key).label()} waits for a send that never started")
+        return "\n".join(lines[:40])
+
+
+def simulate(topology: Topology, graph: EventGraph, *, hardware: hw.GpuSpec | None = None,
+             options: EngineOptions | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Result:
+    """Build a :class:`Simulator` and run it."""
+    return Simulator(topology, graph, hardware=hardware, options=options).run(progress)

@@ -1,0 +1,277 @@
+"""One Result per simulation, and its writers: JSON (versioned schema), CSV of links, Chrome trace.
+
+Per rank (interval unions over the rank's ops): ``compute_ns`` is time its compute stream is busy,
+``comm_ns`` time with any collective or send/recv in progress, ``exposed_comm_ns`` the part of
+``comm_ns`` not overlapped by compute, ``idle_ns`` the rest of ``[0, finished_ns]``. Collective
+bandwidths follow the nccl-tests definitions (algbw = size / time; busbw = algbw x 2(n-1)/n for
+all-reduce, x (n-1)/n for all-gather, reduce-scatter and all-to-all, x 1 for broadcast/reduce;
+NVIDIA nccl-tests doc/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "des.result/1"
+
+COMM_KINDS = frozenset({"collective", "send", "recv"})
+
+
+@dataclass(slots=True)
+class OpRecord:
+    """When one node ran: rank, node id and name, kind, the stream it ran on, start and end (ns)."""
+
+    rank: int
+    node: int
+    name: str
+    kind: str
+    stream: str
+    start_ns: float
+    end_ns: float
+
+
+@dataclass(slots=True)
+class RankStats:
+    """Time accounting of one rank (ns)."""
+
+    finished_ns: float
+    compute_ns: float
+    comm_ns: float
+    exposed_comm_ns: float
+    overlap_ns: float
+    idle_ns: float
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Traffic on one directed link over the whole run."""
+
+    id: int
+    src: int
+    dst: int
+    kind: str
+    bandwidth_GBps: float
+    derate: float
+    bytes: float
+    messages: int
+    busy_ns: float
+    utilization: float
+    peak_queue: int
+
+
+@dataclass(slots=True)
+class CollectiveStats:
+    """One collective instance: from the first member joining to the last member finishing."""
+
+    index: int
+    collective: str
+    algorithm: str
+    group: list[int]
+    nbytes: float
+    chunks: int
+    start_ns: float
+    end_ns: float
+    time_ns: float
+    algbw_GBps: float
+    busbw_GBps: float
+
+
+@dataclass
+class Result:
+    """Everything a run measured. Times in ns, sizes in bytes, bandwidths in GB/s (1e9 B/s)."""
+
+    makespan_ns: float
+    ranks: dict[int, RankStats]
+    links: list[LinkStats]
+    collectives: list[CollectiveStats]
+    ops: list[OpRecord]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, *, include_ops: bool = True) -> dict[str, Any]:
+        """The JSON document (schema ``des.result/1``)."""
+        doc: dict[str, Any] = {
+            "schema": SCHEMA,
+            "makespan_ns": self.makespan_ns,
+            "meta": self.meta,
+            "ranks": {str(r): asdict(s) for r, s in sorted(self.ranks.items())},
+            "links": [asdict(lk) for lk in self.links],
+            "collectives": [asdict(c) for c in self.collectives],
+        }
+        if include_ops:
+            doc["ops"] = [asdict(op) for op in self.ops]
+        return doc
+
+    def hottest_links(self, count: int = 5) -> list[LinkStats]:
+        """Links by utilization, busiest first (ties by id)."""
+        used = [lk for lk in self.links if lk.bytes > 0]
+        return sorted(used, key=lambda lk: (-lk.utilization, lk.id))[:count]
+
+
+# ---------------------------------------------------------------------- metrics
+def union_length(intervals: Iterable[tuple[float, float]]) -> float:
+    """Total length covered by a set of intervals."""
+    return sum(end - start for start, end in merge_intervals(intervals))
+
+
+def merge_intervals(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted, non-overlapping cover of the given intervals (empty ones dropped)."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(iv for iv in intervals if iv[1] > iv[0]):
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def intersection_length(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """Length of the overlap of two merged interval lists."""
+    i = j = 0
+    total = 0.0
+    while i < len(a) and j < len(b):
+        lo = max(a[i][0], b[j][0])
+        hi = min(a[i][1], b[j][1])
+        if hi > lo:
+            total += hi - lo
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+def rank_stats(ops: Iterable[OpRecord], num_ranks: int) -> dict[int, RankStats]:
+    """Per-rank time accounting from op intervals (see the module docstring)."""
+    compute: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    comm: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    finished: dict[int, float] = defaultdict(float)
+    for op in ops:
+        (comm if op.kind in COMM_KINDS else compute)[op.rank].append((op.start_ns, op.end_ns))
+        finished[op.rank] = max(finished[op.rank], op.end_ns)
+    stats = {}
+    for rank in range(num_ranks):
+        busy_compute = merge_intervals(compute[rank])
+        busy_comm = merge_intervals(comm[rank])
+        compute_ns = sum((e - s for s, e in busy_compute), 0.0)
+        comm_ns = sum((e - s for s, e in busy_comm), 0.0)
+        overlap = intersection_length(busy_compute, busy_comm)
+        busy = compute_ns + comm_ns - overlap
+        stats[rank] = RankStats(finished[rank], compute_ns, comm_ns, comm_ns - overlap, overlap,
+                                max(finished[rank] - busy, 0.0))
+    return stats
+
+
+def bus_factor(collective: str, n: int) -> float:
+    """nccl-tests bus-bandwidth factor for a collective over n ranks."""
+    if n <= 1:
+        return 0.0
+    if collective == "all_reduce":
+        return 2.0 * (n - 1) / n
+    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) / n
+    if collective in ("broadcast", "reduce"):
+        return 1.0
+    return 0.0
+
+
+def build_result(sim: Any, wall_seconds: float) -> Result:
+    """Collect a finished simulator's records into a Result (``sim`` is a des.engine.Simulator)."""
+    ops = sorted(sim.records, key=lambda op: (op.rank, op.start_ns, op.node))
+    makespan = max((op.end_ns for op in ops), default=0.0)
+    links = [
+        LinkStats(lk.spec.id, lk.spec.src, lk.spec.dst, lk.spec.kind, lk.spec.bandwidth,
+                  lk.spec.derate, lk.bytes, lk.messages, lk.busy_ns,
+                  lk.busy_ns / makespan if makespan > 0 else 0.0, lk.peak_queue)
+        for lk in sim.transport.links
+    ]
+    collectives = []
+    for index, run in sorted(sim.collectives.runs.items()):
+        inst = run.inst
+        span = run.last_done - run.first_join
+        algbw = inst.nbytes / span if span > 0 else 0.0
+        collectives.append(CollectiveStats(
+            index, inst.collective.value, run.plan.algorithm, list(inst.group), inst.nbytes,
+            run.chunks, run.first_join, run.last_done, span, algbw,
+            algbw * bus_factor(inst.collective.value, len(inst.group))))
+    meta = {
+        "graph": sim.graph.name,
+        "topology": sim.topology.name,
+        "npus": sim.topology.num_npus,
+        "ranks": sim.graph.num_ranks,
+        "nodes": len(sim.graph),
+        "backend": "simpy",
+        "transport": sim.options.transport.value,
+        "hardware": sim.hardware.name if sim.hardware else None,
+        "messages": sim.transport.messages,
+        "hops": sim.transport.hops,
+        "wall_seconds": wall_seconds,
+    }
+    return Result(makespan, rank_stats(ops, sim.graph.num_ranks), links, collectives, ops, meta)
+
+
+# ---------------------------------------------------------------------- writers
+def write_json(result: Result, path: str | Path, *, include_ops: bool = True) -> Path:
+    """Write the JSON document; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(include_ops=include_ops), indent=1) + "\n")
+    return path
+
+
+def write_links_csv(result: Result, path: str | Path) -> Path:
+    """One row per directed link."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(LinkStats.__dataclass_fields__)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(names)
+        for lk in result.links:
+            writer.writerow([getattr(lk, n) for n in names])
+    return path
+
+
+def chrome_trace(result: Result) -> dict[str, Any]:
+    """Chrome trace-event document: a process per NPU with a track per stream, and a counter
+    track per used link with its bytes carried (Perfetto and chrome://tracing open it)."""
+    events: list[dict[str, Any]] = []
+    streams: dict[int, dict[str, int]] = defaultdict(dict)
+    for rank in sorted(result.ranks):
+        events.append({"ph": "M", "name": "process_name", "pid": rank, "tid": 0,
+                       "args": {"name": f"NPU {rank}"}})
+    for op in result.ops:
+        tids = streams[op.rank]
+        if op.stream not in tids:
+            tids[op.stream] = len(tids) + 1
+            events.append({"ph": "M", "name": "thread_name", "pid": op.rank,
+                           "tid": tids[op.stream], "args": {"name": op.stream}})
+        events.append({"ph": "X", "name": op.name or f"{op.kind} {op.node}", "cat": op.kind,
+                       "pid": op.rank, "tid": tids[op.stream], "ts": op.start_ns / 1e3,
+                       "dur": (op.end_ns - op.start_ns) / 1e3, "args": {"node": op.node}})
+    links_pid = max(result.ranks, default=0) + 1
+    events.append({"ph": "M", "name": "process_name", "pid": links_pid, "tid": 0,
+                   "args": {"name": "links"}})
+    for lk in result.links:
+        if lk.bytes <= 0:
+            continue
+        name = f"link {lk.src}->{lk.dst} #{lk.id}"
+        for ts, util in ((0.0, lk.utilization), (result.makespan_ns / 1e3, 0.0)):
+            events.append({"ph": "C", "name": name, "pid": links_pid, "ts": ts,
+                           "args": {"utilization": util}})
+    return {"traceEvents": events, "displayTimeUnit": "ns",
+            "otherData": {"schema": SCHEMA, "makespan_ns": result.makespan_ns}}
+
+
+def write_chrome_trace(result: Result, path: str | Path) -> Path:
+    """Write :func:`chrome_trace` as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(chrome_trace(result)))
+    return path

@@ -1,0 +1,172 @@
+"""Moving messages over routes: FIFO links, switches, store-and-forward and cut-through.
+
+Timing model (one message of B bytes entering hop i at time h, link bandwidth b after derate,
+latency L, forwarding latency s at a switch it enters):
+
+* the link serves messages first come, first served: ``start = max(h, free_at)``;
+* ``store_and_forward``: the link is busy ``B/b``; the whole message reaches the next device at
+  ``start + B/b + L (+ s)`` and only then enters the next link (AstraSim congestion-aware
+  semantics);
+* ``cut_through``: the head moves on after one packet: it reaches the next link at
+  ``start + P/b + L (+ s)`` with ``P = min(packet, B)``; the link stays reserved for the whole
+  message and cannot finish before the tail has come in from upstream:
+  ``end = max(start + B/b, tail_in + P/b)`` (virtual cut-through, Kermani & Kleinrock 1979).
+
+Store-and-forward is the special case P = B, so both modes share one code path. Because a
+link's service is deterministic and FIFO, each message's departure is known when it arrives
+(Lindley's recursion), so a hop costs exactly one SimPy event: the message's arrival at the next
+link or at its destination. Links and switches are therefore event-driven servers on the SimPy
+environment rather than generator processes, which would cost two or three events per hop.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+import simpy
+
+from topologies.base import LinkSpec, Topology
+
+
+class TransportMode(StrEnum):
+    """How a message crosses a multi-hop route."""
+
+    STORE_AND_FORWARD = "store_and_forward"
+    CUT_THROUGH = "cut_through"
+
+
+class Link:
+    """A directed link as a FIFO server: a message occupies it for bytes / (bandwidth x derate)
+    (longer in cut-through when its tail arrives late from upstream), then reaches the far end
+    after the link latency. Keeps bytes carried, busy time and peak queue depth."""
+
+    __slots__ = ("_ends", "busy_ns", "bytes", "free_at", "messages", "peak_queue", "spec")
+
+    def __init__(self, spec: LinkSpec) -> None:
+        self.spec = spec
+        self.free_at = 0.0
+        self.bytes = 0.0
+        self.busy_ns = 0.0
+        self.messages = 0
+        self.peak_queue = 0
+        self._ends: deque[float] = deque()
+
+    def occupy(self, now: float, nbytes: float, tail_in: float, packet: float
+               ) -> tuple[float, float]:
+        """Admit a message whose head arrives now; return (start, end) of its transmission."""
+        bandwidth = self.spec.bandwidth * self.spec.derate
+        start = now if now > self.free_at else self.free_at
+        end = start + nbytes / bandwidth
+        tail_end = tail_in + min(packet, nbytes) / bandwidth
+        if tail_end > end:
+            end = tail_end
+        self.free_at = end
+        self.bytes += nbytes
+        self.busy_ns += end - start
+        self.messages += 1
+        ends = self._ends
+        while ends and ends[0] <= now:
+            ends.popleft()
+        ends.append(end)
+        if len(ends) > self.peak_queue:
+            self.peak_queue = len(ends)
+        return start, end
+
+
+class Switch:
+    """A switch forwards between its ports (its links) after a fixed forwarding latency; port
+    contention is the links' FIFO queues. Counts the bytes it forwards."""
+
+    __slots__ = ("bytes", "id", "latency", "messages")
+
+    def __init__(self, device: int, latency: float) -> None:
+        self.id = device
+        self.latency = latency
+        self.bytes = 0.0
+        self.messages = 0
+
+
+class Message:
+    """A message in flight; ``handler(message)`` runs when its last byte reaches ``dst``.
+    ``tag`` and ``context`` are the sender's to use (collective runs put chunk and step there)."""
+
+    __slots__ = ("context", "dst", "handler", "hop", "nbytes", "route", "sent_at", "src", "tag",
+                 "tail_in")
+
+    def __init__(self, src: int, dst: int, nbytes: float, route: tuple[int, ...],
+                 handler: Callable[[Message], None], tag: Any = None, context: Any = None) -> None:
+        self.src = src
+        self.dst = dst
+        self.nbytes = nbytes
+        self.route = route
+        self.handler = handler
+        self.tag = tag
+        self.context = context
+        self.hop = 0
+        self.tail_in = float("-inf")
+        self.sent_at = 0.0
+
+
+class Transport:
+    """Sends messages between NPUs over the topology's routes; one SimPy event per hop."""
+
+    def __init__(self, env: simpy.Environment, topology: Topology,
+                 mode: TransportMode = TransportMode.CUT_THROUGH,
+                 packet_bytes: float = 4096.0) -> None:
+        if packet_bytes <= 0:
+            raise ValueError(f"packet size must be > 0 bytes, got {packet_bytes!r}")
+        self.env = env
+        self.topology = topology
+        self.mode = TransportMode(mode)
+        self.packet_bytes = float(packet_bytes)
+        self.links = [Link(spec) for spec in topology.links]
+        self.switches = {sid: Switch(sid, lat) for sid, lat in topology.switch_latency.items()}
+        self.hops = 0
+        self.messages = 0
+        self.bytes_delivered = 0.0
+
+    def send(self, src: int, dst: int, nbytes: float, handler: Callable[[Message], None],
+             tag: Any = None, context: Any = None, flow: int = 0) -> Message:
+        """Inject a message now; ``handler`` is called on delivery."""
+        route = self.topology.route(src, dst, flow)
+        msg = Message(src, dst, nbytes, route, handler, tag, context)
+        msg.sent_at = self.env.now
+        self.messages += 1
+        if route:
+            self._enter_link(msg)
+        else:
+            self._schedule(0.0, msg, self._deliver)
+        return msg
+
+    def _enter_link(self, msg: Message) -> None:
+        link = self.links[msg.route[msg.hop]]
+        nbytes = msg.nbytes
+        packet = nbytes if self.mode is TransportMode.STORE_AND_FORWARD else self.packet_bytes
+        now = self.env.now
+        start, end = link.occupy(now, nbytes, msg.tail_in, packet)
+        self.hops += 1
+        latency = link.spec.latency
+        msg.hop += 1
+        if msg.hop == len(msg.route):
+            self._schedule(end + latency - now, msg, self._deliver)
+            return
+        forward = latency
+        switch = self.switches.get(link.spec.dst)
+        if switch is not None:
+            forward += switch.latency
+            switch.bytes += nbytes
+            switch.messages += 1
+        msg.tail_in = end + forward
+        head = start + min(packet, nbytes) / (link.spec.bandwidth * link.spec.derate)
+        self._schedule(head + forward - now, msg, self._enter_link)
+
+    def _deliver(self, msg: Message) -> None:
+        self.bytes_delivered += msg.nbytes
+        msg.handler(msg)
+
+    def _schedule(self, delay: float, msg: Message, action: Callable[[Message], None]) -> None:
+        event = self.env.timeout(delay if delay > 0.0 else 0.0)
+        event.callbacks.append(lambda _event: action(msg))

@@ -1,0 +1,202 @@
+"""A topology: devices (NPUs, then switches) joined by directed links, and a router over them.
+
+NPUs are numbered 0..N-1 and switches N, N+1, ... Links are directed and may be parallel (two
+links between the same pair, e.g. in different dimensions of a hierarchical stack), so the
+graph is a networkx MultiDiGraph whose edge keys are link ids. Routes are tuples of link ids,
+computed on first use and cached. This package never imports SimPy or the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import networkx as nx
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be built, or a route that does not exist; names what is wrong."""
+
+
+@dataclass(slots=True)
+class LinkSpec:
+    """One directed link: bandwidth in bytes/ns, latency in ns, a derate factor in (0, 1] that
+    scales bandwidth (a soft fault), and whether it is up. ``kind`` labels its class for reports
+    (``ring``, ``nvlink``, ``uplink``...)."""
+
+    id: int
+    src: int
+    dst: int
+    bandwidth: float
+    latency: float
+    derate: float = 1.0
+    up: bool = True
+    kind: str = ""
+
+    @property
+    def effective_bandwidth(self) -> float:
+        """Bandwidth after the derate, bytes/ns."""
+        return self.bandwidth * self.derate
+
+
+Router = Callable[["Topology", int, int, int], tuple[int, ...]]
+"""A routing function ``(topology, src, dst, flow) -> link ids``; ``flow`` feeds ECMP hashing."""
+
+
+class Topology:
+    """Devices and directed links plus a routing function; routes are cached per (src, dst, flow).
+
+    Builders in :mod:`topologies.builders` create these; the engine reads ``links`` and calls
+    :meth:`route`. ``switch_latency`` is the forwarding latency (ns) a chunk pays at each switch
+    it passes through.
+    """
+
+    def __init__(self, name: str, num_npus: int, router: Router | None = None) -> None:
+        if int(num_npus) != num_npus or num_npus < 1:
+            raise TopologyError(f"{name}: needs at least 1 NPU, got {num_npus!r}")
+        self.name = name
+        self.num_npus = int(num_npus)
+        self.graph = nx.MultiDiGraph()
+        self.graph.add_nodes_from(range(self.num_npus), kind="npu")
+        self.links: list[LinkSpec] = []
+        self.switch_latency: dict[int, float] = {}
+        self._router: Router = router or shortest_path_router
+        self._routes: dict[tuple[int, int, int], tuple[int, ...]] = {}
+        self.params: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ building
+    def add_switch(self, latency: float = 0.0, kind: str = "switch") -> int:
+        """Add a switch after the NPUs and existing switches; return its device id."""
+        _check_nonneg(latency, f"{self.name}: switch latency")
+        sid = self.graph.number_of_nodes()
+        self.graph.add_node(sid, kind=kind)
+        self.switch_latency[sid] = float(latency)
+        return sid
+
+    def add_link(self, src: int, dst: int, bandwidth: float, latency: float,
+                 kind: str = "") -> int:
+        """Add a directed link and return its id."""
+        for end in (src, dst):
+            if end not in self.graph:
+                raise TopologyError(f"{self.name}: link {src}->{dst} names unknown device {end}")
+        if src == dst:
+            raise TopologyError(f"{self.name}: link {src}->{dst} loops on itself")
+        if not bandwidth > 0:
+            raise TopologyError(f"{self.name}: link {src}->{dst} bandwidth must be > 0, "
+                                f"got {bandwidth!r}")
+        _check_nonneg(latency, f"{self.name}: link {src}->{dst} latency")
+        link = LinkSpec(len(self.links), src, dst, float(bandwidth), float(latency), kind=kind)
+        self.links.append(link)
+        self.graph.add_edge(src, dst, key=link.id)
+        self._routes.clear()
+        return link.id
+
+    def add_duplex(self, a: int, b: int, bandwidth: float, latency: float,
+                   kind: str = "") -> tuple[int, int]:
+        """Two links, a->b and b->a, with the same parameters."""
+        return (self.add_link(a, b, bandwidth, latency, kind),
+                self.add_link(b, a, bandwidth, latency, kind))
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def num_devices(self) -> int:
+        """NPUs plus switches."""
+        return self.graph.number_of_nodes()
+
+    def is_switch(self, device: int) -> bool:
+        """True for switches, False for NPUs."""
+        return device >= self.num_npus
+
+    def links_between(self, src: int, dst: int, *, up_only: bool = True) -> list[LinkSpec]:
+        """The links from ``src`` to ``dst`` (several when parallel)."""
+        data = self.graph.get_edge_data(src, dst) or {}
+        links = [self.links[k] for k in data]
+        return [lk for lk in links if lk.up] if up_only else links
+
+    def out_links(self, device: int, *, up_only: bool = True) -> Iterator[LinkSpec]:
+        """Links leaving ``device``."""
+        for _, _, key in self.graph.out_edges(device, keys=True):
+            link = self.links[key]
+            if link.up or not up_only:
+                yield link
+
+    def route(self, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+        """Link ids from NPU ``src`` to NPU ``dst``; empty when src == dst. Cached."""
+        key = (src, dst, flow)
+        path = self._routes.get(key)
+        if path is None:
+            for end in (src, dst):
+                if not (0 <= end < self.num_npus):
+                    raise TopologyError(
+                        f"{self.name}: NPU {end} is outside 0..{self.num_npus - 1}")
+            path = () if src == dst else self._router(self, src, dst, flow)
+            self._routes[key] = path
+        return path
+
+    def path_devices(self, route: tuple[int, ...]) -> list[int]:
+        """The devices a route visits, endpoints included."""
+        if not route:
+            return []
+        return [self.links[route[0]].src, *(self.links[i].dst for i in route)]
+
+    def invalidate_routes(self) -> None:
+        """Forget cached routes (after links go down or come back)."""
+        self._routes.clear()
+
+    def __repr__(self) -> str:
+        switches = self.num_devices - self.num_npus
+        return (f"Topology({self.name!r}, npus={self.num_npus}, switches={switches}, "
+                f"links={len(self.links)})")
+
+
+def shortest_path_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+    """Fewest hops over up links, never transiting another NPU unless no other path exists;
+    ties go to the lowest next device id, then the lowest link id (deterministic)."""
+    del flow
+    prev: dict[int, tuple[int, int]] = {src: (-1, -1)}
+    frontier = [src]
+    while frontier and dst not in prev:
+        nxt: list[int] = []
+        for u in frontier:
+            if u != src and u < topo.num_npus:
+                continue  # do not forward through an NPU on the first pass
+            for link in sorted(topo.out_links(u), key=lambda lk: (lk.dst, lk.id)):
+                if link.dst not in prev:
+                    prev[link.dst] = (u, link.id)
+                    nxt.append(link.dst)
+        frontier = nxt
+    if dst not in prev:
+        return _shortest_path_via_npus(topo, src, dst)
+    return _unwind(prev, src, dst)
+
+
+def _shortest_path_via_npus(topo: Topology, src: int, dst: int) -> tuple[int, ...]:
+    prev: dict[int, tuple[int, int]] = {src: (-1, -1)}
+    frontier = [src]
+    while frontier and dst not in prev:
+        nxt = []
+        for u in frontier:
+            for link in sorted(topo.out_links(u), key=lambda lk: (lk.dst, lk.id)):
+                if link.dst not in prev:
+                    prev[link.dst] = (u, link.id)
+                    nxt.append(link.dst)
+        frontier = nxt
+    if dst not in prev:
+        down = [f"{lk.src}-{lk.dst}" for lk in topo.links if not lk.up]
+        why = f"; failed links: {', '.join(down)}" if down else ""
+        raise TopologyError(f"{topo.name}: no route from NPU {src} to NPU {dst}{why}")
+    return _unwind(prev, src, dst)
+
+
+def _unwind(prev: dict[int, tuple[int, int]], src: int, dst: int) -> tuple[int, ...]:
+    path: list[int] = []
+    node = dst
+    while node != src:
+        node, link_id = prev[node]
+        path.append(link_id)
+    return tuple(reversed(path))
+
+
+def _check_nonneg(value: float, what: str) -> None:
+    if not value >= 0:
+        raise TopologyError(f"{what} must be >= 0, got {value!r}")

@@ -1,0 +1,78 @@
+"""Builders for the basic topologies: ring, fully connected, single switch.
+
+Each returns a :class:`~topologies.base.Topology` with its own router. Bandwidths are bytes/ns
+and latencies ns, per directed link.
+"""
+
+from __future__ import annotations
+
+from topologies.base import Topology, TopologyError, shortest_path_router
+
+
+def ring(n: int, bandwidth: float, latency: float, *, bidirectional: bool = True) -> Topology:
+    """N NPUs in a ring; link i -> i+1 (and i+1 -> i when bidirectional).
+
+    Routing follows the ring: unidirectional rings go forward; bidirectional rings take the
+    shorter direction and, at exactly half way round, the forward one (deterministic tie-break).
+    """
+    _check_count(n, "ring", minimum=2)
+    topo = Topology(f"ring:{n}" + ("" if bidirectional else ":uni"), n, _ring_router)
+    topo.params.update(kind="ring", n=n, bidirectional=bidirectional)
+    forward = [topo.add_link(i, (i + 1) % n, bandwidth, latency, "ring") for i in range(n)]
+    backward: list[int] = []
+    if bidirectional and n > 2:  # with two NPUs the forward links already join both ways
+        backward = [topo.add_link((i + 1) % n, i, bandwidth, latency, "ring") for i in range(n)]
+    topo.params["forward_links"] = forward
+    topo.params["backward_links"] = backward
+    return topo
+
+
+def _ring_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+    n = topo.num_npus
+    forward: list[int] = topo.params["forward_links"]  # type: ignore[assignment]
+    backward: list[int] = topo.params["backward_links"]  # type: ignore[assignment]
+    ahead = (dst - src) % n
+    if not backward or ahead <= n - ahead:
+        path = tuple(forward[(src + i) % n] for i in range(ahead))
+    else:  # backward[i] is the link (i+1) -> i
+        path = tuple(backward[(src - 1 - i) % n] for i in range(n - ahead))
+    if any(not topo.links[h].up for h in path):
+        return shortest_path_router(topo, src, dst, flow)
+    return path
+
+
+def fully_connected(n: int, bandwidth: float, latency: float) -> Topology:
+    """Every NPU has a direct link to every other; routes are the single direct hop."""
+    _check_count(n, "fully_connected", minimum=2)
+    topo = Topology(f"fully_connected:{n}", n, _direct_router)
+    topo.params.update(kind="fully_connected", n=n)
+    for a in range(n):
+        for b in range(n):
+            if a != b:
+                topo.add_link(a, b, bandwidth, latency, "direct")
+    return topo
+
+
+def _direct_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+    links = topo.links_between(src, dst)
+    if links:
+        return (links[0].id,)
+    return shortest_path_router(topo, src, dst, flow)
+
+
+def switch(n: int, bandwidth: float, latency: float, *, switch_latency: float = 0.0) -> Topology:
+    """N NPUs on one switch (device id N): an uplink NPU->switch and a downlink switch->NPU per
+    port; every route is two hops, and the switch adds ``switch_latency`` when forwarding."""
+    _check_count(n, "switch", minimum=2)
+    topo = Topology(f"switch:{n}", n)
+    topo.params.update(kind="switch", n=n)
+    sw = topo.add_switch(switch_latency)
+    for i in range(n):
+        topo.add_link(i, sw, bandwidth, latency, "uplink")
+        topo.add_link(sw, i, bandwidth, latency, "downlink")
+    return topo
+
+
+def _check_count(n: int, kind: str, minimum: int) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or n < minimum:
+        raise TopologyError(f"{kind}: needs an integer number of NPUs >= {minimum}, got {n!r}")
