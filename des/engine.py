@@ -40,7 +40,12 @@ class EngineOptions:
     ``chunks``: pieces a collective's buffer splits into, pipelined through the algorithm;
     ``chunks_in_flight``: how many of them a rank works on at once (0 = all);
     ``speed``: per-rank compute speed factor, 0.5 = a straggler at half speed (compute and
-    memory nodes take twice as long).
+    memory nodes take twice as long);
+    ``record_link_activity``: keep every transmission interval per link (for trace counters;
+    costs memory proportional to chunk-hops);
+    ``p2p_chunk_bytes`` / ``p2p_window``: a send moves in chunks of at most this size with at
+    most ``p2p_window`` chunks undelivered at once (NCCL's slotted p2p buffers), so flows that
+    share a link interleave instead of queueing whole behind each other.
     """
 
     transport: TransportMode = TransportMode.CUT_THROUGH
@@ -50,6 +55,9 @@ class EngineOptions:
     chunks_in_flight: int = 0
     speed: dict[int, float] = field(default_factory=dict)
     progress_every: int = 2000
+    record_link_activity: bool = False
+    p2p_chunk_bytes: float = 1 << 20
+    p2p_window: int = 4
 
     def __post_init__(self) -> None:
         self.transport = TransportMode(self.transport)
@@ -57,6 +65,8 @@ class EngineOptions:
             raise ValueError(f"comm_streams must be >= 1, got {self.comm_streams}")
         if self.chunks < 1:
             raise ValueError(f"chunks must be >= 1, got {self.chunks}")
+        if self.p2p_chunk_bytes <= 0 or self.p2p_window < 1:
+            raise ValueError("p2p_chunk_bytes must be > 0 and p2p_window >= 1")
         if self.chunks_in_flight < 0:
             raise ValueError(f"chunks_in_flight must be >= 0, got {self.chunks_in_flight}")
         for rank, factor in self.speed.items():
@@ -113,8 +123,17 @@ class Gpu:
 class _RankPart:
     """One rank's progress through a collective run."""
 
-    __slots__ = ("done", "early", "joined", "node", "outstanding", "started_chunks", "step",
-                 "waiting", "finished_chunks")
+    __slots__ = (
+        "done",
+        "early",
+        "finished_chunks",
+        "joined",
+        "node",
+        "outstanding",
+        "started_chunks",
+        "step",
+        "waiting",
+    )
 
     def __init__(self, node: Node, done: simpy.Event, chunks: int) -> None:
         self.node = node
@@ -214,6 +233,45 @@ class CollectiveRun:
         return [r for r in self.inst.group if not (r in self.parts and self.parts[r].joined)]
 
 
+class _P2PFlow:
+    """One send in flight: chunks of at most ``p2p_chunk_bytes``, at most ``p2p_window`` of them
+    undelivered at a time; the next chunk leaves when one is delivered (credit return is taken
+    as instantaneous). The send completes when its last byte has arrived."""
+
+    __slots__ = ("chunk", "delivered", "node", "offset", "pair", "sim", "start_ns")
+
+    def __init__(self, sim: Simulator, node: Node, pair: P2PPair) -> None:
+        self.sim = sim
+        self.node = node
+        self.pair = pair
+        self.chunk = sim.options.p2p_chunk_bytes
+        self.offset = 0.0
+        self.delivered = 0.0
+        self.start_ns = sim.env.now
+
+    def start(self) -> None:
+        if self.node.nbytes == 0:  # an empty message still crosses the route
+            self.sim.transport.send(self.node.rank, self.node.peer, 0.0, self._arrived)
+            return
+        for _ in range(self.sim.options.p2p_window):
+            self._send_next()
+
+    def _send_next(self) -> None:
+        size = min(self.chunk, self.node.nbytes - self.offset)
+        if size <= 0:
+            return
+        self.offset += size
+        self.sim.transport.send(self.node.rank, self.node.peer, size, self._arrived,
+                                tag=self.node.tag)
+
+    def _arrived(self, msg: Message) -> None:
+        self.delivered += msg.nbytes
+        if self.delivered >= self.node.nbytes:
+            self.sim._send_delivered(self.node, self.pair, self.start_ns)
+        else:
+            self._send_next()
+
+
 class CollectiveTable:
     """Finds the run a collective node belongs to, creating runs as members arrive."""
 
@@ -249,7 +307,8 @@ class Simulator:
         self.options = options or EngineOptions()
         self.env = simpy.Environment()
         self.transport = Transport(self.env, topology, self.options.transport,
-                                   self.options.packet_bytes)
+                                   self.options.packet_bytes,
+                                   record_activity=self.options.record_link_activity)
         self.collectives = CollectiveTable(self, graph.collective_instances())
         self._pairs_by_send: dict[tuple[int, int], P2PPair] = {}
         self._pairs_by_recv: dict[tuple[int, int], P2PPair] = {}
@@ -337,17 +396,15 @@ class Simulator:
     # ------------------------------------------------------------------ point to point
     def _start_send(self, node: Node) -> None:
         pair = self._pairs_by_send[(node.rank, node.id)]
-        start = self.env.now
-        self._send_start[(pair.dst, pair.recv_id)] = start
+        self._send_start[(pair.dst, pair.recv_id)] = self.env.now
+        _P2PFlow(self, node, pair).start()
 
-        def delivered(_msg: Message) -> None:
-            self.finish(node, start, "p2p")
-            key = (pair.dst, pair.recv_id)
-            self._arrived[key] = self.env.now
-            if key in self._posted:
-                self._complete_recv(key)
-
-        self.transport.send(node.rank, node.peer, node.nbytes, delivered, tag=node.tag)
+    def _send_delivered(self, node: Node, pair: P2PPair, start: float) -> None:
+        self.finish(node, start, "p2p")
+        key = (pair.dst, pair.recv_id)
+        self._arrived[key] = self.env.now
+        if key in self._posted:
+            self._complete_recv(key)
 
     def _post_recv(self, node: Node) -> None:
         key = (node.rank, node.id)

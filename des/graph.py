@@ -1,4 +1,4 @@
-"""The event graph: the one intermediate representation every workload builds and every backend runs.
+"""The event graph: the one intermediate representation workloads build and backends run.
 
 A graph holds, per rank, nodes that carry *sizes* (bytes, FLOPs) and dependency edges; it never
 holds times, which come from the hardware and network models when a backend runs it. Collectives
@@ -90,7 +90,7 @@ class Node:
 
 @dataclass(slots=True)
 class CollectiveInstance:
-    """One collective as all its members see it: the k-th collective each member adds on ``group``."""
+    """One collective as its members see it: the k-th collective each adds on ``group``."""
 
     index: int
     group: tuple[int, ...]
@@ -301,7 +301,8 @@ class EventGraph:
             if len(set(group)) != len(group):
                 raise GraphError(f"{node.label()}: group {list(group)} repeats a rank")
             if node.rank not in group:
-                raise GraphError(f"{node.label()}: rank {node.rank} is not in its group {list(group)}")
+                raise GraphError(
+                    f"{node.label()}: rank {node.rank} is not in its group {list(group)}")
             if node.root is not None and node.root not in group:
                 raise GraphError(f"{node.label()}: root {node.root} is not in the group")
 

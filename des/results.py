@@ -2,7 +2,9 @@
 
 Per rank (interval unions over the rank's ops): ``compute_ns`` is time its compute stream is busy,
 ``comm_ns`` time with any collective or send/recv in progress, ``exposed_comm_ns`` the part of
-``comm_ns`` not overlapped by compute, ``idle_ns`` the rest of ``[0, finished_ns]``. Collective
+``comm_ns`` not overlapped by compute, ``idle_ns`` the rest of ``[0, finished_ns]``. Time a rank
+spends inside a collective waiting for late peers is communication, as NCCL kernel timings and
+AstraSim's exposed communication count it. Collective
 bandwidths follow the nccl-tests definitions (algbw = size / time; busbw = algbw x 2(n-1)/n for
 all-reduce, x (n-1)/n for all-gather, reduce-scatter and all-to-all, x 1 for broadcast/reduce;
 NVIDIA nccl-tests doc/PERFORMANCE.md).
@@ -92,6 +94,7 @@ class Result:
     collectives: list[CollectiveStats]
     ops: list[OpRecord]
     meta: dict[str, Any] = field(default_factory=dict)
+    link_activity: dict[int, list[tuple[float, float]]] = field(default_factory=dict, repr=False)
 
     def to_dict(self, *, include_ops: bool = True) -> dict[str, Any]:
         """The JSON document (schema ``des.result/1``)."""
@@ -163,8 +166,11 @@ def rank_stats(ops: Iterable[OpRecord], num_ranks: int) -> dict[int, RankStats]:
         comm_ns = sum((e - s for s, e in busy_comm), 0.0)
         overlap = intersection_length(busy_compute, busy_comm)
         busy = compute_ns + comm_ns - overlap
+        idle = finished[rank] - busy
+        if idle < 1e-9 * finished[rank]:  # float residue of adding up many intervals
+            idle = 0.0
         stats[rank] = RankStats(finished[rank], compute_ns, comm_ns, comm_ns - overlap, overlap,
-                                max(finished[rank] - busy, 0.0))
+                                idle)
     return stats
 
 
@@ -213,7 +219,9 @@ def build_result(sim: Any, wall_seconds: float) -> Result:
         "hops": sim.transport.hops,
         "wall_seconds": wall_seconds,
     }
-    return Result(makespan, rank_stats(ops, sim.graph.num_ranks), links, collectives, ops, meta)
+    activity = {lk.spec.id: lk.activity for lk in sim.transport.links if lk.activity}
+    return Result(makespan, rank_stats(ops, sim.graph.num_ranks), links, collectives, ops, meta,
+                  activity)
 
 
 # ---------------------------------------------------------------------- writers
@@ -238,9 +246,26 @@ def write_links_csv(result: Result, path: str | Path) -> Path:
     return path
 
 
-def chrome_trace(result: Result) -> dict[str, Any]:
+def utilization_series(intervals: list[tuple[float, float]], end_ns: float,
+                       bins: int) -> list[tuple[float, float]]:
+    """Busy fraction of a link in ``bins`` equal windows of [0, end_ns], as (start, fraction)."""
+    if end_ns <= 0 or bins < 1:
+        return []
+    width = end_ns / bins
+    busy = [0.0] * bins
+    for start, end in merge_intervals(intervals):
+        first, last = int(start // width), min(int(end // width), bins - 1)
+        for b in range(first, last + 1):
+            lo, hi = max(start, b * width), min(end, (b + 1) * width)
+            if hi > lo:
+                busy[b] += hi - lo
+    return [(b * width, busy[b] / width) for b in range(bins)]
+
+
+def chrome_trace(result: Result, bins: int = 200) -> dict[str, Any]:
     """Chrome trace-event document: a process per NPU with a track per stream, and a counter
-    track per used link with its bytes carried (Perfetto and chrome://tracing open it)."""
+    track per used link (Perfetto and chrome://tracing open it). Link counters show the busy
+    fraction per time window when the run recorded link activity, else the run's average."""
     events: list[dict[str, Any]] = []
     streams: dict[int, dict[str, int]] = defaultdict(dict)
     for rank in sorted(result.ranks):
@@ -262,9 +287,13 @@ def chrome_trace(result: Result) -> dict[str, Any]:
         if lk.bytes <= 0:
             continue
         name = f"link {lk.src}->{lk.dst} #{lk.id}"
-        for ts, util in ((0.0, lk.utilization), (result.makespan_ns / 1e3, 0.0)):
-            events.append({"ph": "C", "name": name, "pid": links_pid, "ts": ts,
-                           "args": {"utilization": util}})
+        activity = result.link_activity.get(lk.id)
+        series = (utilization_series(activity, result.makespan_ns, bins) if activity
+                  else [(0.0, lk.utilization)])
+        series.append((result.makespan_ns, 0.0))
+        for ts, util in series:
+            events.append({"ph": "C", "name": name, "pid": links_pid, "ts": ts / 1e3,
+                           "args": {"utilization": round(util, 6)}})
     return {"traceEvents": events, "displayTimeUnit": "ns",
             "otherData": {"schema": SCHEMA, "makespan_ns": result.makespan_ns}}
 

@@ -43,9 +43,10 @@ class Link:
     (longer in cut-through when its tail arrives late from upstream), then reaches the far end
     after the link latency. Keeps bytes carried, busy time and peak queue depth."""
 
-    __slots__ = ("_ends", "busy_ns", "bytes", "free_at", "messages", "peak_queue", "spec")
+    __slots__ = ("_ends", "activity", "busy_ns", "bytes", "free_at", "messages", "peak_queue",
+                 "spec")
 
-    def __init__(self, spec: LinkSpec) -> None:
+    def __init__(self, spec: LinkSpec, record_activity: bool = False) -> None:
         self.spec = spec
         self.free_at = 0.0
         self.bytes = 0.0
@@ -53,6 +54,7 @@ class Link:
         self.messages = 0
         self.peak_queue = 0
         self._ends: deque[float] = deque()
+        self.activity: list[tuple[float, float]] | None = [] if record_activity else None
 
     def occupy(self, now: float, nbytes: float, tail_in: float, packet: float
                ) -> tuple[float, float]:
@@ -73,6 +75,8 @@ class Link:
         ends.append(end)
         if len(ends) > self.peak_queue:
             self.peak_queue = len(ends)
+        if self.activity is not None:
+            self.activity.append((start, end))
         return start, end
 
 
@@ -115,14 +119,14 @@ class Transport:
 
     def __init__(self, env: simpy.Environment, topology: Topology,
                  mode: TransportMode = TransportMode.CUT_THROUGH,
-                 packet_bytes: float = 4096.0) -> None:
+                 packet_bytes: float = 4096.0, record_activity: bool = False) -> None:
         if packet_bytes <= 0:
             raise ValueError(f"packet size must be > 0 bytes, got {packet_bytes!r}")
         self.env = env
         self.topology = topology
         self.mode = TransportMode(mode)
         self.packet_bytes = float(packet_bytes)
-        self.links = [Link(spec) for spec in topology.links]
+        self.links = [Link(spec, record_activity) for spec in topology.links]
         self.switches = {sid: Switch(sid, lat) for sid, lat in topology.switch_latency.items()}
         self.hops = 0
         self.messages = 0
