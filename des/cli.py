@@ -1,0 +1,215 @@
+"""Command line: parse arguments, load, run, render with rich. Thin on purpose.
+
+Exit codes: 0 success; 2 bad input (scenario, graph, topology, hardware, units, or a graph that
+deadlocks), with a one-paragraph message and no traceback; 1 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from des import __version__
+from des.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
+from des.engine import SimulationError, Simulator
+from des.graph import GraphError
+from des.hardware import HardwareError
+from des.results import Result, write_chrome_trace, write_json, write_links_csv
+from des.units import UnitError, format_bandwidth, format_size, format_time
+from topologies import TopologyError
+
+BAD_INPUT = (ConfigError, GraphError, TopologyError, HardwareError, UnitError, SimulationError,
+             FileNotFoundError, IsADirectoryError, PermissionError)
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+RANK_ROWS = 16
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``des`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="des", description="Discrete-event simulator of distributed ML systems.")
+    parser.add_argument("--version", action="version", version=f"des {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sim = sub.add_parser("simulate", help="run a scenario and print a summary",
+                         description="Run a scenario file (or a bundled scenario by name). "
+                         f"Without SCENARIO, runs the embedded default '{DEFAULT_SCENARIO}'.")
+    sim.add_argument("scenario", nargs="?", help="YAML file or bundled scenario name")
+    sim.add_argument("--out", type=Path, metavar="DIR",
+                     help="write result.json, trace.json and links.csv into DIR")
+    sim.add_argument("--json", type=Path, metavar="FILE", help="write the JSON result here")
+    sim.add_argument("--trace", type=Path, metavar="FILE",
+                     help="write a Chrome/Perfetto trace here")
+    sim.add_argument("--csv", type=Path, metavar="FILE", help="write per-link CSV here")
+    sim.add_argument("--quiet", action="store_true", help="print only the makespan")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``des`` and ``python -m des``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    console = Console()
+    errors = Console(stderr=True)
+    if args.command is None:
+        build_parser().print_help()
+        return EXIT_OK
+    try:
+        return _simulate(args, console)
+    except BAD_INPUT as err:
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        return 130
+    except Exception as err:
+        logging.getLogger("des").debug("internal error", exc_info=True)
+        errors.print(f"[bold red]internal error:[/] {type(err).__name__}: {err} "
+                     "(run with -v for details)")
+        return EXIT_INTERNAL
+
+
+def _simulate(args: argparse.Namespace, console: Console) -> int:
+    scenario = load_scenario(args.scenario)
+    if args.scenario is None and not args.quiet:
+        console.print(f"No scenario given: running the embedded default "
+                      f"[bold]{DEFAULT_SCENARIO}[/].")
+    outputs = scenario.outputs
+    json_path = args.json or (args.out / "result.json" if args.out else outputs.json)
+    trace_path = args.trace or (args.out / "trace.json" if args.out else outputs.trace)
+    csv_path = args.csv or (args.out / "links.csv" if args.out else outputs.links_csv)
+    if trace_path:
+        scenario.options.record_link_activity = True
+    result = _run_with_progress(scenario, console, quiet=args.quiet)
+    if args.quiet:
+        console.print(f"{result.makespan_ns:.0f}")
+    else:
+        render(scenario, result, console)
+    for path, write in ((json_path, write_json), (trace_path, write_chrome_trace),
+                        (csv_path, write_links_csv)):
+        if path:
+            write(result, path)
+            if not args.quiet:
+                console.print(f"wrote {path}")
+    return EXIT_OK
+
+
+class _LazyProgress:
+    """A rich progress bar that appears only once a run has taken more than half a second."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.started = time.perf_counter()
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.started < 0.5:
+                return
+            self.bar = Progress(TextColumn("simulating"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total} nodes"),
+                                TimeElapsedColumn(), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("sim", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _run_with_progress(scenario: Scenario, console: Console, quiet: bool) -> Result:
+    progress = _LazyProgress(console, enabled=not quiet and console.is_terminal)
+    try:
+        sim = Simulator(scenario.topology, scenario.graph, hardware=scenario.hardware,
+                        options=scenario.options)
+        result = sim.run(progress)
+    finally:
+        progress.close()
+    result.meta["scenario"] = scenario.name
+    return result
+
+
+def render(scenario: Scenario, result: Result, console: Console) -> None:
+    """The terminal summary: what ran, the makespan, per-rank time, hottest links, collectives."""
+    meta = result.meta
+    console.print(f"[bold]{scenario.name}[/]: {scenario.description}" if scenario.description
+                  else f"[bold]{scenario.name}[/]", highlight=False)
+    hw = meta["hardware"] or "no hardware model (explicit durations)"
+    console.print(f"topology {meta['topology']} ({meta['npus']} NPUs, "
+                  f"{len(scenario.topology.links)} links) | {hw} | backend {meta['backend']} "
+                  f"({meta['transport']}) | {meta['nodes']} nodes, {meta['hops']} chunk-hops "
+                  f"in {meta['wall_seconds']:.2f} s", highlight=False)
+    console.print(f"[bold green]makespan {format_time(result.makespan_ns)}[/]")
+
+    worst = max(result.ranks.values(), key=lambda st: st.finished_ns, default=None)
+    if worst is not None and worst.finished_ns > 0:
+        console.print(f"slowest rank: compute {_share(worst.compute_ns, worst.finished_ns)}, "
+                      f"exposed communication {_share(worst.exposed_comm_ns, worst.finished_ns)}"
+                      f", idle {_share(worst.idle_ns, worst.finished_ns)}", highlight=False)
+
+    ranks = Table(title="Per-rank time", title_justify="left")
+    for col in ("ranks", "finished", "compute", "comm", "exposed comm", "idle"):
+        ranks.add_column(col, justify="right")
+    rows = _group_ranks(result)
+    for label, st in rows[:RANK_ROWS]:
+        ranks.add_row(label, format_time(st.finished_ns), format_time(st.compute_ns),
+                      format_time(st.comm_ns), format_time(st.exposed_comm_ns),
+                      format_time(st.idle_ns))
+    if len(rows) > RANK_ROWS:
+        ranks.caption = f"{len(rows) - RANK_ROWS} more rows in the JSON"
+    console.print(ranks)
+
+    links = Table(title="Hottest links", title_justify="left")
+    for col in ("link", "kind", "bandwidth", "bytes", "busy", "utilization", "peak queue"):
+        links.add_column(col, justify="right")
+    for lk in result.hottest_links(5):
+        links.add_row(f"{lk.src}->{lk.dst}", lk.kind, format_bandwidth(lk.bandwidth_GBps),
+                      format_size(lk.bytes), format_time(lk.busy_ns), f"{lk.utilization:.1%}",
+                      str(lk.peak_queue))
+    console.print(links)
+
+    if result.collectives:
+        colls = Table(title="Collectives", title_justify="left")
+        for col in ("#", "collective", "algorithm", "ranks", "size", "time", "busbw GB/s"):
+            colls.add_column(col, justify="right")
+        for c in result.collectives[:12]:
+            colls.add_row(str(c.index), c.collective, c.algorithm, str(len(c.group)),
+                          format_size(c.nbytes), format_time(c.time_ns), f"{c.busbw_GBps:.1f}")
+        if len(result.collectives) > 12:
+            colls.caption = f"{len(result.collectives) - 12} more in the JSON"
+        console.print(colls)
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{format_time(part)} ({part / whole:.0%})"
+
+
+def _group_ranks(result: Result) -> list[tuple[str, object]]:
+    """Consecutive ranks whose times print the same share one row ("0-7")."""
+    rows: list[tuple[list[int], tuple[str, ...], object]] = []
+    for rank, st in sorted(result.ranks.items()):
+        key = tuple(format_time(v) for v in (st.finished_ns, st.compute_ns, st.comm_ns,
+                                             st.exposed_comm_ns, st.idle_ns))
+        if rows and rows[-1][1] == key and rows[-1][0][-1] == rank - 1:
+            rows[-1][0].append(rank)
+        else:
+            rows.append(([rank], key, st))
+    return [(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}", st) for r, _, st in rows]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

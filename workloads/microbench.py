@@ -1,0 +1,84 @@
+"""Small, fully specified workloads: collective sequences and a data-parallel training step.
+
+Both build an :class:`~des.graph.EventGraph` with sizes and FLOPs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from des.graph import CollectiveType, EventGraph
+
+
+@dataclass(frozen=True)
+class CollectiveSpec:
+    """One collective of a microbenchmark: type, full-buffer bytes, group (None = all ranks),
+    algorithm (None = default) and how many times to run it back to back."""
+
+    collective: CollectiveType
+    nbytes: float
+    group: tuple[int, ...] | None = None
+    algorithm: str | None = None
+    repeat: int = 1
+
+
+def collective_sequence(num_ranks: int, specs: Sequence[CollectiveSpec],
+                        name: str = "collectives") -> EventGraph:
+    """Run the collectives one after another on every member (each waits for the previous one
+    the rank took part in), like an nccl-tests run over a list of sizes."""
+    graph = EventGraph(num_ranks, name)
+    last: dict[int, int] = {}
+    for i, spec in enumerate(specs):
+        group = spec.group if spec.group is not None else tuple(range(num_ranks))
+        for rep in range(spec.repeat):
+            ids = graph.collective_all(
+                spec.collective, spec.nbytes, group=group, algorithm=spec.algorithm,
+                name=f"{spec.collective}#{i}.{rep}",
+                deps={r: (last[r],) for r in group if r in last})
+            last.update(ids)
+    return graph
+
+
+def data_parallel_step(num_ranks: int, *, layers: int, params_per_layer: float,
+                       tokens_per_rank: float, dtype_bytes: int = 2,
+                       algorithm: str | None = None,
+                       name: str = "data-parallel step") -> EventGraph:
+    """One data-parallel training step of a stack of dense layers.
+
+    Forward: ``2 P T`` FLOPs per layer (P parameters, T tokens per rank; Kaplan et al. 2020),
+    reading the layer's weights once. Backward, last layer first: ``4 P T`` FLOPs, then the
+    layer's gradients (P x dtype bytes) are all-reduced over all ranks while the backward pass
+    goes on to the layers below. The optimizer (Adam, mixed precision: reads and writes fp32
+    master weights and two moments plus the gradient, ~16 bytes per parameter each way) runs
+    after every all-reduce. Gradient all-reduces overlap backward compute; the last ones are
+    exposed.
+    """
+    if layers < 1 or params_per_layer <= 0 or tokens_per_rank <= 0 or dtype_bytes < 1:
+        raise ValueError("data_parallel_step: layers, params_per_layer, tokens_per_rank and "
+                         "dtype_bytes must be positive")
+    graph = EventGraph(num_ranks, name)
+    weight_bytes = params_per_layer * dtype_bytes
+    grads: dict[int, list[int]] = {r: [] for r in range(num_ranks)}
+    prev: dict[int, int | None] = dict.fromkeys(range(num_ranks))
+    for layer in range(layers):
+        for r in range(num_ranks):
+            deps = () if prev[r] is None else (prev[r],)
+            prev[r] = graph.compute(r, flops=2 * params_per_layer * tokens_per_rank,
+                                    nbytes=weight_bytes, op_class="gemm",
+                                    name=f"fwd.layer{layer}", deps=deps)
+    for layer in reversed(range(layers)):
+        bwd = {}
+        for r in range(num_ranks):
+            bwd[r] = prev[r] = graph.compute(
+                r, flops=4 * params_per_layer * tokens_per_rank, nbytes=2 * weight_bytes,
+                op_class="gemm", name=f"bwd.layer{layer}", deps=(prev[r],))
+        ids = graph.collective_all(CollectiveType.ALL_REDUCE, weight_bytes,
+                                   algorithm=algorithm, name=f"allreduce.grad{layer}",
+                                   deps={r: (bwd[r],) for r in range(num_ranks)})
+        for r, nid in ids.items():
+            grads[r].append(nid)
+    for r in range(num_ranks):
+        graph.compute(r, flops=0.0, nbytes=32 * params_per_layer * layers,
+                      op_class="elementwise", name="optimizer", deps=(prev[r], *grads[r]))
+    return graph
