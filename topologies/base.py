@@ -62,6 +62,8 @@ class Topology:
         self.switch_latency: dict[int, float] = {}
         self._router: Router = router or shortest_path_router
         self._routes: dict[tuple[int, int, int], tuple[int, ...]] = {}
+        self._out: dict[int, list[int]] = {}  # device -> out link ids, ordered by (dst, id)
+        self._trees: dict[tuple[int, bool], dict[int, tuple[int, int]]] = {}
         self.params: dict[str, object] = {}
 
     # ------------------------------------------------------------------ building
@@ -88,7 +90,11 @@ class Topology:
         link = LinkSpec(len(self.links), src, dst, float(bandwidth), float(latency), kind=kind)
         self.links.append(link)
         self.graph.add_edge(src, dst, key=link.id)
-        self._routes.clear()
+        out = self._out.setdefault(src, [])
+        out.append(link.id)
+        if len(out) > 1 and (self.links[out[-2]].dst, out[-2]) > (dst, link.id):
+            out.sort(key=lambda i: (self.links[i].dst, i))
+        self.invalidate_routes()
         return link.id
 
     def add_duplex(self, a: int, b: int, bandwidth: float, latency: float,
@@ -114,11 +120,32 @@ class Topology:
         return [lk for lk in links if lk.up] if up_only else links
 
     def out_links(self, device: int, *, up_only: bool = True) -> Iterator[LinkSpec]:
-        """Links leaving ``device``."""
-        for _, _, key in self.graph.out_edges(device, keys=True):
+        """Links leaving ``device``, ordered by (far end, link id)."""
+        for key in self._out.get(device, ()):
             link = self.links[key]
             if link.up or not up_only:
                 yield link
+
+    def bfs_tree(self, src: int, transit_npus: bool) -> dict[int, tuple[int, int]]:
+        """Fewest-hop tree from ``src`` over up links: device -> (previous device, link id).
+        Ties go to the lowest far-end id, then the lowest link id. Cached until links change."""
+        key = (src, transit_npus)
+        tree = self._trees.get(key)
+        if tree is None:
+            tree = {src: (-1, -1)}
+            frontier = [src]
+            while frontier:
+                nxt: list[int] = []
+                for u in frontier:
+                    if u != src and u < self.num_npus and not transit_npus:
+                        continue
+                    for link in self.out_links(u):
+                        if link.dst not in tree:
+                            tree[link.dst] = (u, link.id)
+                            nxt.append(link.dst)
+                frontier = nxt
+            self._trees[key] = tree
+        return tree
 
     def route(self, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
         """Link ids from NPU ``src`` to NPU ``dst``; empty when src == dst. Cached."""
@@ -140,8 +167,9 @@ class Topology:
         return [self.links[route[0]].src, *(self.links[i].dst for i in route)]
 
     def invalidate_routes(self) -> None:
-        """Forget cached routes (after links go down or come back)."""
+        """Forget cached routes (after links are added, go down or come back)."""
         self._routes.clear()
+        self._trees.clear()
 
     def __repr__(self) -> str:
         switches = self.num_devices - self.num_npus
@@ -151,41 +179,17 @@ class Topology:
 
 def shortest_path_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
     """Fewest hops over up links, never transiting another NPU unless no other path exists;
-    ties go to the lowest next device id, then the lowest link id (deterministic)."""
+    ties go to the lowest next device id, then the lowest link id (deterministic). One BFS per
+    source serves every destination."""
     del flow
-    prev: dict[int, tuple[int, int]] = {src: (-1, -1)}
-    frontier = [src]
-    while frontier and dst not in prev:
-        nxt: list[int] = []
-        for u in frontier:
-            if u != src and u < topo.num_npus:
-                continue  # do not forward through an NPU on the first pass
-            for link in sorted(topo.out_links(u), key=lambda lk: (lk.dst, lk.id)):
-                if link.dst not in prev:
-                    prev[link.dst] = (u, link.id)
-                    nxt.append(link.dst)
-        frontier = nxt
-    if dst not in prev:
-        return _shortest_path_via_npus(topo, src, dst)
-    return _unwind(prev, src, dst)
-
-
-def _shortest_path_via_npus(topo: Topology, src: int, dst: int) -> tuple[int, ...]:
-    prev: dict[int, tuple[int, int]] = {src: (-1, -1)}
-    frontier = [src]
-    while frontier and dst not in prev:
-        nxt = []
-        for u in frontier:
-            for link in sorted(topo.out_links(u), key=lambda lk: (lk.dst, lk.id)):
-                if link.dst not in prev:
-                    prev[link.dst] = (u, link.id)
-                    nxt.append(link.dst)
-        frontier = nxt
-    if dst not in prev:
+    tree = topo.bfs_tree(src, transit_npus=False)
+    if dst not in tree:
+        tree = topo.bfs_tree(src, transit_npus=True)
+    if dst not in tree:
         down = [f"{lk.src}-{lk.dst}" for lk in topo.links if not lk.up]
         why = f"; failed links: {', '.join(down)}" if down else ""
         raise TopologyError(f"{topo.name}: no route from NPU {src} to NPU {dst}{why}")
-    return _unwind(prev, src, dst)
+    return _unwind(tree, src, dst)
 
 
 def _unwind(prev: dict[int, tuple[int, int]], src: int, dst: int) -> tuple[int, ...]:

@@ -64,13 +64,21 @@ def switch(n: int, bandwidth: float, latency: float, *, switch_latency: float = 
     """N NPUs on one switch (device id N): an uplink NPU->switch and a downlink switch->NPU per
     port; every route is two hops, and the switch adds ``switch_latency`` when forwarding."""
     _check_count(n, "switch", minimum=2)
-    topo = Topology(f"switch:{n}", n)
+    topo = Topology(f"switch:{n}", n, _switch_router)
     topo.params.update(kind="switch", n=n)
     sw = topo.add_switch(switch_latency)
-    for i in range(n):
-        topo.add_link(i, sw, bandwidth, latency, "uplink")
-        topo.add_link(sw, i, bandwidth, latency, "downlink")
+    up = [topo.add_link(i, sw, bandwidth, latency, "uplink") for i in range(n)]
+    down = [topo.add_link(sw, i, bandwidth, latency, "downlink") for i in range(n)]
+    topo.params.update(uplinks=up, downlinks=down)
     return topo
+
+
+def _switch_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+    up: list[int] = topo.params["uplinks"]  # type: ignore[assignment]
+    down: list[int] = topo.params["downlinks"]  # type: ignore[assignment]
+    if topo.links[up[src]].up and topo.links[down[dst]].up:
+        return (up[src], down[dst])
+    return shortest_path_router(topo, src, dst, flow)
 
 
 def _check_count(n: int, kind: str, minimum: int) -> None:
