@@ -9,8 +9,17 @@ from collectives.base import (
     CollectivePlan,
     Step,
     algorithms_for,
+    check_algorithm,
     make_plan,
     register,
 )
 
-__all__ = ["CollectiveError", "CollectivePlan", "Step", "algorithms_for", "make_plan", "register"]
+__all__ = [
+    "CollectiveError",
+    "CollectivePlan",
+    "Step",
+    "algorithms_for",
+    "check_algorithm",
+    "make_plan",
+    "register",
+]

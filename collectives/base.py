@@ -94,13 +94,19 @@ DEFAULT_ALGORITHM = {
 }
 
 
+def check_algorithm(collective: CollectiveType, algorithm: str | None) -> str:
+    """The algorithm that will run (``algorithm`` or the default); raises CollectiveError if
+    none is registered, naming the available ones."""
+    name = algorithm or DEFAULT_ALGORITHM.get(collective)
+    if name is None or (collective, name) not in _REGISTRY:
+        known = ", ".join(algorithms_for(collective)) or "none yet"
+        what = f"algorithm {name!r}" if name else "default algorithm"
+        raise CollectiveError(f"no {what} for {collective}; available: {known}")
+    return name
+
+
 def make_plan(collective: CollectiveType, group: Sequence[int], nbytes: float,
               algorithm: str | None = None) -> CollectivePlan:
     """The plan of ``algorithm`` (or the collective's default) for one chunk of ``nbytes``."""
-    name = algorithm or DEFAULT_ALGORITHM.get(collective)
-    factory = _REGISTRY.get((collective, name)) if name else None
-    if factory is None:
-        known = ", ".join(algorithms_for(collective)) or "none yet"
-        raise CollectiveError(
-            f"no algorithm {name!r} for {collective}; available: {known}")
-    return factory(collective, group, nbytes)
+    return _REGISTRY[(collective, check_algorithm(collective, algorithm))](collective, group,
+                                                                          nbytes)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from collectives import CollectiveError
 from des import __version__
 from des.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
 from des.engine import SimulationError, Simulator
@@ -27,7 +28,8 @@ from des.units import UnitError, format_bandwidth, format_size, format_time
 from topologies import TopologyError
 
 BAD_INPUT = (ConfigError, GraphError, TopologyError, HardwareError, UnitError, SimulationError,
-             FileNotFoundError, IsADirectoryError, PermissionError)
+             CollectiveError, FileNotFoundError, FileExistsError, IsADirectoryError,
+             NotADirectoryError, PermissionError)
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 RANK_ROWS = 16
 
@@ -87,6 +89,10 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     json_path = args.json or (args.out / "result.json" if args.out else outputs.json)
     trace_path = args.trace or (args.out / "trace.json" if args.out else outputs.trace)
     csv_path = args.csv or (args.out / "links.csv" if args.out else outputs.links_csv)
+    targets = [(p, w) for p, w in ((json_path, write_json), (trace_path, write_chrome_trace),
+                                    (csv_path, write_links_csv)) if p]
+    for path, _ in targets:  # a bad output path fails now, not after a long run
+        _check_writable(path)
     if trace_path:
         scenario.options.record_link_activity = True
     result = _run_with_progress(scenario, console, quiet=args.quiet)
@@ -94,13 +100,18 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{result.makespan_ns:.0f}")
     else:
         render(scenario, result, console)
-    for path, write in ((json_path, write_json), (trace_path, write_chrome_trace),
-                        (csv_path, write_links_csv)):
-        if path:
-            write(result, path)
-            if not args.quiet:
-                console.print(f"wrote {path}")
+    for path, write in targets:
+        write(result, path)
+        if not args.quiet:
+            console.print(f"wrote {path}")
     return EXIT_OK
+
+
+def _check_writable(path: Path) -> None:
+    """Create the output's folder and refuse a path that is a folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory; give a file name")
 
 
 class _LazyProgress:

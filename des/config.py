@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from collectives import CollectiveError, check_algorithm
 from des import units
 from des.engine import EngineOptions
 from des.graph import CollectiveType, EventGraph, GraphError
@@ -63,9 +64,10 @@ _MISSING = object()
 class Section:
     """A mapping read key by key; :meth:`finish` rejects keys nobody asked for."""
 
-    def __init__(self, data: Any, path: str) -> None:
+    def __init__(self, data: Any, path: str, label: str = "") -> None:
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of keys, got {_show(data)}")
+            raise ConfigError(f"{path or label or 'scenario'}: expected a mapping of keys, "
+                              f"got {_show(data)}")
         self.data = data
         self.path = path
         self.known: list[str] = []
@@ -84,12 +86,14 @@ class Section:
         value = self.data[key]
         if parse is None:
             return value
+        where = self.where(key)
         try:
-            return parse(value, self.where(key))
-        except (units.UnitError, ValueError, TypeError) as err:
-            if isinstance(err, ConfigError):
-                raise
-            raise ConfigError(str(err)) from None
+            return parse(value, where)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as err:
+            msg = str(err)
+            raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
 
     def choice(self, key: str, allowed: list[str], default: Any = _MISSING) -> str:
         """A string that must be one of ``allowed`` (suggests the closest on a typo)."""
@@ -184,16 +188,22 @@ def build_topology(sec: Section) -> Topology:
 
 
 # ---------------------------------------------------------------------- workload
-def _collective_spec(item: Any, where: str) -> CollectiveSpec:
+def _collective_spec(item: Any, where: str, num_ranks: int) -> CollectiveSpec:
     sec = Section(item, where)
     ctype = sec.get("collective", lambda v, w: CollectiveType.parse(_text(v, w)))
-    spec = CollectiveSpec(
-        collective=ctype,
-        nbytes=sec.get("size", units.parse_size),
-        group=sec.get("group", _ranks, default=None),
-        algorithm=sec.get("algorithm", _text, default=None),
-        repeat=sec.get("repeat", _positive_int, default=1),
-    )
+    nbytes = sec.get("size", units.parse_size)
+    group = sec.get("group", _ranks, default=None)
+    for i, rank in enumerate(group or ()):
+        if rank >= num_ranks:
+            raise ConfigError(f"{sec.where('group')}[{i}]: rank {rank} is outside the "
+                              f"topology's NPUs 0..{num_ranks - 1}")
+    algorithm = sec.get("algorithm", _text, default=None)
+    try:
+        check_algorithm(ctype, algorithm)
+    except CollectiveError as err:
+        raise ConfigError(f"{sec.where('algorithm')}: {err}") from None
+    spec = CollectiveSpec(ctype, nbytes, group, algorithm,
+                          repeat=sec.get("repeat", _positive_int, default=1))
     sec.finish()
     return spec
 
@@ -202,7 +212,8 @@ def _workload_collectives(sec: Section, num_ranks: int, name: str) -> EventGraph
     ops = sec.get("ops")
     if not isinstance(ops, list) or not ops:
         raise ConfigError(f"{sec.where('ops')}: expected a non-empty list of collectives")
-    specs = [_collective_spec(item, f"{sec.where('ops')}[{i}]") for i, item in enumerate(ops)]
+    specs = [_collective_spec(item, f"{sec.where('ops')}[{i}]", num_ranks)
+             for i, item in enumerate(ops)]
     sec.finish()
     return collective_sequence(num_ranks, specs, name=name)
 
@@ -230,7 +241,10 @@ WORKLOADS: dict[str, Callable[[Section, int, str], EventGraph]] = {
 def build_workload(sec: Section, num_ranks: int, name: str) -> EventGraph:
     """``workload:`` -> EventGraph over ``num_ranks`` ranks (one per NPU)."""
     kind = sec.choice("kind", sorted(WORKLOADS))
-    return WORKLOADS[kind](sec, num_ranks, name)
+    try:
+        return WORKLOADS[kind](sec, num_ranks, name)
+    except (GraphError, CollectiveError) as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
 
 
 # ---------------------------------------------------------------------- options
@@ -293,7 +307,7 @@ def _build_outputs(sec: Section, base: Path) -> Outputs:
 # ---------------------------------------------------------------------- entry points
 def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = None) -> Scenario:
     """Build a Scenario from parsed YAML; ``base`` resolves relative output paths."""
-    root = Section(data, "")
+    root = Section(data, "", label=source)
     name = root.get("name", _text, default=Path(source).stem)
     description = root.get("description", _text, default="")
     topology = build_topology(root.section("topology", required=True))

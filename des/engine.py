@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from collectives.base import CollectivePlan, make_plan
+from collectives.base import CollectiveError, CollectivePlan, check_algorithm, make_plan
 from des import hardware as hw
 from des.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
 from des.results import OpRecord, Result, build_result
@@ -309,7 +309,14 @@ class Simulator:
         self.transport = Transport(self.env, topology, self.options.transport,
                                    self.options.packet_bytes,
                                    record_activity=self.options.record_link_activity)
-        self.collectives = CollectiveTable(self, graph.collective_instances())
+        instances = graph.collective_instances()
+        for inst in instances:  # fail before running, not halfway through
+            try:
+                check_algorithm(inst.collective, inst.algorithm)
+            except CollectiveError as err:
+                first = graph.node(*next(iter(inst.members.items())))
+                raise CollectiveError(f"{first.label()}: {err}") from None
+        self.collectives = CollectiveTable(self, instances)
         self._pairs_by_send: dict[tuple[int, int], P2PPair] = {}
         self._pairs_by_recv: dict[tuple[int, int], P2PPair] = {}
         for pair in graph.p2p_pairs():

@@ -254,6 +254,9 @@ def utilization_series(intervals: list[tuple[float, float]], end_ns: float,
     width = end_ns / bins
     busy = [0.0] * bins
     for start, end in merge_intervals(intervals):
+        start, end = max(start, 0.0), min(end, end_ns)
+        if end <= start:
+            continue
         first, last = int(start // width), min(int(end // width), bins - 1)
         for b in range(first, last + 1):
             lo, hi = max(start, b * width), min(end, (b + 1) * width)
