@@ -96,6 +96,8 @@ class Gpu:
             env.process(self._comm_stream(f"comm{i}"))
 
     def _compute_stream(self):
+        """SimPy process: run ready compute/memory nodes one at a time, FIFO by readiness; each
+        holds the stream for its roofline (or explicit) time divided by the rank's speed."""
         env, sim = self.env, self.sim
         while True:
             node = yield self.compute_queue.get()
@@ -106,6 +108,8 @@ class Gpu:
             sim.finish(node, start, "compute")
 
     def _comm_stream(self, name: str):
+        """SimPy process: run ready collectives one at a time, FIFO by readiness; each holds the
+        stream from this rank's joining until its part (all steps, all chunks) is delivered."""
         env, sim = self.env, self.sim
         while True:
             node = yield self.comm_queue.get()

@@ -219,6 +219,18 @@ def test_roofline_compute_and_memory_bound_nodes():
         compute_time_ns(gpu, 1e13, 1e6, "gemm") + compute_time_ns(gpu, 1e6, 1e10, "elementwise"))
 
 
+def test_memory_nodes_move_bytes_at_hbm_bandwidth_and_slow_with_speed():
+    gpu = load_gpu("H100-SXM5-80GB")
+    g = EventGraph(1)
+    load = g.memory(0, 3e9, op="load")
+    g.memory(0, 1e9, op="store", deps=[load])
+    eff = gpu.efficiency["default"][1]
+    r = simulate(topo.Topology("one", 1), g, hardware=gpu)
+    assert r.makespan_ns == pytest.approx(4e9 / (gpu.hbm_bandwidth * eff), rel=1e-12)
+    slow = simulate(topo.Topology("one", 1), g, hardware=gpu, options=EngineOptions(speed={0: 0.5}))
+    assert slow.makespan_ns == pytest.approx(2 * r.makespan_ns, rel=1e-12)
+
+
 def test_straggler_speed_scales_compute_time():
     g = EventGraph(2)
     g.compute(0, duration_ns=1000.0)

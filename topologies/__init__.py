@@ -1,6 +1,13 @@
 """Topologies: devices, directed links and routing. Never imports SimPy or the engine."""
 
-from topologies.base import LinkSpec, Topology, TopologyError, shortest_path_router
+from topologies.base import (
+    LinkSpec,
+    Topology,
+    TopologyError,
+    no_route_error,
+    path_is_up,
+    shortest_path_router,
+)
 from topologies.builders import fully_connected, ring, switch
 
 __all__ = [
@@ -8,6 +15,8 @@ __all__ = [
     "Topology",
     "TopologyError",
     "fully_connected",
+    "no_route_error",
+    "path_is_up",
     "ring",
     "shortest_path_router",
     "switch",

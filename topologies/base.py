@@ -186,10 +186,22 @@ def shortest_path_router(topo: Topology, src: int, dst: int, flow: int = 0) -> t
     if dst not in tree:
         tree = topo.bfs_tree(src, transit_npus=True)
     if dst not in tree:
-        down = [f"{lk.src}-{lk.dst}" for lk in topo.links if not lk.up]
-        why = f"; failed links: {', '.join(down)}" if down else ""
-        raise TopologyError(f"{topo.name}: no route from NPU {src} to NPU {dst}{why}")
+        raise no_route_error(topo, src, dst)
     return _unwind(tree, src, dst)
+
+
+def path_is_up(topo: Topology, path: tuple[int, ...]) -> bool:
+    """True when every link of ``path`` is up."""
+    links = topo.links
+    return all(links[i].up for i in path)
+
+
+def no_route_error(topo: Topology, src: int, dst: int) -> TopologyError:
+    """The error for a pair with no surviving route, naming the pair and the failed links."""
+    down = [f"{lk.src}-{lk.dst}" for lk in topo.links if not lk.up]
+    why = f"; failed links: {', '.join(down[:20])}" if down else ""
+    more = f" and {len(down) - 20} more" if len(down) > 20 else ""
+    return TopologyError(f"{topo.name}: no route from {src} to {dst}{why}{more}")
 
 
 def _unwind(prev: dict[int, tuple[int, int]], src: int, dst: int) -> tuple[int, ...]:

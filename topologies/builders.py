@@ -6,7 +6,7 @@ and latencies ns, per directed link.
 
 from __future__ import annotations
 
-from topologies.base import Topology, TopologyError, shortest_path_router
+from topologies.base import Topology, TopologyError, path_is_up, shortest_path_router
 
 
 def ring(n: int, bandwidth: float, latency: float, *, bidirectional: bool = True) -> Topology:
@@ -36,7 +36,7 @@ def _ring_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int
         path = tuple(forward[(src + i) % n] for i in range(ahead))
     else:  # backward[i] is the link (i+1) -> i
         path = tuple(backward[(src - 1 - i) % n] for i in range(n - ahead))
-    if any(not topo.links[h].up for h in path):
+    if not path_is_up(topo, path):
         return shortest_path_router(topo, src, dst, flow)
     return path
 
@@ -76,7 +76,7 @@ def switch(n: int, bandwidth: float, latency: float, *, switch_latency: float = 
 def _switch_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
     up: list[int] = topo.params["uplinks"]  # type: ignore[assignment]
     down: list[int] = topo.params["downlinks"]  # type: ignore[assignment]
-    if topo.links[up[src]].up and topo.links[down[dst]].up:
+    if path_is_up(topo, (up[src], down[dst])):
         return (up[src], down[dst])
     return shortest_path_router(topo, src, dst, flow)
 
