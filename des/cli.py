@@ -24,8 +24,18 @@ from des.engine import SimulationError, Simulator
 from des.graph import GraphError
 from des.hardware import HardwareError
 from des.results import Result, write_chrome_trace, write_json, write_links_csv
-from des.units import UnitError, format_bandwidth, format_size, format_time
+from des.units import (
+    UnitError,
+    format_bandwidth,
+    format_size,
+    format_time,
+    parse_bandwidth,
+    parse_time,
+)
 from topologies import TopologyError
+from topologies.analysis import summary
+from topologies.faults import LinkFault, set_fault
+from topologies.spec import parse_spec
 
 BAD_INPUT = (ConfigError, GraphError, TopologyError, HardwareError, UnitError, SimulationError,
              CollectiveError, FileNotFoundError, FileExistsError, IsADirectoryError,
@@ -52,6 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write a Chrome/Perfetto trace here")
     sim.add_argument("--csv", type=Path, metavar="FILE", help="write per-link CSV here")
     sim.add_argument("--quiet", action="store_true", help="print only the makespan")
+
+    topo = sub.add_parser("topo", help="inspect a topology: summary or a route")
+    tsub = topo.add_subparsers(dest="topo_command", metavar="ACTION", required=True)
+    show = tsub.add_parser("show", help="devices, links, diameter, bisection bandwidth")
+    route = tsub.add_parser("route", help="the path a message takes from SRC to DST")
+    for p in (show, route):
+        p.add_argument("spec", metavar="SPEC",
+                       help="ring:8, fc:8, switch:16, mesh2d:4x4, torus3d:4x4x4, fattree:k=4, "
+                            "leafspine:leaves=4,hosts=8,spines=2, superpod:nodes=4, "
+                            "hier:fc8,switch16,ring4, or a .yaml/.graphml file")
+        p.add_argument("--bandwidth", default="50 GB/s",
+                       help="link bandwidth for short specs (default 50 GB/s)")
+        p.add_argument("--latency", default="500 ns",
+                       help="link latency for short specs (default 500 ns)")
+        p.add_argument("--fail", action="append", default=[], metavar="A-B",
+                       help="take the cable between devices A and B down (repeatable)")
+        p.add_argument("--derate", action="append", default=[], metavar="A-B=F",
+                       help="scale the cable's bandwidth by F in (0, 1] (repeatable)")
+        p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    route.add_argument("src", type=int)
+    route.add_argument("dst", type=int)
+    route.add_argument("--flow", type=int, default=0, help="flow id (ECMP hashing)")
+    show.add_argument("--png", type=Path, metavar="FILE",
+                      help="draw the topology (needs the plot extra)")
     return parser
 
 
@@ -66,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help()
         return EXIT_OK
     try:
+        if args.command == "topo":
+            return _topo(args, console)
         return _simulate(args, console)
     except BAD_INPUT as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
@@ -105,6 +141,80 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         if not args.quiet:
             console.print(f"wrote {path}")
     return EXIT_OK
+
+
+def _topo(args: argparse.Namespace, console: Console) -> int:
+    topo = parse_spec(args.spec, parse_bandwidth(args.bandwidth, "--bandwidth"),
+                      parse_time(args.latency, "--latency"))
+    faults = [LinkFault(*_cable(text, "--fail"), down=True) for text in args.fail]
+    for text in args.derate:
+        cable, eq, factor = text.partition("=")
+        if not eq:
+            raise ConfigError(f"--derate {text!r}: expected A-B=F, e.g. 3-7=0.5")
+        try:
+            value = float(factor)
+        except ValueError:
+            raise ConfigError(f"--derate {text!r}: {factor!r} is not a number") from None
+        faults.append(LinkFault(*_cable(cable, "--derate"), derate=value))
+    for fault in faults:
+        set_fault(topo, fault)
+    if args.topo_command == "route":
+        path = topo.route(args.src, args.dst, args.flow)
+        devices = topo.path_devices(path)
+        hops = [{"link": i, "src": topo.links[i].src, "dst": topo.links[i].dst,
+                 "kind": topo.links[i].kind, "bandwidth_GBps": topo.links[i].bandwidth,
+                 "derate": topo.links[i].derate, "latency_ns": topo.links[i].latency}
+                for i in path]
+        if args.json:
+            console.print_json(data={"topology": topo.name, "src": args.src, "dst": args.dst,
+                                     "flow": args.flow, "devices": devices, "hops": hops})
+        else:
+            names = [f"{d}" if d < topo.num_npus else f"[dim]sw{d}[/]" for d in devices]
+            console.print(f"{topo.name}: {args.src} -> {args.dst} in {len(path)} hops: "
+                          + " -> ".join(names))
+        return EXIT_OK
+    info = summary(topo)
+    if args.json:
+        console.print_json(data=info)
+    else:
+        render_topology(info, console)
+    if args.png:
+        from des.plots import draw_topology
+
+        draw_topology(topo, args.png)
+        console.print(f"wrote {args.png}")
+    return EXIT_OK
+
+
+def _cable(text: str, flag: str) -> tuple[int, int]:
+    a, dash, b = text.partition("-")
+    if not dash or not a.strip().isdigit() or not b.strip().isdigit():
+        raise ConfigError(f"{flag} {text!r}: expected two device ids like 3-7")
+    return int(a), int(b)
+
+
+def render_topology(info: dict, console: Console) -> None:
+    """The ``topo show`` tables."""
+    console.print(f"[bold]{info['name']}[/] ({info['kind']}): {info['npus']} NPUs, "
+                  f"{info['switches']} switches, {info['links']} directed links", highlight=False)
+    diam = info["diameter_hops"]
+    console.print(f"diameter: {diam if diam >= 0 else 'n/a'} hops ({info['diameter_method']})",
+                  highlight=False)
+    console.print(f"bisection bandwidth: {format_bandwidth(info['bisection_bandwidth'])} "
+                  f"per direction ({info['bisection_method']})", highlight=False)
+    table = Table(title="Link classes", title_justify="left")
+    for col in ("kind", "links", "bandwidth", "latency", "down", "derated"):
+        table.add_column(col, justify="right")
+    for row in info["link_classes"]:
+        bw = format_bandwidth(row["bandwidth_min"])
+        if row["bandwidth_max"] != row["bandwidth_min"]:
+            bw += f" - {format_bandwidth(row['bandwidth_max'])}"
+        lat = format_time(row["latency_min"])
+        if row["latency_max"] != row["latency_min"]:
+            lat += f" - {format_time(row['latency_max'])}"
+        table.add_row(row["kind"], str(row["links"]), bw, lat, str(row["down"]),
+                      str(row["derated"]))
+    console.print(table)
 
 
 def _check_writable(path: Path) -> None:

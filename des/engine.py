@@ -24,7 +24,8 @@ from des import hardware as hw
 from des.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
 from des.results import OpRecord, Result, build_result
 from des.transport import Message, Transport, TransportMode
-from topologies.base import Topology
+from topologies.base import Topology, TopologyError
+from topologies.faults import LinkFault, fault_links, set_fault
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class EngineOptions:
     memory nodes take twice as long);
     ``record_link_activity``: keep every transmission interval per link (for trace counters;
     costs memory proportional to chunk-hops);
+    ``timed_faults``: link faults that start (and maybe end) during the run; untimed ones are
+    applied to the topology before it (:func:`topologies.faults.apply_faults`);
     ``p2p_chunk_bytes`` / ``p2p_window``: a send moves in chunks of at most this size with at
     most ``p2p_window`` chunks undelivered at once (NCCL's slotted p2p buffers), so flows that
     share a link interleave instead of queueing whole behind each other.
@@ -58,6 +61,7 @@ class EngineOptions:
     record_link_activity: bool = False
     p2p_chunk_bytes: float = 1 << 20
     p2p_window: int = 4
+    timed_faults: list[LinkFault] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.transport = TransportMode(self.transport)
@@ -312,7 +316,11 @@ class Simulator:
         self.env = simpy.Environment()
         self.transport = Transport(self.env, topology, self.options.transport,
                                    self.options.packet_bytes,
-                                   record_activity=self.options.record_link_activity)
+                                   record_activity=self.options.record_link_activity,
+                                   track_inflight=bool(self.options.timed_faults))
+        for fault in self.options.timed_faults:
+            fault_links(topology, fault)  # names real links: fail now, not mid-run
+            self.env.process(self._fault_process(fault))
         instances = graph.collective_instances()
         for inst in instances:  # fail before running, not halfway through
             try:
@@ -356,6 +364,20 @@ class Simulator:
         """Simulate to completion; ``progress(done_nodes, total_nodes)`` is called now and then."""
         self._progress = progress
         wall = time.perf_counter()
+        saved = [(lk.up, lk.derate) for lk in self.topology.links]
+        try:
+            self._run()
+        finally:  # timed faults must not leak into the caller's topology
+            for lk, (up, derate) in zip(self.topology.links, saved, strict=True):
+                lk.up, lk.derate = up, derate
+            self.topology.invalidate_routes()
+        if progress:
+            progress(self._done, self._total)
+        wall = time.perf_counter() - wall
+        log.info("simulated %d nodes, %d hops in %.3f s", self._total, self.transport.hops, wall)
+        return build_result(self, wall_seconds=wall)
+
+    def _run(self) -> None:
         for rank in range(self.graph.num_ranks):
             pending: dict[int, int] = {}
             dependents: dict[int, list[int]] = defaultdict(list)
@@ -369,14 +391,26 @@ class Simulator:
             for node in self.graph.nodes(rank):
                 if not node.deps:
                     self._ready(node)
-        self.env.run()
+        try:
+            self.env.run()
+        except TopologyError as err:
+            raise SimulationError(f"at t={self.env.now:.0f} ns: {err}") from None
         if self._done != self._total:
             raise SimulationError(self._diagnose_stall())
-        if progress:
-            progress(self._done, self._total)
-        wall = time.perf_counter() - wall
-        log.info("simulated %d nodes, %d hops in %.3f s", self._total, self.transport.hops, wall)
-        return build_result(self, wall_seconds=wall)
+
+    def _fault_process(self, fault: LinkFault):
+        """SimPy process: apply a timed fault at ``at_ns`` and lift it at ``until_ns``. Going
+        down reroutes what is queued on the links; a derate affects later messages only."""
+        yield self.env.timeout(fault.at_ns)
+        ids = set_fault(self.topology, fault, active=True)
+        log.info("t=%.0f ns: %s", self.env.now, fault.label())
+        if fault.down:
+            for link_id in ids:
+                self.transport.link_down(link_id)
+        if fault.until_ns is not None:
+            yield self.env.timeout(fault.until_ns - fault.at_ns)
+            set_fault(self.topology, fault, active=False)
+            log.info("t=%.0f ns: %s lifted", self.env.now, fault.label())
 
     def _ready(self, node: Node) -> None:
         kind = node.kind

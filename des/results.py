@@ -217,6 +217,8 @@ def build_result(sim: Any, wall_seconds: float) -> Result:
         "hardware": sim.hardware.name if sim.hardware else None,
         "messages": sim.transport.messages,
         "hops": sim.transport.hops,
+        "reroutes": sim.transport.reroutes,
+        "timed_faults": [f.label() for f in sim.options.timed_faults],
         "wall_seconds": wall_seconds,
     }
     activity = {lk.spec.id: lk.activity for lk in sim.transport.links if lk.activity}

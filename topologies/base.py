@@ -160,6 +160,17 @@ class Topology:
             self._routes[key] = path
         return path
 
+    def route_from(self, device: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+        """Link ids from any device (a switch mid-route, say) to NPU ``dst``: the router's route
+        from an NPU, the fewest-hop route over up links from a switch."""
+        if device < self.num_npus:
+            return self.route(device, dst, flow)
+        for transit in (False, True):
+            tree = self.bfs_tree(device, transit_npus=transit)
+            if dst in tree:
+                return _unwind(tree, device, dst)
+        raise no_route_error(self, device, dst)
+
     def path_devices(self, route: tuple[int, ...]) -> list[int]:
         """The devices a route visits, endpoints included."""
         if not route:

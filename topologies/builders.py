@@ -24,6 +24,8 @@ def ring(n: int, bandwidth: float, latency: float, *, bidirectional: bool = True
         backward = [topo.add_link((i + 1) % n, i, bandwidth, latency, "ring") for i in range(n)]
     topo.params["forward_links"] = forward
     topo.params["backward_links"] = backward
+    # halving the ring cuts two cables; one direction of each crosses from half A to half B
+    topo.params["bisection_bandwidth"] = (2 if backward else 1) * bandwidth
     return topo
 
 
@@ -45,7 +47,8 @@ def fully_connected(n: int, bandwidth: float, latency: float) -> Topology:
     """Every NPU has a direct link to every other; routes are the single direct hop."""
     _check_count(n, "fully_connected", minimum=2)
     topo = Topology(f"fully_connected:{n}", n, _direct_router)
-    topo.params.update(kind="fully_connected", n=n)
+    topo.params.update(kind="fully_connected", n=n,
+                       bisection_bandwidth=(n // 2) * (n - n // 2) * bandwidth)
     for a in range(n):
         for b in range(n):
             if a != b:
@@ -69,7 +72,7 @@ def switch(n: int, bandwidth: float, latency: float, *, switch_latency: float = 
     sw = topo.add_switch(switch_latency)
     up = [topo.add_link(i, sw, bandwidth, latency, "uplink") for i in range(n)]
     down = [topo.add_link(sw, i, bandwidth, latency, "downlink") for i in range(n)]
-    topo.params.update(uplinks=up, downlinks=down)
+    topo.params.update(uplinks=up, downlinks=down, bisection_bandwidth=(n // 2) * bandwidth)
     return topo
 
 
