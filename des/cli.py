@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--trace", type=Path, metavar="FILE",
                      help="write a Chrome/Perfetto trace here")
     sim.add_argument("--csv", type=Path, metavar="FILE", help="write per-link CSV here")
-    sim.add_argument("--quiet", action="store_true", help="print only the makespan")
+    sim.add_argument("-q", "--quiet", action="store_true", help="print only the makespan")
 
     topo = sub.add_parser("topo", help="inspect a topology: summary or a route")
     tsub = topo.add_subparsers(dest="topo_command", metavar="ACTION", required=True)
@@ -274,6 +274,14 @@ def render(scenario: Scenario, result: Result, console: Console) -> None:
                   f"{len(scenario.topology.links)} links) | {hw} | backend {meta['backend']} "
                   f"({meta['transport']}) | {meta['nodes']} nodes, {meta['hops']} chunk-hops "
                   f"in {meta['wall_seconds']:.2f} s", highlight=False)
+    faults = [f"{len(meta['failed_links'])} links down"] if meta["failed_links"] else []
+    if meta["derated_links"]:
+        faults.append(f"{len(meta['derated_links'])} derated")
+    if meta["timed_faults"]:
+        faults.append(f"timed: {'; '.join(meta['timed_faults'][:4])}")
+    if faults:
+        console.print(f"faults: {', '.join(faults)}; {meta['reroutes']} messages rerouted "
+                      "mid-flight", highlight=False)
     console.print(f"[bold green]makespan {format_time(result.makespan_ns)}[/]")
 
     worst = max(result.ranks.values(), key=lambda st: st.finished_ns, default=None)

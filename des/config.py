@@ -24,7 +24,12 @@ from des.graph import CollectiveType, EventGraph, GraphError
 from des.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.paths import bundled
 from des.transport import TransportMode
-from topologies import Topology, TopologyError, fully_connected, ring, switch
+from topologies import Topology, TopologyError
+from topologies.faults import LinkFault, apply_faults, random_faults
+from topologies.spec import KINDS as TOPOLOGY_KINDS
+from topologies.spec import PARAMS as TOPOLOGY_PARAMS
+from topologies.spec import build as build_topology_kind
+from topologies.spec import parse_spec
 from workloads import CollectiveSpec, collective_sequence, data_parallel_step
 
 DEFAULT_SCENARIO = "dp8_ring_overlap"
@@ -163,28 +168,141 @@ def _ranks(value: Any, where: str) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------- topology
-TOPOLOGY_KINDS = ["ring", "fully_connected", "switch"]
+def _seed(value: Any, where: str) -> int:
+    return _nonneg_int(value, where)
 
 
-def build_topology(sec: Section) -> Topology:
-    """``topology:`` -> Topology."""
-    kind = sec.choice("kind", TOPOLOGY_KINDS)
-    npus = sec.get("npus", _positive_int)
-    bandwidth = sec.get("bandwidth", units.parse_bandwidth)
-    latency = sec.get("latency", units.parse_time, default=0.0)
-    if kind == "ring":
-        bidir = sec.get("bidirectional", _boolean, default=True)
-        build = lambda: ring(npus, bandwidth, latency, bidirectional=bidir)  # noqa: E731
-    elif kind == "fully_connected":
-        build = lambda: fully_connected(npus, bandwidth, latency)  # noqa: E731
-    else:
-        sw_lat = sec.get("switch_latency", units.parse_time, default=0.0)
-        build = lambda: switch(npus, bandwidth, latency, switch_latency=sw_lat)  # noqa: E731
+_TOPOLOGY_KEYS: dict[str, Callable[[Any, str], Any]] = {
+    "npus": _positive_int, "x": _positive_int, "y": _positive_int, "z": _positive_int,
+    "k": _positive_int, "leaves": _positive_int, "hosts_per_leaf": _positive_int,
+    "spines": _positive_int, "nodes": _positive_int, "gpus_per_node": _positive_int,
+    "seed": _seed,
+    "bandwidth": units.parse_bandwidth, "uplink_bandwidth": units.parse_bandwidth,
+    "nic_bandwidth": units.parse_bandwidth,
+    "latency": units.parse_time, "switch_latency": units.parse_time,
+    "nvswitch_latency": units.parse_time, "leaf_latency": units.parse_time,
+    "oversubscription": _positive_number, "bidirectional": _boolean,
+}
+_DIM_KEYS = ("kind", "size", "bandwidth", "latency", "switch_latency", "bidirectional")
+
+
+def _dims(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: expected a list of dimensions like "
+                          "{kind: ring, size: 4, bandwidth: 50 GB/s}")
+    dims = []
+    for i, item in enumerate(value):
+        sec = Section(item, f"{where}[{i}]")
+        dim = {"kind": sec.choice("kind", ["ring", "fully_connected", "switch"]),
+               "size": sec.get("size", _positive_int)}
+        for key in _DIM_KEYS[2:]:
+            parse = _TOPOLOGY_KEYS[key]
+            if key in sec.data:
+                dim[key] = sec.get(key, parse)
+            else:
+                sec.known.append(key)
+        sec.finish()
+        dims.append(dim)
+    return dims
+
+
+def build_topology(sec: Section, base: Path | None = None) -> Topology:
+    """``topology:`` -> Topology: a kind and its parameters, or ``kind: custom`` with a file."""
+    kind = sec.choice("kind", [*TOPOLOGY_KINDS, "custom"])
+    if kind == "custom":
+        file = sec.get("file", _text)
+        sec.finish()
+        path = Path(file) if Path(file).is_absolute() else (base or Path.cwd()) / file
+        try:
+            return parse_spec(str(path))
+        except TopologyError as err:
+            raise ConfigError(f"{sec.where('file')}: {err}") from None
+    required, optional = TOPOLOGY_PARAMS[kind]
+    params: dict[str, Any] = {}
+    for key in (*required, *optional, "bandwidth", "latency"):
+        if key == "dims":
+            params[key] = sec.get(key, _dims)
+        elif key in required or (key == "bandwidth" and kind != "hierarchical"):
+            params[key] = sec.get(key, _TOPOLOGY_KEYS[key])
+        else:
+            value = sec.get(key, _TOPOLOGY_KEYS[key], default=None)
+            if value is not None:
+                params[key] = value
     sec.finish()
     try:
-        return build()
+        return build_topology_kind(kind, params)
     except TopologyError as err:
         raise ConfigError(f"{sec.path}: {err}") from None
+
+
+def _cable_value(value: Any, where: str) -> tuple[int, int]:
+    if isinstance(value, str):
+        a, dash, b = value.partition("-")
+        if dash and a.strip().isdigit() and b.strip().isdigit():
+            return int(a), int(b)
+    elif isinstance(value, list) and len(value) == 2:
+        return _nonneg_int(value[0], f"{where}[0]"), _nonneg_int(value[1], f"{where}[1]")
+    raise ConfigError(f"{where}: expected a pair of device ids like [3, 7] or '3-7', "
+                      f"got {_show(value)}")
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigError(f"{where}: expected a number in (0, 1], got {_show(value)}")
+    return float(value)
+
+
+def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
+    """``faults:`` -> the untimed faults applied to ``topology``, the timed ones returned."""
+    faults: list[LinkFault] = []
+    items = sec.get("links", default=[])
+    if not isinstance(items, list):
+        raise ConfigError(f"{sec.where('links')}: expected a list of link faults")
+    for i, item in enumerate(items):
+        f = Section(item, f"{sec.where('links')}[{i}]")
+        src, dst = f.get("link", _cable_value)
+        down = f.get("down", _boolean, default=False)
+        derate = f.get("derate", _fraction, default=None)
+        if down == (derate is not None):
+            raise ConfigError(f"{f.path}: give either down: true or a derate in (0, 1]")
+        try:
+            faults.append(LinkFault(
+                src, dst, down=down, derate=derate or 1.0,
+                at_ns=f.get("at", units.parse_time, default=0.0),
+                until_ns=f.get("until", units.parse_time, default=None),
+                one_way=f.get("one_way", _boolean, default=False)))
+        except TopologyError as err:
+            raise ConfigError(f"{f.path}: {err}") from None
+        f.finish()
+    if "random" in sec.data:
+        r = sec.section("random")
+        down = r.get("down", _boolean, default=True)
+        kinds = r.get("kinds", default=None)
+        if kinds is not None and not (isinstance(kinds, list)
+                                      and all(isinstance(k, str) for k in kinds)):
+            raise ConfigError(f"{r.where('kinds')}: expected a list of link kinds")
+        try:
+            faults += random_faults(
+                topology, seed=r.get("seed", _seed),
+                rate=r.get("rate", _probability, default=None),
+                count=r.get("count", _nonneg_int, default=None),
+                down=down, derate=r.get("derate", _fraction, default=0.5), kinds=kinds)
+        except TopologyError as err:
+            raise ConfigError(f"{r.path}: {err}") from None
+        r.finish()
+    else:
+        sec.known.append("random")
+    sec.finish()
+    try:
+        return apply_faults(topology, faults)
+    except TopologyError as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
+
+
+def _probability(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ConfigError(f"{where}: expected a probability in [0, 1], got {_show(value)}")
+    return float(value)
 
 
 # ---------------------------------------------------------------------- workload
@@ -306,17 +424,20 @@ def _build_outputs(sec: Section, base: Path) -> Outputs:
 
 # ---------------------------------------------------------------------- entry points
 def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = None) -> Scenario:
-    """Build a Scenario from parsed YAML; ``base`` resolves relative output paths."""
+    """Build a Scenario from parsed YAML; ``base`` resolves relative file and output paths."""
+    base = base or Path.cwd()
     root = Section(data, "", label=source)
     name = root.get("name", _text, default=Path(source).stem)
     description = root.get("description", _text, default="")
-    topology = build_topology(root.section("topology", required=True))
+    topology = build_topology(root.section("topology", required=True), base)
+    timed_faults = build_faults(root.section("faults"), topology)
     hardware = _build_hardware(root.get("hardware", default=None))
     options = build_options(root.section("network"), root.get("stragglers", default=None),
                             topology.num_npus)
+    options.timed_faults = timed_faults
     workload = root.section("workload", required=True)
     graph = build_workload(workload, topology.num_npus, name)
-    outputs = _build_outputs(root.section("outputs"), base or Path.cwd())
+    outputs = _build_outputs(root.section("outputs"), base)
     root.finish()
     try:
         graph.validate(num_npus=topology.num_npus)

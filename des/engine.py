@@ -387,11 +387,11 @@ class Simulator:
                     dependents[dep].append(node.id)
             self._pending.append(pending)
             self._dependents.append(dependents)
-        for rank in range(self.graph.num_ranks):
-            for node in self.graph.nodes(rank):
-                if not node.deps:
-                    self._ready(node)
         try:
+            for rank in range(self.graph.num_ranks):
+                for node in self.graph.nodes(rank):
+                    if not node.deps:
+                        self._ready(node)
             self.env.run()
         except TopologyError as err:
             raise SimulationError(f"at t={self.env.now:.0f} ns: {err}") from None

@@ -219,6 +219,9 @@ def build_result(sim: Any, wall_seconds: float) -> Result:
         "hops": sim.transport.hops,
         "reroutes": sim.transport.reroutes,
         "timed_faults": [f.label() for f in sim.options.timed_faults],
+        "failed_links": [f"{lk.src}->{lk.dst}" for lk in sim.topology.links if not lk.up],
+        "derated_links": [f"{lk.src}->{lk.dst}:{lk.derate:g}" for lk in sim.topology.links
+                          if lk.up and lk.derate < 1.0],
         "wall_seconds": wall_seconds,
     }
     activity = {lk.spec.id: lk.activity for lk in sim.transport.links if lk.activity}
