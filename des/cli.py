@@ -23,6 +23,7 @@ from des.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
 from des.engine import SimulationError, Simulator
 from des.graph import GraphError
 from des.hardware import HardwareError
+from des.plots import PlotError
 from des.results import Result, write_chrome_trace, write_json, write_links_csv
 from des.units import (
     UnitError,
@@ -37,7 +38,7 @@ from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
 
-BAD_INPUT = (ConfigError, GraphError, TopologyError, HardwareError, UnitError, SimulationError,
+BAD_INPUT = (PlotError, ConfigError, GraphError, TopologyError, HardwareError, UnitError, SimulationError,
              CollectiveError, FileNotFoundError, FileExistsError, IsADirectoryError,
              NotADirectoryError, PermissionError)
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write a Chrome/Perfetto trace here")
     sim.add_argument("--csv", type=Path, metavar="FILE", help="write per-link CSV here")
     sim.add_argument("-q", "--quiet", action="store_true", help="print only the makespan")
+    sim.add_argument("--plot-links", type=Path, metavar="PNG",
+                     help="draw link utilization on the topology (grid layout for mesh/torus; "
+                          "needs the plot extra)")
 
     topo = sub.add_parser("topo", help="inspect a topology: summary or a route")
     tsub = topo.add_subparsers(dest="topo_command", metavar="ACTION", required=True)
@@ -127,6 +131,8 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     csv_path = args.csv or (args.out / "links.csv" if args.out else outputs.links_csv)
     targets = [(p, w) for p, w in ((json_path, write_json), (trace_path, write_chrome_trace),
                                     (csv_path, write_links_csv)) if p]
+    if args.plot_links:
+        _check_writable(args.plot_links)
     for path, _ in targets:  # a bad output path fails now, not after a long run
         _check_writable(path)
     if trace_path:
@@ -140,6 +146,12 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         write(result, path)
         if not args.quiet:
             console.print(f"wrote {path}")
+    if args.plot_links:
+        from des.plots import draw_link_heatmap
+
+        draw_link_heatmap(scenario.topology, result, args.plot_links)
+        if not args.quiet:
+            console.print(f"wrote {args.plot_links}")
     return EXIT_OK
 
 

@@ -1,0 +1,136 @@
+"""Pictures (the ``plot`` extra, matplotlib): topology drawings and link-utilization heatmaps.
+
+Mesh and torus topologies are laid out on their grid, with each directed link drawn as a short
+arrow beside its partner, coloured by utilization; other topologies use a layered layout (NPUs at
+the bottom, switches above by their distance from the NPUs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from topologies.base import Topology
+
+
+class PlotError(RuntimeError):
+    """Plotting is unavailable (matplotlib missing) or the request cannot be drawn."""
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotError("plots need matplotlib: pip install 'des[plot]'") from None
+    return plt
+
+
+def _grid_positions(topo: Topology) -> dict[int, tuple[float, float]] | None:
+    dims = topo.params.get("dims")
+    if topo.params.get("kind") not in ("mesh2d", "torus2d", "torus3d") or not dims:
+        return None
+    x_size, y_size = dims[0], dims[1]
+    pos = {}
+    for npu in range(topo.num_npus):
+        x, rest = npu % x_size, npu // x_size
+        y, z = rest % y_size, rest // y_size
+        pos[npu] = (x + z * (x_size + 1), -y)  # 3-D: z planes side by side
+    return pos
+
+
+def _layered_positions(topo: Topology) -> dict[int, tuple[float, float]]:
+    level = {n: 0 for n in range(topo.num_npus)}
+    frontier = list(range(topo.num_npus))
+    while frontier:
+        nxt = []
+        for u in frontier:
+            for link in topo.out_links(u, up_only=False):
+                if link.dst not in level:
+                    level[link.dst] = level[u] + 1
+                    nxt.append(link.dst)
+        frontier = nxt
+    rows: dict[int, list[int]] = {}
+    for node, lv in sorted(level.items()):
+        rows.setdefault(lv, []).append(node)
+    width = max(len(r) for r in rows.values())
+    pos = {}
+    for lv, nodes in rows.items():
+        gap = width / len(nodes)
+        for i, node in enumerate(nodes):
+            pos[node] = ((i + 0.5) * gap, lv)
+    if topo.params.get("kind") == "ring":  # a ring reads better as a circle
+        import math
+
+        n = topo.num_npus
+        pos = {i: (math.cos(2 * math.pi * i / n), math.sin(2 * math.pi * i / n))
+               for i in range(n)}
+    return pos
+
+
+def positions(topo: Topology) -> dict[int, tuple[float, float]]:
+    """Where each device goes in a drawing."""
+    return _grid_positions(topo) or _layered_positions(topo)
+
+
+def draw_topology(topo: Topology, path: str | Path,
+                  utilization: Mapping[int, float] | None = None, title: str = "") -> Path:
+    """Draw devices and links to a PNG; with ``utilization`` (link id -> 0..1) links are
+    coloured by it and a colour bar is added. Failed links are dashed red."""
+    plt = _pyplot()
+    from matplotlib import cm, colors
+
+    pos = positions(topo)
+    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
+    norm = colors.Normalize(vmin=0.0, vmax=max([1e-9, *(utilization or {}).values()]))
+    cmap = cm.get_cmap("inferno_r") if hasattr(cm, "get_cmap") else plt.get_cmap("inferno_r")
+    grid = _grid_positions(topo) is not None
+    for link in topo.links:
+        (x0, y0), (x1, y1) = pos[link.src], pos[link.dst]
+        dx, dy = x1 - x0, y1 - y0
+        if grid and abs(dx) + abs(dy) > 1.5:  # wrap-around link: a stub leaving the edge
+            dx, dy = -0.35 * _sign(dx), -0.35 * _sign(dy)
+        # shift each direction sideways so both arrows of a cable show
+        length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
+        off = (-0.06 * dy / length, 0.06 * dx / length)
+        style: dict[str, Any] = {"lw": 1.0, "color": "0.6"}
+        if utilization is not None:
+            style = {"lw": 2.2, "color": cmap(norm(utilization.get(link.id, 0.0)))}
+        if not link.up:
+            style = {"lw": 1.2, "color": "red", "linestyle": "--"}
+        ax.annotate("", xy=(x0 + dx * 0.85 + off[0], y0 + dy * 0.85 + off[1]),
+                    xytext=(x0 + dx * 0.15 + off[0], y0 + dy * 0.15 + off[1]),
+                    arrowprops={"arrowstyle": "-|>", "mutation_scale": 7, **style})
+    for device, (x, y) in pos.items():
+        is_switch = topo.is_switch(device)
+        ax.scatter([x], [y], s=60 if is_switch else 110, marker="s" if is_switch else "o",
+                   color="#4477aa" if is_switch else "#228833", zorder=3)
+        if topo.num_devices <= 128:
+            ax.text(x, y, str(device), fontsize=6, ha="center", va="center", color="white",
+                    zorder=4)
+    if utilization is not None:
+        fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="link utilization")
+    ax.set_title(title or topo.name)
+    ax.set_axis_off()
+    ax.set_aspect("equal" if grid else "auto")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _sign(v: float) -> int:
+    return (v > 0) - (v < 0)
+
+
+def draw_link_heatmap(topo: Topology, result: Any, path: str | Path) -> Path:
+    """The run's link utilization drawn on the topology (laid out on the grid for mesh and
+    torus)."""
+    util = {lk.id: lk.utilization for lk in result.links}
+    return draw_topology(topo, path, util,
+                         title=f"{topo.name}: link utilization over "
+                               f"{result.makespan_ns / 1e3:.1f} us")
