@@ -38,9 +38,9 @@ from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
 
-BAD_INPUT = (PlotError, ConfigError, GraphError, TopologyError, HardwareError, UnitError, SimulationError,
-             CollectiveError, FileNotFoundError, FileExistsError, IsADirectoryError,
-             NotADirectoryError, PermissionError)
+BAD_INPUT = (PlotError, ConfigError, GraphError, TopologyError, HardwareError, UnitError,
+             SimulationError, CollectiveError, FileNotFoundError, FileExistsError,
+             IsADirectoryError, NotADirectoryError, PermissionError)
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 RANK_ROWS = 16
 

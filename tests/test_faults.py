@@ -83,7 +83,7 @@ def test_random_faults_are_reproducible_and_respect_count_rate_and_kinds():
     assert random_faults(sw, seed=0, rate=1.0, kinds=["nothing"]) == []
     with pytest.raises(TopologyError, match="exactly one of rate or count"):
         random_faults(t, seed=1)
-    with pytest.raises(TopologyError, match="count must be in 0..16"):
+    with pytest.raises(TopologyError, match=r"count must be in 0\.\.16"):
         random_faults(t, seed=1, count=17)
 
 
