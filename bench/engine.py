@@ -73,7 +73,7 @@ def main() -> None:
     from rich.table import Table
 
     rows = []
-    console = Console()
+    console = Console(width=140)
     for case in args.cases:
         for npus in args.sizes:
             console.print(f"running {case} on {npus} NPUs ...", style="dim")

@@ -1,4 +1,10 @@
-"""Topologies: devices, directed links and routing. Never imports SimPy or the engine."""
+"""Topologies: devices, directed links, routing and faults. Never imports SimPy or the engine.
+
+Builders: :func:`ring`, :func:`fully_connected`, :func:`switch`, :func:`mesh2d`,
+:func:`torus2d`, :func:`torus3d`, :func:`hierarchical`, :func:`fat_tree`, :func:`leaf_spine`,
+:func:`superpod`, and custom fabrics from YAML or GraphML (:mod:`topologies.custom`);
+:func:`parse_spec` reads the CLI's short forms (``torus3d:4x4x4``).
+"""
 
 from topologies.base import (
     LinkSpec,
@@ -9,15 +15,30 @@ from topologies.base import (
     shortest_path_router,
 )
 from topologies.builders import fully_connected, ring, switch
+from topologies.faults import LinkFault, apply_faults, random_faults, set_fault
+from topologies.grid import mesh2d, torus2d, torus3d
+from topologies.hierarchical import DimSpec, hierarchical
+from topologies.spec import build, parse_spec
 
 __all__ = [
+    "DimSpec",
+    "LinkFault",
     "LinkSpec",
     "Topology",
     "TopologyError",
+    "apply_faults",
+    "build",
     "fully_connected",
+    "hierarchical",
+    "mesh2d",
     "no_route_error",
+    "parse_spec",
     "path_is_up",
+    "random_faults",
     "ring",
+    "set_fault",
     "shortest_path_router",
     "switch",
+    "torus2d",
+    "torus3d",
 ]

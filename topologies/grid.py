@@ -36,6 +36,7 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import permutations
 from math import prod
+from numbers import Integral
 
 from topologies.base import Topology, TopologyError, shortest_path_router
 
@@ -94,12 +95,12 @@ def _build_grid(kind: str, sizes: tuple[int, ...], wrap: bool, bandwidth: float,
 
 def _check_sizes(kind: str, sizes: tuple[int, ...]) -> tuple[int, ...]:
     for axis, size in zip(AXES, sizes, strict=False):
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        if not isinstance(size, Integral) or isinstance(size, bool) or size < 1:
             raise TopologyError(f"{kind}: size {axis} must be an integer >= 1, got {size!r}")
     if prod(sizes) < 2:
         shape = "x".join(map(str, sizes))
         raise TopologyError(f"{kind}: needs at least 2 NPUs, got {shape} = {prod(sizes)}")
-    return tuple(sizes)
+    return tuple(int(size) for size in sizes)
 
 
 def _add_dimension(topo: Topology, d: int, size: int, stride: int, wrap: bool,

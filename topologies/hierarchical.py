@@ -31,8 +31,9 @@ the halves differ by one slice; the value is then the bandwidth of that near-bal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from math import prod
+from numbers import Integral
 
 from topologies.base import LinkSpec, Topology, TopologyError, path_is_up, shortest_path_router
 
@@ -109,6 +110,7 @@ def _check_dims(dims: Sequence[DimSpec]) -> list[DimSpec]:
     specs = list(dims)
     for d, spec in enumerate(specs):
         _check_dim(d, spec)
+        specs[d] = replace(spec, size=int(spec.size))  # numpy integers -> int
     total = prod(spec.size for spec in specs)
     if total < 2:
         raise TopologyError(f"hierarchical: needs at least 2 NPUs, got {total} "
@@ -124,7 +126,7 @@ def _check_dim(d: int, spec: DimSpec) -> None:
         raise TopologyError(f"{where}: unknown kind {spec.kind!r}; "
                             f"allowed: {', '.join(DIM_KINDS)}")
     size = spec.size
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    if not isinstance(size, Integral) or isinstance(size, bool) or size < 1:
         raise TopologyError(f"{where} ({spec.kind}): size must be an integer >= 1, "
                             f"got {size!r}")
     if not spec.bandwidth > 0:

@@ -1,0 +1,117 @@
+"""Topology build and routing cost at scale.
+
+For 32x32 and 64x64 meshes, 32x32 and 64x64 tori, a 16x16x16 torus and a k=16 fat tree (1024
+hosts): the time to build the topology, and the time to route pairs with a cold cache. Tables of
+up to 1024 NPUs route every ordered pair (the full route table); larger ones route a fixed
+random sample of pairs and extrapolate the full table from the mean time per route (marked as
+such). Each case runs in its own process so peak RSS is its own.
+
+Prints a table and writes ``bench/results/topologies.json``. Never asserts anything about time.
+Usage: ``python bench/topologies.py [--sample 50000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = {
+    "mesh2d 32x32": "mesh2d:32x32",
+    "mesh2d 64x64": "mesh2d:64x64",
+    "torus2d 32x32": "torus2d:32x32",
+    "torus2d 64x64": "torus2d:64x64",
+    "torus3d 16x16x16": "torus3d:16x16x16",
+    "fat_tree k=16": "fattree:k=16",
+}
+FULL_TABLE_LIMIT = 1024
+
+
+def run_case(spec: str, sample: int) -> dict:
+    """Build and route one topology in this process."""
+    sys.path.insert(0, str(ROOT))
+    from topologies.spec import parse_spec
+
+    start = time.perf_counter()
+    topo = parse_spec(spec)
+    build = time.perf_counter() - start
+    n = topo.num_npus
+    if n <= FULL_TABLE_LIMIT:
+        pairs = [(s, d) for s in range(n) for d in range(n) if s != d]
+    else:
+        rng = random.Random(0)
+        pairs = [(rng.randrange(n), rng.randrange(n)) for _ in range(sample)]
+        pairs = [(s, d) for s, d in pairs if s != d]
+    start = time.perf_counter()
+    hops = 0
+    for s, d in pairs:
+        hops += len(topo.route(s, d))
+    routing = time.perf_counter() - start
+    per_route = routing / len(pairs)
+    return {
+        "spec": spec,
+        "npus": n,
+        "devices": topo.num_devices,
+        "links": len(topo.links),
+        "build_s": build,
+        "pairs_routed": len(pairs),
+        "routing_s": routing,
+        "us_per_route": per_route * 1e6,
+        "mean_hops": hops / len(pairs),
+        "full_table_s": per_route * n * (n - 1),
+        "full_table_extrapolated": n > FULL_TABLE_LIMIT,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sample", type=int, default=50_000,
+                        help="pairs routed on topologies larger than 1024 NPUs")
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "bench" / "results" / "topologies.json")
+    parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_case(args.child, args.sample)))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=140)
+    rows = []
+    for name, spec in CASES.items():
+        console.print(f"running {name} ...", style="dim")
+        out = subprocess.run([sys.executable, __file__, "--child", spec, "--sample",
+                              str(args.sample)], capture_output=True, text=True, check=True)
+        rows.append({"case": name, **json.loads(out.stdout.strip().splitlines()[-1])})
+    table = Table(title="topology build and routing")
+    for col in ("case", "NPUs", "devices", "links", "build", "pairs routed", "per route",
+                "mean hops", "full route table", "peak RSS"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        full = f"{r['full_table_s']:.1f} s" + (" (extrapolated)" if r["full_table_extrapolated"]
+                                               else "")
+        table.add_row(r["case"], str(r["npus"]), str(r["devices"]), f"{r['links']:,}",
+                      f"{r['build_s']:.2f} s", f"{r['pairs_routed']:,}",
+                      f"{r['us_per_route']:.1f} us", f"{r['mean_hops']:.1f}", full,
+                      f"{r['peak_rss_mb']:.0f} MB")
+    console.print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmark": "topologies",
+                                    "python": platform.python_version(),
+                                    "machine": platform.machine(), "rows": rows},
+                                   indent=1) + "\n")
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
