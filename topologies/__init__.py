@@ -15,6 +15,8 @@ from topologies.base import (
     shortest_path_router,
 )
 from topologies.builders import fully_connected, ring, switch
+from topologies.custom import from_graphml, from_yaml
+from topologies.fattree import fat_tree, leaf_spine, superpod
 from topologies.faults import LinkFault, apply_faults, random_faults, set_fault
 from topologies.grid import mesh2d, torus2d, torus3d
 from topologies.hierarchical import DimSpec, hierarchical
@@ -28,8 +30,12 @@ __all__ = [
     "TopologyError",
     "apply_faults",
     "build",
+    "fat_tree",
+    "from_graphml",
+    "from_yaml",
     "fully_connected",
     "hierarchical",
+    "leaf_spine",
     "mesh2d",
     "no_route_error",
     "parse_spec",
@@ -38,6 +44,7 @@ __all__ = [
     "ring",
     "set_fault",
     "shortest_path_router",
+    "superpod",
     "switch",
     "torus2d",
     "torus3d",

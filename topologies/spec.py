@@ -50,7 +50,7 @@ def build(kind: str, params: Mapping[str, Any]) -> Topology:
         raise TopologyError(f"{kind}: unknown parameter(s) {sorted(extra)}; expected "
                             f"{', '.join((*required, *optional, 'bandwidth', 'latency'))}")
     missing = [k for k in required if k not in params]
-    if kind != "hierarchical" and "bandwidth" not in params and kind != "superpod":
+    if kind != "hierarchical" and "bandwidth" not in params:  # superpod: NVLink bandwidth
         missing.append("bandwidth")
     if missing:
         raise TopologyError(f"{kind}: missing parameter(s) {', '.join(missing)}")
@@ -79,8 +79,7 @@ def build(kind: str, params: Mapping[str, Any]) -> Topology:
     if kind == "superpod":
         from topologies.fattree import superpod
 
-        return superpod(p.pop("nodes"), nvlink_bandwidth=bw if bw is not None else 450.0,
-                        latency=lat, **p)
+        return superpod(p.pop("nodes"), nvlink_bandwidth=bw, latency=lat, **p)
     from topologies.hierarchical import DimSpec, hierarchical
 
     dims = [d if isinstance(d, DimSpec) else DimSpec(**_dim_defaults(d, bw, lat))
@@ -153,7 +152,7 @@ def parse_spec(text: str, bandwidth: float = 50.0, latency: float = 500.0) -> To
         key = {"hosts": "hosts_per_leaf", "oversub": "oversubscription",
                "gpus": "gpus_per_node", "nic": "nic_bandwidth"}.get(key.strip(), key.strip())
         params[key] = _number(value, text)
-    if kind == "superpod":
+    if kind == "superpod":  # --bandwidth is the NIC's; NVLink 4 gives 450 GB/s per direction
         params.setdefault("nic_bandwidth", bandwidth)
         base = {"bandwidth": 450.0, "latency": latency}
     return build(kind, {**base, **params})

@@ -1,0 +1,543 @@
+"""Custom topologies from files: a YAML edge list (:func:`from_yaml`, :func:`from_dict`) or
+GraphML (:func:`from_graphml`).
+
+YAML format (quantities take units, see :mod:`des.units`; a bare number is bytes/ns = GB/s for
+bandwidth and ns for latency)::
+
+    name: my-fabric
+    npus: 4                    # NPUs named 0..3 (or give a `nodes:` list, below)
+    switches: [{id: sw0, latency: 100 ns}]
+    links:
+      - {src: 0, dst: sw0, bandwidth: 100 GB/s, latency: 500 ns, duplex: true, kind: nic}
+    routing: shortest_path     # or ecmp, or explicit
+    routes:                    # only with routing: explicit
+      - {src: 0, dst: 3, path: [0, sw0, 3]}
+
+* Device names are strings or integers and are compared as text, so ``0`` and ``"0"`` are the
+  same device. ``npus: N`` names the NPUs ``0..N-1``. Instead (or as well, if the counts agree)
+  a ``nodes:`` list may name every device: each entry a bare name (an NPU) or a mapping
+  ``{id, kind: npu|switch, latency}``. NPUs get device ids ``0..N-1`` in the order they are
+  listed; switches (from ``nodes`` first, then ``switches``) follow in the order listed.
+  ``topo.params["names"]`` maps each name as written in the file to its device id.
+* Links: ``src``, ``dst`` and ``bandwidth`` are required; ``latency`` defaults to 0,
+  ``duplex`` to true (one directed link each way) and ``kind`` to ``"link"``.
+* Routing: ``shortest_path`` (the default) is
+  :func:`~topologies.base.shortest_path_router` (fewest hops, deterministic ties); ``ecmp`` is
+  :func:`~topologies.fattree.ecmp_router` hashed with the optional top-level ``seed``;
+  ``explicit`` uses the listed device paths verbatim (between devices joined by parallel links,
+  the lowest-id link that is up). Routes are directional: a route 0 -> 3 says nothing about
+  3 -> 0. Pairs without an explicit route, and explicit routes broken by a failed link, fall
+  back to the shortest path over the surviving links.
+
+Every error is a :class:`~topologies.base.TopologyError` that names the key path, e.g.
+``links[3].dst: unknown device 'sw9'; known: 0..3, sw0``.
+
+GraphML is parsed with :mod:`defusedxml`, which refuses entity-expansion ("billion laughs") and
+external-entity documents; see :func:`from_graphml` for the attributes read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml
+import defusedxml.ElementTree
+import yaml
+
+from des.units import parse_bandwidth, parse_time
+from topologies.base import Topology, TopologyError, shortest_path_router
+from topologies.fattree import ecmp_router
+
+__all__ = ["explicit_router", "from_dict", "from_graphml", "from_yaml"]
+
+TOP_KEYS = ("name", "description", "npus", "nodes", "switches", "links", "routing", "routes",
+            "seed")
+NODE_KEYS = ("id", "kind", "latency")
+SWITCH_KEYS = ("id", "latency", "kind")
+LINK_KEYS = ("src", "dst", "bandwidth", "latency", "duplex", "kind")
+ROUTE_KEYS = ("src", "dst", "path")
+ROUTINGS = ("shortest_path", "ecmp", "explicit")
+DEFAULT_LINK_KIND = "link"
+
+
+# ---------------------------------------------------------------------- YAML
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode,
+                       deep: bool = False) -> dict[Hashable, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, Hashable) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                              _construct_mapping)
+
+
+def from_yaml(path_or_text: str | os.PathLike[str]) -> Topology:
+    """A topology from a YAML file (a path, or a one-line string naming an existing file) or
+    from YAML text; see the module docstring for the format. Loaded safely (no Python objects)
+    and refusing duplicate keys."""
+    source = ""
+    if isinstance(path_or_text, os.PathLike) or (
+            "\n" not in path_or_text
+            and (Path(path_or_text).is_file() or path_or_text.endswith((".yaml", ".yml")))):
+        path = Path(path_or_text)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise TopologyError(f"{source}: cannot read: {err}") from None
+    else:
+        text = path_or_text
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: never builds objects
+    except yaml.YAMLError as err:
+        raise TopologyError(f"{source or 'topology'}: not valid YAML: {err}") from None
+    return from_dict(data, source=source)
+
+
+def from_dict(data: Any, source: str = "") -> Topology:
+    """A topology from parsed YAML (a mapping); ``source`` (a file name) prefixes errors and
+    names the topology when the data has no ``name``. See the module docstring."""
+    try:
+        return _Builder(source).build(data)
+    except TopologyError as err:
+        msg = str(err)
+        if source and not msg.startswith(source):
+            msg = f"{source}: {msg}"
+        raise TopologyError(msg) from None
+
+
+class _Builder:
+    """Reads one YAML topology; every check names its key path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.keys: dict[str, int] = {}  # name as text -> device id
+        self.names: dict[Any, int] = {}  # name as written -> device id
+        self.npu_range: int | None = None  # set when NPUs are named 0..N-1 by `npus: N`
+
+    # -------------------------------------------------------------- top level
+    def build(self, data: Any) -> Topology:
+        top = _mapping(data, "topology", TOP_KEYS)
+        name = top.get("name", Path(self.source).stem if self.source else "custom")
+        if not isinstance(name, str) or not name:
+            raise TopologyError(f"name: expected a non-empty string, got {name!r}")
+        if "description" in top and not isinstance(top["description"], str):
+            raise TopologyError(f"description: expected a string, got {top['description']!r}")
+        routing = top.get("routing", "shortest_path")
+        if routing not in ROUTINGS:
+            raise TopologyError(f"routing: unknown routing {routing!r}; expected one of "
+                                f"{', '.join(ROUTINGS)}")
+        seed = top.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TopologyError(f"seed: expected an integer, got {seed!r}")
+
+        npus, switches = self._devices(top)
+        router = {"shortest_path": shortest_path_router, "ecmp": ecmp_router,
+                  "explicit": explicit_router}[routing]
+        topo = Topology(name, len(npus), router)
+        for device, npu_name in enumerate(npus):
+            self._register(npu_name, device, "npus")
+        for where, switch_name, latency, kind in switches:
+            self._register(switch_name, topo.add_switch(latency, kind), where)
+
+        if "links" not in top:
+            raise TopologyError(f"links: required key is missing (allowed keys: "
+                                f"{', '.join(TOP_KEYS)})")
+        for i, item in enumerate(_sequence(top["links"], "links")):
+            self._link(topo, item, f"links[{i}]")
+
+        explicit: dict[tuple[int, int], tuple[int, ...]] = {}
+        if "routes" in top:
+            if routing != "explicit":
+                raise TopologyError(f"routes: only allowed with routing: explicit (routing is "
+                                    f"{routing!r})")
+            for i, item in enumerate(_sequence(top["routes"], "routes")):
+                pair, path = self._route(topo, item, f"routes[{i}]")
+                if pair in explicit:
+                    raise TopologyError(f"routes[{i}]: a second route from {item['src']!r} to "
+                                        f"{item['dst']!r}")
+                explicit[pair] = path
+        topo.params.update(kind="custom", source=self.source, routing=routing, seed=seed,
+                           names=dict(self.names), explicit_routes=explicit,
+                           description=top.get("description", ""))
+        return topo
+
+    # -------------------------------------------------------------- devices
+    def _devices(self, top: Mapping[str, Any]
+                 ) -> tuple[list[Any], list[tuple[str, Any, float, str]]]:
+        """NPU names in device order, and (key path, name, latency, kind) per switch."""
+        npus: list[Any] = []
+        switches: list[tuple[str, Any, float, str]] = []
+        seen: dict[str, str] = {}
+
+        def claim(name: Any, where: str) -> None:
+            text = _name_text(name, where)
+            if text in seen:
+                raise TopologyError(f"{where}: duplicate device id {name!r} (already "
+                                    f"{seen[text]})")
+            seen[text] = where
+
+        count = None
+        if "npus" in top:
+            count = top["npus"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise TopologyError(f"npus: expected a positive integer, got {count!r}")
+        if "nodes" in top:
+            for i, item in enumerate(_sequence(top["nodes"], "nodes")):
+                where = f"nodes[{i}]"
+                if isinstance(item, Mapping):
+                    entry = _mapping(item, where, NODE_KEYS)
+                    if "id" not in entry:
+                        raise TopologyError(f"{where}.id: required key is missing")
+                    kind = entry.get("kind", "npu")
+                    if kind not in ("npu", "switch"):
+                        raise TopologyError(f"{where}.kind: unknown kind {kind!r}; expected "
+                                            f"npu or switch")
+                    node_name = entry["id"]
+                    claim(node_name, f"{where}.id")
+                    if kind == "npu":
+                        if "latency" in entry:
+                            raise TopologyError(f"{where}.latency: only switches have a "
+                                                f"forwarding latency")
+                        npus.append(node_name)
+                    else:
+                        latency = _time(entry.get("latency", 0), f"{where}.latency")
+                        switches.append((where, node_name, latency, "switch"))
+                else:
+                    claim(item, where)
+                    npus.append(item)
+            if count is not None and count != len(npus):
+                raise TopologyError(f"npus: {count} disagrees with the {len(npus)} NPU "
+                                    f"entries of nodes")
+        elif count is not None:
+            npus = list(range(count))
+            self.npu_range = count
+            for device in npus:
+                claim(device, f"NPU {device}")
+        if not npus:
+            raise TopologyError("npus: required key is missing (give npus: N, or a nodes: list "
+                                "with at least one NPU)")
+        for i, item in enumerate(_sequence(top.get("switches", []), "switches")):
+            where = f"switches[{i}]"
+            if isinstance(item, Mapping):
+                entry = _mapping(item, where, SWITCH_KEYS)
+                if "id" not in entry:
+                    raise TopologyError(f"{where}.id: required key is missing")
+                kind = entry.get("kind", "switch")
+                if not isinstance(kind, str) or not kind:
+                    raise TopologyError(f"{where}.kind: expected a non-empty string, got "
+                                        f"{kind!r}")
+                claim(entry["id"], f"{where}.id")
+                switches.append((where, entry["id"], _time(entry.get("latency", 0),
+                                                           f"{where}.latency"), kind))
+            else:
+                claim(item, where)
+                switches.append((where, item, 0.0, "switch"))
+        return npus, switches
+
+    def _register(self, name: Any, device: int, where: str) -> None:
+        self.keys[_name_text(name, where)] = device
+        self.names[name] = device
+
+    def _device(self, name: Any, where: str) -> int:
+        text = _name_text(name, where)
+        if text not in self.keys:
+            raise TopologyError(f"{where}: unknown device {name!r}; known: {self._known()}")
+        return self.keys[text]
+
+    def _known(self) -> str:
+        names = [str(n) for n in self.names]
+        if self.npu_range is not None:
+            names = [f"0..{self.npu_range - 1}" if self.npu_range > 1 else "0",
+                     *names[self.npu_range:]]
+        shown = ", ".join(names[:30])
+        return shown + (f" and {len(names) - 30} more" if len(names) > 30 else "")
+
+    # -------------------------------------------------------------- links and routes
+    def _link(self, topo: Topology, item: Any, where: str) -> None:
+        entry = _mapping(item, where, LINK_KEYS)
+        for key in ("src", "dst", "bandwidth"):
+            if key not in entry:
+                raise TopologyError(f"{where}.{key}: required key is missing")
+        src = self._device(entry["src"], f"{where}.src")
+        dst = self._device(entry["dst"], f"{where}.dst")
+        if src == dst:
+            raise TopologyError(f"{where}: a link from {entry['src']!r} to itself")
+        bandwidth = _bandwidth(entry["bandwidth"], f"{where}.bandwidth")
+        latency = _time(entry.get("latency", 0), f"{where}.latency")
+        duplex = entry.get("duplex", True)
+        if not isinstance(duplex, bool):
+            raise TopologyError(f"{where}.duplex: expected true or false, got {duplex!r}")
+        kind = entry.get("kind", DEFAULT_LINK_KIND)
+        if not isinstance(kind, str) or not kind:
+            raise TopologyError(f"{where}.kind: expected a non-empty string, got {kind!r}")
+        if duplex:
+            topo.add_duplex(src, dst, bandwidth, latency, kind)
+        else:
+            topo.add_link(src, dst, bandwidth, latency, kind)
+
+    def _route(self, topo: Topology, item: Any, where: str
+               ) -> tuple[tuple[int, int], tuple[int, ...]]:
+        entry = _mapping(item, where, ROUTE_KEYS)
+        for key in ROUTE_KEYS:
+            if key not in entry:
+                raise TopologyError(f"{where}.{key}: required key is missing")
+        ends = []
+        for key in ("src", "dst"):
+            device = self._device(entry[key], f"{where}.{key}")
+            if topo.is_switch(device):
+                raise TopologyError(f"{where}.{key}: {entry[key]!r} is a switch; routes join "
+                                    f"NPUs")
+            ends.append(device)
+        src, dst = ends
+        if src == dst:
+            raise TopologyError(f"{where}: src and dst are both {entry['src']!r}")
+        raw = _sequence(entry["path"], f"{where}.path")
+        path = tuple(self._device(name, f"{where}.path[{i}]") for i, name in enumerate(raw))
+        if len(path) < 2:
+            raise TopologyError(f"{where}.path: needs at least two devices, got {list(raw)!r}")
+        if path[0] != src:
+            raise TopologyError(f"{where}.path: starts at {raw[0]!r}, not at src "
+                                f"{entry['src']!r}")
+        if path[-1] != dst:
+            raise TopologyError(f"{where}.path: ends at {raw[-1]!r}, not at dst "
+                                f"{entry['dst']!r}")
+        if len(set(path)) != len(path):
+            raise TopologyError(f"{where}.path: visits a device twice: {list(raw)!r}")
+        for i in range(len(path) - 1):
+            if not topo.links_between(path[i], path[i + 1], up_only=False):
+                raise TopologyError(f"{where}.path[{i}]->path[{i + 1}]: no link from "
+                                    f"{raw[i]!r} to {raw[i + 1]!r}")
+        return (src, dst), path
+
+
+def explicit_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+    """The device path in ``topo.params["explicit_routes"][(src, dst)]`` as link ids (the
+    lowest-id up link between each pair); pairs without one, or whose path has a hop with no up
+    link, take :func:`~topologies.base.shortest_path_router`."""
+    routes = cast(dict[tuple[int, int], tuple[int, ...]],
+                  topo.params.get("explicit_routes", {}))
+    devices = routes.get((src, dst))
+    if devices is not None:
+        path: list[int] = []
+        for a, b in itertools.pairwise(devices):
+            up = topo.links_between(a, b)
+            if not up:
+                break
+            path.append(min(link.id for link in up))
+        else:
+            return tuple(path)
+    return shortest_path_router(topo, src, dst, flow)
+
+
+# ---------------------------------------------------------------------- GraphML
+def from_graphml(path: str | os.PathLike[str], *, routing: str = "shortest_path",
+                 seed: int = 0) -> Topology:
+    """A topology from a GraphML file, parsed with :mod:`defusedxml` (entity expansion and
+    external entities are refused with a :class:`TopologyError`).
+
+    Node attribute ``kind``: ``npu`` (the default) or ``switch``; switches may carry
+    ``latency`` (forwarding latency; ignored on NPUs). Edge attributes: ``bandwidth``
+    (required; a number in GB/s = bytes/ns or a unit string such as ``"400 Gb/s"``),
+    ``latency`` (a number in ns or a unit string; default 0) and ``kind`` (default
+    ``"link"``). Undirected edges (the graph's
+    ``edgedefault``, overridable per edge by ``directed``) become duplex links, directed edges
+    one link. Attribute defaults declared on ``<key>`` apply; other attributes are ignored.
+    NPUs get ids 0..N-1 in natural sorted order of their node ids (digit runs compare as
+    numbers, so ``gpu2`` precedes ``gpu10``), switches follow in the same order;
+    ``params["names"]`` maps node ids to device ids. ``routing`` is ``shortest_path`` or
+    ``ecmp`` (hashed with ``seed``).
+    """
+    source = os.fspath(path)
+    if routing not in ("shortest_path", "ecmp"):
+        raise TopologyError(f"{source}: routing: unknown routing {routing!r}; expected "
+                            f"shortest_path or ecmp")
+    try:
+        data = Path(source).read_bytes()
+    except OSError as err:
+        raise TopologyError(f"{source}: cannot read: {err}") from None
+    try:
+        root = defusedxml.ElementTree.fromstring(data)
+    except defusedxml.DefusedXmlException as err:
+        raise TopologyError(f"{source}: refused unsafe XML ({type(err).__name__}: {err})"
+                            ) from None
+    except ParseError as err:
+        raise TopologyError(f"{source}: not well-formed XML: {err}") from None
+    try:
+        return _graphml_topology(root, source, routing, seed)
+    except TopologyError as err:
+        raise TopologyError(f"{source}: {err}") from None
+
+
+def _local(tag: str) -> str:
+    """An element's tag without its XML namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _graphml_topology(root: Element, source: str, routing: str, seed: int) -> Topology:
+    if _local(root.tag) != "graphml":
+        raise TopologyError(f"root element is <{_local(root.tag)}>, not <graphml>")
+    keys: dict[str, tuple[str, str, str | None]] = {}  # key id -> (for, attr name, default)
+    for key in root:
+        if _local(key.tag) != "key":
+            continue
+        key_id = key.get("id")
+        if not key_id:
+            raise TopologyError("a <key> has no id")
+        default = next((c.text or "" for c in key if _local(c.tag) == "default"), None)
+        keys[key_id] = (key.get("for", "all"), key.get("attr.name") or key_id, default)
+    graphs = [g for g in root if _local(g.tag) == "graph"]
+    if len(graphs) != 1:
+        raise TopologyError(f"expected one <graph>, found {len(graphs)}")
+    graph = graphs[0]
+    undirected = graph.get("edgedefault", "undirected") == "undirected"
+
+    def attributes(element: Element, domain: str, what: str) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for wanted in ("all", domain):  # a key for this domain beats one "for all"
+            values.update({name: default for scope, name, default in keys.values()
+                           if scope == wanted and default is not None})
+        for child in element:
+            tag = _local(child.tag)
+            if tag == "graph":
+                raise TopologyError(f"{what}: nested graphs are not supported")
+            if tag != "data":
+                continue
+            key_id = child.get("key", "")
+            if key_id not in keys:
+                raise TopologyError(f"{what}: <data> refers to undeclared key {key_id!r}")
+            values[keys[key_id][1]] = (child.text or "").strip()
+        return values
+
+    nodes: dict[str, dict[str, str]] = {}
+    edges: list[tuple[str, Element]] = []
+    for element in graph:
+        tag = _local(element.tag)
+        if tag == "node":
+            node_id = element.get("id")
+            if node_id is None:
+                raise TopologyError(f"node {len(nodes)}: has no id")
+            if node_id in nodes:
+                raise TopologyError(f"node {node_id!r}: declared twice")
+            nodes[node_id] = attributes(element, "node", f"node {node_id!r}")
+        elif tag == "edge":
+            edges.append((f"edge {len(edges)}", element))
+        elif tag == "hyperedge":
+            raise TopologyError("hyperedges are not supported")
+
+    npus: list[str] = []
+    switches: list[str] = []
+    for node_id in sorted(nodes, key=_natural_key):
+        kind = nodes[node_id].get("kind", "npu").strip().lower()
+        if kind not in ("npu", "switch"):
+            raise TopologyError(f"node {node_id!r}: unknown kind {kind!r}; expected npu or "
+                                f"switch")
+        (npus if kind == "npu" else switches).append(node_id)
+    if not npus:
+        raise TopologyError(f"no NPU nodes (kind 'npu') among {len(nodes)} nodes")
+
+    router = ecmp_router if routing == "ecmp" else shortest_path_router
+    topo = Topology(Path(source).stem or "graphml", len(npus), router)
+    names = {node_id: device for device, node_id in enumerate(npus)}
+    for node_id in switches:
+        latency = _time(nodes[node_id].get("latency", "0"), f"node {node_id!r}: latency")
+        names[node_id] = topo.add_switch(latency)
+
+    for label, element in edges:
+        ends = element.get("source"), element.get("target")
+        what = f"{label} ({ends[0]} -> {ends[1]})" if element.get("id") is None else (
+            f"{label} {element.get('id')!r} ({ends[0]} -> {ends[1]})")
+        for end in ends:
+            if end is None:
+                raise TopologyError(f"{what}: needs both source and target")
+            if end not in names:
+                raise TopologyError(f"{what}: dangling endpoint {end!r}, not a declared node")
+        src, dst = names[cast(str, ends[0])], names[cast(str, ends[1])]
+        if src == dst:
+            raise TopologyError(f"{what}: an edge from a node to itself")
+        values = attributes(element, "edge", what)
+        if not values.get("bandwidth"):
+            raise TopologyError(f"{what}: missing bandwidth")
+        bandwidth = _bandwidth(_number_or_text(values["bandwidth"]), f"{what}: bandwidth")
+        latency = _time(_number_or_text(values.get("latency", "0") or "0"), f"{what}: latency")
+        kind = values.get("kind") or DEFAULT_LINK_KIND
+        directed = element.get("directed")
+        duplex = undirected if directed is None else directed.lower() == "false"
+        if duplex:
+            topo.add_duplex(src, dst, bandwidth, latency, kind)
+        else:
+            topo.add_link(src, dst, bandwidth, latency, kind)
+    topo.params.update(kind="custom", source=source, routing=routing, seed=seed, names=names)
+    return topo
+
+
+def _natural_key(text: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    parts = re.split(r"(\d+)", text)
+    return (tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p), text)
+
+
+def _number_or_text(text: str) -> float | str:
+    """GraphML data is text: a plain number stays a number (in the internal unit)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+# ---------------------------------------------------------------------- values
+def _mapping(data: Any, where: str, allowed: Sequence[str]) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise TopologyError(f"{where}: expected a mapping, got {type(data).__name__} "
+                            f"{data!r}")
+    for key in data:
+        if key not in allowed:
+            prefix = "" if where == "topology" else f"{where}."
+            raise TopologyError(f"{prefix}{key}: unknown key; allowed keys: "
+                                f"{', '.join(allowed)}")
+    return data
+
+
+def _sequence(data: Any, where: str) -> Sequence[Any]:
+    if isinstance(data, str) or not isinstance(data, Sequence):
+        raise TopologyError(f"{where}: expected a list, got {type(data).__name__} {data!r}")
+    return data
+
+
+def _name_text(name: Any, where: str) -> str:
+    if isinstance(name, bool) or not isinstance(name, str | int) or name == "":
+        raise TopologyError(f"{where}: a device id must be a name or an integer, got "
+                            f"{name!r}")
+    return str(name)
+
+
+def _bandwidth(value: Any, where: str) -> float:
+    try:
+        result = parse_bandwidth(value, where)
+    except ValueError as err:
+        raise TopologyError(str(err)) from None
+    if not result > 0:
+        raise TopologyError(f"{where}: must be > 0, got {value!r}")
+    return result
+
+
+def _time(value: Any, where: str) -> float:
+    try:
+        return parse_time(value, where)
+    except ValueError as err:
+        raise TopologyError(str(err)) from None
