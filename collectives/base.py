@@ -1,15 +1,26 @@
-"""How a collective becomes point-to-point transfers.
+"""How a collective becomes point-to-point transfers: step programs.
 
 An algorithm turns one collective over a group into a :class:`CollectivePlan`: for every member
-a sequence of steps, each sending some messages and receiving some. Step k of a rank starts when
-the rank has joined the collective (k = 0) or when every receive of step k-1 has arrived; its
-sends leave at once. A rank is done when its last step's receives have arrived and its own sends
-have been delivered. The plan is evaluated lazily per (rank, step), so a 1024-rank ring costs no
-memory up front.
+a sequence of steps, each sending some messages and receiving some. The contract every plan
+keeps, and the engine and the analytical backend rely on:
 
-The data of a collective is split into chunks that run the same plan independently (pipelined);
-the engine owns chunking and only asks the plan about one chunk's bytes. This package never
-imports SimPy or the engine, and knows ranks, not links.
+* **Aligned steps.** A message a rank sends in its step k is received by its peer in the peer's
+  step k. Ranks with nothing to do in a step get an empty step (it costs nothing).
+* **Timing.** Step 0 starts when the rank joins the collective (after a start overhead in
+  AstraSim-compatible runs); step k+1 starts when every receive of step k has arrived and the
+  step's overhead (endpoint delay, reduction) has passed; its sends leave at once. A rank is done
+  when its last step is over and its own sends have been delivered.
+* **Dimensions.** Each step names the logical dimension it works in (``Step.dim``, 0 for flat
+  algorithms). The engine lets at most ``chunks_in_flight`` chunks of a rank work in one
+  dimension at a time; a chunk whose next step is in another dimension queues there (FIFO), which
+  is how hierarchical algorithms pipeline chunks across dimensions (AstraSim's per-dimension
+  queues).
+* **Lazy.** Plans answer per (rank, step), so a 1024-rank ring costs no memory up front.
+
+The data of a collective is split into chunks that run the same plan independently; the engine
+owns chunking and asks the plan about one chunk's bytes. Sizes follow
+:class:`~des.graph.CollectiveType` (full buffer at each rank; all-gather: the gathered output).
+This package never imports SimPy or the engine, and knows ranks, not links.
 """
 
 from __future__ import annotations
@@ -28,19 +39,54 @@ class CollectiveError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Step:
     """One step of one rank: messages to send ``(peer, bytes)`` and to receive ``(peer, bytes)``;
-    ``reduce_bytes`` is how much received data the rank reduces into its buffer in this step."""
+    ``reduce_bytes`` is how much received data the rank reduces into its buffer after the step's
+    receives; ``dim`` is the logical dimension the step works in."""
 
     sends: tuple[tuple[int, float], ...] = ()
     recvs: tuple[tuple[int, float], ...] = ()
     reduce_bytes: float = 0.0
+    dim: int = 0
+
+
+EMPTY_STEP = Step()
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How a plan sizes and shapes its messages.
+
+    ``integer_sizes``: message bytes are whole numbers, split by floor division (AstraSim);
+    ``window``: direct algorithms keep at most this many messages in flight (0 = all at once);
+    ``dim_algorithms``: for hierarchical algorithms, the algorithm of each dimension;
+    ``astra``: reproduce AstraSim's accounting where it departs from the physics (which received
+    bytes count as reduced in halving-doubling, say); each plan documents what it changes.
+    """
+
+    integer_sizes: bool = False
+    window: int = 0
+    dim_algorithms: tuple[str, ...] = ()
+    astra: bool = False
+
+
+MessageTime = Callable[[int, int, float], float]
+"""``(src, dst, bytes) -> ns`` for one uncontended message."""
+StepOverhead = Callable[[Step], float]
+"""``step -> ns`` added after a step's receives (endpoint delay, reduction)."""
 
 
 class CollectivePlan(ABC):
-    """The step program of one collective for one chunk of ``nbytes`` (full-buffer bytes)."""
+    """The step program of one collective for one chunk of ``nbytes`` (full-buffer bytes).
+
+    ``dims`` are the group's logical dimensions (sizes, dimension 0 varying fastest in group
+    order) for topology-aware algorithms; flat algorithms ignore them. ``root`` is the group
+    member that broadcast and reduce start from or end at.
+    """
 
     algorithm: str = ""
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float) -> None:
+    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
+                 dims: Sequence[int] | None = None, root: int | None = None,
+                 options: PlanOptions | None = None) -> None:
         if len(group) < 1:
             raise CollectiveError(f"{collective}: empty group")
         if len(set(group)) != len(group):
@@ -52,10 +98,21 @@ class CollectivePlan(ABC):
         self.nbytes = float(nbytes)
         self.size = len(self.group)
         self.position = {rank: i for i, rank in enumerate(self.group)}
+        self.dims = tuple(dims) if dims else (self.size,)
+        self.root = self.group[0] if root is None else root
+        if self.root not in self.position:
+            raise CollectiveError(f"{collective}: root {self.root} is not in the group")
+        self.options = options or PlanOptions()
+
+    def split(self, nbytes: float, parts: int) -> float:
+        """``nbytes / parts``, floored when the options ask for whole-byte messages."""
+        if self.options.integer_sizes:
+            return float(int(nbytes) // parts)
+        return nbytes / parts
 
     @abstractmethod
     def num_steps(self, rank: int) -> int:
-        """How many steps ``rank`` runs."""
+        """How many steps ``rank`` runs (the same for every rank of aligned plans)."""
 
     @abstractmethod
     def step(self, rank: int, k: int) -> Step:
@@ -65,8 +122,39 @@ class CollectivePlan(ABC):
         """Total bytes ``rank`` sends for this chunk (what conservation tests add up)."""
         return sum(b for k in range(self.num_steps(rank)) for _, b in self.step(rank, k).sends)
 
+    def closed_form(self, message_time: MessageTime, overhead: StepOverhead,
+                    start: float = 0.0) -> float:
+        """Time for one chunk when every member joins at once and nothing contends: the last
+        member's finish. The default evaluates the step program as a longest-path recurrence,
+        O(ranks x steps x degree); regular algorithms override it with their alpha-beta form."""
+        return dry_run(self, message_time, overhead, start)
 
-PlanFactory = Callable[[CollectiveType, Sequence[int], float], CollectivePlan]
+
+def dry_run(plan: CollectivePlan, message_time: MessageTime, overhead: StepOverhead,
+            start: float = 0.0) -> float:
+    """Finish time of one chunk without contention: step k+1 of a rank starts after the latest
+    of its step-k receives (each sent at its sender's step-k start) plus the step's overhead."""
+    begin = dict.fromkeys(plan.group, start)
+    done = dict.fromkeys(plan.group, start)
+    steps = max((plan.num_steps(r) for r in plan.group), default=0)
+    for k in range(steps):
+        nxt = {}
+        for rank in plan.group:
+            if k >= plan.num_steps(rank):
+                nxt[rank] = begin[rank]
+                continue
+            step = plan.step(rank, k)
+            t = begin[rank]
+            for peer, nbytes in step.recvs:
+                t = max(t, begin[peer] + message_time(peer, rank, nbytes))
+            for peer, nbytes in step.sends:  # a rank is not done before its sends land
+                done[rank] = max(done[rank], begin[rank] + message_time(rank, peer, nbytes))
+            nxt[rank] = t + (overhead(step) if step.recvs else 0.0)
+        begin = nxt
+    return max(max(begin.values()), max(done.values()))
+
+
+PlanFactory = Callable[..., CollectivePlan]
 
 _REGISTRY: dict[tuple[CollectiveType, str], PlanFactory] = {}
 
@@ -106,7 +194,8 @@ def check_algorithm(collective: CollectiveType, algorithm: str | None) -> str:
 
 
 def make_plan(collective: CollectiveType, group: Sequence[int], nbytes: float,
-              algorithm: str | None = None) -> CollectivePlan:
+              algorithm: str | None = None, *, dims: Sequence[int] | None = None,
+              root: int | None = None, options: PlanOptions | None = None) -> CollectivePlan:
     """The plan of ``algorithm`` (or the collective's default) for one chunk of ``nbytes``."""
-    return _REGISTRY[(collective, check_algorithm(collective, algorithm))](collective, group,
-                                                                          nbytes)
+    factory = _REGISTRY[(collective, check_algorithm(collective, algorithm))]
+    return factory(collective, group, nbytes, dims=dims, root=root, options=options)

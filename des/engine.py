@@ -15,15 +15,16 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import simpy
 
-from collectives.base import CollectiveError, CollectivePlan, check_algorithm, make_plan
+from collectives.base import DEFAULT_ALGORITHM, CollectiveError, check_algorithm
 from des import hardware as hw
+from des.collective_run import CollectiveRun
 from des.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
+from des.options import EngineOptions, IssueOrder
 from des.results import OpRecord, Result, build_result
-from des.transport import Message, Transport, TransportMode
+from des.transport import Message, Transport
 from topologies.base import Topology, TopologyError
 from topologies.faults import LinkFault, fault_links, set_fault
 
@@ -32,50 +33,6 @@ log = logging.getLogger(__name__)
 
 class SimulationError(RuntimeError):
     """The simulation could not finish (e.g. a deadlock); the message names ranks and nodes."""
-
-
-@dataclass
-class EngineOptions:
-    """Knobs of the engine model. Defaults describe a modern GPU fabric, not AstraSim.
-
-    ``chunks``: pieces a collective's buffer splits into, pipelined through the algorithm;
-    ``chunks_in_flight``: how many of them a rank works on at once (0 = all);
-    ``speed``: per-rank compute speed factor, 0.5 = a straggler at half speed (compute and
-    memory nodes take twice as long);
-    ``record_link_activity``: keep every transmission interval per link (for trace counters;
-    costs memory proportional to chunk-hops);
-    ``timed_faults``: link faults that start (and maybe end) during the run; untimed ones are
-    applied to the topology before it (:func:`topologies.faults.apply_faults`);
-    ``p2p_chunk_bytes`` / ``p2p_window``: a send moves in chunks of at most this size with at
-    most ``p2p_window`` chunks undelivered at once (NCCL's slotted p2p buffers), so flows that
-    share a link interleave instead of queueing whole behind each other.
-    """
-
-    transport: TransportMode = TransportMode.CUT_THROUGH
-    packet_bytes: float = 4096.0
-    comm_streams: int = 1
-    chunks: int = 4
-    chunks_in_flight: int = 0
-    speed: dict[int, float] = field(default_factory=dict)
-    progress_every: int = 2000
-    record_link_activity: bool = False
-    p2p_chunk_bytes: float = 1 << 20
-    p2p_window: int = 4
-    timed_faults: list[LinkFault] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.transport = TransportMode(self.transport)
-        if self.comm_streams < 1:
-            raise ValueError(f"comm_streams must be >= 1, got {self.comm_streams}")
-        if self.chunks < 1:
-            raise ValueError(f"chunks must be >= 1, got {self.chunks}")
-        if self.p2p_chunk_bytes <= 0 or self.p2p_window < 1:
-            raise ValueError("p2p_chunk_bytes must be > 0 and p2p_window >= 1")
-        if self.chunks_in_flight < 0:
-            raise ValueError(f"chunks_in_flight must be >= 0, got {self.chunks_in_flight}")
-        for rank, factor in self.speed.items():
-            if not (0 < factor <= 1e6) or math.isnan(factor):
-                raise ValueError(f"speed[{rank}] must be > 0, got {factor!r}")
 
 
 class Gpu:
@@ -92,8 +49,10 @@ class Gpu:
         self.rank = rank
         self.speed = speed
         env = sim.env
-        self.compute_queue = simpy.Store(env)
-        self.comm_queue = simpy.Store(env)
+        store = simpy.PriorityStore if sim.options.issue_order is IssueOrder.NODE_ID \
+            else simpy.Store
+        self.compute_queue = store(env)
+        self.comm_queue = store(env)
         self.busy_with: dict[str, Node | None] = {}
         env.process(self._compute_stream())
         for i in range(sim.options.comm_streams):
@@ -104,7 +63,7 @@ class Gpu:
         holds the stream for its roofline (or explicit) time divided by the rank's speed."""
         env, sim = self.env, self.sim
         while True:
-            node = yield self.compute_queue.get()
+            node = _unwrap((yield self.compute_queue.get()))
             self.busy_with["compute"] = node
             start = env.now
             yield env.timeout(sim.local_time(node) / self.speed)
@@ -116,9 +75,13 @@ class Gpu:
         stream from this rank's joining until its part (all steps, all chunks) is delivered."""
         env, sim = self.env, self.sim
         while True:
-            node = yield self.comm_queue.get()
+            node = _unwrap((yield self.comm_queue.get()))
             self.busy_with[name] = node
             start = env.now
+            if node.kind is NodeKind.SEND:  # sends hold the slot until they land (AstraSim)
+                yield sim.start_send(node)
+                self.busy_with[name] = None
+                continue
             yield sim.collectives.join(node)
             self.busy_with[name] = None
             sim.finish(node, start, name)
@@ -128,125 +91,12 @@ class Gpu:
         return self.sim.env
 
 
-class _RankPart:
-    """One rank's progress through a collective run."""
-
-    __slots__ = (
-        "done",
-        "early",
-        "finished_chunks",
-        "joined",
-        "node",
-        "outstanding",
-        "started_chunks",
-        "step",
-        "waiting",
-    )
-
-    def __init__(self, node: Node, done: simpy.Event, chunks: int) -> None:
-        self.node = node
-        self.done = done
-        self.joined = False
-        self.step = [0] * chunks
-        self.waiting = [0] * chunks
-        self.early: dict[tuple[int, int], int] = defaultdict(int)
-        self.outstanding = 0
-        self.started_chunks = 0
-        self.finished_chunks = 0
-
-
-class CollectiveRun:
-    """One collective instance being executed: its plan, chunks and every member's progress.
-
-    Timing: each chunk runs the plan's steps; a rank's step k+1 starts the moment the last
-    receive of step k arrives (no reduction or endpoint delay in the default model); its sends
-    are injected at once and contend on links with all other traffic.
-    """
-
-    def __init__(self, sim: Simulator, inst: CollectiveInstance) -> None:
-        self.sim = sim
-        self.inst = inst
-        chunks = sim.options.chunks if inst.nbytes > 0 else 1
-        self.chunks = chunks
-        self.plan: CollectivePlan = make_plan(inst.collective, inst.group, inst.nbytes / chunks,
-                                              inst.algorithm)
-        self.in_flight = sim.options.chunks_in_flight or chunks
-        self.parts: dict[int, _RankPart] = {}
-        self.first_join = math.inf
-        self.last_done = 0.0
-
-    def part(self, rank: int) -> _RankPart:
-        part = self.parts.get(rank)
-        if part is None:
-            node = self.sim.graph.node(rank, self.inst.members[rank])
-            part = _RankPart(node, self.sim.env.event(), self.chunks)
-            self.parts[rank] = part
-        return part
-
-    def join(self, rank: int) -> simpy.Event:
-        part = self.part(rank)
-        part.joined = True
-        self.first_join = min(self.first_join, self.sim.env.now)
-        for _ in range(min(self.in_flight, self.chunks)):
-            self._start_chunk(rank, part)
-        self._check_done(rank, part)
-        return part.done
-
-    def _start_chunk(self, rank: int, part: _RankPart) -> None:
-        chunk = part.started_chunks
-        part.started_chunks += 1
-        self._run_step(rank, part, chunk, 0)
-
-    def _run_step(self, rank: int, part: _RankPart, chunk: int, k: int) -> None:
-        plan = self.plan
-        while k < plan.num_steps(rank):
-            step = plan.step(rank, k)
-            part.step[chunk] = k
-            for peer, nbytes in step.sends:
-                part.outstanding += 1
-                self.sim.transport.send(rank, peer, nbytes, self._delivered, tag=(chunk, k),
-                                        context=self)
-            needed = len(step.recvs) - part.early.pop((chunk, k), 0)
-            if needed > 0:
-                part.waiting[chunk] = needed
-                return
-            k += 1
-        part.step[chunk] = k
-        part.finished_chunks += 1
-        if part.started_chunks < self.chunks:
-            self._start_chunk(rank, part)
-
-    def _delivered(self, msg: Message) -> None:
-        sender = self.parts[msg.src]
-        sender.outstanding -= 1
-        chunk, k = msg.tag
-        part = self.part(msg.dst)
-        if part.joined and part.step[chunk] == k and part.waiting[chunk] > 0:
-            part.waiting[chunk] -= 1
-            if part.waiting[chunk] == 0:
-                self._run_step(msg.dst, part, chunk, k + 1)
-                self._check_done(msg.dst, part)
-        else:
-            part.early[(chunk, k)] += 1
-        self._check_done(msg.src, sender)
-
-    def _check_done(self, rank: int, part: _RankPart) -> None:
-        if (part.joined and part.finished_chunks == self.chunks and part.outstanding == 0
-                and not part.done.triggered):
-            self.last_done = max(self.last_done, self.sim.env.now)
-            part.done.succeed()
-
-    def waiting_for(self) -> list[int]:
-        """Members that have not joined yet (for deadlock reports)."""
-        return [r for r in self.inst.group if not (r in self.parts and self.parts[r].joined)]
-
-
 class _P2PFlow:
     """One send in flight: chunks of at most ``p2p_chunk_bytes``, at most ``p2p_window`` of them
     undelivered at a time; the next chunk leaves when one is delivered (credit return is taken
     as instantaneous). The send completes when its last byte has arrived."""
 
-    __slots__ = ("chunk", "delivered", "node", "offset", "pair", "sim", "start_ns")
+    __slots__ = ("chunk", "delivered", "done", "node", "offset", "pair", "sim", "start_ns")
 
     def __init__(self, sim: Simulator, node: Node, pair: P2PPair) -> None:
         self.sim = sim
@@ -256,6 +106,7 @@ class _P2PFlow:
         self.offset = 0.0
         self.delivered = 0.0
         self.start_ns = sim.env.now
+        self.done = sim.env.event()
 
     def start(self) -> None:
         if self.node.nbytes == 0:  # an empty message still crosses the route
@@ -276,8 +127,13 @@ class _P2PFlow:
         self.delivered += msg.nbytes
         if self.delivered >= self.node.nbytes:
             self.sim._send_delivered(self.node, self.pair, self.start_ns)
+            self.done.succeed()
         else:
             self._send_next()
+
+
+def _unwrap(item):
+    return item.item if isinstance(item, simpy.PriorityItem) else item
 
 
 class CollectiveTable:
@@ -295,7 +151,10 @@ class CollectiveTable:
         index = self.by_node[(node.rank, node.id)]
         run = self.runs.get(index)
         if run is None:
-            run = self.runs[index] = CollectiveRun(self.sim, self.instances[index])
+            inst = self.instances[index]
+            algorithm = self.sim.algorithm_for(inst)
+            run = CollectiveRun(self.sim, inst, algorithm, self.sim.logical_dims(inst.group))
+            self.runs[index] = run
         return run
 
     def join(self, node: Node) -> simpy.Event:
@@ -317,14 +176,16 @@ class Simulator:
         self.transport = Transport(self.env, topology, self.options.transport,
                                    self.options.packet_bytes,
                                    record_activity=self.options.record_link_activity,
-                                   track_inflight=bool(self.options.timed_faults))
+                                   track_inflight=bool(self.options.timed_faults),
+                                   contention=self.options.contention,
+                                   quantize=self.options.quantize)
         for fault in self.options.timed_faults:
             fault_links(topology, fault)  # names real links: fail now, not mid-run
             self.env.process(self._fault_process(fault))
         instances = graph.collective_instances()
         for inst in instances:  # fail before running, not halfway through
             try:
-                check_algorithm(inst.collective, inst.algorithm)
+                check_algorithm(inst.collective, self.algorithm_for(inst))
             except CollectiveError as err:
                 first = graph.node(*next(iter(inst.members.items())))
                 raise CollectiveError(f"{first.label()}: {err}") from None
@@ -337,19 +198,42 @@ class Simulator:
         self._arrived: dict[tuple[int, int], float] = {}   # recv key -> data arrival time
         self._send_start: dict[tuple[int, int], float] = {}
         self._posted: dict[tuple[int, int], float] = {}     # recv key -> posting time
-        self.gpus = [Gpu(self, r, self.options.speed.get(r, 1.0)) for r in range(graph.num_ranks)]
         self._pending: list[dict[int, int]] = []
         self._dependents: list[dict[int, list[int]]] = []
         self.records: list[OpRecord] = []
+        self._by_id = self.options.issue_order is IssueOrder.NODE_ID
+        self.gpus = [Gpu(self, r, self.options.speed.get(r, 1.0)) for r in range(graph.num_ranks)]
         self._done = 0
         self._total = len(graph)
         self._progress: Callable[[int, int], None] | None = None
+
+    # ------------------------------------------------------------------ choices
+    def algorithm_for(self, inst: CollectiveInstance) -> str:
+        """The node's algorithm, else the options' choice for its type, else the default;
+        ``auto`` picks by topology and size (:func:`collectives.auto.choose_algorithm`)."""
+        name = inst.algorithm or self.options.algorithms.get(inst.collective.value) \
+            or DEFAULT_ALGORITHM.get(inst.collective) or "auto"
+        if name == "auto":
+            from collectives.auto import choose_algorithm
+
+            name = choose_algorithm(inst.collective, len(inst.group), inst.nbytes,
+                                    topology_kind=self.topology.params.get("kind"),
+                                    dims=self.logical_dims(inst.group))
+        return name
+
+    def logical_dims(self, group: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The group's dimensions when it spans a grid or hierarchical topology in id order."""
+        if group != tuple(range(self.topology.num_npus)):
+            return None
+        params = self.topology.params
+        dims = params.get("sizes") if params.get("kind") == "hierarchical" else params.get("dims")
+        return tuple(dims) if dims else None
 
     # ------------------------------------------------------------------ timing
     def local_time(self, node: Node) -> float:
         """Duration of a compute or memory node at full speed, in ns."""
         if node.duration_ns is not None:
-            return float(node.duration_ns)
+            return max(float(node.duration_ns), self.options.min_compute_ns)
         if self.hardware is None:
             if node.flops or node.nbytes:
                 raise SimulationError(
@@ -415,12 +299,16 @@ class Simulator:
     def _ready(self, node: Node) -> None:
         kind = node.kind
         gpu = self.gpus[node.rank]
+        item = simpy.PriorityItem(node.id, node) if self._by_id else node
         if kind is NodeKind.COMPUTE or kind is NodeKind.MEMORY:
-            gpu.compute_queue.put(node)
+            gpu.compute_queue.put(item)
         elif kind is NodeKind.COLLECTIVE:
-            gpu.comm_queue.put(node)
+            gpu.comm_queue.put(item)
         elif kind is NodeKind.SEND:
-            self._start_send(node)
+            if self.options.sends_use_comm_stream:
+                gpu.comm_queue.put(item)
+            else:
+                self.start_send(node)
         else:
             self._post_recv(node)
 
@@ -439,13 +327,16 @@ class Simulator:
                 self._ready(graph_nodes(node.rank, dep_id))
 
     # ------------------------------------------------------------------ point to point
-    def _start_send(self, node: Node) -> None:
+    def start_send(self, node: Node) -> simpy.Event:
+        """Start a send now; the event fires when its last byte has landed."""
         pair = self._pairs_by_send[(node.rank, node.id)]
         self._send_start[(pair.dst, pair.recv_id)] = self.env.now
-        _P2PFlow(self, node, pair).start()
+        flow = _P2PFlow(self, node, pair)
+        flow.start()
+        return flow.done
 
     def _send_delivered(self, node: Node, pair: P2PPair, start: float) -> None:
-        self.finish(node, start, "p2p")
+        self.finish(node, start, "comm" if self.options.sends_use_comm_stream else "p2p")
         key = (pair.dst, pair.recv_id)
         self._arrived[key] = self.env.now
         if key in self._posted:

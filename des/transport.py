@@ -15,8 +15,15 @@ latency L, forwarding latency s at a switch it enters):
 Store-and-forward is the special case P = B, so both modes share one code path. Because a
 link's service is deterministic and FIFO, each message's departure is known when it arrives
 (Lindley's recursion), so a hop costs exactly one SimPy event: the message's arrival at the next
-link or at its destination. Links and switches are therefore event-driven servers on the SimPy
-environment rather than generator processes, which would cost two or three events per hop.
+link or at its destination. The message object is itself that event (SimPy needs only
+``callbacks`` and ``_ok``), so a hop allocates nothing. Links and switches are therefore
+event-driven servers on the SimPy environment rather than generator processes, which would cost
+two or three events per hop.
+
+``quantize`` reproduces AstraSim's integer nanoseconds: a hop keeps its link busy
+``floor(B/b)`` and reaches the next device ``floor(L + B/b)`` after it started (store-and-forward
+only). ``contention=False`` is AstraSim's congestion-unaware model: no queues; a message takes
+``sum(L) + sum(s) + B / min(b)`` (serialization once), floored when quantized.
 
 Failures: a message that reaches a link that is down is rerouted from that link's upstream
 device. When a link goes down during the run (:meth:`Transport.link_down`), every message whose
@@ -27,12 +34,14 @@ link after the change; ones already queued keep the rate they were admitted at.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL
 
 from topologies.base import LinkSpec, Topology
 
@@ -62,19 +71,12 @@ class Link:
         self.peak_queue = 0
         self._ends: deque[float] = deque()
         self.activity: list[tuple[float, float]] | None = [] if record_activity else None
-        # (message, epoch, start, end, time its head leaves): only kept when links can fail
-        self.inflight: deque[tuple[Message, int, float, float, float]] | None = (
+        # (message, start, end, time its head leaves): only kept when links can fail mid-run
+        self.inflight: deque[tuple[Message, float, float, float]] | None = (
             deque() if track_inflight else None)
 
-    def occupy(self, now: float, nbytes: float, tail_in: float, packet: float
-               ) -> tuple[float, float]:
-        """Admit a message whose head arrives now; return (start, end) of its transmission."""
-        bandwidth = self.spec.bandwidth * self.spec.derate
-        start = now if now > self.free_at else self.free_at
-        end = start + nbytes / bandwidth
-        tail_end = tail_in + min(packet, nbytes) / bandwidth
-        if tail_end > end:
-            end = tail_end
+    def record(self, now: float, start: float, end: float, nbytes: float) -> None:
+        """Account one transmission [start, end] admitted at ``now``."""
         self.free_at = end
         self.bytes += nbytes
         self.busy_ns += end - start
@@ -87,15 +89,13 @@ class Link:
             self.peak_queue = len(ends)
         if self.activity is not None:
             self.activity.append((start, end))
-        return start, end
-
 
     def track(self, msg: Message, start: float, end: float, leaves: float, now: float) -> None:
         """Remember a message until its head leaves (only when links can fail mid-run)."""
         inflight = self.inflight
-        while inflight and inflight[0][4] <= now:
+        while inflight and inflight[0][3] <= now:
             inflight.popleft()
-        inflight.append((msg, msg.epoch, start, end, leaves))
+        inflight.append((msg, start, end, leaves))
 
 
 class Switch:
@@ -112,14 +112,17 @@ class Switch:
 
 
 class Message:
-    """A message in flight; ``handler(message)`` runs when its last byte reaches ``dst``.
-    ``tag`` and ``context`` are the sender's to use (collective runs put chunk and step there)."""
+    """A message in flight, and the SimPy event of its next hop. ``handler(message)`` runs when
+    its last byte reaches ``dst`` plus ``post_delay`` (receiver-side processing the sender
+    already knows, e.g. an endpoint delay). ``tag`` and ``context`` are the sender's to use."""
 
-    __slots__ = ("context", "dst", "epoch", "handler", "hop", "nbytes", "route", "sent_at", "src",
-                 "tag", "tail_in")
+    __slots__ = ("action", "callbacks", "context", "dead", "dst", "handler", "hop", "nbytes",
+                 "post_delay", "route", "sent_at", "src", "tag", "tail_in")
+    _ok = True  # read by SimPy when the message is processed as an event
 
     def __init__(self, src: int, dst: int, nbytes: float, route: tuple[int, ...],
-                 handler: Callable[[Message], None], tag: Any = None, context: Any = None) -> None:
+                 handler: Callable[[Message], None], tag: Any = None, context: Any = None,
+                 post_delay: float = 0.0) -> None:
         self.src = src
         self.dst = dst
         self.nbytes = nbytes
@@ -127,10 +130,28 @@ class Message:
         self.handler = handler
         self.tag = tag
         self.context = context
+        self.post_delay = post_delay
         self.hop = 0
-        self.tail_in = float("-inf")
+        self.tail_in = -math.inf
         self.sent_at = 0.0
-        self.epoch = 0  # bumped when the message is pulled back; stale events then do nothing
+        self.dead = False  # set when pulled back from a failed link: its pending event is void
+        self.action: Callable[[Message], None] | None = None
+        self.callbacks = None
+
+    def clone(self) -> Message:
+        """A fresh copy to reroute (the original's scheduled event must stay void)."""
+        copy = Message(self.src, self.dst, self.nbytes, self.route, self.handler, self.tag,
+                       self.context, self.post_delay)
+        copy.sent_at = self.sent_at
+        return copy
+
+
+def _fire(msg: Message) -> None:
+    if not msg.dead:
+        msg.action(msg)
+
+
+_FIRE = (_fire,)
 
 
 class Transport:
@@ -139,13 +160,18 @@ class Transport:
     def __init__(self, env: simpy.Environment, topology: Topology,
                  mode: TransportMode = TransportMode.CUT_THROUGH,
                  packet_bytes: float = 4096.0, record_activity: bool = False,
-                 track_inflight: bool = False) -> None:
+                 track_inflight: bool = False, contention: bool = True,
+                 quantize: bool = False) -> None:
         if packet_bytes <= 0:
             raise ValueError(f"packet size must be > 0 bytes, got {packet_bytes!r}")
         self.env = env
         self.topology = topology
         self.mode = TransportMode(mode)
+        if quantize and contention and self.mode is not TransportMode.STORE_AND_FORWARD:
+            raise ValueError("quantized (AstraSim) hops are defined for store_and_forward only")
         self.packet_bytes = float(packet_bytes)
+        self.contention = contention
+        self.quantize = quantize
         self.links = [Link(spec, record_activity, track_inflight) for spec in topology.links]
         self.switches = {sid: Switch(sid, lat) for sid, lat in topology.switch_latency.items()}
         self.hops = 0
@@ -154,66 +180,107 @@ class Transport:
         self.bytes_delivered = 0.0
 
     def send(self, src: int, dst: int, nbytes: float, handler: Callable[[Message], None],
-             tag: Any = None, context: Any = None, flow: int = 0) -> Message:
-        """Inject a message now; ``handler`` is called on delivery."""
+             tag: Any = None, context: Any = None, flow: int = 0,
+             post_delay: float = 0.0) -> Message:
+        """Inject a message now; ``handler`` is called on delivery (+ ``post_delay``)."""
         route = self.topology.route(src, dst, flow)
-        msg = Message(src, dst, nbytes, route, handler, tag, context)
+        msg = Message(src, dst, nbytes, route, handler, tag, context, post_delay)
         msg.sent_at = self.env.now
         self.messages += 1
-        if route:
+        if not route:
+            self._schedule(post_delay, msg, self._deliver)
+        elif self.contention:
             self._enter_link(msg)
         else:
-            self._schedule(0.0, msg, self._deliver)
+            self._send_uncontended(msg)
         return msg
+
+    def _schedule(self, delay: float, msg: Message, action: Callable[[Message], None]) -> None:
+        msg.action = action
+        msg.callbacks = _FIRE
+        self.env.schedule(msg, NORMAL, delay if delay > 0.0 else 0.0)
+
+    def _send_uncontended(self, msg: Message) -> None:
+        links = self.links
+        latency = 0.0
+        bottleneck = math.inf
+        for i in msg.route:
+            link = links[i]
+            spec = link.spec
+            bw = spec.bandwidth * spec.derate
+            latency += spec.latency
+            switch = self.switches.get(spec.dst)
+            if switch is not None and i != msg.route[-1]:
+                latency += switch.latency
+            bottleneck = min(bottleneck, bw)
+            link.bytes += msg.nbytes
+            link.busy_ns += msg.nbytes / bw
+            link.messages += 1
+        self.hops += len(msg.route)
+        delay = latency + msg.nbytes / bottleneck
+        if self.quantize:
+            delay = math.floor(delay)
+        self._schedule(delay + msg.post_delay, msg, self._deliver)
 
     def _enter_link(self, msg: Message) -> None:
         link = self.links[msg.route[msg.hop]]
-        if not link.spec.up:
-            self._reroute(msg, link.spec.src)
+        spec = link.spec
+        if not spec.up:
+            self._reroute(msg, spec.src)
             return
+        bandwidth = spec.bandwidth * spec.derate
         nbytes = msg.nbytes
-        packet = nbytes if self.mode is TransportMode.STORE_AND_FORWARD else self.packet_bytes
+        serialization = nbytes / bandwidth
         now = self.env.now
-        start, end = link.occupy(now, nbytes, msg.tail_in, packet)
+        start = now if now > link.free_at else link.free_at
+        if self.quantize:  # AstraSim: busy floor(S), next device floor(L + S) after the start
+            end = start + math.floor(serialization)
+            arrive = start + math.floor(spec.latency + serialization)
+            head_arrive = arrive
+        else:
+            end = start + serialization
+            if self.mode is TransportMode.STORE_AND_FORWARD:
+                head = end
+            else:
+                packet = (self.packet_bytes if self.packet_bytes < nbytes else nbytes) / bandwidth
+                head = start + packet
+                if msg.tail_in + packet > end:  # the tail comes in late from upstream
+                    end = msg.tail_in + packet
+            arrive = end + spec.latency
+            head_arrive = head + spec.latency
+        link.record(now, start, end, nbytes)
         self.hops += 1
-        latency = link.spec.latency
         msg.hop += 1
         if msg.hop == len(msg.route):
             if link.inflight is not None:
-                link.track(msg, start, end, end + latency, now)
-            self._schedule(end + latency - now, msg, self._deliver)
+                link.track(msg, start, end, arrive, now)
+            self._schedule(arrive + msg.post_delay - now, msg, self._deliver)
             return
-        forward = latency
-        switch = self.switches.get(link.spec.dst)
+        switch = self.switches.get(spec.dst)
         if switch is not None:
-            forward += switch.latency
+            arrive += switch.latency
+            head_arrive += switch.latency
             switch.bytes += nbytes
             switch.messages += 1
-        msg.tail_in = end + forward
-        head = start + min(packet, nbytes) / (link.spec.bandwidth * link.spec.derate)
+        msg.tail_in = arrive
         if link.inflight is not None:
-            link.track(msg, start, end, head + forward, now)
-        self._schedule(head + forward - now, msg, self._enter_link)
+            link.track(msg, start, end, head_arrive, now)
+        self._schedule(head_arrive - now, msg, self._enter_link)
 
     def _deliver(self, msg: Message) -> None:
         self.bytes_delivered += msg.nbytes
         msg.handler(msg)
 
-    def _schedule(self, delay: float, msg: Message, action: Callable[[Message], None]) -> None:
-        event = self.env.timeout(delay if delay > 0.0 else 0.0)
-        epoch = msg.epoch
-        event.callbacks.append(lambda _event: action(msg) if msg.epoch == epoch else None)
-
     def _reroute(self, msg: Message, device: int) -> None:
         """Send ``msg`` on from ``device`` over a fresh route (the old one hit a down link)."""
         msg.route = self.topology.route_from(device, msg.dst)
         msg.hop = 0
-        msg.tail_in = float("-inf")
+        msg.tail_in = -math.inf
         self.reroutes += 1
         if msg.route:
             self._enter_link(msg)
         else:
-            self._schedule(0.0, msg, self._deliver)
+            self._schedule(msg.post_delay, msg, self._deliver)
 
     def link_down(self, link_id: int) -> int:
         """Link ``link_id`` has just failed: pull back every message whose head has not left it
@@ -223,8 +290,8 @@ class Transport:
             raise RuntimeError("link_down needs a transport built with track_inflight=True")
         now = self.env.now
         stranded = []
-        for msg, epoch, start, end, leaves in link.inflight:
-            if leaves > now and msg.epoch == epoch:
+        for msg, start, end, leaves in link.inflight:
+            if leaves > now and not msg.dead:
                 stranded.append(msg)
                 sent = min(max(now - start, 0.0), end - start)  # what went out before the cut
                 link.busy_ns -= (end - start) - sent
@@ -234,6 +301,6 @@ class Transport:
         link._ends.clear()
         link.free_at = now
         for msg in stranded:
-            msg.epoch += 1
-            self._reroute(msg, link.spec.src)
+            msg.dead = True
+            self._reroute(msg.clone(), link.spec.src)
         return len(stranded)

@@ -1,0 +1,221 @@
+"""Running collectives: chunks of a step program, per-dimension queues, endpoint overheads.
+
+Timing (see :mod:`collectives.base` for the step-program contract): a chunk starting a phase
+(its first step, or a step in another logical dimension) waits for a slot in that dimension
+(at most ``chunks_in_flight`` chunks of a rank per dimension, FIFO) and then pays the endpoint
+delay E; a step's sends leave at once; the step ends when its last receive has arrived plus
+E + reduction time (3 x reduced bytes / reduction bandwidth). Because a step's receivers know
+that overhead, it travels with the messages as a post-delivery delay, so a ring step costs one
+SimPy event, not two. With E = 0 and free reductions (the default model) steps follow each
+other back to back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING
+
+import simpy
+
+from collectives.base import CollectivePlan, Step, make_plan
+from des.graph import CollectiveInstance, CollectiveType, Node
+from des.options import Chunking
+from des.transport import Message
+
+if TYPE_CHECKING:
+    from des.engine import Simulator
+
+
+class _RankPart:
+    """One rank's progress through a collective run."""
+
+    __slots__ = ("busy", "done", "early", "finished", "holding", "joined", "need", "node",
+                 "outstanding", "queue", "started", "step")
+
+    def __init__(self, node: Node, done: simpy.Event, chunks: int) -> None:
+        self.node = node
+        self.done = done
+        self.joined = False
+        self.step = [0] * chunks        # step each chunk is on
+        self.need = [0] * chunks        # receives it still waits for in that step
+        self.started = [0.0] * chunks   # when that step began
+        self.holding = [-1] * chunks    # dimension slot the chunk holds, -1 = none
+        self.early: dict[tuple[int, int], int] = defaultdict(int)
+        self.busy: dict[int, int] = defaultdict(int)
+        self.queue: dict[int, deque[tuple[int, int]]] = defaultdict(deque)
+        self.outstanding = 0
+        self.finished = 0
+
+
+def chunk_layout(collective: CollectiveType, nbytes: float, group_size: int, npus: int,
+                 chunks: int, chunking: Chunking) -> tuple[int, float]:
+    """(number of chunks, bytes per chunk) for a collective of ``nbytes``.
+
+    ``split``: ``chunks`` equal pieces. ``astra``: AstraSim's Sys::determine_chunk_size: chunk =
+    floor(size / splits), at least one byte per NPU of the system except for all-gather, every
+    chunk full-size; AstraSim sizes an all-gather by its input, so it is converted both ways.
+    """
+    if nbytes <= 0:
+        return 1, 0.0
+    if chunking is Chunking.SPLIT:
+        return chunks, nbytes / chunks
+    gather = collective is CollectiveType.ALL_GATHER
+    size = int(nbytes // group_size) if gather else int(nbytes)
+    chunk = size // chunks
+    if not gather and npus > chunk:
+        chunk = npus
+        size = chunks * chunk
+    chunk = max(chunk, 1)
+    count = math.ceil(size / chunk)
+    return count, float(chunk * group_size if gather else chunk)
+
+
+class CollectiveRun:
+    """One collective instance being executed: its plan, chunks and every member's progress."""
+
+    def __init__(self, sim: Simulator, inst: CollectiveInstance, plan_algorithm: str,
+                 dims: tuple[int, ...] | None) -> None:
+        opts = sim.options
+        self.sim = sim
+        self.inst = inst
+        self.chunks, self.chunk_bytes = chunk_layout(
+            inst.collective, inst.nbytes, len(inst.group), sim.topology.num_npus, opts.chunks,
+            opts.chunking)
+        self.plan: CollectivePlan = make_plan(
+            inst.collective, inst.group, self.chunk_bytes, plan_algorithm, dims=dims,
+            root=inst.root, options=opts.plan_options)
+        self.limit = opts.chunks_in_flight
+        self.endpoint = opts.endpoint_delay_ns
+        self.reduction_bw = opts.reduction_bandwidth
+        self.quantize = opts.quantize
+        self.wait_for_sends = opts.sends_complete_collective
+        self.has_overhead = self.endpoint > 0 or self.reduction_bw is not None
+        self.parts: dict[int, _RankPart] = {}
+        self.first_join = math.inf
+        self.last_done = 0.0
+
+    # ------------------------------------------------------------------ bookkeeping
+    def part(self, rank: int) -> _RankPart:
+        part = self.parts.get(rank)
+        if part is None:
+            node = self.sim.graph.node(rank, self.inst.members[rank])
+            part = _RankPart(node, self.sim.env.event(), self.chunks)
+            self.parts[rank] = part
+        return part
+
+    def overhead(self, step: Step) -> float:
+        """Endpoint delay plus reduction time after a step's receives."""
+        extra = self.endpoint
+        if step.reduce_bytes and self.reduction_bw is not None:
+            per_pass = step.reduce_bytes / self.reduction_bw
+            extra += 3 * (math.floor(per_pass) if self.quantize else per_pass)
+        return extra
+
+    def _later(self, delay: float, action, *args) -> None:
+        event = self.sim.env.timeout(delay)
+        event.callbacks.append(lambda _e: action(*args))
+
+    def waiting_for(self) -> list[int]:
+        """Members that have not joined yet (for deadlock reports)."""
+        return [r for r in self.inst.group if not (r in self.parts and self.parts[r].joined)]
+
+    # ------------------------------------------------------------------ flow
+    def join(self, rank: int) -> simpy.Event:
+        """``rank`` starts its part now; the returned event fires when the part is done."""
+        part = self.part(rank)
+        part.joined = True
+        self.first_join = min(self.first_join, self.sim.env.now)
+        for chunk in range(self.chunks):
+            self._enter(rank, part, chunk, 0)
+        self._check_done(rank, part)
+        return part.done
+
+    def _enter(self, rank: int, part: _RankPart, chunk: int, k: int) -> None:
+        """Chunk ``chunk`` may start step ``k``: take the step's dimension slot first."""
+        plan = self.plan
+        if k >= plan.num_steps(rank):
+            if part.holding[chunk] >= 0:
+                self._release(rank, part, part.holding[chunk])
+                part.holding[chunk] = -1
+            part.finished += 1
+            self._check_done(rank, part)
+            return
+        dim = plan.step(rank, k).dim
+        if part.holding[chunk] == dim:
+            self._run_step(rank, part, chunk, k)
+            return
+        if part.holding[chunk] >= 0:
+            self._release(rank, part, part.holding[chunk])
+            part.holding[chunk] = -1
+        if self.limit and part.busy[dim] >= self.limit:
+            part.step[chunk] = k - 1 if k else 0
+            part.queue[dim].append((chunk, k))
+            return
+        self._take(rank, part, dim, chunk, k)
+
+    def _take(self, rank: int, part: _RankPart, dim: int, chunk: int, k: int) -> None:
+        part.busy[dim] += 1
+        part.holding[chunk] = dim
+        if self.endpoint > 0:  # a phase starts with an endpoint delay (AstraSim: stream init)
+            self._later(self.endpoint, self._run_step, rank, part, chunk, k)
+        else:
+            self._run_step(rank, part, chunk, k)
+
+    def _release(self, rank: int, part: _RankPart, dim: int) -> None:
+        part.busy[dim] -= 1
+        waiting = part.queue.get(dim)
+        if waiting:
+            chunk, k = waiting.popleft()
+            self._take(rank, part, dim, chunk, k)
+
+    def _run_step(self, rank: int, part: _RankPart, chunk: int, k: int) -> None:
+        plan, send, env = self.plan, self.sim.transport.send, self.sim.env
+        steps = plan.num_steps(rank)
+        while True:
+            step = plan.step(rank, k)
+            part.step[chunk] = k
+            part.started[chunk] = env.now
+            tag = (chunk, k)
+            for peer, nbytes in step.sends:
+                part.outstanding += 1
+                post = self.overhead(plan.step(peer, k)) if self.has_overhead else 0.0
+                send(rank, peer, nbytes, self._delivered, tag=tag, context=self, post_delay=post)
+            needed = len(step.recvs) - part.early.pop(tag, 0)
+            if needed > 0:
+                part.need[chunk] = needed
+                return
+            if step.recvs and self.has_overhead:  # everything came early: pay the overhead now
+                self._later(self.overhead(step), self._enter, rank, part, chunk, k + 1)
+                return
+            k += 1
+            if k >= steps or plan.step(rank, k).dim != part.holding[chunk]:
+                self._enter(rank, part, chunk, k)
+                return
+
+    def _delivered(self, msg: Message) -> None:
+        sender = self.parts[msg.src]
+        sender.outstanding -= 1
+        chunk, k = msg.tag
+        part = self.part(msg.dst)
+        if part.joined and part.step[chunk] == k and part.need[chunk] > 0 \
+                and part.holding[chunk] >= 0:
+            part.need[chunk] -= 1
+            if part.need[chunk] == 0:
+                # the overhead rode on the message; a step that began after the data arrived
+                # still owes it in full from its own start
+                owed = part.started[chunk] + msg.post_delay - self.sim.env.now
+                if owed > 0:
+                    self._later(owed, self._enter, msg.dst, part, chunk, k + 1)
+                else:
+                    self._enter(msg.dst, part, chunk, k + 1)
+        else:
+            part.early[(chunk, k)] += 1
+        if self.wait_for_sends:
+            self._check_done(msg.src, sender)
+
+    def _check_done(self, rank: int, part: _RankPart) -> None:
+        if (part.joined and part.finished == self.chunks and not part.done.triggered
+                and (part.outstanding == 0 or not self.wait_for_sends)):
+            self.last_done = max(self.last_done, self.sim.env.now)
+            part.done.succeed()
