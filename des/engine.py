@@ -11,7 +11,6 @@ done. Messages cross links through :mod:`des.transport`.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
