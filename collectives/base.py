@@ -83,6 +83,7 @@ class CollectivePlan(ABC):
     """
 
     algorithm: str = ""
+    multi_dim: bool = False  # True when steps span more than one logical dimension
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import simpy
 
 from collectives.base import CollectivePlan, Step, make_plan
+from des.choices import step_overhead
 from des.graph import CollectiveInstance, CollectiveType, Node
 from des.options import Chunking
 from des.transport import Message
@@ -87,10 +88,10 @@ class CollectiveRun:
             root=inst.root, options=opts.plan_options)
         self.limit = opts.chunks_in_flight
         self.endpoint = opts.endpoint_delay_ns
-        self.reduction_bw = opts.reduction_bandwidth
-        self.quantize = opts.quantize
         self.wait_for_sends = opts.sends_complete_collective
-        self.has_overhead = self.endpoint > 0 or self.reduction_bw is not None
+        self.has_overhead = self.endpoint > 0 or opts.reduction_bandwidth is not None
+        self._overheads: dict[float, float] = {}
+        self.multi_dim = self.plan.multi_dim
         self.parts: dict[int, _RankPart] = {}
         self.first_join = math.inf
         self.last_done = 0.0
@@ -105,11 +106,10 @@ class CollectiveRun:
         return part
 
     def overhead(self, step: Step) -> float:
-        """Endpoint delay plus reduction time after a step's receives."""
-        extra = self.endpoint
-        if step.reduce_bytes and self.reduction_bw is not None:
-            per_pass = step.reduce_bytes / self.reduction_bw
-            extra += 3 * (math.floor(per_pass) if self.quantize else per_pass)
+        """Endpoint delay plus reduction time after a step's receives (cached per size)."""
+        extra = self._overheads.get(step.reduce_bytes)
+        if extra is None:
+            extra = self._overheads[step.reduce_bytes] = step_overhead(step, self.sim.options)
         return extra
 
     def _later(self, delay: float, action, *args) -> None:
@@ -189,7 +189,7 @@ class CollectiveRun:
                 self._later(self.overhead(step), self._enter, rank, part, chunk, k + 1)
                 return
             k += 1
-            if k >= steps or plan.step(rank, k).dim != part.holding[chunk]:
+            if k >= steps or (self.multi_dim and plan.step(rank, k).dim != part.holding[chunk]):
                 self._enter(rank, part, chunk, k)
                 return
 

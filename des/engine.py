@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 import simpy
 
-from collectives.base import DEFAULT_ALGORITHM, CollectiveError, check_algorithm
+from collectives.base import CollectiveError, check_algorithm
 from des import hardware as hw
+from des.choices import ModelError, algorithm_for, local_time, logical_dims
 from des.collective_run import CollectiveRun
 from des.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
 from des.options import EngineOptions, IssueOrder
@@ -208,39 +209,19 @@ class Simulator:
 
     # ------------------------------------------------------------------ choices
     def algorithm_for(self, inst: CollectiveInstance) -> str:
-        """The node's algorithm, else the options' choice for its type, else the default;
-        ``auto`` picks by topology and size (:func:`collectives.auto.choose_algorithm`)."""
-        name = inst.algorithm or self.options.algorithms.get(inst.collective.value) \
-            or DEFAULT_ALGORITHM.get(inst.collective) or "auto"
-        if name == "auto":
-            from collectives.auto import choose_algorithm
-
-            name = choose_algorithm(inst.collective, len(inst.group), inst.nbytes,
-                                    topology_kind=self.topology.params.get("kind"),
-                                    dims=self.logical_dims(inst.group))
-        return name
+        """The algorithm ``inst`` runs (see :func:`des.choices.algorithm_for`)."""
+        return algorithm_for(inst, self.topology, self.options)
 
     def logical_dims(self, group: tuple[int, ...]) -> tuple[int, ...] | None:
-        """The group's dimensions when it spans a grid or hierarchical topology in id order."""
-        if group != tuple(range(self.topology.num_npus)):
-            return None
-        params = self.topology.params
-        dims = params.get("sizes") if params.get("kind") == "hierarchical" else params.get("dims")
-        return tuple(dims) if dims else None
+        """The group's logical dimensions (see :func:`des.choices.logical_dims`)."""
+        return logical_dims(self.topology, group)
 
-    # ------------------------------------------------------------------ timing
     def local_time(self, node: Node) -> float:
         """Duration of a compute or memory node at full speed, in ns."""
-        if node.duration_ns is not None:
-            return max(float(node.duration_ns), self.options.min_compute_ns)
-        if self.hardware is None:
-            if node.flops or node.nbytes:
-                raise SimulationError(
-                    f"{node.label()} has FLOPs/bytes but no hardware model was given")
-            return 0.0
-        if node.kind is NodeKind.MEMORY:
-            return hw.memory_time_ns(self.hardware, node.nbytes)
-        return hw.compute_time_ns(self.hardware, node.flops, node.nbytes, node.op_class)
+        try:
+            return local_time(node, self.hardware, self.options)
+        except ModelError as err:
+            raise SimulationError(str(err)) from None
 
     # ------------------------------------------------------------------ running
     def run(self, progress: Callable[[int, int], None] | None = None) -> Result:

@@ -1,0 +1,62 @@
+"""Decisions both backends make the same way: which algorithm a collective runs, the logical
+dimensions of a group, how long local work takes, and what a step's overhead costs."""
+
+from __future__ import annotations
+
+import math
+
+from collectives.base import DEFAULT_ALGORITHM, Step
+from des import hardware as hw
+from des.graph import CollectiveInstance, Node, NodeKind
+from des.options import EngineOptions
+from topologies.base import Topology
+
+
+class ModelError(RuntimeError):
+    """The graph asks for something the models cannot time; names the node."""
+
+
+def logical_dims(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The group's dimensions when it spans a grid or hierarchical topology in id order."""
+    if group != tuple(range(topology.num_npus)):
+        return None
+    params = topology.params
+    dims = params.get("sizes") if params.get("kind") == "hierarchical" else params.get("dims")
+    return tuple(dims) if dims else None
+
+
+def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineOptions) -> str:
+    """The node's algorithm, else the options' choice for its type, else the default;
+    ``auto`` picks by topology and size (:func:`collectives.auto.choose_algorithm`)."""
+    name = inst.algorithm or options.algorithms.get(inst.collective.value) \
+        or DEFAULT_ALGORITHM.get(inst.collective) or "auto"
+    if name == "auto":
+        from collectives.auto import choose_algorithm
+
+        name = choose_algorithm(inst.collective, len(inst.group), inst.nbytes,
+                                topology_kind=topology.params.get("kind"),
+                                dims=logical_dims(topology, inst.group))
+    return name
+
+
+def local_time(node: Node, hardware: hw.GpuSpec | None, options: EngineOptions) -> float:
+    """Duration of a compute or memory node at full speed, in ns."""
+    if node.duration_ns is not None:
+        return max(float(node.duration_ns), options.min_compute_ns)
+    if hardware is None:
+        if node.flops or node.nbytes:
+            raise ModelError(f"{node.label()} has FLOPs/bytes but no hardware model was given")
+        return options.min_compute_ns
+    if node.kind is NodeKind.MEMORY:
+        return hw.memory_time_ns(hardware, node.nbytes)
+    return hw.compute_time_ns(hardware, node.flops, node.nbytes, node.op_class)
+
+
+def step_overhead(step: Step, options: EngineOptions) -> float:
+    """Endpoint delay plus reduction time (3 x reduced bytes / bandwidth: two reads and a
+    write, AstraSim's MemBus accounting) after a step's receives."""
+    extra = options.endpoint_delay_ns
+    if step.reduce_bytes and options.reduction_bandwidth is not None:
+        per_pass = step.reduce_bytes / options.reduction_bandwidth
+        extra += 3 * (math.floor(per_pass) if options.quantize else per_pass)
+    return extra
