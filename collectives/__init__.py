@@ -3,7 +3,13 @@
 Never imports SimPy or the engine. Importing this package registers the built-in algorithms.
 """
 
-from collectives import direct, ring  # noqa: F401  (registration side effect)
+from collectives import (  # noqa: F401  (registration side effect)
+    barrier,
+    direct,
+    halving_doubling,
+    pairwise,
+    ring,
+)
 from collectives.base import (
     CollectiveError,
     CollectivePlan,

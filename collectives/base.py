@@ -180,6 +180,7 @@ DEFAULT_ALGORITHM = {
     CollectiveType.ALL_GATHER: "ring",
     CollectiveType.REDUCE_SCATTER: "ring",
     CollectiveType.ALL_TO_ALL: "direct",
+    CollectiveType.BARRIER: "dissemination",
 }
 
 

@@ -37,6 +37,7 @@ class EngineOptions:
     ``algorithms`` maps a collective type to the algorithm used when a node names none
     (``auto`` lets :func:`collectives.auto.choose_algorithm` pick per topology and size);
     ``dim_algorithms`` the per-dimension algorithms of hierarchical collectives;
+    ``window`` limits direct algorithms to that many messages in flight per rank (0 = all);
     ``endpoint_delay_ns`` paid when a chunk starts a phase and after every step's receives;
     ``reduction_bandwidth`` (bytes/ns) makes reducing steps cost 3 x bytes / bandwidth (two
     reads and a write; AstraSim's MemBus accounting), None = free;
@@ -63,6 +64,7 @@ class EngineOptions:
     chunks_in_flight: int = 0
     algorithms: dict[str, str] = field(default_factory=dict)
     dim_algorithms: tuple[str, ...] = ()
+    window: int = 0
     endpoint_delay_ns: float = 0.0
     reduction_bandwidth: float | None = None
     sends_complete_collective: bool = True
@@ -85,6 +87,8 @@ class EngineOptions:
             raise ValueError(f"comm_streams must be >= 1, got {self.comm_streams}")
         if self.chunks < 1:
             raise ValueError(f"chunks must be >= 1, got {self.chunks}")
+        if self.window < 0:
+            raise ValueError(f"window must be >= 0, got {self.window}")
         if self.chunks_in_flight < 0:
             raise ValueError(f"chunks_in_flight must be >= 0, got {self.chunks_in_flight}")
         if self.p2p_chunk_bytes <= 0 or self.p2p_window < 1:
@@ -103,8 +107,8 @@ class EngineOptions:
     @property
     def plan_options(self) -> PlanOptions:
         """What collective plans need to know of these options."""
-        return PlanOptions(integer_sizes=self.quantize, dim_algorithms=self.dim_algorithms,
-                           astra=self.astra)
+        return PlanOptions(integer_sizes=self.quantize, window=self.window,
+                           dim_algorithms=self.dim_algorithms, astra=self.astra)
 
     @classmethod
     def astra_compat(cls, *, congestion_aware: bool = True, endpoint_delay_ns: float = 10.0,
