@@ -4,11 +4,15 @@ Never imports SimPy or the engine. Importing this package registers the built-in
 """
 
 from collectives import (  # noqa: F401  (registration side effect)
+    auto,
     barrier,
     direct,
     halving_doubling,
+    hierarchical,
     pairwise,
     ring,
+    torus2d,
+    tree,
 )
 from collectives.base import (
     CollectiveError,

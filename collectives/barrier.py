@@ -29,6 +29,7 @@ class DisseminationBarrier(CollectivePlan):
     0 bytes to position i+2^j and receives from i-2^j. The collective's size is ignored."""
 
     algorithm = "dissemination"
+    uniform_steps = True
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,

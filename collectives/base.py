@@ -84,6 +84,9 @@ class CollectivePlan(ABC):
 
     algorithm: str = ""
     multi_dim: bool = False  # True when steps span more than one logical dimension
+    # True when step k of every rank reduces the same bytes in the same dimension, so one
+    # rank's step k tells what any receiver of its step-k messages pays after them
+    uniform_steps: bool = False
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,
@@ -181,6 +184,8 @@ DEFAULT_ALGORITHM = {
     CollectiveType.REDUCE_SCATTER: "ring",
     CollectiveType.ALL_TO_ALL: "direct",
     CollectiveType.BARRIER: "dissemination",
+    CollectiveType.BROADCAST: "binomial_tree",
+    CollectiveType.REDUCE: "binomial_tree",
 }
 
 

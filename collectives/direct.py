@@ -44,6 +44,7 @@ class Direct(CollectivePlan):
     """
 
     algorithm = "direct"
+    uniform_steps = True
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,

@@ -46,6 +46,7 @@ class HalvingDoubling(CollectivePlan):
     """
 
     algorithm = "halving_doubling"
+    uniform_steps = True
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,

@@ -30,6 +30,7 @@ class PairwiseAllToAll(CollectivePlan):
     algorithm, so ``options.astra`` changes nothing."""
 
     algorithm = "pairwise"
+    uniform_steps = True
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,

@@ -72,6 +72,7 @@ class Ring(CollectivePlan):
     """
 
     algorithm = "ring"
+    uniform_steps = True
     directions = 1
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
@@ -170,6 +171,7 @@ class RingAllToAll(CollectivePlan):
     """
 
     algorithm = "ring"
+    uniform_steps = True
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,

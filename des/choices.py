@@ -31,11 +31,11 @@ def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineO
     name = inst.algorithm or options.algorithms.get(inst.collective.value) \
         or DEFAULT_ALGORITHM.get(inst.collective) or "auto"
     if name == "auto":
-        from collectives.auto import choose_algorithm
+        from collectives.auto import choose_algorithm, topology_hints
 
+        kind, _ = topology_hints(topology)
         name = choose_algorithm(inst.collective, len(inst.group), inst.nbytes,
-                                topology_kind=topology.params.get("kind"),
-                                dims=logical_dims(topology, inst.group))
+                                topology_kind=kind, dims=logical_dims(topology, inst.group))
     return name
 
 

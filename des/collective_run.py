@@ -92,6 +92,7 @@ class CollectiveRun:
         self.has_overhead = self.endpoint > 0 or opts.reduction_bandwidth is not None
         self._overheads: dict[float, float] = {}
         self.multi_dim = self.plan.multi_dim
+        self.uniform = self.plan.uniform_steps
         self.parts: dict[int, _RankPart] = {}
         self.first_join = math.inf
         self.last_done = 0.0
@@ -177,10 +178,15 @@ class CollectiveRun:
             part.step[chunk] = k
             part.started[chunk] = env.now
             tag = (chunk, k)
-            for peer, nbytes in step.sends:
-                part.outstanding += 1
-                post = self.overhead(plan.step(peer, k)) if self.has_overhead else 0.0
-                send(rank, peer, nbytes, self._delivered, tag=tag, context=self, post_delay=post)
+            if step.sends:
+                post = 0.0
+                if self.has_overhead and self.uniform:
+                    post = self.overhead(step)
+                for peer, nbytes in step.sends:
+                    part.outstanding += 1
+                    if self.has_overhead and not self.uniform:
+                        post = self.overhead(plan.step(peer, k))
+                    send(rank, peer, nbytes, self._delivered, tag, self, 0, post)
             needed = len(step.recvs) - part.early.pop(tag, 0)
             if needed > 0:
                 part.need[chunk] = needed
@@ -207,8 +213,10 @@ class CollectiveRun:
                 owed = part.started[chunk] + msg.post_delay - self.sim.env.now
                 if owed > 0:
                     self._later(owed, self._enter, msg.dst, part, chunk, k + 1)
-                else:
+                elif self.multi_dim or k + 1 >= self.plan.num_steps(msg.dst):
                     self._enter(msg.dst, part, chunk, k + 1)
+                else:
+                    self._run_step(msg.dst, part, chunk, k + 1)
         else:
             part.early[(chunk, k)] += 1
         if self.wait_for_sends:
