@@ -135,13 +135,15 @@ class CollectivePlan(ABC):
 
 
 def dry_run(plan: CollectivePlan, message_time: MessageTime, overhead: StepOverhead,
-            start: float = 0.0) -> float:
+            start: float = 0.0, steps: range | None = None) -> float:
     """Finish time of one chunk without contention: step k+1 of a rank starts after the latest
-    of its step-k receives (each sent at its sender's step-k start) plus the step's overhead."""
+    of its step-k receives (each sent at its sender's step-k start) plus the step's overhead.
+    ``steps`` limits the run to a range of steps (one phase), all ranks starting together."""
     begin = dict.fromkeys(plan.group, start)
     done = dict.fromkeys(plan.group, start)
-    steps = max((plan.num_steps(r) for r in plan.group), default=0)
-    for k in range(steps):
+    if steps is None:
+        steps = range(max((plan.num_steps(r) for r in plan.group), default=0))
+    for k in steps:
         nxt = {}
         for rank in plan.group:
             if k >= plan.num_steps(rank):

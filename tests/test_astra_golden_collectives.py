@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from astra_bridge.configs import load_network, load_system
+from des.analytical import analyze
 from des.engine import simulate
 from des.graph import CollectiveType, EventGraph
 
@@ -37,7 +38,8 @@ MULTI_DIM = ["mesh2d_ringring_4x4_allreduce_64MiB", "dgx_fc_switch_8x2_allreduce
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference data not present")
 
 
-def run_case(name: str, congestion_aware: bool) -> tuple[dict[int, float], dict]:
+def run_case(name: str, congestion_aware: bool, backend=simulate
+             ) -> tuple[dict[int, float], dict]:
     folder = REFERENCE / name
     expected = json.loads((folder / "expected.json").read_text())
     network = load_network(folder / "network.yml")
@@ -50,7 +52,7 @@ def run_case(name: str, congestion_aware: bool) -> tuple[dict[int, float], dict]
     nbytes = workload["comm_size_bytes"] * (n if ctype is CollectiveType.ALL_GATHER else 1)
     graph = EventGraph(n, name)
     graph.collective_all(ctype, nbytes)
-    result = simulate(topo, graph, options=system.engine_options(
+    result = backend(topo, graph, options=system.engine_options(
         congestion_aware=congestion_aware))
     backend = "congestion_aware" if congestion_aware else "congestion_unaware"
     return {r: s.finished_ns for r, s in result.ranks.items()}, expected["results"][backend]
@@ -78,4 +80,10 @@ def test_one_dimensional_cases_match_congestion_unaware_without_contention(name)
 @pytest.mark.parametrize("name", MULTI_DIM)
 def test_multi_dimensional_cases_match_congestion_unaware(name):
     got, want = run_case(name, congestion_aware=False)
+    assert_ranks_match(got, want)
+
+
+@pytest.mark.parametrize("name", ONE_DIM + MULTI_DIM)
+def test_analytical_backend_matches_congestion_unaware(name):
+    got, want = run_case(name, congestion_aware=False, backend=analyze)
     assert_ranks_match(got, want)

@@ -243,8 +243,10 @@ def test_main_output_path_is_directory_returns_2(tmp_path: Path,
     assert "error" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("op", ["{collective: all_reduce, size: 1 MiB, algorithm: bogus}",
-                                "{collective: all_to_all, size: 1 MiB, algorithm: halving_doubling}"])
+@pytest.mark.parametrize("op", [
+    "{collective: all_reduce, size: 1 MiB, algorithm: bogus}",
+    "{collective: all_to_all, size: 1 MiB, algorithm: halving_doubling}",
+])
 def test_main_unrunnable_collective_is_bad_input(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str],
                                                  op: str) -> None:
