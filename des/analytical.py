@@ -363,7 +363,8 @@ class AnalyticalBackend:
     def _collective_duration(self, inst: CollectiveInstance) -> float:
         opts = self.options
         count, chunk_bytes = chunk_layout(inst.collective, inst.nbytes, len(inst.group),
-                                          self.topology.num_npus, opts.chunks, opts.chunking)
+                                          self.topology.num_npus, opts.chunks, opts.chunking,
+                                          opts.chunk_bytes)
         plan = make_plan(inst.collective, inst.group, chunk_bytes,
                          algorithm_for(inst, self.topology, opts),
                          dims=logical_dims(self.topology, inst.group), root=inst.root,

@@ -50,16 +50,20 @@ class _RankPart:
 
 
 def chunk_layout(collective: CollectiveType, nbytes: float, group_size: int, npus: int,
-                 chunks: int, chunking: Chunking) -> tuple[int, float]:
+                 chunks: int, chunking: Chunking, chunk_bytes: float | None = None
+                 ) -> tuple[int, float]:
     """(number of chunks, bytes per chunk) for a collective of ``nbytes``.
 
-    ``split``: ``chunks`` equal pieces. ``astra``: AstraSim's Sys::determine_chunk_size: chunk =
+    ``split``: ``chunks`` equal pieces, or with ``chunk_bytes`` as many equal pieces as it
+    takes for none to exceed it. ``astra``: AstraSim's Sys::determine_chunk_size: chunk =
     floor(size / splits), at least one byte per NPU of the system except for all-gather, every
     chunk full-size; AstraSim sizes an all-gather by its input, so it is converted both ways.
     """
     if nbytes <= 0:
         return 1, 0.0
     if chunking is Chunking.SPLIT:
+        if chunk_bytes:
+            chunks = max(1, math.ceil(nbytes / chunk_bytes))
         return chunks, nbytes / chunks
     gather = collective is CollectiveType.ALL_GATHER
     size = int(nbytes // group_size) if gather else int(nbytes)
@@ -82,7 +86,7 @@ class CollectiveRun:
         self.inst = inst
         self.chunks, self.chunk_bytes = chunk_layout(
             inst.collective, inst.nbytes, len(inst.group), sim.topology.num_npus, opts.chunks,
-            opts.chunking)
+            opts.chunking, opts.chunk_bytes)
         self.plan: CollectivePlan = make_plan(
             inst.collective, inst.group, self.chunk_bytes, plan_algorithm, dims=dims,
             root=inst.root, options=opts.plan_options)

@@ -149,6 +149,13 @@ def _positive_number(value: Any, where: str) -> float:
     return float(value)
 
 
+def _positive_size(value: Any, where: str) -> float:
+    size = units.parse_size(value, where)
+    if not size > 0:
+        raise ConfigError(f"{where}: must be > 0 bytes, got {value!r}")
+    return size
+
+
 def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
@@ -306,32 +313,66 @@ def _probability(value: Any, where: str) -> float:
 
 
 # ---------------------------------------------------------------------- workload
-def _collective_spec(item: Any, where: str, num_ranks: int) -> CollectiveSpec:
+def _size_range(value: Any, where: str) -> list[float]:
+    sec = Section(value, where)
+    low = sec.get("from", units.parse_size)
+    high = sec.get("to", units.parse_size)
+    factor = sec.get("factor", _positive_number, default=2.0)
+    sec.finish()
+    if not (low > 0 and high >= low and factor > 1):
+        raise ConfigError(f"{where}: need 0 < from <= to and factor > 1")
+    sizes = []
+    size = low
+    while size <= high * (1 + 1e-12) and len(sizes) < 64:
+        sizes.append(float(round(size)))
+        size *= factor
+    return sizes
+
+
+def _collective_specs(item: Any, where: str, num_ranks: int) -> list[CollectiveSpec]:
+    """One op: a collective at one ``size``, a list of ``sizes`` or a ``size_range`` (an
+    nccl-tests-style sweep: from, to, factor), each size run ``repeat`` times in turn."""
     sec = Section(item, where)
     ctype = sec.get("collective", lambda v, w: CollectiveType.parse(_text(v, w)))
-    nbytes = sec.get("size", units.parse_size)
+    given = [k for k in ("size", "sizes", "size_range") if k in sec.data]
+    if not given:
+        raise ConfigError(f"{sec.where('size')}: required key is missing (or give sizes: "
+                          "[...] or size_range: {from, to, factor})")
+    if len(given) > 1:
+        raise ConfigError(f"{where}: give only one of size, sizes or size_range, not "
+                          f"{' and '.join(given)}")
+    sizes = [sec.get("size", units.parse_size, default=None)]
+    if given[0] == "sizes":
+        raw = sec.get("sizes")
+        if not isinstance(raw, list) or not raw:
+            raise ConfigError(f"{sec.where('sizes')}: expected a non-empty list of sizes")
+        sizes = [units.parse_size(v, f"{sec.where('sizes')}[{i}]") for i, v in enumerate(raw)]
+    elif given[0] == "size_range":
+        sizes = sec.get("size_range", _size_range)
+    else:
+        sec.known += ["sizes", "size_range"]
     group = sec.get("group", _ranks, default=None)
     for i, rank in enumerate(group or ()):
         if rank >= num_ranks:
             raise ConfigError(f"{sec.where('group')}[{i}]: rank {rank} is outside the "
                               f"topology's NPUs 0..{num_ranks - 1}")
     algorithm = sec.get("algorithm", _text, default=None)
-    try:
-        check_algorithm(ctype, algorithm)
-    except CollectiveError as err:
-        raise ConfigError(f"{sec.where('algorithm')}: {err}") from None
-    spec = CollectiveSpec(ctype, nbytes, group, algorithm,
-                          repeat=sec.get("repeat", _positive_int, default=1))
+    if algorithm != "auto":
+        try:
+            check_algorithm(ctype, algorithm)
+        except CollectiveError as err:
+            raise ConfigError(f"{sec.where('algorithm')}: {err}") from None
+    repeat = sec.get("repeat", _positive_int, default=1)
     sec.finish()
-    return spec
+    return [CollectiveSpec(ctype, size, group, algorithm, repeat) for size in sizes]
 
 
 def _workload_collectives(sec: Section, num_ranks: int, name: str) -> EventGraph:
     ops = sec.get("ops")
     if not isinstance(ops, list) or not ops:
         raise ConfigError(f"{sec.where('ops')}: expected a non-empty list of collectives")
-    specs = [_collective_spec(item, f"{sec.where('ops')}[{i}]", num_ranks)
-             for i, item in enumerate(ops)]
+    specs = [spec for i, item in enumerate(ops)
+             for spec in _collective_specs(item, f"{sec.where('ops')}[{i}]", num_ranks)]
     sec.finish()
     return collective_sequence(num_ranks, specs, name=name)
 
@@ -366,18 +407,83 @@ def build_workload(sec: Section, num_ranks: int, name: str) -> EventGraph:
 
 
 # ---------------------------------------------------------------------- options
-def build_options(sec: Section, stragglers: Any, num_npus: int) -> EngineOptions:
-    """``network:`` and ``stragglers:`` -> EngineOptions."""
-    opts = EngineOptions(
-        transport=TransportMode(sec.choice("transport", [m.value for m in TransportMode],
-                                           default=TransportMode.CUT_THROUGH.value)),
-        packet_bytes=sec.get("packet_size", units.parse_size, default=4096.0),
+MODELS = ["des", "astra_congestion_aware", "astra_congestion_unaware"]
+
+
+def _algorithms(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping like {{all_reduce: ring_bidir}}")
+    out = {}
+    for key, name in value.items():
+        try:
+            ctype = CollectiveType.parse(str(key))
+        except ValueError as err:
+            raise ConfigError(f"{where}.{key}: {err}") from None
+        name = _text(name, f"{where}.{key}")
+        if name != "auto":
+            try:
+                check_algorithm(ctype, name)
+            except CollectiveError as err:
+                raise ConfigError(f"{where}.{key}: {err}") from None
+        out[ctype.value] = name
+    return out
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of algorithm names, one per dimension")
+    return tuple(value)
+
+
+def _reduction(value: Any, where: str, hardware: GpuSpec | None) -> float | None:
+    if value in (False, "off", None):
+        return None
+    if value == "hbm":
+        if hardware is None:
+            raise ConfigError(f"{where}: 'hbm' needs a hardware model to take the bandwidth from")
+        return hardware.hbm_bandwidth
+    return units.parse_bandwidth(value, where)
+
+
+def build_options(sec: Section, stragglers: Any, num_npus: int,
+                  hardware: GpuSpec | None = None) -> EngineOptions:
+    """``network:`` and ``stragglers:`` -> EngineOptions.
+
+    ``model: des`` (default) is des's own fabric model; ``astra_congestion_aware`` and
+    ``astra_congestion_unaware`` reproduce AstraSim's analytical backends, reading
+    ``endpoint_delay``, ``reduction`` (AstraSim's local-mem-bw) and ``chunks``
+    (preferred-dataset-splits) from the same section.
+    """
+    model = sec.choice("model", MODELS, default="des")
+    common = dict(
         comm_streams=sec.get("comm_streams", _positive_int, default=1),
-        chunks=sec.get("chunks", _positive_int, default=4),
-        chunks_in_flight=sec.get("chunks_in_flight", _nonneg_int, default=0),
+        chunks_in_flight=sec.get("chunks_in_flight", _nonneg_int, default=0 if model == "des"
+                                 else 1),
+        algorithms=sec.get("algorithms", _algorithms, default={}),
+        dim_algorithms=sec.get("dim_algorithms", _names, default=()),
+        window=sec.get("window", _nonneg_int, default=0),
     )
-    if opts.packet_bytes <= 0:
-        raise ConfigError(f"{sec.where('packet_size')}: must be > 0 bytes")
+    endpoint = sec.get("endpoint_delay", units.parse_time, default=None)
+    reduction = sec.get("reduction", lambda v, w: _reduction(v, w, hardware), default=None)
+    chunks = sec.get("chunks", _positive_int, default=4)
+    try:
+        if model == "des":
+            opts = EngineOptions(
+                transport=TransportMode(sec.choice(
+                    "transport", [m.value for m in TransportMode],
+                    default=TransportMode.CUT_THROUGH.value)),
+                packet_bytes=sec.get("packet_size", _positive_size, default=4096.0),
+                contention=sec.get("contention", _boolean, default=True),
+                chunks=chunks, chunk_bytes=sec.get("chunk_size", _positive_size,
+                                                   default=None),
+                endpoint_delay_ns=endpoint or 0.0, reduction_bandwidth=reduction, **common)
+        else:
+            opts = EngineOptions.astra_compat(
+                congestion_aware=model == "astra_congestion_aware",
+                endpoint_delay_ns=10.0 if endpoint is None else endpoint,
+                local_mem_bw=reduction or 1600.0, splits=chunks, **common)
+    except ValueError as err:
+        raise ConfigError(f"{sec.path or 'network'}: {err}") from None
     sec.finish()
     if stragglers is None:
         return opts
@@ -433,7 +539,7 @@ def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = No
     timed_faults = build_faults(root.section("faults"), topology)
     hardware = _build_hardware(root.get("hardware", default=None))
     options = build_options(root.section("network"), root.get("stragglers", default=None),
-                            topology.num_npus)
+                            topology.num_npus, hardware)
     options.timed_faults = timed_faults
     workload = root.section("workload", required=True)
     graph = build_workload(workload, topology.num_npus, name)

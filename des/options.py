@@ -33,7 +33,8 @@ class EngineOptions:
     uncontended time (AstraSim's congestion-unaware model); ``quantize`` floors hop times to
     whole ns as AstraSim does.
     Collectives: ``chunks`` pieces per collective (with ``chunking=astra``, AstraSim's
-    preferred-dataset-splits); ``chunks_in_flight`` per rank and logical dimension (0 = all);
+    preferred-dataset-splits), or pieces of at most ``chunk_bytes`` when that is set;
+    ``chunks_in_flight`` per rank and logical dimension (0 = all);
     ``algorithms`` maps a collective type to the algorithm used when a node names none
     (``auto`` lets :func:`collectives.auto.choose_algorithm` pick per topology and size);
     ``dim_algorithms`` the per-dimension algorithms of hierarchical collectives;
@@ -61,6 +62,7 @@ class EngineOptions:
     comm_streams: int = 1
     chunks: int = 4
     chunking: Chunking = Chunking.SPLIT
+    chunk_bytes: float | None = None
     chunks_in_flight: int = 0
     algorithms: dict[str, str] = field(default_factory=dict)
     dim_algorithms: tuple[str, ...] = ()
@@ -83,10 +85,14 @@ class EngineOptions:
         self.transport = TransportMode(self.transport)
         self.chunking = Chunking(self.chunking)
         self.issue_order = IssueOrder(self.issue_order)
+        if not self.packet_bytes > 0:
+            raise ValueError(f"packet_bytes must be > 0, got {self.packet_bytes}")
         if self.comm_streams < 1:
             raise ValueError(f"comm_streams must be >= 1, got {self.comm_streams}")
         if self.chunks < 1:
             raise ValueError(f"chunks must be >= 1, got {self.chunks}")
+        if self.chunk_bytes is not None and not self.chunk_bytes > 0:
+            raise ValueError(f"chunk_bytes must be > 0, got {self.chunk_bytes}")
         if self.window < 0:
             raise ValueError(f"window must be >= 0, got {self.window}")
         if self.chunks_in_flight < 0:
