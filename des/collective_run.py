@@ -175,55 +175,67 @@ class CollectiveRun:
             self._take(rank, part, dim, chunk, k)
 
     def _run_step(self, rank: int, part: _RankPart, chunk: int, k: int) -> None:
-        plan, send, env = self.plan, self.sim.transport.send, self.sim.env
+        """Run steps of ``chunk`` from ``k`` on while their receives are already in. This and
+        :meth:`_delivered` are the per-message hot path: keep them lean."""
+        plan, send, delivered = self.plan, self.sim.transport.send, self._delivered
+        step_of = plan.step
+        now = self.sim.env._now  # the property costs a call per message
         steps = plan.num_steps(rank)
+        overhead = self.has_overhead
         while True:
-            step = plan.step(rank, k)
+            step = step_of(rank, k)
             part.step[chunk] = k
-            part.started[chunk] = env.now
+            part.started[chunk] = now
             tag = (chunk, k)
-            if step.sends:
-                post = 0.0
-                if self.has_overhead and self.uniform:
+            sends = step.sends
+            if sends:
+                if self.wait_for_sends:
+                    part.outstanding += len(sends)
+                if not overhead:
+                    for peer, nbytes in sends:
+                        send(rank, peer, nbytes, delivered, tag, self, 0, 0.0)
+                elif self.uniform:  # every receiver's step k costs what ours does
                     post = self.overhead(step)
-                for peer, nbytes in step.sends:
-                    part.outstanding += 1
-                    if self.has_overhead and not self.uniform:
-                        post = self.overhead(plan.step(peer, k))
-                    send(rank, peer, nbytes, self._delivered, tag, self, 0, post)
-            needed = len(step.recvs) - part.early.pop(tag, 0)
+                    for peer, nbytes in sends:
+                        send(rank, peer, nbytes, delivered, tag, self, 0, post)
+                else:
+                    for peer, nbytes in sends:
+                        send(rank, peer, nbytes, delivered, tag, self, 0,
+                             self.overhead(step_of(peer, k)))
+            early = part.early
+            needed = len(step.recvs) - (early.pop(tag, 0) if early else 0)
             if needed > 0:
                 part.need[chunk] = needed
                 return
-            if step.recvs and self.has_overhead:  # everything came early: pay the overhead now
+            if step.recvs and overhead:  # everything came early: pay the overhead now
                 self._later(self.overhead(step), self._enter, rank, part, chunk, k + 1)
                 return
             k += 1
-            if k >= steps or (self.multi_dim and plan.step(rank, k).dim != part.holding[chunk]):
+            if k >= steps or (self.multi_dim and step_of(rank, k).dim != part.holding[chunk]):
                 self._enter(rank, part, chunk, k)
                 return
 
     def _delivered(self, msg: Message) -> None:
-        sender = self.parts[msg.src]
-        sender.outstanding -= 1
         chunk, k = msg.tag
-        part = self.part(msg.dst)
-        if part.joined and part.step[chunk] == k and part.need[chunk] > 0 \
-                and part.holding[chunk] >= 0:
+        dst = msg.dst
+        part = self.parts.get(dst) or self.part(dst)
+        if part.need[chunk] and part.step[chunk] == k:  # the step it belongs to is running
             part.need[chunk] -= 1
-            if part.need[chunk] == 0:
+            if not part.need[chunk]:
                 # the overhead rode on the message; a step that began after the data arrived
                 # still owes it in full from its own start
-                owed = part.started[chunk] + msg.post_delay - self.sim.env.now
+                owed = part.started[chunk] + msg.post_delay - self.sim.env._now
                 if owed > 0:
-                    self._later(owed, self._enter, msg.dst, part, chunk, k + 1)
-                elif self.multi_dim or k + 1 >= self.plan.num_steps(msg.dst):
-                    self._enter(msg.dst, part, chunk, k + 1)
+                    self._later(owed, self._enter, dst, part, chunk, k + 1)
+                elif self.multi_dim or k + 1 >= self.plan.num_steps(dst):
+                    self._enter(dst, part, chunk, k + 1)
                 else:
-                    self._run_step(msg.dst, part, chunk, k + 1)
+                    self._run_step(dst, part, chunk, k + 1)
         else:
             part.early[(chunk, k)] += 1
         if self.wait_for_sends:
+            sender = self.parts[msg.src]
+            sender.outstanding -= 1
             self._check_done(msg.src, sender)
 
     def _check_done(self, rank: int, part: _RankPart) -> None:

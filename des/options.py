@@ -106,6 +106,9 @@ class EngineOptions:
         if self.quantize and self.contention and self.transport is not \
                 TransportMode.STORE_AND_FORWARD:
             raise ValueError("quantize needs store_and_forward (AstraSim's hop model)")
+        if self.timed_faults and not self.contention:
+            raise ValueError("timed faults need contention=True: the uncontended model has no "
+                             "queues to pull messages back from")
         for rank, factor in self.speed.items():
             if not (0 < factor <= 1e6) or math.isnan(factor):
                 raise ValueError(f"speed[{rank}] must be > 0, got {factor!r}")

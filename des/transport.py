@@ -38,6 +38,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
+from heapq import heappush
 from typing import Any
 
 import simpy
@@ -75,21 +76,6 @@ class Link:
         self.inflight: deque[tuple[Message, float, float, float]] | None = (
             deque() if track_inflight else None)
 
-    def record(self, now: float, start: float, end: float, nbytes: float) -> None:
-        """Account one transmission [start, end] admitted at ``now``."""
-        self.free_at = end
-        self.bytes += nbytes
-        self.busy_ns += end - start
-        self.messages += 1
-        ends = self._ends
-        while ends and ends[0] <= now:
-            ends.popleft()
-        ends.append(end)
-        if len(ends) > self.peak_queue:
-            self.peak_queue = len(ends)
-        if self.activity is not None:
-            self.activity.append((start, end))
-
     def track(self, msg: Message, start: float, end: float, leaves: float, now: float) -> None:
         """Remember a message until its head leaves (only when links can fail mid-run)."""
         inflight = self.inflight
@@ -116,7 +102,7 @@ class Message:
     its last byte reaches ``dst`` plus ``post_delay`` (receiver-side processing the sender
     already knows, e.g. an endpoint delay). ``tag`` and ``context`` are the sender's to use."""
 
-    __slots__ = ("action", "callbacks", "context", "dead", "dst", "handler", "hop", "nbytes",
+    __slots__ = ("callbacks", "context", "dead", "dst", "handler", "hop", "nbytes",
                  "post_delay", "route", "sent_at", "src", "tag", "tail_in")
     _ok = True  # read by SimPy when the message is processed as an event
 
@@ -135,8 +121,7 @@ class Message:
         self.tail_in = -math.inf
         self.sent_at = 0.0
         self.dead = False  # set when pulled back from a failed link: its pending event is void
-        self.action: Callable[[Message], None] | None = None
-        self.callbacks = None
+        self.callbacks: tuple | None = None
 
     def clone(self) -> Message:
         """A fresh copy to reroute (the original's scheduled event must stay void)."""
@@ -144,14 +129,6 @@ class Message:
                        self.context, self.post_delay)
         copy.sent_at = self.sent_at
         return copy
-
-
-def _fire(msg: Message) -> None:
-    if not msg.dead:
-        msg.action(msg)
-
-
-_FIRE = (_fire,)
 
 
 class Transport:
@@ -178,6 +155,13 @@ class Transport:
         self.messages = 0
         self.reroutes = 0
         self.bytes_delivered = 0.0
+        # one event per hop is the hot path: schedule straight onto SimPy's heap (what
+        # Environment.schedule does, minus two calls) with a callback tuple made once
+        self._queue = env._queue
+        self._eid = env._eid
+        self._to_link = (self._enter_link,)
+        self._to_dst = (self._deliver,)
+        self._summaries: dict[tuple[int, ...], tuple[float, float]] = {}
 
     def send(self, src: int, dst: int, nbytes: float, handler: Callable[[Message], None],
              tag: Any = None, context: Any = None, flow: int = 0,
@@ -185,44 +169,46 @@ class Transport:
         """Inject a message now; ``handler`` is called on delivery (+ ``post_delay``)."""
         route = self.topology.route(src, dst, flow)
         msg = Message(src, dst, nbytes, route, handler, tag, context, post_delay)
-        msg.sent_at = self.env.now
+        msg.sent_at = self.env._now
         self.messages += 1
         if not route:
-            self._schedule(post_delay, msg, self._deliver)
+            self._schedule(post_delay, msg, self._to_dst)
         elif self.contention:
             self._enter_link(msg)
         else:
             self._send_uncontended(msg)
         return msg
 
-    def _schedule(self, delay: float, msg: Message, action: Callable[[Message], None]) -> None:
-        msg.action = action
-        msg.callbacks = _FIRE
-        self.env.schedule(msg, NORMAL, delay if delay > 0.0 else 0.0)
+    def _schedule(self, delay: float, msg: Message, callbacks: tuple) -> None:
+        msg.callbacks = callbacks
+        heappush(self._queue, (self.env._now + (delay if delay > 0.0 else 0.0), NORMAL,
+                               next(self._eid), msg))
 
     def _send_uncontended(self, msg: Message) -> None:
-        links = self.links
-        latency = 0.0
-        bottleneck = math.inf
-        for i in msg.route:
-            link = links[i]
-            spec = link.spec
-            bw = spec.bandwidth * spec.derate
-            latency += spec.latency
-            switch = self.switches.get(spec.dst)
-            if switch is not None and i != msg.route[-1]:
-                latency += switch.latency
-            bottleneck = min(bottleneck, bw)
-            link.bytes += msg.nbytes
-            link.busy_ns += msg.nbytes / bw
+        route = msg.route
+        summary = self._summaries.get(route)
+        if summary is None:  # latency (links and switches passed through), bottleneck
+            specs = [self.links[i].spec for i in route]
+            latency = sum(sp.latency for sp in specs) + sum(
+                self.switches[sp.dst].latency for sp in specs[:-1] if sp.dst in self.switches)
+            summary = self._summaries[route] = (
+                latency, min(sp.bandwidth * sp.derate for sp in specs))
+        latency, bottleneck = summary
+        nbytes = msg.nbytes
+        for i in route:
+            link = self.links[i]
+            link.bytes += nbytes
+            link.busy_ns += nbytes / (link.spec.bandwidth * link.spec.derate)
             link.messages += 1
-        self.hops += len(msg.route)
-        delay = latency + msg.nbytes / bottleneck
+        self.hops += len(route)
+        delay = latency + nbytes / bottleneck
         if self.quantize:
             delay = math.floor(delay)
-        self._schedule(delay + msg.post_delay, msg, self._deliver)
+        self._schedule(delay + msg.post_delay, msg, self._to_dst)
 
     def _enter_link(self, msg: Message) -> None:
+        if msg.dead:
+            return
         link = self.links[msg.route[msg.hop]]
         spec = link.spec
         if not spec.up:
@@ -231,7 +217,7 @@ class Transport:
         bandwidth = spec.bandwidth * spec.derate
         nbytes = msg.nbytes
         serialization = nbytes / bandwidth
-        now = self.env.now
+        now = self.env._now  # the property costs a call per hop
         start = now if now > link.free_at else link.free_at
         if self.quantize:  # AstraSim: busy floor(S), next device floor(L + S) after the start
             end = start + math.floor(serialization)
@@ -248,13 +234,25 @@ class Transport:
                     end = msg.tail_in + packet
             arrive = end + spec.latency
             head_arrive = head + spec.latency
-        link.record(now, start, end, nbytes)
+        # link accounting (Link.record, inlined: this runs once per hop)
+        link.free_at = end
+        link.bytes += nbytes
+        link.busy_ns += end - start
+        link.messages += 1
+        ends = link._ends
+        while ends and ends[0] <= now:
+            ends.popleft()
+        ends.append(end)
+        if len(ends) > link.peak_queue:
+            link.peak_queue = len(ends)
+        if link.activity is not None:
+            link.activity.append((start, end))
         self.hops += 1
         msg.hop += 1
         if msg.hop == len(msg.route):
             if link.inflight is not None:
                 link.track(msg, start, end, arrive, now)
-            self._schedule(arrive + msg.post_delay - now, msg, self._deliver)
+            self._schedule(arrive + msg.post_delay - now, msg, self._to_dst)
             return
         switch = self.switches.get(spec.dst)
         if switch is not None:
@@ -265,9 +263,11 @@ class Transport:
         msg.tail_in = arrive
         if link.inflight is not None:
             link.track(msg, start, end, head_arrive, now)
-        self._schedule(head_arrive - now, msg, self._enter_link)
+        self._schedule(head_arrive - now, msg, self._to_link)
 
     def _deliver(self, msg: Message) -> None:
+        if msg.dead:
+            return
         self.bytes_delivered += msg.nbytes
         msg.handler(msg)
 
@@ -280,7 +280,7 @@ class Transport:
         if msg.route:
             self._enter_link(msg)
         else:
-            self._schedule(msg.post_delay, msg, self._deliver)
+            self._schedule(msg.post_delay, msg, self._to_dst)
 
     def link_down(self, link_id: int) -> int:
         """Link ``link_id`` has just failed: pull back every message whose head has not left it
@@ -288,7 +288,7 @@ class Transport:
         link = self.links[link_id]
         if link.inflight is None:
             raise RuntimeError("link_down needs a transport built with track_inflight=True")
-        now = self.env.now
+        now = self.env._now  # the property costs a call per hop
         stranded = []
         for msg, start, end, leaves in link.inflight:
             if leaves > now and not msg.dead:
