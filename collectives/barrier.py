@@ -8,17 +8,7 @@ IJPP 1988). Each round costs one message latency (0-byte messages still pay it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from collectives.base import (
-    CollectiveError,
-    CollectivePlan,
-    MessageTime,
-    PlanOptions,
-    Step,
-    StepOverhead,
-    register,
-)
+from collectives.base import CollectivePlan, MessageTime, Step, StepOverhead, register
 from collectives.ring import lockstep_time, uniform_time
 from des.graph import CollectiveType
 
@@ -29,14 +19,10 @@ class DisseminationBarrier(CollectivePlan):
     0 bytes to position i+2^j and receives from i-2^j. The collective's size is ignored."""
 
     algorithm = "dissemination"
+    supports = frozenset({CollectiveType.BARRIER})
     uniform_steps = True
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
-                 dims: Sequence[int] | None = None, root: int | None = None,
-                 options: PlanOptions | None = None) -> None:
-        super().__init__(collective, group, nbytes, dims=dims, root=root, options=options)
-        if collective is not CollectiveType.BARRIER:
-            raise CollectiveError(f"{self.algorithm} does not implement {collective}")
+    def _prepare(self) -> None:
         self.rounds = (self.size - 1).bit_length()  # ceil(log2 n); 0 for one rank
 
     def num_steps(self, rank: int) -> int:

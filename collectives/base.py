@@ -21,6 +21,10 @@ The data of a collective is split into chunks that run the same plan independent
 owns chunking and asks the plan about one chunk's bytes. Sizes follow
 :class:`~des.graph.CollectiveType` (full buffer at each rank; all-gather: the gathered output).
 This package never imports SimPy or the engine, and knows ranks, not links.
+
+A plan class declares the collectives it runs in ``supports`` (checked by
+:class:`CollectivePlan`'s constructor) and does its own setup in ``_prepare``, which the
+constructor calls once the common fields are set and checked.
 """
 
 from __future__ import annotations
@@ -80,9 +84,14 @@ class CollectivePlan(ABC):
     ``dims`` are the group's logical dimensions (sizes, dimension 0 varying fastest in group
     order) for topology-aware algorithms; flat algorithms ignore them. ``root`` is the group
     member that broadcast and reduce start from or end at.
+
+    Subclasses declare the collectives they run in ``supports`` (empty: any), which the
+    constructor enforces with one shared error, and put their own setup in :meth:`_prepare`
+    (called at the end of the constructor) instead of overriding ``__init__``.
     """
 
     algorithm: str = ""
+    supports: frozenset[CollectiveType] = frozenset()  # collectives it runs; empty = any
     multi_dim: bool = False  # True when steps span more than one logical dimension
     # True when step k of every rank reduces the same bytes in the same dimension, so one
     # rank's step k tells what any receiver of its step-k messages pays after them
@@ -107,6 +116,16 @@ class CollectivePlan(ABC):
         if self.root not in self.position:
             raise CollectiveError(f"{collective}: root {self.root} is not in the group")
         self.options = options or PlanOptions()
+        if self.supports and collective not in self.supports:
+            known = ", ".join(c for c in CollectiveType if c in self.supports)
+            raise CollectiveError(f"{self.algorithm} does not implement {collective}; "
+                                  f"it supports {known}")
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Algorithm-specific setup, run at the end of the constructor once the common fields
+        are set and the collective is known to be supported (default: nothing)."""
+        return
 
     def split(self, nbytes: float, parts: int) -> float:
         """``nbytes / parts``, floored when the options ask for whole-byte messages."""

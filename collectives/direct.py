@@ -14,13 +14,10 @@ i-sw-1 .. i-sw-w.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from collectives.base import (
     CollectiveError,
     CollectivePlan,
     MessageTime,
-    PlanOptions,
     Step,
     StepOverhead,
     register,
@@ -44,20 +41,17 @@ class Direct(CollectivePlan):
     """
 
     algorithm = "direct"
+    supports = frozenset({CollectiveType.ALL_TO_ALL, CollectiveType.REDUCE_SCATTER,
+                          CollectiveType.ALL_GATHER, CollectiveType.ALL_REDUCE})
     uniform_steps = True
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
-                 dims: Sequence[int] | None = None, root: int | None = None,
-                 options: PlanOptions | None = None) -> None:
-        super().__init__(collective, group, nbytes, dims=dims, root=root, options=options)
+    def _prepare(self) -> None:
         phases = {
             CollectiveType.ALL_TO_ALL: (False,),
             CollectiveType.REDUCE_SCATTER: (True,),
             CollectiveType.ALL_GATHER: (False,),
             CollectiveType.ALL_REDUCE: (True, False),
-        }.get(collective)
-        if phases is None:
-            raise CollectiveError(f"{self.algorithm} does not implement {collective}")
+        }[self.collective]
         if self.options.window < 0:
             raise CollectiveError(f"{self.algorithm}: window must be >= 0, "
                                   f"got {self.options.window}")

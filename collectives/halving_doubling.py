@@ -11,13 +11,10 @@ rank (Thakur, Rabenseifner & Gropp, IJHPCA 2005). Only power-of-two groups: othe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from collectives.base import (
     CollectiveError,
     CollectivePlan,
     MessageTime,
-    PlanOptions,
     Step,
     StepOverhead,
     register,
@@ -46,23 +43,20 @@ class HalvingDoubling(CollectivePlan):
     """
 
     algorithm = "halving_doubling"
+    supports = frozenset({CollectiveType.ALL_REDUCE, CollectiveType.REDUCE_SCATTER,
+                          CollectiveType.ALL_GATHER})
     uniform_steps = True
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
-                 dims: Sequence[int] | None = None, root: int | None = None,
-                 options: PlanOptions | None = None) -> None:
-        super().__init__(collective, group, nbytes, dims=dims, root=root, options=options)
+    def _prepare(self) -> None:
         phases = {
             CollectiveType.ALL_REDUCE: (True, True),
             CollectiveType.REDUCE_SCATTER: (True, False),
             CollectiveType.ALL_GATHER: (False, True),
-        }.get(collective)
-        if phases is None:
-            raise CollectiveError(f"{self.algorithm} does not implement {collective}")
+        }[self.collective]
         n = self.size
         if n & (n - 1):
             raise CollectiveError(
-                f"{self.algorithm} {collective}: needs a power-of-two group, got {n} ranks; "
+                f"{self.algorithm} {self.collective}: needs a power-of-two group, got {n} ranks; "
                 f"use 'ring' for this group (halving_doubling has no fallback)")
         k = n.bit_length() - 1
         plan: list[tuple[int, float, float]] = []  # (offset, message bytes, reduce bytes)

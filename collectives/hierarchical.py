@@ -34,7 +34,6 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import prod
-from typing import Any
 
 from collectives.base import (
     EMPTY_STEP,
@@ -180,13 +179,12 @@ class HierarchicalPlan(CollectivePlan):
     phase)."""
 
     algorithm = "hierarchical"
+    supports = frozenset({AR, RS, AG})
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float,
-                 **kw: Any) -> None:
-        super().__init__(collective, group, nbytes, **kw)
+    def _prepare(self) -> None:
         dims = check_dims(self)
         algorithms = [dim_algorithm(self.options, d) for d in range(len(dims))]
-        phases = local_bw_aware_phases(collective, dims, self.nbytes, self.split, algorithms)
+        phases = local_bw_aware_phases(self.collective, dims, self.nbytes, self.split, algorithms)
         self.program = PhaseProgram(self, dims, phases)
         self.multi_dim = len({phase.dim for phase in phases}) > 1
 

@@ -8,17 +8,7 @@ IJHPCA 2005, the MPICH long-message all-to-all).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from collectives.base import (
-    CollectiveError,
-    CollectivePlan,
-    MessageTime,
-    PlanOptions,
-    Step,
-    StepOverhead,
-    register,
-)
+from collectives.base import CollectivePlan, MessageTime, Step, StepOverhead, register
 from collectives.ring import lockstep_time, uniform_time
 from des.graph import CollectiveType
 
@@ -30,14 +20,10 @@ class PairwiseAllToAll(CollectivePlan):
     algorithm, so ``options.astra`` changes nothing."""
 
     algorithm = "pairwise"
+    supports = frozenset({CollectiveType.ALL_TO_ALL})
     uniform_steps = True
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
-                 dims: Sequence[int] | None = None, root: int | None = None,
-                 options: PlanOptions | None = None) -> None:
-        super().__init__(collective, group, nbytes, dims=dims, root=root, options=options)
-        if collective is not CollectiveType.ALL_TO_ALL:
-            raise CollectiveError(f"{self.algorithm} does not implement {collective}")
+    def _prepare(self) -> None:
         self.message = self.split(self.nbytes, self.size)
 
     def num_steps(self, rank: int) -> int:

@@ -15,13 +15,11 @@ This module also holds the lockstep helpers other algorithms' closed forms share
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from collectives.base import (
-    CollectiveError,
     CollectivePlan,
     MessageTime,
-    PlanOptions,
     Step,
     StepOverhead,
     register,
@@ -72,21 +70,18 @@ class Ring(CollectivePlan):
     """
 
     algorithm = "ring"
+    supports = frozenset({CollectiveType.ALL_REDUCE, CollectiveType.REDUCE_SCATTER,
+                          CollectiveType.ALL_GATHER})
     uniform_steps = True
     directions = 1
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
-                 dims: Sequence[int] | None = None, root: int | None = None,
-                 options: PlanOptions | None = None) -> None:
-        super().__init__(collective, group, nbytes, dims=dims, root=root, options=options)
+    def _prepare(self) -> None:
         n = self.size
         passes = {
             CollectiveType.ALL_REDUCE: (1, 1),
             CollectiveType.REDUCE_SCATTER: (1, 0),
             CollectiveType.ALL_GATHER: (0, 1),
-        }.get(collective)
-        if passes is None:
-            raise CollectiveError(f"{self.algorithm} does not implement {collective}")
+        }[self.collective]
         self.reduce_steps = passes[0] * (n - 1)
         self.gather_steps = passes[1] * (n - 1)
         # bytes of one message; with two directions each carries half a slice, except on two
@@ -171,14 +166,10 @@ class RingAllToAll(CollectivePlan):
     """
 
     algorithm = "ring"
+    supports = frozenset({CollectiveType.ALL_TO_ALL})
     uniform_steps = True
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
-                 dims: Sequence[int] | None = None, root: int | None = None,
-                 options: PlanOptions | None = None) -> None:
-        super().__init__(collective, group, nbytes, dims=dims, root=root, options=options)
-        if collective is not CollectiveType.ALL_TO_ALL:
-            raise CollectiveError(f"ring all-to-all does not implement {collective}")
+    def _prepare(self) -> None:
         self.message = self.split(self.nbytes, self.size)
         self.steps = self.size * (self.size - 1) // 2
         self._cache: dict[int, Step] = {}

@@ -27,9 +27,6 @@ across the two orders to use both link directions of every dimension.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from collectives.base import EMPTY_STEP, CollectiveError, CollectivePlan, Step, register
 from collectives.hierarchical import PhaseProgram, check_dims, local_bw_aware_phases
 from des.graph import CollectiveType
@@ -42,23 +39,23 @@ class Torus2DAllReduce(CollectivePlan):
     See the module docstring for the schedule and the step ``dim`` convention."""
 
     algorithm = "torus2d"
+    supports = frozenset({CollectiveType.ALL_REDUCE})
     multi_dim = True
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float,
-                 **kw: Any) -> None:
-        super().__init__(collective, group, nbytes, **kw)
+    def _prepare(self) -> None:
         if len(self.dims) != 2 or min(self.dims) < 2:
             raise CollectiveError(
-                f"{collective} torus2d: needs dims (X, Y) with X, Y >= 2, got {list(self.dims)}")
+                f"{self.collective} torus2d: needs dims (X, Y) with X, Y >= 2, "
+                f"got {list(self.dims)}")
         dims = check_dims(self)
         half_a = self.split(self.nbytes, 2)
         half_b = (float(int(self.nbytes) - int(half_a)) if self.options.integer_sizes
                   else self.nbytes - half_a)
         rings = ("ring", "ring")
         self.half_a = PhaseProgram(self, dims, local_bw_aware_phases(
-            collective, dims, half_a, self.split, rings, reverse_ag=False))
+            self.collective, dims, half_a, self.split, rings, reverse_ag=False))
         self.half_b = PhaseProgram(self, dims, local_bw_aware_phases(
-            collective, dims, half_b, self.split, rings, reverse_ag=False, reverse_all=True,
+            self.collective, dims, half_b, self.split, rings, reverse_ag=False, reverse_all=True,
             order=(1, 0)))
         if self.half_a.num_steps != self.half_b.num_steps:  # 2(X-1) + 2(Y-1) both
             raise CollectiveError("torus2d: the two halves differ in length")  # pragma: no cover

@@ -43,9 +43,6 @@ one lands at ``(n - 2 + chunks) s + (n - 1) alpha``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from collectives.base import EMPTY_STEP, CollectivePlan, Step, register
 from des.graph import CollectiveType
 
@@ -118,10 +115,9 @@ class DoubleBinaryTreeAllReduce(CollectivePlan):
     exact trees and schedule."""
 
     algorithm = "double_binary_tree"
+    supports = frozenset({CollectiveType.ALL_REDUCE})
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float,
-                 **kw: Any) -> None:
-        super().__init__(collective, group, nbytes, **kw)
+    def _prepare(self) -> None:
         half = self.split(self.nbytes, 2)
         rest = float(int(self.nbytes) - int(half)) if self.options.integer_sizes else half
         self.halves = (half, rest)
@@ -174,9 +170,7 @@ class DoubleBinaryTreeAllReduce(CollectivePlan):
 class _RootedPlan(CollectivePlan):
     """Positions relative to the root: ``p = (i - i_root) mod n``."""
 
-    def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float,
-                 **kw: Any) -> None:
-        super().__init__(collective, group, nbytes, **kw)
+    def _prepare(self) -> None:
         self._root_pos = self.position[self.root]
 
     def rel(self, rank: int) -> int:
@@ -224,12 +218,15 @@ class BinomialTreeBroadcast(_BinomialTree):
     """Binomial-tree broadcast from the root: ``ceil(log2 n)`` steps, whole buffer per message
     (Thakur, Rabenseifner & Gropp, IJHPCA 2005)."""
 
+    supports = frozenset({CollectiveType.BROADCAST})
+
 
 @register(CollectiveType.REDUCE, "binomial_tree")
 class BinomialTreeReduce(_BinomialTree):
     """Binomial-tree reduce to the root: the broadcast mirrored, each receiver reducing the whole
     buffer (Thakur, Rabenseifner & Gropp, IJHPCA 2005)."""
 
+    supports = frozenset({CollectiveType.REDUCE})
     reducing = True
 
 
@@ -260,10 +257,13 @@ class ChainBroadcast(_Chain):
     """Pipelined chain broadcast along the group order from the root: n-1 whole-buffer steps,
     pipelined by the engine's chunks (the NCCL ring broadcast)."""
 
+    supports = frozenset({CollectiveType.BROADCAST})
+
 
 @register(CollectiveType.REDUCE, "ring")
 class ChainReduce(_Chain):
     """Pipelined chain reduce along the group order, ending at the root: n-1 steps, each
     receiver reducing the whole buffer (the NCCL ring reduce)."""
 
+    supports = frozenset({CollectiveType.REDUCE})
     reducing = True
