@@ -304,7 +304,7 @@ class AnalyticalBackend:
 
         def complete_recv(rkey: tuple[int, int]) -> None:
             sent, landed = arrived[rkey]
-            start_t = max(posted[rkey], sent)
+            start_t = posted[rkey] if opts.recv_busy_from_post else max(posted[rkey], sent)
             end = max(posted[rkey], landed)
             finish(graph.node(*rkey), start_t, "p2p", end)
 

@@ -39,8 +39,15 @@ def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineO
     return name
 
 
+NOOP = "noop"  # op class of nodes that take no time at all (AstraSim skips some nodes)
+
+
 def local_time(node: Node, hardware: hw.GpuSpec | None, options: EngineOptions) -> float:
-    """Duration of a compute or memory node at full speed, in ns."""
+    """Duration of a compute or memory node at full speed, in ns: its explicit duration, else
+    the roofline of its FLOPs and bytes; at least ``min_compute_ns`` (op class ``noop``: 0);
+    whole nanoseconds when ``quantize`` (AstraSim's integer cycles)."""
+    if node.op_class == NOOP:
+        return 0.0
     if node.duration_ns is not None:
         return max(float(node.duration_ns), options.min_compute_ns)
     if hardware is None:
@@ -48,8 +55,10 @@ def local_time(node: Node, hardware: hw.GpuSpec | None, options: EngineOptions) 
             raise ModelError(f"{node.label()} has FLOPs/bytes but no hardware model was given")
         return options.min_compute_ns
     if node.kind is NodeKind.MEMORY:
-        return hw.memory_time_ns(hardware, node.nbytes)
-    return hw.compute_time_ns(hardware, node.flops, node.nbytes, node.op_class)
+        t = hw.memory_time_ns(hardware, node.nbytes)
+    else:
+        t = hw.compute_time_ns(hardware, node.flops, node.nbytes, node.op_class)
+    return math.floor(t) if options.quantize else t
 
 
 def step_overhead(step: Step, options: EngineOptions) -> float:

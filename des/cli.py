@@ -7,6 +7,7 @@ deadlocks), with a one-paragraph message and no traceback; 1 an internal error.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -15,8 +16,12 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from astra_bridge.configs import AstraConfigError
+from astra_bridge.crosscheck import ENV_BINARY, crosscheck, find_binary
+from astra_bridge.export import ExportError
+from astra_bridge.inputs import load_inputs
+from astra_bridge.report import from_result
 from collectives import CollectiveError
 from des import __version__
 from des.analytical import AnalyticalError, analyze
@@ -25,12 +30,10 @@ from des.engine import SimulationError, Simulator
 from des.graph import GraphError
 from des.hardware import HardwareError
 from des.plots import PlotError
+from des.render import render, render_astra_terms, render_crosscheck, render_topology
 from des.results import Result, write_chrome_trace, write_json, write_links_csv
 from des.units import (
     UnitError,
-    format_bandwidth,
-    format_size,
-    format_time,
     parse_bandwidth,
     parse_time,
 )
@@ -39,9 +42,11 @@ from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
 
-BAD_INPUT = (PlotError, ConfigError, GraphError, TopologyError, HardwareError, UnitError,
-             SimulationError, AnalyticalError, CollectiveError, FileNotFoundError, FileExistsError,
-             IsADirectoryError, NotADirectoryError, PermissionError)
+BAD_INPUT = (
+    AstraConfigError, ExportError, PlotError, ConfigError, GraphError, TopologyError,
+    HardwareError, UnitError, SimulationError, AnalyticalError, CollectiveError,
+    FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+)
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 RANK_ROWS = 16
 
@@ -67,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--backend", choices=["simpy", "analytical"], default="simpy",
                      help="simpy: every link simulated, with contention (default); analytical: "
                           "closed-form uncontended costs, much faster, a lower bound")
+    astra = sim.add_argument_group(
+        "AstraSim inputs", "run AstraSim's own input files (its flag names) instead of a scenario")
+    astra.add_argument("--workload-configuration", metavar="PREFIX",
+                       help="Chakra traces PREFIX.{rank}.et")
+    astra.add_argument("--system-configuration", type=Path, metavar="JSON")
+    astra.add_argument("--network-configuration", type=Path, metavar="YML")
+    astra.add_argument("--comm-group-configuration", type=Path, metavar="JSON")
+    astra.add_argument("--remote-memory-configuration", type=Path, metavar="JSON")
+    astra.add_argument("--astra-compat", action="store_true",
+                       help="AstraSim's congestion-aware semantics")
+    astra.add_argument("--no-contention", action="store_true",
+                       help="AstraSim's congestion-unaware semantics (no contention)")
     sim.add_argument("--plot-links", type=Path, metavar="PNG",
                      help="draw link utilization on the topology (grid layout for mesh/torus; "
                           "needs the plot extra)")
@@ -94,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--flow", type=int, default=0, help="flow id (ECMP hashing)")
     show.add_argument("--png", type=Path, metavar="FILE",
                       help="draw the topology (needs the plot extra)")
+    cross = sub.add_parser(
+        "crosscheck", help="run a scenario in des and in AstraSim on the same inputs",
+        description="Export the scenario as AstraSim inputs, simulate those files in des "
+                    "(AstraSim-compatible) and, with a binary, in AstraSim; compare per rank.")
+    cross.add_argument("scenario", nargs="?", help="YAML file or bundled scenario name")
+    cross.add_argument("--astra-bin", type=Path, metavar="PATH",
+                       help="AstraSim analytical binary (default: $ASTRA_SIM_BIN)")
+    cross.add_argument("--out", type=Path, default=Path("crosscheck"), metavar="DIR",
+                       help="folder for the AstraSim inputs, its output and crosscheck.json")
+    cross.add_argument("--unaware", action="store_true",
+                       help="the binary is AstraSim's congestion-unaware backend")
+    cross.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                       help="seconds the binary may run (default 600)")
     return parser
 
 
@@ -110,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "topo":
             return _topo(args, console)
+        if args.command == "crosscheck":
+            return _crosscheck(args, console)
         return _simulate(args, console)
     except BAD_INPUT as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
@@ -124,9 +156,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def _astra_scenario(args: argparse.Namespace) -> tuple[Scenario, str]:
+    missing = [flag for flag, value in (("--system-configuration", args.system_configuration),
+                                        ("--network-configuration", args.network_configuration))
+               if value is None]
+    if missing:
+        raise ConfigError(f"--workload-configuration needs {' and '.join(missing)}")
+    if args.scenario:
+        raise ConfigError("give either a scenario or AstraSim's input flags, not both")
+    inputs = load_inputs(args.workload_configuration, args.system_configuration,
+                         args.network_configuration, comm_groups=args.comm_group_configuration,
+                         remote_memory=args.remote_memory_configuration)
+    model = "unaware" if args.no_contention else "aware" if args.astra_compat else "des"
+    described = {"des": "des's own model", "aware": "AstraSim congestion-aware semantics",
+                 "unaware": "AstraSim congestion-unaware semantics"}[model]
+    scenario = Scenario(Path(args.workload_configuration).name,
+                        f"AstraSim inputs, {described}", inputs.topology, inputs.graph,
+                        inputs.hardware, inputs.options(model))
+    return scenario, model
+
+
 def _simulate(args: argparse.Namespace, console: Console) -> int:
-    scenario = load_scenario(args.scenario)
-    if args.scenario is None and not args.quiet:
+    astra_model = None
+    if args.workload_configuration:
+        scenario, astra_model = _astra_scenario(args)
+    elif args.astra_compat or args.no_contention or args.system_configuration:
+        raise ConfigError("--astra-compat, --no-contention and the AstraSim configuration "
+                          "flags go with --workload-configuration")
+    else:
+        scenario = load_scenario(args.scenario)
+    if args.scenario is None and astra_model is None and not args.quiet:
         console.print(f"No scenario given: running the embedded default "
                       f"[bold]{DEFAULT_SCENARIO}[/].")
     outputs = scenario.outputs
@@ -150,7 +209,11 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     if args.quiet:
         console.print(f"{result.makespan_ns:.0f}")
     else:
-        render(scenario, result, console)
+        render(scenario.name, scenario.description, len(scenario.topology.links), result,
+               console)
+        if astra_model is not None:
+            render_astra_terms(from_result(result), console,
+                               "Per rank in AstraSim's terms (ns)")
     for path, write in targets:
         write(result, path)
         if not args.quiet:
@@ -161,6 +224,27 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         draw_link_heatmap(scenario.topology, result, args.plot_links)
         if not args.quiet:
             console.print(f"wrote {args.plot_links}")
+    return EXIT_OK
+
+
+def _crosscheck(args: argparse.Namespace, console: Console) -> int:
+    scenario = load_scenario(args.scenario)
+    binary = find_binary(args.astra_bin)
+    check = crosscheck(scenario.graph, scenario.topology, args.out, options=scenario.options,
+                       hardware=scenario.hardware, binary=binary,
+                       congestion_aware=not args.unaware, timeout=args.timeout)
+    (args.out / "crosscheck.json").write_text(json.dumps(check.to_dict(), indent=1) + "\n")
+    render_crosscheck(check, console)
+    if binary is None:
+        console.print(f"No AstraSim binary (--astra-bin or ${ENV_BINARY}): wrote its inputs to "
+                      f"{args.out}; run them with\n  cd {args.out} && ASTRA_BINARY "
+                      + " ".join(check.files.flags()), highlight=False)
+    elif not check.astra.ok:
+        code = "timed out" if check.astra.timed_out else f"exit code {check.astra.exit_code}"
+        console.print(f"[bold red]AstraSim failed ({code})[/]; last lines of its output:\n"
+                      f"{check.astra.tail}", highlight=False, markup=True)
+        return EXIT_BAD_INPUT
+    console.print(f"wrote {args.out / 'crosscheck.json'}")
     return EXIT_OK
 
 
@@ -214,30 +298,6 @@ def _cable(text: str, flag: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def render_topology(info: dict, console: Console) -> None:
-    """The ``topo show`` tables."""
-    console.print(f"[bold]{info['name']}[/] ({info['kind']}): {info['npus']} NPUs, "
-                  f"{info['switches']} switches, {info['links']} directed links", highlight=False)
-    diam = info["diameter_hops"]
-    console.print(f"diameter: {diam if diam >= 0 else 'n/a'} hops ({info['diameter_method']})",
-                  highlight=False)
-    console.print(f"bisection bandwidth: {format_bandwidth(info['bisection_bandwidth'])} "
-                  f"per direction ({info['bisection_method']})", highlight=False)
-    table = Table(title="Link classes", title_justify="left")
-    for col in ("kind", "links", "bandwidth", "latency", "down", "derated"):
-        table.add_column(col, justify="right")
-    for row in info["link_classes"]:
-        bw = format_bandwidth(row["bandwidth_min"])
-        if row["bandwidth_max"] != row["bandwidth_min"]:
-            bw += f" - {format_bandwidth(row['bandwidth_max'])}"
-        lat = format_time(row["latency_min"])
-        if row["latency_max"] != row["latency_min"]:
-            lat += f" - {format_time(row['latency_max'])}"
-        table.add_row(row["kind"], str(row["links"]), bw, lat, str(row["down"]),
-                      str(row["derated"]))
-    console.print(table)
-
-
 def _check_writable(path: Path) -> None:
     """Create the output's folder and refuse a path that is a folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,84 +343,6 @@ def _run_with_progress(scenario: Scenario, console: Console, quiet: bool) -> Res
         progress.close()
     result.meta["scenario"] = scenario.name
     return result
-
-
-def render(scenario: Scenario, result: Result, console: Console) -> None:
-    """The terminal summary: what ran, the makespan, per-rank time, hottest links, collectives."""
-    meta = result.meta
-    console.print(f"[bold]{scenario.name}[/]: {scenario.description}" if scenario.description
-                  else f"[bold]{scenario.name}[/]", highlight=False)
-    hw = meta["hardware"] or "no hardware model (explicit durations)"
-    work = (f"{meta['nodes']} nodes, {meta['hops']} chunk-hops" if meta["backend"] == "simpy"
-            else f"{meta['nodes']} nodes list-scheduled at closed-form cost, no contention")
-    console.print(f"topology {meta['topology']} ({meta['npus']} NPUs, "
-                  f"{len(scenario.topology.links)} links) | {hw} | backend {meta['backend']} "
-                  f"({meta['transport']}) | {work} in {meta['wall_seconds']:.2f} s",
-                  highlight=False)
-    faults = [f"{len(meta['failed_links'])} links down"] if meta["failed_links"] else []
-    if meta["derated_links"]:
-        faults.append(f"{len(meta['derated_links'])} derated")
-    if meta["timed_faults"]:
-        faults.append(f"timed: {'; '.join(meta['timed_faults'][:4])}")
-    if faults:
-        console.print(f"faults: {', '.join(faults)}; {meta['reroutes']} messages rerouted "
-                      "mid-flight", highlight=False)
-    console.print(f"[bold green]makespan {format_time(result.makespan_ns)}[/]")
-
-    worst = max(result.ranks.values(), key=lambda st: st.finished_ns, default=None)
-    if worst is not None and worst.finished_ns > 0:
-        console.print(f"slowest rank: compute {_share(worst.compute_ns, worst.finished_ns)}, "
-                      f"exposed communication {_share(worst.exposed_comm_ns, worst.finished_ns)}"
-                      f", idle {_share(worst.idle_ns, worst.finished_ns)}", highlight=False)
-
-    ranks = Table(title="Per-rank time", title_justify="left")
-    for col in ("ranks", "finished", "compute", "comm", "exposed comm", "idle"):
-        ranks.add_column(col, justify="right")
-    rows = _group_ranks(result)
-    for label, st in rows[:RANK_ROWS]:
-        ranks.add_row(label, format_time(st.finished_ns), format_time(st.compute_ns),
-                      format_time(st.comm_ns), format_time(st.exposed_comm_ns),
-                      format_time(st.idle_ns))
-    if len(rows) > RANK_ROWS:
-        ranks.caption = f"{len(rows) - RANK_ROWS} more rows in the JSON"
-    console.print(ranks)
-
-    links = Table(title="Hottest links", title_justify="left")
-    for col in ("link", "kind", "bandwidth", "bytes", "busy", "utilization", "peak queue"):
-        links.add_column(col, justify="right")
-    for lk in result.hottest_links(5):
-        links.add_row(f"{lk.src}->{lk.dst}", lk.kind, format_bandwidth(lk.bandwidth_GBps),
-                      format_size(lk.bytes), format_time(lk.busy_ns), f"{lk.utilization:.1%}",
-                      str(lk.peak_queue))
-    console.print(links)
-
-    if result.collectives:
-        colls = Table(title="Collectives", title_justify="left")
-        for col in ("#", "collective", "algorithm", "ranks", "size", "time", "busbw GB/s"):
-            colls.add_column(col, justify="right")
-        for c in result.collectives[:12]:
-            colls.add_row(str(c.index), c.collective, c.algorithm, str(len(c.group)),
-                          format_size(c.nbytes), format_time(c.time_ns), f"{c.busbw_GBps:.1f}")
-        if len(result.collectives) > 12:
-            colls.caption = f"{len(result.collectives) - 12} more in the JSON"
-        console.print(colls)
-
-
-def _share(part: float, whole: float) -> str:
-    return f"{format_time(part)} ({part / whole:.0%})"
-
-
-def _group_ranks(result: Result) -> list[tuple[str, object]]:
-    """Consecutive ranks whose times print the same share one row ("0-7")."""
-    rows: list[tuple[list[int], tuple[str, ...], object]] = []
-    for rank, st in sorted(result.ranks.items()):
-        key = tuple(format_time(v) for v in (st.finished_ns, st.compute_ns, st.comm_ns,
-                                             st.exposed_comm_ns, st.idle_ns))
-        if rows and rows[-1][1] == key and rows[-1][0][-1] == rank - 1:
-            rows[-1][0].append(rank)
-        else:
-            rows.append(([rank], key, st))
-    return [(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}", st) for r, _, st in rows]
 
 
 if __name__ == "__main__":  # pragma: no cover

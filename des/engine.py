@@ -331,7 +331,8 @@ class Simulator:
     def _complete_recv(self, key: tuple[int, int]) -> None:
         # A receive counts as communication from when both sides were ready, not from posting:
         # waiting for a late sender is idle time, not time on the wire.
-        start = max(self._posted.pop(key), self._send_start.pop(key))
+        posted, sent = self._posted.pop(key), self._send_start.pop(key)
+        start = posted if self.options.recv_busy_from_post else max(posted, sent)
         self._arrived.pop(key)
         self.finish(self.graph.node(*key), start, "p2p")
 

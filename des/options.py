@@ -47,7 +47,9 @@ class EngineOptions:
     GPUs: ``comm_streams`` collectives at once per GPU; ``sends_use_comm_stream`` makes sends
     take a communication stream too (AstraSim's one comm slot); ``issue_order``; ``speed``
     per-rank compute speed factor (0.5 = a straggler at half speed, compute and memory nodes);
-    ``min_compute_ns`` the least a compute node takes (AstraSim: 1 ns).
+    ``min_compute_ns`` the least a compute node takes (AstraSim: 1 ns);
+    ``recv_busy_from_post`` counts a receive as communication from when it is posted
+    (AstraSim's statistics) rather than from when its sender is ready.
     Point to point: a send moves in chunks of at most ``p2p_chunk_bytes`` with at most
     ``p2p_window`` undelivered (NCCL's slotted buffers), so flows sharing a link interleave.
     Faults: ``timed_faults`` start (and maybe end) during the run; untimed ones are applied to
@@ -73,6 +75,7 @@ class EngineOptions:
     sends_use_comm_stream: bool = False
     issue_order: IssueOrder = IssueOrder.READY
     min_compute_ns: float = 0.0
+    recv_busy_from_post: bool = False
     speed: dict[int, float] = field(default_factory=dict)
     p2p_chunk_bytes: float = 1 << 20
     p2p_window: int = 4
@@ -137,6 +140,6 @@ class EngineOptions:
             endpoint_delay_ns=endpoint_delay_ns, reduction_bandwidth=local_mem_bw,
             sends_complete_collective=False, sends_use_comm_stream=True,
             issue_order=IssueOrder.NODE_ID, min_compute_ns=1.0, comm_streams=1,
-            p2p_chunk_bytes=math.inf, p2p_window=1, astra=True)
+            p2p_chunk_bytes=math.inf, p2p_window=1, recv_busy_from_post=True, astra=True)
         values.update(overrides)
         return cls(**values)

@@ -1,0 +1,125 @@
+"""A full set of AstraSim inputs (Chakra traces, system, network, comm groups, remote memory) as a
+des scenario, runnable in three models:
+
+* ``des``: des's own fabric model on AstraSim's topology and workload (cut-through, pipelined
+  chunks, contention everywhere), keeping the system's algorithm choices and chunk count;
+* ``aware``: AstraSim's congestion-aware semantics (:meth:`EngineOptions.astra_compat`);
+* ``unaware``: its congestion-unaware semantics (no contention).
+
+AstraSim's roofline (``roofline-enabled``) becomes a des GPU whose peak is ``peak-perf`` and
+whose memory bandwidth is ``local-mem-bw`` at full efficiency with no launch overhead, which is
+exactly AstraSim's ``num_ops / min(bw x intensity, peak)``; without it, compute nodes that only
+carry ``num_ops`` take AstraSim's 1 ns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from astra_bridge.chakra_io import TraceGraph, read_trace
+from astra_bridge.configs import (
+    AstraConfigError,
+    AstraNetwork,
+    AstraSystem,
+    load_network,
+    load_system,
+)
+from des.choices import NOOP
+from des.graph import EventGraph
+from des.hardware import GpuSpec
+from des.options import EngineOptions
+from topologies.base import Topology
+
+log = logging.getLogger(__name__)
+
+MODELS = ("des", "aware", "unaware")
+
+
+@dataclass
+class AstraInputs:
+    """AstraSim's inputs read into des objects."""
+
+    network: AstraNetwork
+    system: AstraSystem
+    trace: TraceGraph
+    topology: Topology
+    hardware: GpuSpec | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def graph(self) -> EventGraph:
+        """The event graph of the traces."""
+        return self.trace.graph
+
+    def options(self, model: str = "aware") -> EngineOptions:
+        """Engine options for ``model`` (see the module docstring)."""
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+        if model == "des":
+            compat = self.system.engine_options()
+            return EngineOptions(chunks=self.system.splits, algorithms=compat.algorithms,
+                                 dim_algorithms=compat.dim_algorithms)
+        options = self.system.engine_options(congestion_aware=model == "aware")
+        options.recv_busy_from_post = True
+        return options
+
+
+def astra_hardware(system: AstraSystem) -> GpuSpec | None:
+    """The roofline GPU a system.json describes, or None when its roofline is off."""
+    if not system.roofline:
+        return None
+    if system.peak_tflops <= 0 or system.local_mem_bw <= 0:
+        raise AstraConfigError("system.json: roofline-enabled needs peak-perf and local-mem-bw "
+                               "> 0")
+    return GpuSpec(
+        name=f"AstraSim roofline ({system.peak_tflops:g} TFLOP/s, "
+             f"{system.local_mem_bw:g} GB/s)",
+        peak_flops={"fp16": system.peak_tflops * 1000.0},
+        hbm_bandwidth=system.local_mem_bw,
+        hbm_capacity=float(2**60),
+        efficiency={"default": (1.0, 1.0)},
+        launch_overhead_ns=0.0,
+        default_dtype="fp16",
+        sources=("AstraSim system.json: peak-perf (TFLOP/s) and local-mem-bw (GB/s = 1e9 B/s)",),
+    )
+
+
+def _check_remote_memory(path: str | Path | None) -> list[str]:
+    if path is None:
+        return []
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise AstraConfigError(f"remote memory file {path}: {err}") from None
+    kind = data.get("memory-type") if isinstance(data, dict) else None
+    if kind in (None, "NO_MEMORY_EXPANSION"):
+        return []
+    return [f"{path}: memory-type {kind!r} is not modelled; memory nodes use local HBM"]
+
+
+def load_inputs(workload: str | Path, system: str | Path, network: str | Path, *,
+                comm_groups: str | Path | None = None,
+                remote_memory: str | Path | None = None) -> AstraInputs:
+    """Read AstraSim's command-line inputs (``--workload-configuration`` prefix and the rest)."""
+    net = load_network(network)
+    sysc = load_system(system, dims=len(net.sizes))
+    topology = net.topology()
+    trace = read_trace(workload, num_ranks=net.npus, comm_groups=comm_groups,
+                       name=Path(str(workload)).name)
+    hardware = astra_hardware(sysc)
+    warnings = list(trace.warnings) + _check_remote_memory(remote_memory)
+    if hardware is None:  # AstraSim times FLOP-only compute nodes at its minimum without one
+        for rank, node_id in trace.roofline_nodes:
+            node = trace.graph.node(rank, node_id)
+            node.duration_ns = 0.0
+    else:  # AstraSim skips roofline nodes that move no bytes
+        for rank, node_id in trace.roofline_nodes:
+            node = trace.graph.node(rank, node_id)
+            if node.nbytes == 0:
+                node.op_class = NOOP
+    for message in warnings:
+        log.warning("%s", message)
+    return AstraInputs(net, sysc, trace, topology, hardware, warnings)

@@ -1,0 +1,154 @@
+"""Rich rendering of results for the terminal: the simulation summary, topology summaries and
+the AstraSim comparison tables. Library code returns data; only the CLI calls these."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from des.results import Result
+from des.units import format_bandwidth, format_size, format_time
+
+RANK_ROWS = 16
+
+
+def render(name: str, description: str, links: int, result: Result, console: Console
+           ) -> None:
+    """The terminal summary: what ran, the makespan, per-rank time, hottest links, collectives."""
+    meta = result.meta
+    console.print(f"[bold]{name}[/]: {description}" if description else f"[bold]{name}[/]",
+                  highlight=False)
+    hw = meta["hardware"] or "no hardware model (explicit durations)"
+    work = (f"{meta['nodes']} nodes, {meta['hops']} chunk-hops" if meta["backend"] == "simpy"
+            else f"{meta['nodes']} nodes list-scheduled at closed-form cost, no contention")
+    console.print(f"topology {meta['topology']} ({meta['npus']} NPUs, "
+                  f"{links} links) | {hw} | backend {meta['backend']} "
+                  f"({meta['transport']}) | {work} in {meta['wall_seconds']:.2f} s",
+                  highlight=False)
+    faults = [f"{len(meta['failed_links'])} links down"] if meta["failed_links"] else []
+    if meta["derated_links"]:
+        faults.append(f"{len(meta['derated_links'])} derated")
+    if meta["timed_faults"]:
+        faults.append(f"timed: {'; '.join(meta['timed_faults'][:4])}")
+    if faults:
+        console.print(f"faults: {', '.join(faults)}; {meta['reroutes']} messages rerouted "
+                      "mid-flight", highlight=False)
+    console.print(f"[bold green]makespan {format_time(result.makespan_ns)}[/]")
+
+    worst = max(result.ranks.values(), key=lambda st: st.finished_ns, default=None)
+    if worst is not None and worst.finished_ns > 0:
+        console.print(f"slowest rank: compute {_share(worst.compute_ns, worst.finished_ns)}, "
+                      f"exposed communication {_share(worst.exposed_comm_ns, worst.finished_ns)}"
+                      f", idle {_share(worst.idle_ns, worst.finished_ns)}", highlight=False)
+
+    ranks = Table(title="Per-rank time", title_justify="left")
+    for col in ("ranks", "finished", "compute", "comm", "exposed comm", "idle"):
+        ranks.add_column(col, justify="right")
+    rows = _group_ranks(result)
+    for label, st in rows[:RANK_ROWS]:
+        ranks.add_row(label, format_time(st.finished_ns), format_time(st.compute_ns),
+                      format_time(st.comm_ns), format_time(st.exposed_comm_ns),
+                      format_time(st.idle_ns))
+    if len(rows) > RANK_ROWS:
+        ranks.caption = f"{len(rows) - RANK_ROWS} more rows in the JSON"
+    console.print(ranks)
+
+    links = Table(title="Hottest links", title_justify="left")
+    for col in ("link", "kind", "bandwidth", "bytes", "busy", "utilization", "peak queue"):
+        links.add_column(col, justify="right")
+    for lk in result.hottest_links(5):
+        links.add_row(f"{lk.src}->{lk.dst}", lk.kind, format_bandwidth(lk.bandwidth_GBps),
+                      format_size(lk.bytes), format_time(lk.busy_ns), f"{lk.utilization:.1%}",
+                      str(lk.peak_queue))
+    console.print(links)
+
+    if result.collectives:
+        colls = Table(title="Collectives", title_justify="left")
+        for col in ("#", "collective", "algorithm", "ranks", "size", "time", "busbw GB/s"):
+            colls.add_column(col, justify="right")
+        for c in result.collectives[:12]:
+            colls.add_row(str(c.index), c.collective, c.algorithm, str(len(c.group)),
+                          format_size(c.nbytes), format_time(c.time_ns), f"{c.busbw_GBps:.1f}")
+        if len(result.collectives) > 12:
+            colls.caption = f"{len(result.collectives) - 12} more in the JSON"
+        console.print(colls)
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{format_time(part)} ({part / whole:.0%})"
+
+
+def _group_ranks(result: Result) -> list[tuple[str, object]]:
+    """Consecutive ranks whose times print the same share one row ("0-7")."""
+    rows: list[tuple[list[int], tuple[str, ...], object]] = []
+    for rank, st in sorted(result.ranks.items()):
+        key = tuple(format_time(v) for v in (st.finished_ns, st.compute_ns, st.comm_ns,
+                                             st.exposed_comm_ns, st.idle_ns))
+        if rows and rows[-1][1] == key and rows[-1][0][-1] == rank - 1:
+            rows[-1][0].append(rank)
+        else:
+            rows.append(([rank], key, st))
+    return [(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}", st) for r, _, st in rows]
+
+
+def render_topology(info: dict, console: Console) -> None:
+    """The ``topo show`` tables."""
+    console.print(f"[bold]{info['name']}[/] ({info['kind']}): {info['npus']} NPUs, "
+                  f"{info['switches']} switches, {info['links']} directed links", highlight=False)
+    diam = info["diameter_hops"]
+    console.print(f"diameter: {diam if diam >= 0 else 'n/a'} hops ({info['diameter_method']})",
+                  highlight=False)
+    console.print(f"bisection bandwidth: {format_bandwidth(info['bisection_bandwidth'])} "
+                  f"per direction ({info['bisection_method']})", highlight=False)
+    table = Table(title="Link classes", title_justify="left")
+    for col in ("kind", "links", "bandwidth", "latency", "down", "derated"):
+        table.add_column(col, justify="right")
+    for row in info["link_classes"]:
+        bw = format_bandwidth(row["bandwidth_min"])
+        if row["bandwidth_max"] != row["bandwidth_min"]:
+            bw += f" - {format_bandwidth(row['bandwidth_max'])}"
+        lat = format_time(row["latency_min"])
+        if row["latency_max"] != row["latency_min"]:
+            lat += f" - {format_time(row['latency_max'])}"
+        table.add_row(row["kind"], str(row["links"]), bw, lat, str(row["down"]),
+                      str(row["derated"]))
+    console.print(table)
+
+
+
+
+def render_astra_terms(rows: dict, console: Console, title: str) -> None:
+    """Per-rank figures in AstraSim's terms (``{rank: AstraRankStats}``)."""
+    table = Table(title=title, title_justify="left")
+    for col in ("rank", "finished", "exposed comm", "wall", "GPU", "comm"):
+        table.add_column(col, justify="right")
+    for rank, st in sorted(rows.items())[:RANK_ROWS * 4]:
+        table.add_row(str(rank), *(f"{v:,.0f}" if v is not None else "-" for v in
+                                   (st.finished_ns, st.exposed_comm_ns, st.wall_ns, st.gpu_ns,
+                                    st.comm_ns)))
+    console.print(table)
+
+
+def render_crosscheck(check, console: Console) -> None:
+    """The side-by-side table of a cross-check, the overall difference and the critical path."""
+    table = Table(title=f"des (AstraSim-compatible, {check.backend}) vs AstraSim",
+                  title_justify="left")
+    for col in ("rank", "des finished", "AstraSim finished", "difference"):
+        table.add_column(col, justify="right")
+    for row in check.rows()[:RANK_ROWS * 4]:
+        theirs = row["astra_finished_ns"]
+        diff = row["difference"]
+        table.add_row(str(row["rank"]), f"{row['des_finished_ns']:,.0f}",
+                      "-" if theirs is None else f"{theirs:,.0f}",
+                      "-" if diff is None else f"{diff:+.2%}")
+    console.print(table)
+    overall = check.overall_difference()
+    if overall is not None:
+        console.print(f"makespan difference: {overall:+.3%}")
+    console.print(f"des's own model on the same graph: {format_time(check.des_own.makespan_ns)}"
+                  " (cut-through, pipelined chunks: where the models deliberately differ)")
+    if check.critical:
+        console.print("critical path (des): " + " -> ".join(
+            f"r{s.rank}:{s.name or s.kind}" for s in check.critical[-8:]), highlight=False)
+    for note in check.notes + check.files.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
