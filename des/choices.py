@@ -44,8 +44,9 @@ NOOP = "noop"  # op class of nodes that take no time at all (AstraSim skips some
 
 def local_time(node: Node, hardware: hw.GpuSpec | None, options: EngineOptions) -> float:
     """Duration of a compute or memory node at full speed, in ns: its explicit duration, else
-    the roofline of its FLOPs and bytes; at least ``min_compute_ns`` (op class ``noop``: 0);
-    whole nanoseconds when ``quantize`` (AstraSim's integer cycles)."""
+    the roofline of its FLOPs and bytes (of each of its kernels, summed); at least
+    ``min_compute_ns`` (op class ``noop``: 0); whole nanoseconds when ``quantize`` (AstraSim's
+    integer cycles)."""
     if node.op_class == NOOP:
         return 0.0
     if node.duration_ns is not None:
@@ -56,6 +57,8 @@ def local_time(node: Node, hardware: hw.GpuSpec | None, options: EngineOptions) 
         return options.min_compute_ns
     if node.kind is NodeKind.MEMORY:
         t = hw.memory_time_ns(hardware, node.nbytes)
+    elif node.kernels is not None:  # each kernel its own roofline and launch
+        t = sum(hw.compute_time_ns(hardware, f, b, c) for f, b, c in node.kernels)
     else:
         t = hw.compute_time_ns(hardware, node.flops, node.nbytes, node.op_class)
     return math.floor(t) if options.quantize else t

@@ -243,3 +243,47 @@ class CollectiveRun:
                 and (part.outstanding == 0 or not self.wait_for_sends)):
             self.last_done = max(self.last_done, self.sim.env.now)
             part.done.succeed()
+
+
+class FoldedCollectiveRun:
+    """A collective whose group stands for a larger span of symmetric peers that are not
+    simulated (folding, an explicit workload option). Its simulated members start together when
+    the last one joins and all finish after the closed-form time of the collective over the
+    full span (:func:`des.costs.collective_time`). Exact when the span's traffic has its links
+    to itself, as tensor-parallel groups inside an NVSwitch domain do; the peers it stands for
+    can contend with nothing, since they are not there."""
+
+    def __init__(self, sim: Simulator, inst: CollectiveInstance, plan_algorithm: str,
+                 dims: tuple[int, ...] | None) -> None:
+        from des.costs import collective_time
+
+        opts = sim.options
+        self.sim = sim
+        self.inst = inst
+        span = inst.span or inst.group
+        self.chunks, self.chunk_bytes = chunk_layout(
+            inst.collective, inst.nbytes, len(span), sim.topology.num_npus, opts.chunks,
+            opts.chunking, opts.chunk_bytes)
+        self.plan = make_plan(inst.collective, span, self.chunk_bytes, plan_algorithm,
+                              dims=dims, root=inst.root, options=opts.plan_options)
+        self.duration = collective_time(self.plan, self.chunks, opts.chunks_in_flight,
+                                        sim.message_cost, lambda st: step_overhead(st, opts),
+                                        opts.endpoint_delay_ns)
+        self.events: dict[int, simpy.Event] = {}
+        self.first_join = math.inf
+        self.last_done = 0.0
+
+    def join(self, rank: int) -> simpy.Event:
+        """``rank`` joins; every member's event fires ``duration`` after the last joins."""
+        env = self.sim.env
+        event = self.events[rank] = env.event()
+        self.first_join = min(self.first_join, env.now)
+        if len(self.events) == len(self.inst.group):
+            self.last_done = env.now + self.duration
+            done = env.timeout(self.duration)
+            done.callbacks.append(lambda _e: [ev.succeed() for ev in self.events.values()])
+        return event
+
+    def waiting_for(self) -> list[int]:
+        """Members that have not joined yet (for deadlock reports)."""
+        return [r for r in self.inst.group if r not in self.events]

@@ -20,7 +20,8 @@ import simpy
 from collectives.base import CollectiveError, check_algorithm
 from des import hardware as hw
 from des.choices import ModelError, algorithm_for, local_time, logical_dims
-from des.collective_run import CollectiveRun
+from des.collective_run import CollectiveRun, FoldedCollectiveRun
+from des.costs import MessageCost
 from des.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
 from des.options import EngineOptions, IssueOrder
 from des.results import OpRecord, Result, build_result
@@ -153,7 +154,8 @@ class CollectiveTable:
         if run is None:
             inst = self.instances[index]
             algorithm = self.sim.algorithm_for(inst)
-            run = CollectiveRun(self.sim, inst, algorithm, self.sim.logical_dims(inst.group))
+            kind = FoldedCollectiveRun if inst.span else CollectiveRun
+            run = kind(self.sim, inst, algorithm, self.sim.logical_dims(inst.span or inst.group))
             self.runs[index] = run
         return run
 
@@ -202,6 +204,7 @@ class Simulator:
         self._dependents: list[dict[int, list[int]]] = []
         self.records: list[OpRecord] = []
         self._by_id = self.options.issue_order is IssueOrder.NODE_ID
+        self._message_cost: MessageCost | None = None
         self.gpus = [Gpu(self, r, self.options.speed.get(r, 1.0)) for r in range(graph.num_ranks)]
         self._done = 0
         self._total = len(graph)
@@ -211,6 +214,13 @@ class Simulator:
     def algorithm_for(self, inst: CollectiveInstance) -> str:
         """The algorithm ``inst`` runs (see :func:`des.choices.algorithm_for`)."""
         return algorithm_for(inst, self.topology, self.options)
+
+    @property
+    def message_cost(self) -> MessageCost:
+        """Closed-form message costs on this topology (for folded collectives)."""
+        if self._message_cost is None:
+            self._message_cost = MessageCost(self.topology, self.options)
+        return self._message_cost
 
     def logical_dims(self, group: tuple[int, ...]) -> tuple[int, ...] | None:
         """The group's logical dimensions (see :func:`des.choices.logical_dims`)."""

@@ -59,9 +59,13 @@ class CollectiveType(StrEnum):
 class Node:
     """One operation of one rank. Which fields matter depends on ``kind``:
 
-    compute: ``flops`` and ``nbytes`` (HBM traffic) timed by the roofline, or ``duration_ns``;
+    compute: ``flops`` and ``nbytes`` (HBM traffic) timed by the roofline, or ``duration_ns``,
+    or ``kernels``, a sequence of ``(flops, bytes, op_class)`` run back to back (each its own
+    roofline and launch; ``flops``/``nbytes`` then hold their totals);
     collective: ``collective``, ``nbytes``, ``group`` (ranks in communicator order),
-    ``algorithm`` (None = the backend chooses), ``root`` for broadcast/reduce;
+    ``algorithm`` (None = the backend chooses), ``root`` for broadcast/reduce, and ``span``
+    when symmetric peers are folded: the full group the collective runs over, of which
+    ``group`` holds only the ranks that are simulated;
     send/recv: ``peer``, ``nbytes``, ``tag``; memory: ``nbytes`` and ``mem_op`` (load/store).
     """
 
@@ -81,6 +85,8 @@ class Node:
     peer: int | None = None
     tag: int = 0
     mem_op: str = "load"
+    kernels: tuple[tuple[float, float, str], ...] | None = None
+    span: tuple[int, ...] | None = None
 
     def label(self) -> str:
         """``rank 3 node 17 ('fwd.mlp')``: how errors and reports name a node."""
@@ -100,6 +106,7 @@ class CollectiveInstance:
     algorithm: str | None
     root: int | None
     members: dict[int, int] = field(default_factory=dict)  # rank -> node id
+    span: tuple[int, ...] | None = None  # the full group when peers are folded
 
 
 @dataclass(slots=True)
@@ -158,10 +165,17 @@ class EventGraph:
         op_class: str = "",
         name: str = "",
         deps: Iterable[int] = (),
+        kernels: Iterable[tuple[float, float, str]] | None = None,
     ) -> int:
-        """Local work: FLOPs and HBM bytes for the roofline, or an explicit duration."""
+        """Local work: FLOPs and HBM bytes for the roofline, an explicit duration, or a
+        sequence of kernels ``(flops, bytes, op_class)`` (totals go to flops/nbytes)."""
+        if kernels is not None:
+            kernels = tuple((float(f), float(b), str(c)) for f, b, c in kernels)
+            flops = sum(k[0] for k in kernels)
+            nbytes = sum(k[1] for k in kernels)
         return self._new(rank, NodeKind.COMPUTE, name, deps, flops=float(flops),
-                         nbytes=float(nbytes), duration_ns=duration_ns, op_class=op_class)
+                         nbytes=float(nbytes), duration_ns=duration_ns, op_class=op_class,
+                         kernels=kernels)
 
     def collective(
         self,
@@ -174,12 +188,15 @@ class EventGraph:
         root: int | None = None,
         name: str = "",
         deps: Iterable[int] = (),
+        span: Sequence[int] | None = None,
     ) -> int:
-        """One rank's part of a collective; ``group`` defaults to every rank."""
+        """One rank's part of a collective; ``group`` defaults to every rank. With ``span``
+        (folding), the collective runs over ``span`` but only ``group`` is simulated."""
         members = tuple(range(self.num_ranks)) if group is None else tuple(int(r) for r in group)
         return self._new(rank, NodeKind.COLLECTIVE, name, deps, nbytes=float(nbytes),
                          collective=CollectiveType.parse(collective), group=members,
-                         algorithm=algorithm, root=root)
+                         algorithm=algorithm, root=root,
+                         span=None if span is None else tuple(int(r) for r in span))
 
     def collective_all(
         self,
@@ -191,13 +208,14 @@ class EventGraph:
         root: int | None = None,
         name: str = "",
         deps: Mapping[int, Iterable[int]] | None = None,
+        span: Sequence[int] | None = None,
     ) -> dict[int, int]:
         """The same collective on every member of ``group``; returns rank -> node id."""
         members = tuple(range(self.num_ranks)) if group is None else tuple(group)
         deps = deps or {}
         return {
             r: self.collective(r, collective, nbytes, group=members, algorithm=algorithm,
-                               root=root, name=name, deps=deps.get(r, ()))
+                               root=root, name=name, deps=deps.get(r, ()), span=span)
             for r in members
         }
 
@@ -303,8 +321,16 @@ class EventGraph:
             if node.rank not in group:
                 raise GraphError(
                     f"{node.label()}: rank {node.rank} is not in its group {list(group)}")
-            if node.root is not None and node.root not in group:
+            if node.root is not None and node.root not in (node.span or group):
                 raise GraphError(f"{node.label()}: root {node.root} is not in the group")
+            if node.span is not None:
+                if not set(group) <= set(node.span) or len(set(node.span)) != len(node.span):
+                    raise GraphError(f"{node.label()}: folded group {list(group)} must be "
+                                     f"distinct members of its span {list(node.span)}")
+                bad = [r for r in node.span if not 0 <= r < self.num_ranks]
+                if bad:
+                    raise GraphError(f"{node.label()}: span members {bad} are outside "
+                                     f"0..{self.num_ranks - 1}")
 
     def _match_collectives(self) -> list[CollectiveInstance]:
         instances: dict[tuple[tuple[int, ...], int], CollectiveInstance] = {}
@@ -319,7 +345,8 @@ class EventGraph:
                 inst = instances.get(key)
                 if inst is None:
                     inst = CollectiveInstance(len(order), node.group, key[1], node.collective,
-                                              node.nbytes, node.algorithm, node.root)
+                                              node.nbytes, node.algorithm, node.root,
+                                              span=node.span)
                     instances[key] = inst
                     order.append(inst)
                 else:
@@ -339,7 +366,7 @@ class EventGraph:
     def _check_agrees(self, inst: CollectiveInstance, node: Node) -> None:
         first_rank, first_id = next(iter(inst.members.items()))
         first = self.node(first_rank, first_id)
-        for attr in ("collective", "nbytes", "algorithm", "root"):
+        for attr in ("collective", "nbytes", "algorithm", "root", "span"):
             if getattr(first, attr) != getattr(node, attr):
                 raise GraphError(
                     f"collective #{inst.seq} on group {list(inst.group)}: {first.label()} has "

@@ -200,12 +200,13 @@ def build_result(sim: Any, wall_seconds: float) -> Result:
     collectives = []
     for index, run in sorted(sim.collectives.runs.items()):
         inst = run.inst
-        span = run.last_done - run.first_join
-        algbw = inst.nbytes / span if span > 0 else 0.0
+        members = inst.span or inst.group
+        elapsed = run.last_done - run.first_join
+        algbw = inst.nbytes / elapsed if elapsed > 0 else 0.0
         collectives.append(CollectiveStats(
-            index, inst.collective.value, run.plan.algorithm, list(inst.group), inst.nbytes,
-            run.chunks, run.first_join, run.last_done, span, algbw,
-            algbw * bus_factor(inst.collective.value, len(inst.group))))
+            index, inst.collective.value, run.plan.algorithm, list(members), inst.nbytes,
+            run.chunks, run.first_join, run.last_done, elapsed, algbw,
+            algbw * bus_factor(inst.collective.value, len(members))))
     meta = {
         "graph": sim.graph.name,
         "topology": sim.topology.name,
