@@ -29,8 +29,15 @@ from des.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
 from des.engine import SimulationError, Simulator
 from des.graph import GraphError
 from des.hardware import HardwareError
+from des.llm_report import training_report
 from des.plots import PlotError
-from des.render import render, render_astra_terms, render_crosscheck, render_topology
+from des.render import (
+    render,
+    render_astra_terms,
+    render_crosscheck,
+    render_llm,
+    render_topology,
+)
 from des.results import Result, write_chrome_trace, write_json, write_links_csv
 from des.units import (
     UnitError,
@@ -41,10 +48,12 @@ from topologies import TopologyError
 from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
+from workloads.llm import TrainingWorkload
+from workloads.parallel import ParallelError
 
 BAD_INPUT = (
     AstraConfigError, ExportError, PlotError, ConfigError, GraphError, TopologyError,
-    HardwareError, UnitError, SimulationError, AnalyticalError, CollectiveError,
+    HardwareError, UnitError, SimulationError, AnalyticalError, CollectiveError, ParallelError,
     FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
 )
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
@@ -206,11 +215,16 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         result.meta["scenario"] = scenario.name
     else:
         result = _run_with_progress(scenario, console, quiet=args.quiet)
+    llm = None
+    if isinstance(scenario.workload, TrainingWorkload):
+        llm = result.meta["llm"] = training_report(result, scenario.workload, scenario.hardware)
     if args.quiet:
         console.print(f"{result.makespan_ns:.0f}")
     else:
         render(scenario.name, scenario.description, len(scenario.topology.links), result,
                console)
+        if llm is not None:
+            render_llm(llm, console)
         if astra_model is not None:
             render_astra_terms(from_result(result), console,
                                "Per rank in AstraSim's terms (ns)")

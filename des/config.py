@@ -31,6 +31,9 @@ from topologies.spec import PARAMS as TOPOLOGY_PARAMS
 from topologies.spec import build as build_topology_kind
 from topologies.spec import parse_spec
 from workloads import CollectiveSpec, collective_sequence, data_parallel_step
+from workloads.llm import build_training
+from workloads.models import ModelConfig, load_model, model_from_dict
+from workloads.parallel import ParallelConfig, ParallelError
 
 DEFAULT_SCENARIO = "dp8_ring_overlap"
 
@@ -60,6 +63,7 @@ class Scenario:
     options: EngineOptions
     outputs: Outputs = field(default_factory=Outputs)
     source: str = ""
+    workload: Any = None  # what built the graph, when a report needs it (LLM training)
 
 
 # ---------------------------------------------------------------------- reading sections
@@ -391,19 +395,71 @@ def _workload_dp_step(sec: Section, num_ranks: int, name: str) -> EventGraph:
     return graph
 
 
-WORKLOADS: dict[str, Callable[[Section, int, str], EventGraph]] = {
-    "collectives": _workload_collectives,
-    "data_parallel_step": _workload_dp_step,
+def _model(value: Any, where: str) -> ModelConfig:
+    try:
+        if isinstance(value, str):
+            return load_model(value)
+        if isinstance(value, Mapping):
+            return model_from_dict(value, where)
+    except ValueError as err:
+        msg = str(err)
+        raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    raise ConfigError(f"{where}: expected a model preset name, a YAML path or a mapping, got "
+                      f"{_show(value)}")
+
+
+_PARALLEL_KEYS = {
+    "dp": _positive_int, "tp": _positive_int, "pp": _positive_int, "cp": _positive_int,
+    "ep": _positive_int, "sp": _boolean, "zero": _nonneg_int, "recompute": _text,
+    "micro_batch": _positive_int, "global_batch": _positive_int, "schedule": _text,
+    "virtual_stages": _positive_int, "order": _text, "bucket_size": units.parse_size,
+    "grad_bytes": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
+    "fold_tp": _boolean,
 }
 
 
-def build_workload(sec: Section, num_ranks: int, name: str) -> EventGraph:
-    """``workload:`` -> EventGraph over ``num_ranks`` ranks (one per NPU)."""
+def _parallel(value: Any, where: str, seq: int | None) -> ParallelConfig:
+    sec = Section(value, where)
+    kwargs = {}
+    for key, parse in _PARALLEL_KEYS.items():
+        if key in sec.data:
+            kwargs["bucket_bytes" if key == "bucket_size" else key] = sec.get(key, parse)
+        else:
+            sec.known.append(key)
+    sec.finish()
+    try:
+        return ParallelConfig(seq=seq, **kwargs)
+    except ParallelError as err:
+        raise ConfigError(str(err).replace("parallel.", f"{where}.", 1)) from None
+
+
+def _workload_llm_training(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
+    model = sec.get("model", _model)
+    seq = sec.get("seq", _positive_int, default=None)
+    par = sec.get("parallel", lambda v, w: _parallel(v, w, seq))
+    sec.finish()
+    try:
+        workload = build_training(model, par, num_ranks)
+    except ParallelError as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
+    return workload.graph, workload
+
+
+WORKLOADS: dict[str, Callable[[Section, int, str], Any]] = {
+    "collectives": _workload_collectives,
+    "data_parallel_step": _workload_dp_step,
+    "llm_training": _workload_llm_training,
+}
+
+
+def build_workload(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
+    """``workload:`` -> (EventGraph over ``num_ranks`` ranks, what built it or None)."""
     kind = sec.choice("kind", sorted(WORKLOADS))
     try:
-        return WORKLOADS[kind](sec, num_ranks, name)
+        built = WORKLOADS[kind](sec, num_ranks, name)
     except (GraphError, CollectiveError) as err:
         raise ConfigError(f"{sec.path}: {err}") from None
+    return built if isinstance(built, tuple) else (built, None)
 
 
 # ---------------------------------------------------------------------- options
@@ -542,14 +598,15 @@ def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = No
                             topology.num_npus, hardware)
     options.timed_faults = timed_faults
     workload = root.section("workload", required=True)
-    graph = build_workload(workload, topology.num_npus, name)
+    graph, built_from = build_workload(workload, topology.num_npus, name)
     outputs = _build_outputs(root.section("outputs"), base)
     root.finish()
     try:
         graph.validate(num_npus=topology.num_npus)
     except GraphError as err:
         raise ConfigError(f"workload: {err}") from None
-    return Scenario(name, description, topology, graph, hardware, options, outputs, source)
+    return Scenario(name, description, topology, graph, hardware, options, outputs, source,
+                    built_from)
 
 
 def load_scenario(spec: str | os.PathLike[str] | None = None) -> Scenario:

@@ -152,3 +152,32 @@ def render_crosscheck(check, console: Console) -> None:
             f"r{s.rank}:{s.name or s.kind}" for s in check.critical[-8:]), highlight=False)
     for note in check.notes + check.files.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def render_llm(llm: dict, console: Console) -> None:
+    """Iteration time, throughput, MFU, the breakdown and memory of an LLM training run."""
+    line = (f"[bold]{llm['model']}[/]: iteration {llm['iteration_s']:.3f} s, "
+            f"{llm['tokens_per_s']:,.0f} tokens/s")
+    if "mfu" in llm:
+        line += f", MFU {llm['mfu']:.1%} ({llm['mfu_with_attention']:.1%} with attention)"
+    console.print(line, highlight=False)
+    table = Table(title=f"Where the time went (rank {llm['breakdown_rank']})",
+                  title_justify="left")
+    table.add_column("part")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    parts = llm["breakdown_s"]
+    total = parts.get("finished") or 1.0
+    for key, value in parts.items():
+        if key != "finished" and value > 0:
+            table.add_row(key.replace("_", " "), f"{value:.4f}", f"{value / total:.1%}")
+    console.print(table)
+    if "memory_peak_bytes" in llm:
+        m = llm["memory_breakdown_bytes"]
+        parts = ", ".join(f"{k} {format_size(v)}" for k, v in m.items())
+        verdict = ""
+        if "out_of_memory" in llm:
+            verdict = (" [bold red]does not fit[/]" if llm["out_of_memory"] else " fits") + \
+                f" in {format_size(llm['memory_capacity_bytes'])}"
+        console.print(f"peak memory {format_size(llm['memory_peak_bytes'])} per GPU "
+                      f"({parts}){verdict}", highlight=False)

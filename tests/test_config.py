@@ -54,7 +54,9 @@ def test_bundled_scenario_loads_and_simulates(name: str) -> None:
     result = simulate(sc.topology, sc.graph, hardware=sc.hardware, options=sc.options)
     assert result.makespan_ns > 0
     assert set(result.ranks) == set(range(sc.graph.num_ranks))
-    assert all(st.finished_ns > 0 for st in result.ranks.values())
+    # ranks with work finish after t=0 (folded tensor-parallel peers have none)
+    assert all(st.finished_ns > 0 for r, st in result.ranks.items()
+               if next(sc.graph.nodes(r), None) is not None)
 
 
 def test_default_scenario_is_dp8_ring_overlap() -> None:

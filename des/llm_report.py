@@ -1,0 +1,93 @@
+"""What an LLM training run means: iteration time, throughput, MFU, where the time went, memory.
+
+Model FLOPs utilization (MFU) is model FLOPs per second over the peak of all GPUs, with model
+FLOPs = 6 x parameters x tokens (Kaplan et al. 2020; active parameters for mixture-of-experts)
+and, in ``mfu_with_attention``, plus 12 x layers x heads x head_dim x sequence per token for
+attention (Chowdhery et al. 2022, PaLM appendix B); recomputation does not count.
+
+The breakdown is of the slowest simulated rank: its compute time by phase (forward, backward,
+recompute, optimizer; union of intervals), its communication by parallel dimension that no
+compute overlaps (exposed), and the time it did neither (pipeline bubble and other waiting).
+Categories come from node names (``fwd/...``, ``tp/...``; see :mod:`workloads.llm`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from des.hardware import GpuSpec
+from des.results import Result, intersection_length, merge_intervals
+from workloads.llm import TrainingWorkload
+
+COMPUTE = ("fwd", "bwd", "recompute", "optimizer")
+COMM = ("tp", "cp", "ep", "pp", "dp")
+
+
+def training_report(result: Result, workload: TrainingWorkload,
+                    hardware: GpuSpec | None) -> dict[str, Any]:
+    """The LLM figures of a finished run (goes into the JSON result under ``llm``)."""
+    model, par = workload.model, workload.par
+    seconds = result.makespan_ns * 1e-9
+    tokens = workload.tokens
+    params = model.active_params() if model.experts else model.params()
+    model_flops = 6.0 * params * tokens
+    attention_flops = 12.0 * model.layers * model.heads * model.head_dim * workload.seq * tokens
+    report: dict[str, Any] = {
+        "model": model.name,
+        "parameters": model.params(),
+        "strategy": {k: getattr(par, k) for k in ("dp", "tp", "pp", "cp", "ep", "sp", "zero",
+                                                  "recompute", "micro_batch", "global_batch",
+                                                  "schedule", "virtual_stages", "fold_tp")},
+        "iteration_s": seconds,
+        "tokens_per_iteration": tokens,
+        "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "model_flops_per_iteration": model_flops,
+    }
+    if hardware is not None and seconds > 0:
+        peak = hardware.peak_flops[hardware.default_dtype] * 1e9 * par.world  # FLOP/s
+        report["mfu"] = model_flops / seconds / peak
+        report["mfu_with_attention"] = (model_flops + attention_flops) / seconds / peak
+    rank = max(workload.simulated_ranks, key=lambda r: result.ranks[r].finished_ns)
+    report["breakdown_rank"] = rank
+    report["breakdown_s"] = breakdown(result, rank)
+    memory = {r: m for r, m in workload.memory.items()}
+    if memory:
+        worst = max(memory, key=lambda r: memory[r].total)
+        m = memory[worst]
+        report["memory_peak_bytes"] = m.total
+        report["memory_peak_rank"] = worst
+        report["memory_breakdown_bytes"] = {"weights": m.weights, "gradients": m.gradients,
+                                            "optimizer": m.optimizer,
+                                            "activations": m.activations}
+        if hardware is not None:
+            report["memory_capacity_bytes"] = hardware.hbm_capacity
+            report["out_of_memory"] = m.total > hardware.hbm_capacity
+    return report
+
+
+def breakdown(result: Result, rank: int) -> dict[str, float]:
+    """Seconds of one rank by compute phase, exposed communication per dimension, and idle."""
+    compute: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    comm: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for op in result.ops:
+        if op.rank != rank or op.end_ns <= op.start_ns:
+            continue
+        category = op.name.split("/", 1)[0]
+        if op.kind == "compute" and category in COMPUTE:
+            compute[category].append((op.start_ns, op.end_ns))
+        elif op.kind in ("collective", "send", "recv") and category in COMM:
+            comm[category].append((op.start_ns, op.end_ns))
+        elif op.kind == "compute":
+            compute["other"].append((op.start_ns, op.end_ns))
+    busy = merge_intervals([iv for ivs in compute.values() for iv in ivs])
+    out = {f"compute_{k}": sum(e - s for s, e in merge_intervals(v)) * 1e-9
+           for k, v in sorted(compute.items())}
+    for dim in COMM:
+        merged = merge_intervals(comm.get(dim, []))
+        total = sum(e - s for s, e in merged)
+        out[f"exposed_{dim}"] = (total - intersection_length(merged, busy)) * 1e-9
+    stats = result.ranks[rank]
+    out["idle"] = stats.idle_ns * 1e-9
+    out["finished"] = stats.finished_ns * 1e-9
+    return out

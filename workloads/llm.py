@@ -1,0 +1,424 @@
+"""LLM training as an event graph: one iteration of a transformer under a parallel strategy.
+
+Every GPU gets, in its pipeline schedule's order, a forward and a backward pass per micro-batch
+and model chunk; within a pass, per layer, compute nodes (kernel sequences with FLOPs and bytes
+from :mod:`workloads.ops`) and the communication the strategy implies, where Megatron-LM puts it
+(Shoeybi et al. 2019; Narayanan et al. 2021; Korthikanti et al. 2022):
+
+* tensor parallel: an all-reduce after the attention and MLP blocks in the forward pass and one
+  before each in the backward pass; with sequence parallelism an all-gather before and a
+  reduce-scatter after each block instead (and the conjugates in the backward pass);
+* context parallel: ring attention, the KV blocks passed around the context group while each
+  block's attention runs;
+* expert parallel: an all-to-all dispatching tokens to experts and one combining them;
+* pipeline parallel: activations and gradients as send/recv between stages;
+* data parallel: gradients reduced in buckets as the last micro-batch's backward produces them
+  (all-reduce; reduce-scatter then a parameter all-gather with ZeRO 1-2; per-layer parameter
+  all-gathers and gradient reduce-scatters with ZeRO 3), then the optimizer step;
+* recomputation: full reruns each layer's forward (communication included) before its
+  backward; selective reruns the attention core.
+
+Local work after a communication (applying gradients, the optimizer) is its own compute node.
+Node names start with a category (``fwd/``, ``bwd/``, ``recompute/``, ``optimizer/`` for
+compute; ``tp/``, ``cp/``, ``ep/``, ``pp/``, ``dp/`` for communication) that the report uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from des.graph import CollectiveType, EventGraph
+from workloads import ops
+from workloads.memory import (
+    MemoryBreakdown,
+    activations_per_layer,
+    in_flight_microbatches,
+    kv_cache_bytes,
+    weights_and_optimizer,
+)
+from workloads.models import ModelConfig
+from workloads.parallel import Layout, ParallelConfig, ParallelError
+
+AR, AG, RS, A2A = (CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER,
+                   CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_TO_ALL)
+
+
+@dataclass
+class TrainingWorkload:
+    """The graph of one training iteration and what the report needs to read it."""
+
+    graph: EventGraph
+    model: ModelConfig
+    par: ParallelConfig
+    seq: int
+    simulated_ranks: list[int]
+    memory: dict[int, MemoryBreakdown] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens per iteration."""
+        return self.par.global_batch * self.seq
+
+
+def _kernels(costs: Iterable[ops.OpCost]) -> list[tuple[float, float, str]]:
+    return [(c.flops, c.bytes, c.op_class) for c in costs]
+
+
+def _is_core(cost: ops.OpCost) -> bool:
+    return cost.op_class == "attention" or (cost.name.startswith("attn_")
+                                            and cost.name != "attn_out")
+
+
+def pipeline_schedule(schedule: str, pp: int, stage: int, micro_batches: int,
+                      virtual: int = 1) -> list[tuple[str, int, int]]:
+    """The passes a stage runs, in order: ``("F" or "B", model chunk, micro-batch)``.
+
+    GPipe: every forward, then every backward (Huang et al. 2019). 1F1B: ``pp - stage - 1``
+    warm-up forwards, then one forward and one backward alternately, then the remaining
+    backwards (PipeDream-Flush; Narayanan et al. 2021). Interleaved: Megatron-LM's schedule
+    over ``virtual`` model chunks per stage, micro-batches in groups of ``pp``.
+    """
+    m = micro_batches
+    if schedule == "gpipe":
+        return [("F", 0, i) for i in range(m)] + [("B", 0, i) for i in range(m)]
+    if schedule == "1f1b":
+        warm = min(pp - stage - 1, m)
+        out = [("F", 0, i) for i in range(warm)]
+        for i in range(m - warm):
+            out += [("F", 0, warm + i), ("B", 0, i)]
+        out += [("B", 0, i) for i in range(m - warm, m)]
+        return out
+    total = m * virtual
+    group = pp * virtual
+
+    def chunk(k: int, forward: bool) -> int:
+        c = (k % group) // pp
+        return c if forward else virtual - 1 - c
+
+    def micro(k: int) -> int:
+        return (k // group) * pp + k % pp
+
+    warm = min((pp - stage - 1) * 2 + (virtual - 1) * pp, total)
+    out = [("F", chunk(k, True), micro(k)) for k in range(warm)]
+    for i in range(total - warm):
+        k = warm + i
+        out += [("F", chunk(k, True), micro(k)), ("B", chunk(i, False), micro(i))]
+    out += [("B", chunk(k, False), micro(k)) for k in range(total - warm, total)]
+    return out
+
+
+class TrainingBuilder:
+    """Builds :class:`TrainingWorkload` for a model, a strategy and a number of NPUs."""
+
+    def __init__(self, model: ModelConfig, par: ParallelConfig, npus: int) -> None:
+        self.model, self.par = model, par
+        self.seq = par.seq or model.seq
+        if par.world != npus:
+            raise ParallelError(f"dp x tp x pp x cp = {par.dp} x {par.tp} x {par.pp} x "
+                                f"{par.cp} = {par.world}, but the topology has {npus} NPUs")
+        chunks = par.pp * par.virtual_stages
+        if model.layers % chunks:
+            raise ParallelError(f"{model.name}: {model.layers} layers do not split into "
+                                f"pp x virtual_stages = {chunks} equal chunks")
+        if model.heads % par.tp or (model.kv_heads % par.tp and par.tp % model.kv_heads):
+            raise ParallelError(f"{model.name}: {model.heads} heads ({model.kv_heads} KV) do "
+                                f"not split over tp = {par.tp}")
+        if self.seq % par.cp:
+            raise ParallelError(f"sequence {self.seq} does not split over cp = {par.cp}")
+        if model.experts and model.experts % par.ep:
+            raise ParallelError(f"{model.name}: {model.experts} experts do not split over "
+                                f"ep = {par.ep}")
+        if par.ep > 1 and not model.experts:
+            raise ParallelError(f"ep = {par.ep} but {model.name} has no experts")
+        self.layout = Layout(par)
+        self.graph = EventGraph(npus, f"{model.name} {self._label()}")
+        self.layers_per_chunk = model.layers // chunks
+        self.tokens = par.micro_batch * self.seq // par.cp
+        self.shard = ops.Shard(tokens=self.tokens, seq=self.seq, tp=par.tp, sp=par.sp,
+                               cp=par.cp, flash=par.flash, dtype_bytes=par.dtype_bytes)
+        self.act_bytes = float(self.tokens * model.hidden * par.dtype_bytes)
+        self._tag = 0
+        self._prepare_costs()
+
+    def _label(self) -> str:
+        p = self.par
+        parts = [f"{k}{getattr(p, k)}" for k in ("dp", "tp", "pp", "cp", "ep")
+                 if getattr(p, k) > 1]
+        return " x ".join(parts) or "1 GPU"
+
+    # ------------------------------------------------------------------ per-layer costs
+    def _prepare_costs(self) -> None:
+        m, s = self.model, self.shard
+        attn = ops.attention_forward(m, s)
+        self.attn_pre = [c for c in attn if not _is_core(c) and c.name in ("norm1", "qkv")]
+        self.attn_core = [c for c in attn if _is_core(c)]
+        self.attn_post = [c for c in attn if c not in self.attn_pre and c not in self.attn_core]
+        if m.experts:
+            routed = self.tokens * m.top_k / max(self.par.tp if self.par.sp else 1, 1)
+            local = m.experts // self.par.ep
+            self.mlp = ops.moe_forward(m, s, routed / local, local)
+        else:
+            self.mlp = ops.mlp_forward(m, s)
+        self.bwd_attn = ops.backward(attn)
+        self.bwd_mlp = ops.backward(self.mlp)
+        p = self.par
+        params = m.layer_params()
+        if m.experts:
+            dense = params - m.experts * m.expert_params()
+            self.layer_params_local = dense / p.tp + m.experts / p.ep * m.expert_params() / p.tp
+        else:
+            self.layer_params_local = params / p.tp
+
+    # ------------------------------------------------------------------ helpers
+    def _next_tag(self) -> int:
+        self._tag += 1
+        return self._tag
+
+    def _coll(self, rank: int, kind: CollectiveType, nbytes: float, axis: str, name: str,
+              deps: Iterable[int]) -> int:
+        """A collective over ``axis``: ``dp`` is every data-parallel replica (expert shards
+        included), ``edp`` the replicas of one expert shard; ``tp`` groups fold when asked."""
+        axes = {"dp": ("ep", "dp"), "edp": ("dp",)}.get(axis, (axis,))
+        group = self.layout.group(rank, *axes)
+        if axis == "tp" and self.par.fold_tp:
+            return self.graph.collective(rank, kind, nbytes, group=(rank,), span=group,
+                                         name=name, deps=deps)
+        return self.graph.collective(rank, kind, nbytes, group=group, name=name, deps=deps)
+
+    def _compute(self, rank: int, name: str, costs: list[ops.OpCost], deps: Iterable[int]
+                 ) -> int:
+        return self.graph.compute(rank, name=name, kernels=_kernels(costs), deps=deps)
+
+    # ------------------------------------------------------------------ one layer
+    def _layer_forward(self, rank: int, h: int, cat: str, layer: int) -> int:
+        p, g = self.par, f"{cat}/L{layer}"
+        tp = p.tp > 1
+        if p.zero == 3:
+            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes * p.dp, "dp",
+                           f"dp/{g}.params", (h,))
+        if tp and p.sp:
+            h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
+        h = self._compute(rank, f"{g}.attn_in", self.attn_pre, (h,))
+        h = self._attention_core(rank, h, g, self.attn_core)
+        h = self._compute(rank, f"{g}.attn_out", self.attn_post, (h,))
+        if tp:
+            h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
+                           f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
+            if p.sp:
+                h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
+        h = self._mlp(rank, h, g, self.mlp)
+        if tp:
+            h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
+                           f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
+        return h
+
+    def _attention_core(self, rank: int, h: int, g: str, core: list[ops.OpCost]) -> int:
+        p = self.par
+        if p.cp == 1:
+            return self._compute(rank, f"{g}.attn", core, (h,))
+        # ring attention: each of cp blocks of KV attends while the next block travels
+        ring = self.layout.group(rank, "cp")
+        pos = ring.index(rank)
+        nxt, prv = ring[(pos + 1) % p.cp], ring[(pos - 1) % p.cp]
+        m = self.model
+        kv = 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp
+        piece = [ops.OpCost(c.name, c.op_class, c.flops / p.cp, c.bytes / p.cp) for c in core]
+        for i in range(p.cp):
+            deps = [h]
+            if i < p.cp - 1:
+                tag = self._next_tag()
+                self.graph.send(rank, nxt, kv, tag=tag, name=f"cp/{g}.kv{i}", deps=(h,))
+                recv = self.graph.recv(rank, prv, kv, tag=tag, name=f"cp/{g}.kv{i}",
+                                       deps=(h,))
+            h = self._compute(rank, f"{g}.attn{i}", piece, deps)
+            if i < p.cp - 1:
+                h = self.graph.compute(rank, name=f"{g}.kv_ready{i}", duration_ns=0.0,
+                                       deps=(h, recv))
+        return h
+
+    def _mlp(self, rank: int, h: int, g: str, costs: list[ops.OpCost]) -> int:
+        p, m = self.par, self.model
+        if not (m.experts and p.ep > 1):
+            return self._compute(rank, f"{g}.mlp", costs, (h,))
+        router = [c for c in costs if c.name == "router"]
+        experts = [c for c in costs if c.name != "router"]
+        h = self._compute(rank, f"{g}.router", router, (h,))
+        routed = self.tokens * m.top_k * m.hidden * p.dtype_bytes / (p.tp if p.sp else 1)
+        h = self._coll(rank, A2A, routed, "ep", f"ep/{g}.dispatch", (h,))
+        h = self._compute(rank, f"{g}.experts", experts, (h,))
+        return self._coll(rank, A2A, routed, "ep", f"ep/{g}.combine", (h,))
+
+    def _layer_backward(self, rank: int, h: int, layer: int) -> int:
+        p, g = self.par, f"bwd/L{layer}"
+        tp = p.tp > 1
+        if p.recompute == "full":
+            h = self._layer_forward(rank, h, "recompute", layer)
+        if p.zero == 3:
+            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes * p.dp, "dp",
+                           f"dp/{g}.params", (h,))
+        if tp and p.sp:
+            h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
+        h = self._mlp(rank, h, g, self.bwd_mlp)
+        if tp:
+            h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
+                           f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
+            if p.sp:
+                h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
+        if p.recompute == "selective":
+            h = self._compute(rank, f"recompute/L{layer}.attn", self.attn_core, (h,))
+        h = self._compute(rank, f"{g}.attn", self.bwd_attn, (h,))
+        if tp:
+            h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
+                           f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
+        if p.zero == 3:
+            self._dp_grads.append(self._coll(
+                rank, RS, self.layer_params_local * p.grad_bytes * p.dp, "dp",
+                f"dp/{g}.grads", (h,)))
+        return h
+
+    # ------------------------------------------------------------------ passes
+    def _chunk_layers(self, g: int) -> range:
+        start = g * self.layers_per_chunk
+        return range(start, start + self.layers_per_chunk)
+
+    def _neighbor(self, rank: int, g: int) -> tuple[int, int]:
+        """(rank, local chunk) holding global chunk ``g``."""
+        pp = self.par.pp
+        return self.layout.stage_rank(rank, g % pp), g // pp
+
+    def _pp_tag(self, micro: int, g: int, backward: bool) -> int:
+        return (micro * self.par.pp * self.par.virtual_stages + g) * 2 + int(backward)
+
+    def _pass(self, rank: int, stage: int, kind: str, local: int, micro: int, prev: int | None
+              ) -> int:
+        p = self.par
+        chunks = p.pp * p.virtual_stages
+        g = local * p.pp + stage
+        pp_bytes = self.act_bytes / (p.tp if p.sp else 1)
+        deps = [] if prev is None else [prev]
+        last_chunk, first_chunk = g == chunks - 1, g == 0
+        if kind == "F":
+            if not first_chunk:
+                src, _ = self._neighbor(rank, g - 1)
+                deps.append(self.graph.recv(rank, src, pp_bytes, tag=self._pp_tag(micro, g,
+                            False), name=f"pp/F.m{micro}.g{g}"))
+            h = self.graph.compute(rank, name=f"fwd/m{micro}.g{g}.begin", duration_ns=0.0,
+                                   deps=deps)
+            if first_chunk:
+                h = self._compute(rank, f"fwd/m{micro}.embed",
+                                  ops.embedding_forward(self.model, self.shard), (h,))
+            for layer in self._chunk_layers(g):
+                h = self._layer_forward(rank, h, "fwd", layer)
+            if last_chunk:
+                h = self._compute(rank, f"fwd/m{micro}.head",
+                                  ops.lm_head_forward(self.model, self.shard)
+                                  + ops.loss_forward(self.model, self.shard), (h,))
+            else:
+                dst, _ = self._neighbor(rank, g + 1)
+                self.graph.send(rank, dst, pp_bytes, tag=self._pp_tag(micro, g + 1, False),
+                                name=f"pp/F.m{micro}.g{g + 1}", deps=(h,))
+            return h
+        if not last_chunk:
+            src, _ = self._neighbor(rank, g + 1)
+            deps.append(self.graph.recv(rank, src, pp_bytes, tag=self._pp_tag(micro, g, True),
+                                        name=f"pp/B.m{micro}.g{g}"))
+        h = self.graph.compute(rank, name=f"bwd/m{micro}.g{g}.begin", duration_ns=0.0,
+                               deps=deps)
+        if last_chunk:
+            h = self._compute(rank, f"bwd/m{micro}.head", ops.backward(
+                ops.lm_head_forward(self.model, self.shard)
+                + ops.loss_forward(self.model, self.shard)), (h,))
+        final = micro == p.micro_batches - 1
+        for layer in reversed(self._chunk_layers(g)):
+            h = self._layer_backward(rank, h, layer)
+            if final and p.zero < 3:
+                self._bucket_add(rank, self.layer_params_local, h, f"L{layer}")
+        if first_chunk:
+            h = self._compute(rank, f"bwd/m{micro}.embed",
+                              ops.backward(ops.embedding_forward(self.model, self.shard)), (h,))
+        if not first_chunk:
+            dst, _ = self._neighbor(rank, g - 1)
+            self.graph.send(rank, dst, pp_bytes, tag=self._pp_tag(micro, g - 1, True),
+                            name=f"pp/B.m{micro}.g{g - 1}", deps=(h,))
+        if final and p.zero < 3:
+            self._bucket_flush(rank, h)
+        return h
+
+    # ------------------------------------------------------------------ data parallel
+    def _bucket_add(self, rank: int, params: float, h: int, what: str) -> None:
+        self._bucket += params
+        if self._bucket * self.par.grad_bytes >= self.par.bucket_bytes:
+            self._bucket_flush(rank, h)
+
+    def _bucket_flush(self, rank: int, h: int) -> None:
+        p = self.par
+        if self._bucket <= 0 or p.dp == 1:
+            self._bucket = 0.0
+            return
+        nbytes = self._bucket * p.grad_bytes
+        kind = AR if p.zero == 0 else RS
+        self._dp_grads.append(self._coll(rank, kind, nbytes, "dp",
+                                         f"dp/grads{len(self._dp_grads)}", (h,)))
+        self._sharded_params += self._bucket
+        self._bucket = 0.0
+
+    # ------------------------------------------------------------------ whole iteration
+    def build(self) -> TrainingWorkload:
+        """The graph of one iteration over every simulated rank."""
+        p = self.par
+        ranks = [r for r in range(p.world)
+                 if not (p.fold_tp and self.layout.coords(r)["tp"] != 0)]
+        for rank in ranks:
+            stage = self.layout.coords(rank)["pp"]
+            self._bucket, self._dp_grads, self._sharded_params = 0.0, [], 0.0
+            prev = None
+            for kind, local, micro in pipeline_schedule(p.schedule, p.pp, stage,
+                                                        p.micro_batches, p.virtual_stages):
+                prev = self._pass(rank, stage, kind, local, micro, prev)
+            params = self._stage_params(stage)
+            opt = self.graph.compute(
+                rank, name="optimizer/step",
+                kernels=_kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1)),
+                deps=(prev, *self._dp_grads))
+            if p.zero in (1, 2) and p.dp > 1:
+                self._coll(rank, AG, params * p.dtype_bytes, "dp", "dp/params", (opt,))
+        workload = TrainingWorkload(self.graph, self.model, p, self.seq, ranks)
+        workload.memory = {r: self.memory(self.layout.coords(r)["pp"]) for r in ranks}
+        return workload
+
+    def _stage_params(self, stage: int) -> float:
+        """Parameters a rank of ``stage`` holds (its layers, plus embeddings at the ends)."""
+        p, m = self.par, self.model
+        layers = m.layers // p.pp
+        params = layers * self.layer_params_local
+        embed = m.embedding_params() / p.tp
+        if stage == 0:
+            params += embed
+        if stage == p.pp - 1 and (not m.tied_embeddings or p.pp > 1):
+            params += m.vocab * m.hidden / p.tp
+        return params
+
+    def memory(self, stage: int) -> MemoryBreakdown:
+        """Peak memory of a rank of ``stage`` (Korthikanti et al. 2022; ZeRO)."""
+        p = self.par
+        weights, grads, optimizer = weights_and_optimizer(
+            self._stage_params(stage), zero_stage=p.zero, dp=p.dp, dtype_bytes=p.dtype_bytes)
+        per_layer = activations_per_layer(self.model, micro_batch=p.micro_batch,
+                                          seq=self.seq // p.cp, tp=p.tp, sp=p.sp,
+                                          recompute=p.recompute, flash=p.flash)
+        # in-flight model chunks (micro-batches when not interleaved), each of
+        # layers_per_chunk layers
+        in_flight = in_flight_microbatches(p.schedule, p.pp, stage, p.micro_batches,
+                                           p.virtual_stages)
+        return MemoryBreakdown(weights, grads, optimizer,
+                               per_layer * self.layers_per_chunk * in_flight)
+
+
+def build_training(model: ModelConfig, par: ParallelConfig, npus: int) -> TrainingWorkload:
+    """One training iteration of ``model`` under ``par`` on ``npus`` NPUs."""
+    return TrainingBuilder(model, par, npus).build()
+
+
+__all__ = ["TrainingBuilder", "TrainingWorkload", "build_training", "kv_cache_bytes",
+           "pipeline_schedule"]

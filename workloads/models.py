@@ -1,0 +1,536 @@
+"""Transformer model shapes and their parameter counts, and the bundled presets
+(``configs/models/*.yaml``).
+
+A :class:`ModelConfig` is a decoder-only transformer: ``layers`` identical blocks of attention
+(multi-head, grouped-query or multi-query) and an MLP (dense, or a mixture of experts on every
+layer), token embeddings, optional learned position embeddings and an LM head that may share the
+embedding matrix. Presets are loaded with :func:`load_model`; HuggingFace ``config.json``
+dictionaries are read with :func:`from_hf_config`.
+
+Parameter-count conventions (stated once, used by every method):
+
+* Biases: ``bias`` defaults to the GPT-style rule - biases on every linear layer when the model
+  uses ``gelu`` with ``layernorm`` (GPT-2/3, Megatron GPT), none otherwise (Llama, Mistral,
+  Mixtral use ``swiglu`` with ``rmsnorm`` and no biases). Set ``bias`` explicitly to override.
+  Biases are per output feature: Q/K/V/O projections, MLP up (and gate) and down. The MoE router
+  never has a bias (Mixtral's has none).
+* Norms: ``layernorm`` has a weight and a bias (``2 * hidden``), ``rmsnorm`` a weight only
+  (``hidden``); two per layer plus one final norm before the LM head.
+* Embeddings: ``vocab * hidden`` token embeddings, plus ``seq * hidden`` learned position
+  embeddings when ``position_embeddings`` (GPT-2/3 style; rotary models have none). The LM head
+  adds ``vocab * hidden`` unless ``tied_embeddings``.
+* MoE (``experts > 0``): every layer's MLP is replaced by ``experts`` expert MLPs of
+  ``expert_ffn`` intermediate size plus a ``hidden x experts`` router; ``active_params`` counts
+  ``top_k`` experts per token (Jiang et al., "Mixtral of Experts", 2024).
+
+With these rules the presets reproduce published totals: Llama-2-7B 6,738,415,616 (6.74B),
+GPT-3 175B 174.6B, Mixtral-8x7B 46.7B total / 12.9B active, GPT-2 small 124,439,808 exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from des.paths import bundled
+
+__all__ = [
+    "ACTIVATIONS",
+    "NORMS",
+    "ModelConfig",
+    "ModelConfigError",
+    "available_models",
+    "from_hf_config",
+    "load_model",
+    "model_from_dict",
+    "model_to_yaml",
+]
+
+#: MLP kinds: ``gelu`` has 2 matrices (up, down); ``swiglu`` (any gated MLP) has 3 (gate, up,
+#: down) - Shazeer, "GLU Variants Improve Transformer", 2020.
+ACTIVATIONS: tuple[str, ...] = ("gelu", "swiglu")
+#: Normalisation layers: LayerNorm (Ba et al. 2016) or RMSNorm (Zhang & Sennrich 2019).
+NORMS: tuple[str, ...] = ("layernorm", "rmsnorm")
+
+_REQUIRED_KEYS = ("name", "layers", "hidden", "heads", "ffn", "activation", "vocab", "seq")
+_OPTIONAL_KEYS = (
+    "kv_heads",
+    "head_dim",
+    "tied_embeddings",
+    "experts",
+    "top_k",
+    "expert_ffn",
+    "norm",
+    "position_embeddings",
+    "bias",
+)
+
+
+class ModelConfigError(ValueError):
+    """An invalid model description; the message names the key at fault and what is allowed."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validated(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check a full set of :class:`ModelConfig` fields; return them with defaults resolved
+    (``expert_ffn`` 0 -> ``ffn`` for MoE, ``bias`` None -> the GPT-style rule)."""
+    out = dict(values)
+    name = out["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise ModelConfigError(f"{where}.name: must be a non-empty string, got {name!r}")
+    for key in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "seq"):
+        value = out[key]
+        if not _is_int(value) or value < 1:
+            raise ModelConfigError(f"{where}.{key}: must be a positive integer, got {value!r}")
+    for key in ("experts", "top_k", "expert_ffn"):
+        value = out[key]
+        if not _is_int(value) or value < 0:
+            raise ModelConfigError(f"{where}.{key}: must be an integer >= 0, got {value!r}")
+    if out["heads"] % out["kv_heads"]:
+        raise ModelConfigError(
+            f"{where}.kv_heads: heads ({out['heads']}) must be a multiple of kv_heads "
+            f"({out['kv_heads']}); use kv_heads = heads for MHA, 1 for MQA, a divisor for GQA"
+        )
+    if out["activation"] not in ACTIVATIONS:
+        raise ModelConfigError(
+            f"{where}.activation: unknown activation {out['activation']!r}; "
+            f"allowed: {', '.join(ACTIVATIONS)}"
+        )
+    if out["norm"] not in NORMS:
+        raise ModelConfigError(
+            f"{where}.norm: unknown norm {out['norm']!r}; allowed: {', '.join(NORMS)}"
+        )
+    for key in ("tied_embeddings", "position_embeddings"):
+        if not isinstance(out[key], bool):
+            raise ModelConfigError(f"{where}.{key}: must be true or false, got {out[key]!r}")
+    if out["bias"] is None:
+        out["bias"] = out["activation"] == "gelu" and out["norm"] == "layernorm"
+    elif not isinstance(out["bias"], bool):
+        raise ModelConfigError(
+            f"{where}.bias: must be true, false or omitted (GPT-style default), "
+            f"got {out['bias']!r}"
+        )
+    if out["experts"] == 0:
+        for key in ("top_k", "expert_ffn"):
+            if out[key]:
+                raise ModelConfigError(
+                    f"{where}.{key}: must be 0 for a dense model (experts = 0), got {out[key]!r}"
+                )
+    else:
+        if not 1 <= out["top_k"] <= out["experts"]:
+            raise ModelConfigError(
+                f"{where}.top_k: must be in 1..experts ({out['experts']}) for an MoE model, "
+                f"got {out['top_k']!r}"
+            )
+        if out["expert_ffn"] == 0:
+            out["expert_ffn"] = out["ffn"]
+    return out
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a decoder-only transformer (see the module docstring for the conventions).
+
+    ``head_dim`` is usually ``hidden // heads`` but need not be; ``kv_heads`` equals ``heads``
+    for MHA, 1 for MQA, a divisor of ``heads`` for GQA (Ainslie et al. 2023). ``expert_ffn`` 0
+    means ``ffn`` for MoE models; ``bias`` None means the GPT-style rule. Invalid values raise
+    :class:`ModelConfigError`.
+    """
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    activation: str
+    vocab: int
+    seq: int
+    tied_embeddings: bool = False
+    experts: int = 0
+    top_k: int = 0
+    expert_ffn: int = 0
+    norm: str = "layernorm"
+    position_embeddings: bool = False
+    bias: bool | None = None
+
+    def __post_init__(self) -> None:
+        where = f"ModelConfig[{self.name}]" if isinstance(self.name, str) else "ModelConfig"
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in _validated(values, where).items():
+            object.__setattr__(self, key, value)
+
+    # -- derived sizes ------------------------------------------------------------------------
+
+    @property
+    def is_moe(self) -> bool:
+        """True for a mixture-of-experts model (``experts > 0``)."""
+        return self.experts > 0
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the query (and attention output) projection: ``heads * head_dim``."""
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of each of the key and value projections: ``kv_heads * head_dim``."""
+        return self.kv_heads * self.head_dim
+
+    @property
+    def mlp_matrices(self) -> int:
+        """Weight matrices per MLP: 2 for ``gelu`` (up, down), 3 for ``swiglu`` (gate, up,
+        down)."""
+        return 3 if self.activation == "swiglu" else 2
+
+    def norm_params(self) -> int:
+        """Parameters of one norm layer: ``2 * hidden`` (LayerNorm), ``hidden`` (RMSNorm)."""
+        return 2 * self.hidden if self.norm == "layernorm" else self.hidden
+
+    def heads_per_rank(self, tp: int) -> int:
+        """Query heads on each of ``tp`` tensor-parallel ranks (Megatron splits heads)."""
+        _check_tp(tp)
+        if self.heads % tp:
+            raise ModelConfigError(
+                f"{self.name}: tp={tp} must divide heads ({self.heads}); tensor parallelism "
+                "splits attention by heads"
+            )
+        return self.heads // tp
+
+    def kv_heads_per_rank(self, tp: int) -> int:
+        """Key/value heads held by each of ``tp`` tensor-parallel ranks.
+
+        ``kv_heads / tp`` when ``tp`` divides ``kv_heads``; when ``tp`` is a multiple of
+        ``kv_heads`` each rank holds one replicated KV head, as Megatron-LM does for GQA with
+        ``num_query_groups < tp``. Other combinations raise :class:`ModelConfigError`.
+        """
+        self.heads_per_rank(tp)
+        if self.kv_heads % tp == 0:
+            return self.kv_heads // tp
+        if tp % self.kv_heads == 0:
+            return 1
+        raise ModelConfigError(
+            f"{self.name}: tp={tp} and kv_heads ({self.kv_heads}) must divide one another"
+        )
+
+    # -- parameter counts ---------------------------------------------------------------------
+
+    def attention_params(self) -> int:
+        """Q ``hidden*heads*head_dim``, K and V ``hidden*kv_heads*head_dim`` each, O
+        ``heads*head_dim*hidden``; plus per-output-feature biases when ``bias``."""
+        weights = 2 * self.hidden * self.q_dim + 2 * self.hidden * self.kv_dim
+        biases = self.q_dim + 2 * self.kv_dim + self.hidden if self.bias else 0
+        return weights + biases
+
+    def _mlp_params(self, ffn: int) -> int:
+        weights = self.mlp_matrices * self.hidden * ffn
+        biases = (self.mlp_matrices - 1) * ffn + self.hidden if self.bias else 0
+        return weights + biases
+
+    def mlp_params(self) -> int:
+        """One dense MLP: ``mlp_matrices * hidden * ffn`` (+ biases)."""
+        return self._mlp_params(self.ffn)
+
+    def expert_params(self) -> int:
+        """One expert MLP of ``expert_ffn`` intermediate size (0 for a dense model)."""
+        return self._mlp_params(self.expert_ffn) if self.is_moe else 0
+
+    def router_params(self) -> int:
+        """The MoE router: ``hidden * experts``, no bias (0 for a dense model)."""
+        return self.hidden * self.experts
+
+    def layer_params(self) -> int:
+        """One transformer block: attention + MLP (or all experts + router) + 2 norms."""
+        if self.is_moe:
+            mlp = self.experts * self.expert_params() + self.router_params()
+        else:
+            mlp = self.mlp_params()
+        return self.attention_params() + mlp + 2 * self.norm_params()
+
+    def embedding_params(self) -> int:
+        """Input embeddings: ``vocab * hidden`` (+ ``seq * hidden`` learned positions)."""
+        positions = self.seq * self.hidden if self.position_embeddings else 0
+        return self.vocab * self.hidden + positions
+
+    def lm_head_params(self) -> int:
+        """The output projection: ``vocab * hidden``, 0 when tied to the embeddings."""
+        return 0 if self.tied_embeddings else self.vocab * self.hidden
+
+    def params(self) -> int:
+        """Total: embeddings + layers + final norm + LM head."""
+        return (
+            self.embedding_params()
+            + self.layers * self.layer_params()
+            + self.norm_params()
+            + self.lm_head_params()
+        )
+
+    def active_params(self) -> int:
+        """Parameters used per token: ``params()`` less the ``experts - top_k`` unused experts
+        of every MoE layer (Mixtral-8x7B: 12.9B of 46.7B)."""
+        idle = (self.experts - self.top_k) * self.expert_params() if self.is_moe else 0
+        return self.params() - self.layers * idle
+
+
+def _check_tp(tp: object) -> None:
+    if not _is_int(tp) or tp < 1:  # type: ignore[operator]
+        raise ModelConfigError(f"tp: must be a positive integer, got {tp!r}")
+
+
+# -- dictionaries and YAML -----------------------------------------------------------------------
+
+
+def model_from_dict(data: Mapping[str, Any], where: str = "model") -> ModelConfig:
+    """A :class:`ModelConfig` from a YAML-style mapping.
+
+    Required keys: ``name, layers, hidden, heads, ffn, activation, vocab, seq``; optional:
+    ``kv_heads`` (default ``heads``), ``head_dim`` (default ``hidden // heads``, which must then
+    divide exactly), ``tied_embeddings``, ``experts``, ``top_k``, ``expert_ffn``, ``norm``,
+    ``position_embeddings``, ``bias``. Errors name the key under ``where``, e.g.
+    ``model.kv_heads``; unknown keys are errors listing the allowed ones.
+    """
+    if not isinstance(data, Mapping):
+        raise ModelConfigError(f"{where}: must be a mapping, got {type(data).__name__}")
+    allowed = _REQUIRED_KEYS + _OPTIONAL_KEYS
+    unknown = [str(key) for key in data if key not in allowed]
+    if unknown:
+        raise ModelConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(allowed)}"
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in data]
+    if missing:
+        raise ModelConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    values: dict[str, Any] = {
+        f.name: None if f.default is MISSING else f.default for f in fields(ModelConfig)
+    }
+    values.update(data)
+    for key in ("hidden", "heads"):
+        if not _is_int(values[key]) or values[key] < 1:
+            raise ModelConfigError(
+                f"{where}.{key}: must be a positive integer, got {values[key]!r}"
+            )
+    if values.get("kv_heads") is None:
+        values["kv_heads"] = values["heads"]
+    if values.get("head_dim") is None:
+        if values["hidden"] % values["heads"]:
+            raise ModelConfigError(
+                f"{where}.head_dim: missing, and hidden ({values['hidden']}) is not a multiple "
+                f"of heads ({values['heads']}); give head_dim explicitly"
+            )
+        values["head_dim"] = values["hidden"] // values["heads"]
+    return ModelConfig(**_validated(values, where))
+
+
+def model_to_yaml(model: ModelConfig) -> str:
+    """YAML text for ``model`` with every field explicit; :func:`model_from_dict` of its
+    ``yaml.safe_load`` gives back an equal :class:`ModelConfig`."""
+    data = {f.name: getattr(model, f.name) for f in fields(model)}
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _from_yaml_text(text: str, source: str) -> ModelConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ModelConfigError(f"{source}: not valid YAML: {error}") from error
+    try:
+        return model_from_dict(data)
+    except ModelConfigError as error:
+        raise ModelConfigError(f"{source}: {error}") from error
+
+
+def available_models() -> list[str]:
+    """Names of the bundled model presets (file stems in ``configs/models``), sorted."""
+    return sorted(bundled("models"), key=str.lower)
+
+
+def load_model(name_or_path: str | os.PathLike[str]) -> ModelConfig:
+    """A model from a YAML file path, or a bundled preset by case-insensitive name.
+
+    ``load_model("Llama2-70B")`` finds ``configs/models/llama2-70b.yaml``. A value ending in
+    ``.yaml``/``.yml`` or containing a path separator is read as a path; a bare name that is no
+    preset is tried as a file last. Unknown names raise :class:`ModelConfigError` listing the
+    presets.
+    """
+    text = os.fspath(name_or_path)
+    path = Path(text)
+    looks_like_path = path.suffix.lower() in (".yaml", ".yml") or "/" in text or os.sep in text
+    if looks_like_path:
+        if not path.is_file():
+            raise ModelConfigError(f"model file not found: {text}")
+        return _from_yaml_text(path.read_text(encoding="utf-8"), source=text)
+
+    presets = bundled("models")
+    by_lower = {stem.lower(): stem for stem in presets}
+    stem = by_lower.get(text.strip().lower())
+    if stem is not None:
+        return _from_yaml_text(presets[stem].read_text(encoding="utf-8"), source=f"preset {stem}")
+    if path.is_file():
+        return _from_yaml_text(path.read_text(encoding="utf-8"), source=text)
+    raise ModelConfigError(
+        f"unknown model {text!r}; available presets: {', '.join(available_models()) or 'none'} "
+        "(or give the path of a YAML file)"
+    )
+
+
+# -- HuggingFace config.json ---------------------------------------------------------------------
+
+# Architectures whose MLP is gated (gate * act(up), 3 matrices) - modelled as "swiglu" whatever
+# the activation function inside the gate.
+_GATED_ARCHITECTURES = (
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "phi3",
+    "olmo",
+    "deepseek",
+    "internlm",
+)
+# model_type values with learned absolute position embeddings (GPT-2 style wpe).
+_LEARNED_POSITION_TYPES = ("gpt2", "gpt_bigcode", "gpt_neo", "opt", "biogpt")
+
+
+def _hf_get(config: Mapping[str, Any], aliases: tuple[str, ...], name: str) -> Any:
+    """The first alias present with a non-null value, else a clear error naming them all."""
+    for key in aliases:
+        if config.get(key) is not None:
+            return config[key]
+    raise ModelConfigError(
+        f"HF config for {name!r}: missing required key; tried {', '.join(aliases)}"
+    )
+
+
+def _hf_int(config: Mapping[str, Any], aliases: tuple[str, ...], name: str) -> int:
+    value = _hf_get(config, aliases, name)
+    if not _is_int(value) or value < 1:
+        key = next(k for k in aliases if config.get(k) is not None)
+        raise ModelConfigError(
+            f"HF config for {name!r}: {key} must be a positive integer, got {value!r}"
+        )
+    return value
+
+
+def _hf_family(config: Mapping[str, Any]) -> str:
+    """Lower-cased model_type plus architectures, for substring checks."""
+    parts = [str(config.get("model_type") or "")]
+    architectures = config.get("architectures") or ()
+    if isinstance(architectures, str):
+        architectures = (architectures,)
+    parts.extend(str(a) for a in architectures)
+    return " ".join(parts).lower()
+
+
+def from_hf_config(config: Mapping[str, Any], name: str, seq: int | None = None) -> ModelConfig:
+    """A :class:`ModelConfig` from a HuggingFace ``config.json`` dictionary (best effort).
+
+    Keys read (first alias found): layers ``num_hidden_layers``/``n_layer``/``num_layers``;
+    hidden ``hidden_size``/``n_embd``/``d_model``; heads ``num_attention_heads``/``n_head``;
+    kv_heads ``num_key_value_heads`` (``multi_query: true`` -> 1; else ``heads``); head_dim
+    ``head_dim`` (else ``hidden // heads``); ffn ``intermediate_size``/``n_inner``/``ffn_dim``
+    (GPT-2 naming without one: ``4 * n_embd``, HF GPT2Config's ``n_inner=None``); activation
+    ``hidden_act``/``activation_function``/``hidden_activation``; vocab ``vocab_size``; seq the
+    ``seq`` argument or ``max_position_embeddings``/``n_positions``/``n_ctx``/``seq_length``;
+    ``tie_word_embeddings`` (HF default true); MoE ``num_local_experts``/``num_experts``,
+    ``num_experts_per_tok``, ``moe_intermediate_size``.
+
+    Derived: ``swiglu`` for gated-MLP families (Llama, Mistral, Mixtral, Qwen2, Gemma, ...) and
+    for any ``silu``/``swish`` activation, ``gelu`` for other ``gelu*`` activations; ``rmsnorm``
+    when ``rms_norm_eps`` is present, else ``layernorm``; learned position embeddings for
+    GPT-2-style families (``model_type`` gpt2, gpt_bigcode, gpt_neo, opt, biogpt); ``bias`` by
+    the GPT-style rule (per-layer bias flags such as Qwen2's QKV-only bias are not modelled).
+    A missing required key raises :class:`ModelConfigError` naming the aliases tried; other
+    activations (e.g. ``relu``) are refused.
+    """
+    if not isinstance(config, Mapping):
+        raise ModelConfigError(f"HF config for {name!r}: must be a mapping, got "
+                               f"{type(config).__name__}")
+    family = _hf_family(config)
+    layers = _hf_int(config, ("num_hidden_layers", "n_layer", "num_layers"), name)
+    hidden = _hf_int(config, ("hidden_size", "n_embd", "d_model"), name)
+    heads = _hf_int(config, ("num_attention_heads", "n_head", "num_heads"), name)
+    if config.get("num_key_value_heads") is not None:
+        kv_heads = _hf_int(config, ("num_key_value_heads",), name)
+    elif config.get("multi_query"):
+        kv_heads = 1
+    else:
+        kv_heads = heads
+    if config.get("head_dim") is not None:
+        head_dim = _hf_int(config, ("head_dim",), name)
+    elif hidden % heads == 0:
+        head_dim = hidden // heads
+    else:
+        raise ModelConfigError(
+            f"HF config for {name!r}: no head_dim and hidden size {hidden} is not a multiple "
+            f"of {heads} heads"
+        )
+    ffn_aliases = ("intermediate_size", "n_inner", "ffn_dim")
+    if any(config.get(k) is not None for k in ffn_aliases) or "n_embd" not in config:
+        ffn = _hf_int(config, ffn_aliases, name)
+    else:
+        ffn = 4 * hidden  # GPT-2 naming: n_inner None means 4 * n_embd
+
+    act = str(_hf_get(config, ("hidden_act", "activation_function", "hidden_activation"), name))
+    act_lower = act.lower()
+    gated = any(key in family for key in _GATED_ARCHITECTURES)
+    if gated or act_lower in ("silu", "swish", "swiglu"):
+        activation = "swiglu"
+    elif act_lower.startswith("gelu"):
+        activation = "gelu"
+    else:
+        raise ModelConfigError(
+            f"HF config for {name!r}: unsupported activation {act!r}; supported: silu/swish "
+            "(gated MLP -> swiglu) and gelu* (2-matrix MLP -> gelu)"
+        )
+    vocab = _hf_int(config, ("vocab_size",), name)
+    if seq is None:
+        seq = _hf_int(
+            config,
+            ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length",
+             "seq_length"),
+            name,
+        )
+    tied = config.get("tie_word_embeddings", True)
+    if not isinstance(tied, bool):
+        raise ModelConfigError(
+            f"HF config for {name!r}: tie_word_embeddings must be true or false, got {tied!r}"
+        )
+
+    experts = top_k = expert_ffn = 0
+    if any(config.get(k) for k in ("num_local_experts", "num_experts")):
+        experts = _hf_int(config, ("num_local_experts", "num_experts"), name)
+        top_k = _hf_int(config, ("num_experts_per_tok",), name)
+        expert_ffn = _hf_int(config, ("moe_intermediate_size", *ffn_aliases), name)
+
+    model_type = str(config.get("model_type") or "").lower()
+    values = {
+        "name": name,
+        "layers": layers,
+        "hidden": hidden,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "ffn": ffn,
+        "activation": activation,
+        "vocab": vocab,
+        "seq": seq,
+        "tied_embeddings": tied,
+        "experts": experts,
+        "top_k": top_k,
+        "expert_ffn": expert_ffn,
+        "norm": "rmsnorm" if "rms_norm_eps" in config else "layernorm",
+        "position_embeddings": model_type in _LEARNED_POSITION_TYPES,
+        "bias": None,
+    }
+    return ModelConfig(**_validated(values, f"HF config for {name!r}"))

@@ -1,0 +1,473 @@
+"""FLOPs and HBM bytes of the operations of a transformer layer, as run by one GPU.
+
+Each function returns :class:`OpCost` records (name, op class for the roofline of
+:mod:`des.hardware`, FLOPs, HBM bytes) for one GPU's share, described by a :class:`Shard`.
+Pure formulas: no graphs, no times. Units: FLOPs and bytes.
+
+Conventions:
+
+* GEMM FLOPs: an ``(m x k) @ (k x n)`` product is ``2 m k n`` FLOPs (Narayanan et al.,
+  "Efficient Large-Scale Language Model Training on GPU Clusters Using Megatron-LM", SC 2021).
+  Bias adds and bias vectors are left out of FLOPs and bytes (under 0.01% of either).
+* Bytes: every operand read once from HBM and every result written once, ``dtype_bytes`` per
+  element (dropout masks 1 byte, softmax statistics 4). ``OpCost.weight_bytes`` is the part of
+  ``bytes`` that is parameters (or their gradients, in backward).
+* Causal attention: with ``causal=True`` (the default) each query attends on average ``seq/2``
+  keys, so the score and context GEMMs count half the full square, as FlashAttention's FLOP
+  counts do. The Megatron formula ``72 B s L h^2 (1 + s/(6h) + V/(12 L h))`` (Narayanan et al.
+  2021) counts the full ``s^2``: use ``causal=False`` to reproduce it exactly.
+* Attention core: ``flash=True`` is one ``"attention"`` op (FlashAttention, Dao et al. 2022)
+  whose FLOPs are the two matmuls only (the convention behind FlashAttention's reported
+  TFLOP/s, which the hardware presets' attention efficiencies are quoted against) and whose
+  bytes are Q, K, V read and O written once (K/V tiles re-read per query block are assumed to
+  hit L2). ``flash=False`` is the unfused Megatron path: ``attn_scores`` GEMM, ``attn_softmax``
+  (and ``attn_dropout``), ``attn_context`` GEMM, with the ``s x s`` score matrix written and
+  read in HBM. Both give the same matmul FLOPs; only the plain path adds softmax FLOPs.
+* Tensor parallelism (Megatron, Shoeybi et al. 2019): heads, ``ffn`` columns and vocabulary
+  columns are split ``tp`` ways, so GEMM FLOPs and weight bytes divide by ``tp`` exactly (GQA
+  with fewer KV heads than ``tp`` replicates one KV head per GPU). Sequence parallelism
+  (Korthikanti et al. 2022): norms, dropout and residual adds work on ``tokens / tp`` tokens.
+  Context parallelism (ring attention): ``Shard.tokens`` is already this GPU's ``1/cp`` share;
+  its queries attend the whole sequence, so attention FLOPs per GPU are ``1/cp`` of the
+  sequence's and the K/V of all ``cp`` chunks are read.
+* Backward (:func:`backward`): 2x forward FLOPs for GEMMs - one GEMM for the input gradient and
+  one for the weight gradient (Narayanan et al. 2021: backward = 2x forward) - and 2.5x for
+  the FlashAttention core, which recomputes ``QK^T`` (5 matmuls against 2). Bytes 2x for all.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from workloads.models import ModelConfig, ModelConfigError
+
+__all__ = [
+    "ADAM_FLOPS_PER_PARAM",
+    "BACKWARD_MULTIPLIERS",
+    "OP_CLASSES",
+    "OpCost",
+    "OpsError",
+    "Shard",
+    "attention_forward",
+    "backward",
+    "balanced_tokens_per_expert",
+    "embedding_forward",
+    "forward_flops",
+    "layer_flops_forward",
+    "lm_head_forward",
+    "loss_forward",
+    "matmul_flops",
+    "mlp_forward",
+    "moe_forward",
+    "optimizer_step",
+    "total_bytes",
+    "total_flops",
+    "training_flops",
+]
+
+#: Op classes used here (a subset of :data:`des.hardware.OP_CLASSES`).
+OP_CLASSES: tuple[str, ...] = ("gemm", "attention", "elementwise", "reduction")
+
+#: (FLOPs, bytes) multipliers of an op's backward relative to its forward, by op class.
+BACKWARD_MULTIPLIERS: dict[str, tuple[float, float]] = {
+    "gemm": (2.0, 2.0),  # dgrad + wgrad GEMMs; each reads/writes one more operand set
+    "attention": (2.5, 2.0),  # FlashAttention bwd: recompute S, then dV, dP, dQ, dK
+    "elementwise": (2.0, 2.0),  # reads grad out + saved input, writes grad in
+    "reduction": (2.0, 2.0),
+}
+
+# FLOPs per element of the non-GEMM ops (rough operation counts; they are memory bound).
+_NORM_FLOPS = {"layernorm": 8.0, "rmsnorm": 5.0}  # mean/var or mean-square, scale, shift
+_SOFTMAX_FLOPS = 5.0  # scale+mask, max, subtract, exp, sum and divide
+_GELU_FLOPS = 8.0  # tanh approximation
+_SWIGLU_FLOPS = 5.0  # silu(gate) = gate * sigmoid(gate), times up
+_DROPOUT_FLOPS = 2.0  # compare against the random draw, scale
+_LOSS_FLOPS = 5.0  # per logit: max, subtract, exp, sum, log-softmax gather
+#: FLOPs per parameter of one Adam step (moments, bias corrections, sqrt, divide, decay,
+#: update; Kingma & Ba 2015).
+ADAM_FLOPS_PER_PARAM = 12.0
+
+
+class OpsError(ValueError):
+    """An invalid shard, op or argument; the message names the value at fault."""
+
+
+def _finite(value: object, label: str, *, positive: bool = False) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise OpsError(f"{label}: must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        need = "> 0" if positive else ">= 0"
+        raise OpsError(f"{label}: must be a finite number {need}, got {value!r}")
+    return number
+
+
+def _positive_int(value: object, label: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise OpsError(f"{label}: must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operation's cost on one GPU: ``flops`` and HBM ``bytes`` (inputs read + outputs
+    written + weights read); ``weight_bytes`` is the parameter part of ``bytes``."""
+
+    name: str
+    op_class: str
+    flops: float
+    bytes: float
+    weight_bytes: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.op_class not in OP_CLASSES:
+            raise OpsError(
+                f"OpCost[{self.name}].op_class: unknown {self.op_class!r}; "
+                f"allowed: {', '.join(OP_CLASSES)}"
+            )
+        for label in ("flops", "bytes", "weight_bytes"):
+            value = _finite(getattr(self, label), f"OpCost[{self.name}].{label}")
+            object.__setattr__(self, label, value)
+        if self.weight_bytes > self.bytes:
+            raise OpsError(
+                f"OpCost[{self.name}].weight_bytes ({self.weight_bytes}) exceeds bytes "
+                f"({self.bytes})"
+            )
+
+
+@dataclass(frozen=True)
+class Shard:
+    """How one GPU's share of a layer is cut.
+
+    ``tokens``: tokens this GPU processes (micro-batch x local sequence, after the context
+    parallel split). ``seq``: the full sequence length its queries attend over (with or without
+    context parallelism). ``tp``/``sp``/``cp``: tensor, sequence and context parallelism;
+    ``flash``: FlashAttention vs the unfused attention; ``causal``: halve the attended keys;
+    ``dropout``: add dropout ops (GPT/Megatron training; Llama trains without);
+    ``decode``: each token is one new token of its own sequence attending ``seq`` cached keys
+    (incremental inference; no causal halving; ``cp`` must be 1).
+    """
+
+    tokens: int
+    seq: int
+    tp: int = 1
+    sp: bool = False
+    cp: int = 1
+    flash: bool = True
+    dtype_bytes: int = 2
+    causal: bool = True
+    dropout: bool = False
+    decode: bool = False
+
+    def __post_init__(self) -> None:
+        for label in ("tokens", "seq", "tp", "cp", "dtype_bytes"):
+            _positive_int(getattr(self, label), f"Shard.{label}")
+        for label in ("sp", "flash", "causal", "dropout", "decode"):
+            if not isinstance(getattr(self, label), bool):
+                raise OpsError(f"Shard.{label}: must be True or False, got "
+                               f"{getattr(self, label)!r}")
+        if self.decode and self.cp != 1:
+            raise OpsError(f"Shard.cp: context-parallel decode is not modelled; cp must be 1 "
+                           f"with decode=True, got {self.cp}")
+
+    @property
+    def norm_tokens(self) -> float:
+        """Tokens of the norms, dropout and residual adds: ``tokens / tp`` with sequence
+        parallelism, else ``tokens``."""
+        return self.tokens / self.tp if self.sp else float(self.tokens)
+
+    @property
+    def keys_per_query(self) -> float:
+        """Keys each query attends on average: ``seq/2`` when causal (not decode), else
+        ``seq``."""
+        return self.seq / 2 if self.causal and not self.decode else float(self.seq)
+
+    @property
+    def kv_tokens(self) -> float:
+        """Key/value positions this GPU's attention reads: the ``cp`` chunks of its sequences
+        (``tokens * cp``), or ``tokens * seq`` cached positions when decoding."""
+        return float(self.tokens * self.seq) if self.decode else float(self.tokens * self.cp)
+
+
+def _dims(model: ModelConfig, shard: Shard) -> tuple[int, int]:
+    """(query heads, KV heads) per GPU; errors become :class:`OpsError`."""
+    if not isinstance(model, ModelConfig):
+        raise OpsError(f"model: must be a ModelConfig, got {type(model).__name__}")
+    if not isinstance(shard, Shard):
+        raise OpsError(f"shard: must be a Shard, got {type(shard).__name__}")
+    try:
+        return model.heads_per_rank(shard.tp), model.kv_heads_per_rank(shard.tp)
+    except ModelConfigError as error:
+        raise OpsError(str(error)) from error
+
+
+def _cols(size: int, tp: int, label: str, model: ModelConfig) -> int:
+    if size % tp:
+        raise OpsError(f"{model.name}: tp={tp} must divide {label} ({size})")
+    return size // tp
+
+
+def _gemm(name: str, m: float, k: float, n: float, e: int, weight_elems: float) -> OpCost:
+    """``(m x k) @ (k x n)``: reads the ``m x k`` input and the weights, writes ``m x n``."""
+    weight = e * weight_elems
+    return OpCost(name, "gemm", 2.0 * m * k * n, e * (m * k + m * n) + weight, weight)
+
+
+def _norm(name: str, model: ModelConfig, shard: Shard) -> OpCost:
+    elems = shard.norm_tokens * model.hidden
+    e = shard.dtype_bytes
+    weight = e * model.norm_params()
+    return OpCost(name, "reduction", _NORM_FLOPS[model.norm] * elems, 2 * e * elems + weight,
+                  weight)
+
+
+def _dropout_residual(suffix: str, model: ModelConfig, shard: Shard) -> list[OpCost]:
+    elems = shard.norm_tokens * model.hidden
+    e = shard.dtype_bytes
+    ops = []
+    if shard.dropout:
+        ops.append(OpCost(f"dropout{suffix}", "elementwise", _DROPOUT_FLOPS * elems,
+                          2 * e * elems + elems))
+    ops.append(OpCost(f"residual{suffix}", "elementwise", elems, 3 * e * elems))
+    return ops
+
+
+def attention_forward(model: ModelConfig, shard: Shard) -> list[OpCost]:
+    """The attention half of a layer on one GPU: ``norm1``, ``qkv`` GEMM, the attention core
+    (``flash_attn``, or ``attn_scores``/``attn_softmax``/[``attn_dropout``]/``attn_context``),
+    ``attn_out`` GEMM, [``dropout1``] and ``residual1`` (see the module conventions)."""
+    heads, kv_heads = _dims(model, shard)
+    e, t, d, h = shard.dtype_bytes, shard.tokens, model.head_dim, model.hidden
+    qkv_width = (heads + 2 * kv_heads) * d
+    ops = [
+        _norm("norm1", model, shard),
+        _gemm("qkv", t, h, qkv_width, e, h * qkv_width),
+    ]
+    matmul = 4.0 * t * shard.keys_per_query * heads * d  # QK^T and PV, 2 m k n each
+    q_bytes = o_bytes = e * t * heads * d
+    kv_bytes = 2 * e * shard.kv_tokens * kv_heads * d
+    if shard.flash:
+        stats = 4 * t * heads  # fp32 log-sum-exp per query row, kept for the backward pass
+        ops.append(OpCost("flash_attn", "attention", matmul,
+                          q_bytes + kv_bytes + o_bytes + stats))
+    else:
+        scores = float(t) * shard.seq * heads  # the full (masked) square is materialised
+        ops.append(OpCost("attn_scores", "gemm", matmul / 2, q_bytes + kv_bytes / 2
+                          + e * scores))
+        ops.append(OpCost("attn_softmax", "elementwise", _SOFTMAX_FLOPS * scores,
+                          2 * e * scores))
+        if shard.dropout:
+            ops.append(OpCost("attn_dropout", "elementwise", _DROPOUT_FLOPS * scores,
+                              2 * e * scores + scores))
+        ops.append(OpCost("attn_context", "gemm", matmul / 2, e * scores + kv_bytes / 2
+                          + o_bytes))
+    ops.append(_gemm("attn_out", t, heads * d, h, e, heads * d * h))
+    ops.extend(_dropout_residual("1", model, shard))
+    return ops
+
+
+def _mlp_core(prefix: str, model: ModelConfig, tokens: float, ffn_local: int, e: int,
+              experts: int = 1) -> list[OpCost]:
+    """up (+gate), activation, down GEMMs of ``experts`` MLPs over ``tokens`` rows in all."""
+    h = model.hidden
+    ops = [_gemm(f"{prefix}_up", tokens, h, ffn_local, e, experts * h * ffn_local)]
+    elems = tokens * ffn_local
+    if model.activation == "swiglu":
+        ops.append(_gemm(f"{prefix}_gate", tokens, h, ffn_local, e, experts * h * ffn_local))
+        ops.append(OpCost(f"{prefix}_act", "elementwise", _SWIGLU_FLOPS * elems, 3 * e * elems))
+    else:
+        ops.append(OpCost(f"{prefix}_act", "elementwise", _GELU_FLOPS * elems, 2 * e * elems))
+    ops.append(_gemm(f"{prefix}_down", tokens, ffn_local, h, e, experts * ffn_local * h))
+    return ops
+
+
+def mlp_forward(model: ModelConfig, shard: Shard) -> list[OpCost]:
+    """The dense MLP half of a layer on one GPU: ``norm2``, ``mlp_up`` (+ ``mlp_gate`` for
+    swiglu) GEMMs over ``ffn/tp`` columns, ``mlp_act``, ``mlp_down`` GEMM, [``dropout2``],
+    ``residual2``."""
+    _dims(model, shard)
+    ffn_local = _cols(model.ffn, shard.tp, "ffn", model)
+    ops = [_norm("norm2", model, shard)]
+    ops.extend(_mlp_core("mlp", model, shard.tokens, ffn_local, shard.dtype_bytes))
+    ops.extend(_dropout_residual("2", model, shard))
+    return ops
+
+
+def balanced_tokens_per_expert(model: ModelConfig, tokens: float, ep: int = 1) -> float:
+    """Tokens each expert receives under perfectly balanced routing when each of ``ep``
+    expert-parallel GPUs routes ``tokens`` tokens: ``tokens * ep * top_k / experts``."""
+    if not isinstance(model, ModelConfig) or not model.is_moe:
+        raise OpsError("balanced_tokens_per_expert: model must be an MoE ModelConfig "
+                       "(experts > 0)")
+    _positive_int(ep, "ep")
+    return _finite(tokens, "tokens") * ep * model.top_k / model.experts
+
+
+def moe_forward(model: ModelConfig, shard: Shard, tokens_per_expert: float,
+                local_experts: int) -> list[OpCost]:
+    """The MoE half of a layer on one GPU (replaces :func:`mlp_forward`): ``norm2``,
+    ``router`` GEMM (``hidden x experts``, on the norm's tokens), ``moe_permute`` (gather the
+    routed token copies), the ``local_experts`` experts' ``expert_up``/[``expert_gate``]/
+    ``expert_act``/``expert_down`` over ``tokens_per_expert`` rows each (expert columns split
+    ``tp`` ways), ``moe_unpermute`` (scatter back, weight and sum the ``top_k`` outputs),
+    [``dropout2``], ``residual2``. See :func:`balanced_tokens_per_expert`."""
+    _dims(model, shard)
+    if not model.is_moe:
+        raise OpsError(f"{model.name}: moe_forward needs an MoE model (experts > 0)")
+    routed_per_expert = _finite(tokens_per_expert, "tokens_per_expert")
+    _positive_int(local_experts, "local_experts")
+    if local_experts > model.experts:
+        raise OpsError(f"local_experts: must be in 1..{model.experts} (the model's experts), "
+                       f"got {local_experts}")
+    ffn_local = _cols(model.expert_ffn, shard.tp, "expert_ffn", model)
+    e, h = shard.dtype_bytes, model.hidden
+    routed = routed_per_expert * local_experts
+    t_n = shard.norm_tokens
+    ops = [
+        _norm("norm2", model, shard),
+        _gemm("router", t_n, h, model.experts, e, h * model.experts),
+        OpCost("moe_permute", "elementwise", 0.0, 2 * e * routed * h),
+    ]
+    ops.extend(_mlp_core("expert", model, routed, ffn_local, e, experts=local_experts))
+    ops.append(OpCost("moe_unpermute", "elementwise", 2.0 * routed * h, 2 * e * routed * h))
+    ops.extend(_dropout_residual("2", model, shard))
+    return ops
+
+
+def embedding_forward(model: ModelConfig, shard: Shard) -> list[OpCost]:
+    """Token embedding lookup on one GPU (vocabulary split ``tp`` ways, Megatron's
+    VocabParallelEmbedding): ``embedding`` reads the ``tokens/tp`` rows that fall in this GPU's
+    vocabulary shard on average and writes the full ``tokens x hidden`` (masked) output;
+    ``pos_embedding`` adds learned positions; [``embedding_dropout``]."""
+    _dims(model, shard)
+    e, t, h = shard.dtype_bytes, shard.tokens, model.hidden
+    rows = e * t * h / shard.tp
+    ops = [OpCost("embedding", "elementwise", 0.0, rows + e * t * h, rows)]
+    if model.position_embeddings:
+        ops.append(OpCost("pos_embedding", "elementwise", float(t * h), 3 * e * t * h,
+                          e * t * h))
+    if shard.dropout:
+        elems = shard.norm_tokens * h
+        ops.append(OpCost("embedding_dropout", "elementwise", _DROPOUT_FLOPS * elems,
+                          2 * e * elems + elems))
+    return ops
+
+
+def lm_head_forward(model: ModelConfig, shard: Shard) -> list[OpCost]:
+    """The final norm (``final_norm``) and the ``lm_head`` GEMM over ``vocab/tp`` columns
+    (vocabulary padding for divisibility is not modelled)."""
+    _dims(model, shard)
+    e, t, h = shard.dtype_bytes, shard.tokens, model.hidden
+    vocab_local = model.vocab / shard.tp
+    return [
+        _norm("final_norm", model, shard),
+        _gemm("lm_head", t, h, vocab_local, e, h * vocab_local),
+    ]
+
+
+def loss_forward(model: ModelConfig, shard: Shard) -> list[OpCost]:
+    """Vocabulary-parallel softmax cross-entropy over ``tokens x vocab/tp`` logits: reads the
+    logits, writes the softmax kept for the backward pass (Megatron stores it in place) and a
+    fp32 loss per token."""
+    _dims(model, shard)
+    logits = shard.tokens * model.vocab / shard.tp
+    e = shard.dtype_bytes
+    return [OpCost("loss", "reduction", _LOSS_FLOPS * logits, 2 * e * logits
+                   + 4 * shard.tokens)]
+
+
+def backward(ops: Iterable[OpCost]) -> list[OpCost]:
+    """Backward ops of forward ``ops``, in execution order (reversed), named ``"bwd." +
+    name``, with FLOPs and bytes (and weight bytes: weights read for the input gradient plus
+    weight gradients written) scaled by :data:`BACKWARD_MULTIPLIERS` of their op class: GEMMs
+    2x (Narayanan et al. 2021), the FlashAttention core 2.5x FLOPs (recomputation), elementwise
+    and reductions 2x."""
+    out = []
+    for op in reversed(list(ops)):
+        if not isinstance(op, OpCost):
+            raise OpsError(f"backward: expected OpCost items, got {type(op).__name__}")
+        flops_x, bytes_x = BACKWARD_MULTIPLIERS[op.op_class]
+        out.append(OpCost(f"bwd.{op.name}", op.op_class, op.flops * flops_x,
+                          op.bytes * bytes_x, op.weight_bytes * bytes_x))
+    return out
+
+
+def optimizer_step(params_local: float, *, zero_shard: int = 1, master_bytes: int = 4,
+                   grad_bytes: int = 2, param_bytes: int = 2, state_bytes: int = 4,
+                   optimizer_states: int = 2, clip_grad: bool = True) -> list[OpCost]:
+    """One mixed-precision Adam step over this GPU's ``params_local / zero_shard`` parameters
+    (ZeRO shards the optimizer ``zero_shard`` ways; Rajbhandari et al. 2020).
+
+    ``grad_norm`` (if ``clip_grad``): reads the gradients, 2 FLOPs per parameter.
+    ``adam``: reads the gradient, reads and writes the fp32 master weight and the
+    ``optimizer_states`` moments, and writes the ``param_bytes`` working copy: with the defaults
+    ``2 + (4+4+4)*2 + 2 = 28`` bytes and :data:`ADAM_FLOPS_PER_PARAM` (12) FLOPs per parameter.
+    ``master_bytes=0`` means no master copy (weights updated in place in ``param_bytes``).
+    """
+    params = _finite(params_local, "params_local")
+    _positive_int(zero_shard, "zero_shard")
+    for label, value in (("grad_bytes", grad_bytes), ("param_bytes", param_bytes),
+                         ("state_bytes", state_bytes)):
+        _positive_int(value, label)
+    for label, value in (("master_bytes", master_bytes), ("optimizer_states", optimizer_states)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise OpsError(f"{label}: must be an integer >= 0, got {value!r}")
+    n = params / zero_shard
+    # master read + written and the working copy written; without a master, the weights in place
+    weights = 2 * master_bytes + param_bytes if master_bytes else 2 * param_bytes
+    per_param = grad_bytes + weights + 2 * optimizer_states * state_bytes
+    ops = []
+    if clip_grad:
+        ops.append(OpCost("grad_norm", "reduction", 2.0 * n, grad_bytes * n))
+    ops.append(OpCost("adam", "elementwise", ADAM_FLOPS_PER_PARAM * n, per_param * n))
+    return ops
+
+
+# -- sums ----------------------------------------------------------------------------------------
+
+
+def total_flops(ops: Iterable[OpCost]) -> float:
+    """Sum of ``flops`` over ``ops``."""
+    return math.fsum(op.flops for op in ops)
+
+
+def total_bytes(ops: Iterable[OpCost]) -> float:
+    """Sum of ``bytes`` over ``ops``."""
+    return math.fsum(op.bytes for op in ops)
+
+
+def matmul_flops(ops: Iterable[OpCost]) -> float:
+    """Sum of ``flops`` of the matmul ops (classes ``gemm`` and ``attention``) - the FLOPs of
+    model-FLOPs-utilisation accounting."""
+    return math.fsum(op.flops for op in ops if op.op_class in ("gemm", "attention"))
+
+
+def layer_flops_forward(model: ModelConfig, tokens: int, seq: int, *,
+                        causal: bool = True) -> float:
+    """Matmul FLOPs of one whole layer's forward pass, unsharded: ``tokens`` tokens attending
+    ``seq`` keys (halved when ``causal``). MoE layers count ``top_k`` experts per token plus
+    the router."""
+    shard = Shard(tokens=tokens, seq=seq, causal=causal)
+    ops = attention_forward(model, shard)
+    if model.is_moe:
+        per_expert = balanced_tokens_per_expert(model, tokens)
+        ops += moe_forward(model, shard, per_expert, model.experts)
+    else:
+        ops += mlp_forward(model, shard)
+    return matmul_flops(ops)
+
+
+def forward_flops(model: ModelConfig, tokens: int, seq: int, *, causal: bool = True) -> float:
+    """Matmul FLOPs of a forward pass of the whole model over ``tokens`` tokens: all layers
+    plus the LM head."""
+    head = matmul_flops(lm_head_forward(model, Shard(tokens=tokens, seq=seq, causal=causal)))
+    return model.layers * layer_flops_forward(model, tokens, seq, causal=causal) + head
+
+
+def training_flops(model: ModelConfig, tokens: int, seq: int, *, causal: bool = True) -> float:
+    """Model FLOPs of one training step over ``tokens`` tokens: 3x :func:`forward_flops`
+    (forward + 2x backward, recomputation not counted; Narayanan et al. 2021)."""
+    return 3.0 * forward_flops(model, tokens, seq, causal=causal)

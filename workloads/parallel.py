@@ -1,0 +1,148 @@
+"""Parallelization strategy and where each parallel group lands on the NPUs.
+
+Axes: ``tp`` (tensor, Megatron column/row parallel), ``cp`` (context: the sequence split, ring
+attention), ``ep`` (expert: taken out of data parallelism, as in Megatron), ``pp`` (pipeline
+stages) and ``dp`` (data; ``dp`` counts all data-parallel replicas, ``ep`` of which are expert
+shards). The mapping order lists the axes innermost first: with the default
+``tp,cp,ep,pp,dp`` a tensor-parallel group is NPUs with consecutive ids, so it lands on the
+fastest links of hierarchical and SuperPOD-like topologies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+SCHEDULES = ("gpipe", "1f1b", "interleaved")
+RECOMPUTE = ("none", "selective", "full")
+AXES = ("tp", "cp", "ep", "pp", "dp")
+
+
+class ParallelError(ValueError):
+    """A strategy that does not fit the model or the machine; says which numbers clash."""
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """A training strategy.
+
+    ``micro_batch`` sequences per micro-batch and ``global_batch`` sequences per iteration give
+    ``global_batch / (micro_batch x dp)`` micro-batches per pipeline (gradient accumulation).
+    ``zero``: 0 plain data parallel (gradient all-reduce), 1 and 2 shard optimizer state (and
+    gradients: reduce-scatter, then an all-gather of updated parameters), 3 shards parameters
+    too (FSDP: all-gather before each layer's forward and backward, reduce-scatter after its
+    backward). ``bucket_bytes``: data-parallel gradient buckets, reduced as soon as the
+    backward pass has produced them. ``fold_tp``: simulate one rank per tensor-parallel group
+    and cost tensor-parallel collectives in closed form (exact when a group's links carry only
+    its own traffic, as in an NVSwitch node; off by default).
+    """
+
+    dp: int = 1
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    ep: int = 1
+    sp: bool = False
+    zero: int = 0
+    recompute: str = "none"
+    micro_batch: int = 1
+    global_batch: int = 1
+    schedule: str = "1f1b"
+    virtual_stages: int = 1
+    order: str = "tp,cp,ep,pp,dp"
+    bucket_bytes: float = 25e6
+    grad_bytes: int = 4
+    dtype_bytes: int = 2
+    flash: bool = True
+    fold_tp: bool = False
+    seq: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("dp", "tp", "pp", "cp", "ep", "micro_batch", "global_batch",
+                     "virtual_stages", "grad_bytes", "dtype_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParallelError(f"parallel.{name} must be a whole number >= 1, got {value!r}")
+        if self.zero not in (0, 1, 2, 3):
+            raise ParallelError(f"parallel.zero must be 0, 1, 2 or 3, got {self.zero!r}")
+        if self.recompute not in RECOMPUTE:
+            raise ParallelError(f"parallel.recompute {self.recompute!r}; expected one of "
+                                f"{', '.join(RECOMPUTE)}")
+        if self.schedule not in SCHEDULES:
+            raise ParallelError(f"parallel.schedule {self.schedule!r}; expected one of "
+                                f"{', '.join(SCHEDULES)}")
+        if self.schedule != "interleaved" and self.virtual_stages != 1:
+            raise ParallelError("parallel.virtual_stages > 1 needs schedule: interleaved")
+        if self.dp % self.ep:
+            raise ParallelError(f"parallel.ep ({self.ep}) must divide dp ({self.dp}): expert "
+                                "parallel ranks are taken out of the data-parallel ones")
+        axes = [a.strip() for a in self.order.split(",")]
+        if sorted(axes) != sorted(AXES):
+            raise ParallelError(f"parallel.order {self.order!r} must list each of "
+                                f"{', '.join(AXES)} once")
+        if self.sp and self.tp == 1:
+            raise ParallelError("parallel.sp (sequence parallelism) needs tp > 1")
+        if self.global_batch % (self.micro_batch * self.dp):
+            raise ParallelError(
+                f"parallel.global_batch ({self.global_batch}) must be a multiple of "
+                f"micro_batch x dp ({self.micro_batch} x {self.dp})")
+        if self.schedule == "interleaved" and self.micro_batches % self.pp:
+            raise ParallelError(f"interleaved 1F1B needs the micro-batch count "
+                                f"({self.micro_batches}) to be a multiple of pp ({self.pp})")
+
+    @property
+    def world(self) -> int:
+        """NPUs the strategy uses."""
+        return self.dp * self.tp * self.pp * self.cp
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches per pipeline per iteration."""
+        return self.global_batch // (self.micro_batch * self.dp)
+
+
+@dataclass
+class Layout:
+    """Rank <-> coordinates under the mapping order; groups along each axis."""
+
+    par: ParallelConfig
+    sizes: dict[str, int] = field(init=False)
+    axes: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        p = self.par
+        self.sizes = {"tp": p.tp, "cp": p.cp, "ep": p.ep, "pp": p.pp, "dp": p.dp // p.ep}
+        self.axes = [a.strip() for a in p.order.split(",")]
+
+    def rank(self, **coords: int) -> int:
+        """The NPU of the given coordinates (missing ones are 0)."""
+        rank, stride = 0, 1
+        for axis in self.axes:
+            rank += coords.get(axis, 0) * stride
+            stride *= self.sizes[axis]
+        return rank
+
+    def coords(self, rank: int) -> dict[str, int]:
+        """Coordinates of an NPU."""
+        out = {}
+        for axis in self.axes:
+            out[axis] = rank % self.sizes[axis]
+            rank //= self.sizes[axis]
+        return out
+
+    def group(self, rank: int, *axes: str) -> tuple[int, ...]:
+        """The ranks that differ from ``rank`` only along ``axes`` (first axis fastest)."""
+        base = self.coords(rank)
+        ranges = [range(self.sizes[a]) for a in axes]
+        members = []
+        for index in range(math.prod(len(r) for r in ranges)):
+            c = dict(base)
+            for axis, r in zip(axes, ranges, strict=True):
+                c[axis] = index % len(r)
+                index //= len(r)
+            members.append(self.rank(**c))
+        return tuple(members)
+
+    def stage_rank(self, rank: int, stage: int) -> int:
+        """The rank at pipeline stage ``stage`` with this rank's other coordinates."""
+        return self.rank(**{**self.coords(rank), "pp": stage})
