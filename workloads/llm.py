@@ -160,8 +160,10 @@ class TrainingBuilder:
             self.mlp = ops.moe_forward(m, s, routed / local, local)
         else:
             self.mlp = ops.mlp_forward(m, s)
-        self.bwd_attn = ops.backward(attn)
         self.bwd_mlp = ops.backward(self.mlp)
+        self.bwd_attn_post = ops.backward(self.attn_post)
+        self.bwd_attn_core = ops.backward(self.attn_core)
+        self.bwd_attn_pre = ops.backward(self.attn_pre)
         p = self.par
         params = m.layer_params()
         if m.experts:
@@ -213,16 +215,19 @@ class TrainingBuilder:
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
         return h
 
-    def _attention_core(self, rank: int, h: int, g: str, core: list[ops.OpCost]) -> int:
+    def _attention_core(self, rank: int, h: int, g: str, core: list[ops.OpCost],
+                        passes: int = 1) -> int:
+        """The attention core; with context parallelism, ring attention (Liu et al. 2023):
+        each of cp blocks of KV is attended to while the next block travels round the ring
+        (in the backward pass the KV gradients travel with them: ``passes`` = 2)."""
         p = self.par
         if p.cp == 1:
             return self._compute(rank, f"{g}.attn", core, (h,))
-        # ring attention: each of cp blocks of KV attends while the next block travels
         ring = self.layout.group(rank, "cp")
         pos = ring.index(rank)
         nxt, prv = ring[(pos + 1) % p.cp], ring[(pos - 1) % p.cp]
         m = self.model
-        kv = 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp
+        kv = passes * 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp
         piece = [ops.OpCost(c.name, c.op_class, c.flops / p.cp, c.bytes / p.cp) for c in core]
         for i in range(p.cp):
             deps = [h]
@@ -267,7 +272,9 @@ class TrainingBuilder:
                 h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
         if p.recompute == "selective":
             h = self._compute(rank, f"recompute/L{layer}.attn", self.attn_core, (h,))
-        h = self._compute(rank, f"{g}.attn", self.bwd_attn, (h,))
+        h = self._compute(rank, f"{g}.attn_out", self.bwd_attn_post, (h,))
+        h = self._attention_core(rank, h, g, self.bwd_attn_core, passes=2)
+        h = self._compute(rank, f"{g}.attn_in", self.bwd_attn_pre, (h,))
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
