@@ -139,14 +139,16 @@ def test_zero_stages_place_their_collectives():
 
 
 def test_context_parallel_ring_and_expert_all_to_alls():
-    par = ParallelConfig(cp=2, global_batch=1)
-    graph = build_training(TINY, par, 2).graph
+    par = ParallelConfig(cp=4, global_batch=1)
+    graph = build_training(TINY, par, 4).graph
+    graph.validate()  # every ring send has its receive
     kv = [n for n in graph.nodes(0) if n.name.startswith("cp/") and n.kind.value == "send"]
-    assert len(kv) == 2 * TINY.layers  # forward and backward, one exchange per layer (cp=2)
+    assert len(kv) == 2 * 3 * TINY.layers  # forward and backward, cp - 1 exchanges per layer
     moe = ModelConfig(name="moe", layers=2, hidden=512, heads=8, kv_heads=8, head_dim=64,
                       ffn=2048, activation="swiglu", vocab=8, seq=512, experts=4, top_k=2,
                       norm="rmsnorm")
     graph = build_training(moe, ParallelConfig(dp=4, ep=4, global_batch=4), 4).graph
+    graph.validate()
     a2a = [n for n in graph.nodes(0) if n.collective and n.collective.value == "all_to_all"]
     assert len(a2a) == 2 * 2 * moe.layers  # dispatch + combine, forward + backward
     assert all(len(n.group) == 4 for n in a2a)

@@ -379,6 +379,9 @@ class TrainingBuilder:
         for rank in ranks:
             stage = self.layout.coords(rank)["pp"]
             self._bucket, self._dp_grads, self._sharded_params = 0.0, [], 0.0
+            # context-parallel peers run the same passes in the same order, so a counter
+            # restarted per rank gives both ends of every ring exchange the same tag
+            self._tag = 0
             prev = None
             for kind, local, micro in pipeline_schedule(p.schedule, p.pp, stage,
                                                         p.micro_batches, p.virtual_stages):
