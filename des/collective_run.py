@@ -266,9 +266,12 @@ class FoldedCollectiveRun:
             opts.chunking, opts.chunk_bytes)
         self.plan = make_plan(inst.collective, span, self.chunk_bytes, plan_algorithm,
                               dims=dims, root=inst.root, options=opts.plan_options)
-        self.duration = collective_time(self.plan, self.chunks, opts.chunks_in_flight,
-                                        sim.message_cost, lambda st: step_overhead(st, opts),
-                                        opts.endpoint_delay_ns)
+        key = (inst.collective, inst.nbytes, span, plan_algorithm, inst.root)
+        self.duration = sim.folded_durations.get(key)
+        if self.duration is None:  # the same collective recurs every layer: cost it once
+            self.duration = sim.folded_durations[key] = collective_time(
+                self.plan, self.chunks, opts.chunks_in_flight, sim.message_cost,
+                lambda st: step_overhead(st, opts), opts.endpoint_delay_ns)
         self.events: dict[int, simpy.Event] = {}
         self.first_join = math.inf
         self.last_done = 0.0

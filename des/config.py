@@ -31,6 +31,8 @@ from topologies.spec import PARAMS as TOPOLOGY_PARAMS
 from topologies.spec import build as build_topology_kind
 from topologies.spec import parse_spec
 from workloads import CollectiveSpec, collective_sequence, data_parallel_step
+from workloads.gemm import SHARDS, build_gemm
+from workloads.inference import InferenceConfig, build_inference
 from workloads.llm import build_training
 from workloads.models import ModelConfig, load_model, model_from_dict
 from workloads.parallel import ParallelConfig, ParallelError
@@ -445,9 +447,60 @@ def _workload_llm_training(sec: Section, num_ranks: int, name: str) -> tuple[Eve
     return workload.graph, workload
 
 
+_INFERENCE_KEYS = {
+    "tp": _positive_int, "pp": _positive_int, "batch": _positive_int, "prompt": _positive_int,
+    "generate": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
+    "fold_tp": _boolean,
+}
+
+
+def _inference(value: Any, where: str) -> InferenceConfig:
+    sec = Section(value, where)
+    kwargs = {}
+    for key, parse in _INFERENCE_KEYS.items():
+        if key in sec.data:
+            kwargs[key] = sec.get(key, parse)
+        else:
+            sec.known.append(key)
+    sec.finish()
+    try:
+        return InferenceConfig(**kwargs)
+    except ParallelError as err:
+        raise ConfigError(str(err).replace("parallel.", f"{where}.", 1)) from None
+
+
+def _workload_llm_inference(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
+    model = sec.get("model", _model)
+    cfg = sec.get("parallel", _inference, default=None) or InferenceConfig()
+    sec.finish()
+    try:
+        workload = build_inference(model, cfg, num_ranks)
+    except ParallelError as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
+    return workload.graph, workload
+
+
+def _workload_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
+    m, n, k = (sec.get(key, _positive_int) for key in ("m", "n", "k"))
+    tp = sec.get("tp", _positive_int, default=num_ranks)
+    shard = sec.choice("shard", list(SHARDS))
+    gather = sec.get("gather_output", _boolean, default=True)
+    dtype_bytes = sec.get("dtype_bytes", _positive_int, default=2)
+    fold = sec.get("fold_tp", _boolean, default=False)
+    sec.finish()
+    try:
+        workload = build_gemm(m, n, k, tp=tp, shard=shard, npus=num_ranks,
+                              dtype_bytes=dtype_bytes, gather_output=gather, fold_tp=fold)
+    except ParallelError as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
+    return workload.graph, workload
+
+
 WORKLOADS: dict[str, Callable[[Section, int, str], Any]] = {
     "collectives": _workload_collectives,
     "data_parallel_step": _workload_dp_step,
+    "gemm": _workload_gemm,
+    "llm_inference": _workload_llm_inference,
     "llm_training": _workload_llm_training,
 }
 

@@ -205,6 +205,7 @@ class Simulator:
         self.records: list[OpRecord] = []
         self._by_id = self.options.issue_order is IssueOrder.NODE_ID
         self._message_cost: MessageCost | None = None
+        self.folded_durations: dict[tuple, float] = {}
         self.gpus = [Gpu(self, r, self.options.speed.get(r, 1.0)) for r in range(graph.num_ranks)]
         self._done = 0
         self._total = len(graph)

@@ -18,6 +18,7 @@ from typing import Any
 
 from des.hardware import GpuSpec
 from des.results import Result, intersection_length, merge_intervals
+from workloads.inference import InferenceWorkload
 from workloads.llm import TrainingWorkload
 
 COMPUTE = ("fwd", "bwd", "recompute", "optimizer")
@@ -84,6 +85,83 @@ def breakdown(result: Result, rank: int) -> dict[str, float]:
     out = {f"compute_{k}": sum(e - s for s, e in merge_intervals(v)) * 1e-9
            for k, v in sorted(compute.items())}
     for dim in COMM:
+        merged = merge_intervals(comm.get(dim, []))
+        total = sum(e - s for s, e in merged)
+        out[f"exposed_{dim}"] = (total - intersection_length(merged, busy)) * 1e-9
+    stats = result.ranks[rank]
+    out["idle"] = stats.idle_ns * 1e-9
+    out["finished"] = stats.finished_ns * 1e-9
+    return out
+
+
+def inference_report(result: Result, workload: InferenceWorkload,
+                     hardware: GpuSpec | None) -> dict[str, Any]:
+    """The serving figures of a finished inference run (goes into the JSON under ``llm``).
+
+    Read on the last pipeline stage: TTFT (time to first token) is the end of the prefill,
+    nothing else (no queueing); decode step ``i`` takes from the end of step ``i - 1`` (the
+    prefill for ``i = 0``) to its own end, and TPOT (time per output token) is their mean;
+    end-to-end latency is the makespan. Output tokens/s is ``batch * generate / (e2e - TTFT)``
+    (the decode phase's rate), total tokens/s ``batch * (prompt + generate) / e2e``. Memory: the
+    GPU with the most (weights + KV cache + prefill working set), and whether it exceeds the
+    GPU's capacity.
+    """
+    cfg, model = workload.cfg, workload.model
+    rank = workload.last_stage_rank
+    ends = {op.node: op.end_ns for op in result.ops if op.rank == rank}
+    ttft_ns = ends[workload.prefill_end[rank]]
+    step_ends = [ends[node] for node in workload.decode_end[rank]]
+    steps = [(b - a) * 1e-9 for a, b in zip([ttft_ns, *step_ends], step_ends, strict=False)]
+    e2e = result.makespan_ns * 1e-9
+    ttft = ttft_ns * 1e-9
+    decode = e2e - ttft
+    report: dict[str, Any] = {
+        "model": model.name,
+        "parameters": model.params(),
+        "serving": {k: getattr(cfg, k) for k in ("tp", "pp", "batch", "prompt", "generate",
+                                                 "dtype_bytes", "flash", "fold_tp")},
+        "timing_rank": rank,
+        "ttft_s": ttft,
+        "tpot_s": sum(steps) / len(steps) if steps else 0.0,
+        "decode_step_s": steps,
+        "e2e_s": e2e,
+        "output_tokens": workload.output_tokens,
+        "output_tokens_per_s": workload.output_tokens / decode if decode > 0 else 0.0,
+        "total_tokens_per_s": workload.total_tokens / e2e if e2e > 0 else 0.0,
+        "breakdown_rank": rank,
+        "breakdown_s": inference_breakdown(result, rank),
+    }
+    if workload.memory:
+        worst = max(workload.memory, key=lambda r: workload.memory[r].total)
+        m = workload.memory[worst]
+        report["memory_peak_bytes"] = m.total
+        report["memory_peak_rank"] = worst
+        report["memory_breakdown_bytes"] = {"weights": m.weights, "kv_cache": m.kv_cache,
+                                            "activations": m.activations}
+        if hardware is not None:
+            report["memory_capacity_bytes"] = hardware.hbm_capacity
+            report["out_of_memory"] = m.total > hardware.hbm_capacity
+    return report
+
+
+def inference_breakdown(result: Result, rank: int) -> dict[str, float]:
+    """Seconds of one rank: prefill and decode compute, exposed tensor- and pipeline-parallel
+    communication, idle (:func:`breakdown` with the inference phases)."""
+    compute: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    comm: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for op in result.ops:
+        if op.rank != rank or op.end_ns <= op.start_ns:
+            continue
+        category = op.name.split("/", 1)[0]
+        if op.kind == "compute":
+            compute[category if category in ("prefill", "decode") else "other"].append(
+                (op.start_ns, op.end_ns))
+        elif category in COMM:
+            comm[category].append((op.start_ns, op.end_ns))
+    busy = merge_intervals([iv for ivs in compute.values() for iv in ivs])
+    out = {f"compute_{k}": sum(e - s for s, e in merge_intervals(v)) * 1e-9
+           for k, v in sorted(compute.items())}
+    for dim in ("tp", "pp"):
         merged = merge_intervals(comm.get(dim, []))
         total = sum(e - s for s, e in merged)
         out[f"exposed_{dim}"] = (total - intersection_length(merged, busy)) * 1e-9

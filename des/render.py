@@ -181,3 +181,91 @@ def render_llm(llm: dict, console: Console) -> None:
                 f" in {format_size(llm['memory_capacity_bytes'])}"
         console.print(f"peak memory {format_size(llm['memory_peak_bytes'])} per GPU "
                       f"({parts}){verdict}", highlight=False)
+
+
+def render_inference(llm: dict, console: Console) -> None:
+    """TTFT, time per output token, throughput, the breakdown and memory of an inference run."""
+    serving = llm["serving"]
+    console.print(f"[bold]{llm['model']}[/]: batch {serving['batch']}, {serving['prompt']} "
+                  f"prompt + {serving['generate']} generated tokens: TTFT "
+                  f"{format_time(llm['ttft_s'] * 1e9)}, TPOT {format_time(llm['tpot_s'] * 1e9)}"
+                  f", end to end {format_time(llm['e2e_s'] * 1e9)}; "
+                  f"{llm['output_tokens_per_s']:,.0f} output tokens/s, "
+                  f"{llm['total_tokens_per_s']:,.0f} total tokens/s", highlight=False)
+    steps = llm["decode_step_s"]
+    if steps:
+        console.print(f"decode steps: first {steps[0] * 1e3:.3f} ms, last "
+                      f"{steps[-1] * 1e3:.3f} ms (the KV cache grows)", highlight=False)
+    table = Table(title=f"Where the time went (rank {llm['breakdown_rank']})",
+                  title_justify="left")
+    table.add_column("part")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    parts = llm["breakdown_s"]
+    total = parts.get("finished") or 1.0
+    for key, value in parts.items():
+        if key != "finished" and value > 0:
+            table.add_row(key.replace("_", " "), f"{value:.4f}", f"{value / total:.1%}")
+    console.print(table)
+    if "memory_peak_bytes" in llm:
+        m = llm["memory_breakdown_bytes"]
+        parts = ", ".join(f"{k.replace('_', ' ')} {format_size(v)}" for k, v in m.items())
+        verdict = ""
+        if "out_of_memory" in llm:
+            verdict = (" [bold red]does not fit[/]" if llm["out_of_memory"] else " fits") + \
+                f" in {format_size(llm['memory_capacity_bytes'])}"
+        console.print(f"peak memory {format_size(llm['memory_peak_bytes'])} per GPU "
+                      f"({parts}){verdict}", highlight=False)
+
+
+def render_gemm(gemm: dict, console: Console) -> None:
+    """Time, achieved TFLOP/s and the compute/communication split of a distributed GEMM."""
+    m, n, k = gemm["shape"]
+    line = (f"[bold]GEMM {m}x{n}x{k}[/] over {gemm['tp']} GPUs, {gemm['shard']}-sharded"
+            f" ({gemm['collective'] or 'no collective'}): {format_time(gemm['time_s'] * 1e9)}, "
+            f"{gemm['tflops']:,.1f} TFLOP/s")
+    if "fraction_of_peak" in gemm:
+        line += f" ({gemm['fraction_of_peak']:.1%} of peak)"
+    console.print(line, highlight=False)
+    console.print(f"compute {format_time(gemm['compute_s'] * 1e9)} "
+                  f"({gemm['compute_share']:.1%}), exposed communication "
+                  f"{format_time(gemm['communication_s'] * 1e9)} "
+                  f"({gemm['communication_share']:.1%})", highlight=False)
+
+
+def render_sweep(sweep, results: list, console: Console, top: int = 10) -> None:
+    """Counts, the ranking (and the ranking of points that fit in memory), invalid points."""
+    from collections import Counter
+
+    from des.sweep import ranking
+
+    counts = Counter(r.status for r in results)
+    console.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    axes = list(sweep.axes)
+    for title, limit in (("fastest", None), ("fastest that fit", sweep.memory_limit)):
+        if title.endswith("fit") and limit is None:
+            continue
+        ranked = ranking(results, limit)[:top]
+        if not ranked:
+            console.print(f"no point qualifies for '{title}'")
+            continue
+        suffix = f" in {format_size(limit)}" if limit else ""
+        table = Table(title=f"{title}{suffix}", title_justify="left")
+        for col in ("#", *(a.rsplit(".", 1)[-1] for a in axes), "iteration", "tokens/s", "MFU",
+                    "memory"):
+            table.add_column(col, justify="right")
+        for r in ranked:
+            m = r.metrics
+            mem = m.get("peak_memory_bytes")
+            table.add_row(str(r.index), *(str(r.values[a]) for a in axes),
+                          f"{m['iteration_s']:.4g} s",
+                          f"{m['tokens_per_s']:,.0f}" if m.get("tokens_per_s") else "-",
+                          f"{m['mfu']:.1%}" if m.get("mfu") else "-",
+                          (format_size(mem) + (" OOM" if m.get("out_of_memory") else ""))
+                          if mem else "-")
+        console.print(table)
+    bad = [r for r in results if r.status != "ok"]
+    for r in bad[:5]:
+        console.print(f"  #{r.index} {r.status}: {r.reason}", highlight=False)
+    if len(bad) > 5:
+        console.print(f"  ... {len(bad) - 5} more invalid or failed points (all in the table)")
