@@ -29,16 +29,20 @@ from des.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
 from des.engine import SimulationError, Simulator
 from des.graph import GraphError
 from des.hardware import HardwareError
-from des.llm_report import training_report
+from des.llm_report import inference_report, training_report
 from des.plots import PlotError
 from des.render import (
     render,
     render_astra_terms,
     render_crosscheck,
+    render_gemm,
+    render_inference,
     render_llm,
+    render_sweep,
     render_topology,
 )
 from des.results import Result, write_chrome_trace, write_json, write_links_csv
+from des.sweep import LocalExecutor, SweepError, load_sweep, run_sweep, write_table
 from des.units import (
     UnitError,
     parse_bandwidth,
@@ -48,11 +52,14 @@ from topologies import TopologyError
 from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
+from workloads.gemm import GemmWorkload, gemm_report
+from workloads.inference import InferenceWorkload
 from workloads.llm import TrainingWorkload
+from workloads.models import ModelConfigError, from_hf_config, model_to_yaml
 from workloads.parallel import ParallelError
 
 BAD_INPUT = (
-    AstraConfigError, ExportError, PlotError, ConfigError, GraphError, TopologyError,
+    AstraConfigError, ExportError, PlotError, ConfigError, SweepError, GraphError, TopologyError,
     HardwareError, UnitError, SimulationError, AnalyticalError, CollectiveError, ParallelError,
     FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
 )
@@ -120,6 +127,35 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--flow", type=int, default=0, help="flow id (ECMP hashing)")
     show.add_argument("--png", type=Path, metavar="FILE",
                       help="draw the topology (needs the plot extra)")
+    model = sub.add_parser("model", help="model descriptions: import a HuggingFace config")
+    msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    imp = msub.add_parser("import", help="convert a HuggingFace config.json to des model YAML",
+                          description="Read a local HuggingFace config.json and print the des "
+                          "model YAML (or write it with --out).")
+    imp.add_argument("config", type=Path, metavar="CONFIG.json")
+    imp.add_argument("--name", help="model name (default: the config's _name_or_path, else "
+                     "the folder holding config.json)")
+    imp.add_argument("--seq", type=int, metavar="S",
+                     help="sequence length (default: the config's max_position_embeddings)")
+    imp.add_argument("--out", type=Path, metavar="FILE", help="write the YAML here")
+    sweep = sub.add_parser(
+        "sweep", help="run a design-space sweep: every point of its axes, ranked",
+        description="Run every point of a sweep file (or bundled sweep), stream results to "
+                    "DIR/points.jsonl (a rerun resumes), write results.csv/json and rank.")
+    sweep.add_argument("sweep", help="sweep YAML file or bundled sweep name")
+    sweep.add_argument("--out", type=Path, metavar="DIR",
+                       help="results folder (default sweeps/<name>)")
+    sweep.add_argument("--backend", choices=["simpy", "analytical"],
+                       help="override the sweep's backend (analytical: fast first pass)")
+    sweep.add_argument("--executor", choices=["local", "dask"], default="local",
+                       help="local process pool (default) or a Dask cluster")
+    sweep.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="Dask scheduler to connect to (default: a local cluster)")
+    sweep.add_argument("--top", type=int, default=10, metavar="N", help="ranking rows")
+    sweep.add_argument("--plots", action="store_true",
+                       help="time vs strategy, Pareto front and comparison PNGs (plot extra)")
+
     cross = sub.add_parser(
         "crosscheck", help="run a scenario in des and in AstraSim on the same inputs",
         description="Export the scenario as AstraSim inputs, simulate those files in des "
@@ -151,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _topo(args, console)
         if args.command == "crosscheck":
             return _crosscheck(args, console)
+        if args.command == "sweep":
+            return _sweep(args, console)
+        if args.command == "model":
+            return _model_import(args, console)
         return _simulate(args, console)
     except BAD_INPUT as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
@@ -215,9 +255,16 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         result.meta["scenario"] = scenario.name
     else:
         result = _run_with_progress(scenario, console, quiet=args.quiet)
-    llm = None
+    llm = inference = gemm = None
     if isinstance(scenario.workload, TrainingWorkload):
         llm = result.meta["llm"] = training_report(result, scenario.workload, scenario.hardware)
+    elif isinstance(scenario.workload, InferenceWorkload):
+        inference = result.meta["llm"] = inference_report(result, scenario.workload,
+                                                          scenario.hardware)
+    elif isinstance(scenario.workload, GemmWorkload):
+        hw = scenario.hardware
+        peak = hw.peak_flops[hw.default_dtype] * 1e9 if hw is not None else None
+        gemm = result.meta["gemm"] = gemm_report(result, scenario.workload, peak)
     if args.quiet:
         console.print(f"{result.makespan_ns:.0f}")
     else:
@@ -225,6 +272,10 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
                console)
         if llm is not None:
             render_llm(llm, console)
+        if inference is not None:
+            render_inference(inference, console)
+        if gemm is not None:
+            render_gemm(gemm, console)
         if astra_model is not None:
             render_astra_terms(from_result(result), console,
                                "Per rank in AstraSim's terms (ns)")
@@ -238,6 +289,36 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         draw_link_heatmap(scenario.topology, result, args.plot_links)
         if not args.quiet:
             console.print(f"wrote {args.plot_links}")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, console: Console) -> int:
+    sweep = load_sweep(args.sweep)
+    out = args.out or Path("sweeps") / sweep.name
+    if args.executor == "dask":
+        from des.sweep_dask import DaskExecutor
+
+        executor = DaskExecutor(args.scheduler, workers=args.workers)
+    else:
+        executor = LocalExecutor(args.workers)
+    points = len(sweep.points())
+    console.print(f"sweep [bold]{sweep.name}[/]: {points} points, backend "
+                  f"{args.backend or sweep.backend}, executor {executor.name}, results in {out}",
+                  highlight=False)
+    with Progress(TextColumn("points"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("sweep", total=points)
+        results = run_sweep(sweep, out, executor=executor, backend=args.backend,
+                            progress=lambda done, total: bar.update(task, completed=done))
+    csv_path, json_path = write_table(results, out)
+    render_sweep(sweep, results, console, args.top)
+    console.print(f"wrote {csv_path} and {json_path}")
+    if args.plots:
+        from des.sweep_plots import pareto, time_vs_strategy
+
+        for path in (time_vs_strategy(results, out / "time_vs_strategy.png"),
+                     pareto(results, out / "pareto.png", memory_limit=sweep.memory_limit)):
+            console.print(f"wrote {path}")
     return EXIT_OK
 
 
@@ -259,6 +340,38 @@ def _crosscheck(args: argparse.Namespace, console: Console) -> int:
                       f"{check.astra.tail}", highlight=False, markup=True)
         return EXIT_BAD_INPUT
     console.print(f"wrote {args.out / 'crosscheck.json'}")
+    return EXIT_OK
+
+
+def _model_import(args: argparse.Namespace, console: Console) -> int:
+    path: Path = args.config
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    name = args.name
+    if not name:
+        source = config.get("_name_or_path")
+        name = (Path(str(source)).name if source else "") or (
+            path.resolve().parent.name if path.stem == "config" else path.stem)
+    if args.seq is not None and args.seq < 1:
+        raise ConfigError(f"--seq: expected a whole number >= 1, got {args.seq}")
+    try:
+        model = from_hf_config(config, name, seq=args.seq)
+    except ModelConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    text = model_to_yaml(model)
+    if args.out:
+        _check_writable(args.out)
+        args.out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {args.out} ({model.name}, {model.params() / 1e9:.2f}B "
+                      "parameters)", highlight=False)
+    else:
+        console.print(text, end="", highlight=False, markup=False, emoji=False, soft_wrap=True)
     return EXIT_OK
 
 

@@ -13,17 +13,19 @@ A sweep file::
       system:
         system1: {topology.bandwidth: 100 GB/s, hardware.hbm_bandwidth: 3 TB/s}
         system2: {topology.bandwidth: 2000 GB/s, hardware.hbm_bandwidth: 300 GB/s}
+    derive:                                                 # values computed per point
+      workload.parallel.micro_batch: global_batch // dp
     constraints:
       - tp * dp * cp == npus
-      - global_batch % (micro_batch * dp) == 0
     memory_limit: 80 GiB                                    # for the ranking that must fit
 
-Every combination of axis values is a point. Constraints are arithmetic and comparisons over
-axis values (by full key or by last component when that is unique) and ``npus`` (the base
-topology's NPUs), evaluated by a small interpreter of Python's expression grammar that knows
-numbers, names, + - * / // % **, comparisons, and/or/not and nothing else, so a sweep file cannot
-run code. A point that violates one is recorded with the reason; a point that fails to build
-or to run is recorded with its error; neither stops the sweep.
+Every combination of axis values is a point. Constraints and derived values are arithmetic and
+comparisons over the point's scenario values (by full dotted key, or by last component when that
+is unique) and ``npus`` (its topology's NPUs), evaluated by a small interpreter of Python's
+expression grammar that knows numbers, names, + - * / // % **, comparisons, and/or/not and
+nothing else, so a sweep file cannot run code. A point that violates a constraint is recorded
+with the reason; a point that fails to build or to run is recorded with its error; neither stops
+the sweep.
 """
 
 from __future__ import annotations
@@ -73,8 +75,12 @@ class PointResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
-        """A flat row: axis values, status, reason, metrics."""
-        return {**self.values, "status": self.status, "reason": self.reason, **self.metrics}
+        """A flat row: axis values, status, reason, metrics (a metric named like an axis is
+        prefixed ``result.`` so the axis value survives)."""
+        row = {**self.values, "status": self.status, "reason": self.reason}
+        for key, value in self.metrics.items():
+            row[f"result.{key}" if key in row else key] = value
+        return row
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Sweep:
     constraints: list[str]
     memory_limit: float | None
     backend: str = "simpy"
+    derive: dict[str, str] = field(default_factory=dict)
 
     def points(self) -> list[SweepPoint]:
         """Every combination, in axis order (the first axis varies slowest)."""
@@ -103,13 +110,42 @@ class Sweep:
                 else:
                     set_path(scenario, axis, value)
             scenario["name"] = f"{self.name}#{index}"
-            out.append(SweepPoint(index, point_key(values), values, scenario))
+            out.append(SweepPoint(index, point_key(values, self.fingerprint()), values,
+                                  scenario))
         return out
 
+    def fingerprint(self) -> str:
+        """What else decides a point's result: a changed base, group, derived value or
+        constraint gives every point a new key, so old results are not reused."""
+        return json.dumps([self.base, self.groups, self.derive, self.constraints],
+                          sort_keys=True, default=str)
 
-def point_key(values: Mapping[str, Any]) -> str:
-    """A stable id of a point (the same values give the same key in every run)."""
-    text = json.dumps(values, sort_keys=True, default=str)
+    def screen(self, point: SweepPoint) -> tuple[SweepPoint, str]:
+        """Apply derived values and constraints before anything is built: the point to run,
+        and "" or why it is invalid."""
+        from des.config import ConfigError, Section, build_topology
+
+        try:
+            npus = build_topology(Section(point.scenario.get("topology"), "topology")).num_npus
+        except (ConfigError, ValueError) as err:
+            return point, f"topology: {err}"
+        scenario = copy.deepcopy(point.scenario)
+        names = scenario_names(scenario, npus)
+        try:
+            for key, text in self.derive.items():
+                set_path(scenario, key, evaluate(check_expression(text, f"derive.{key}"), names))
+            names = scenario_names(scenario, npus)
+            for text in self.constraints:
+                if not evaluate(check_expression(text, "constraint"), names):
+                    return point, f"violates {text!r}"
+        except (SweepError, ArithmeticError, TypeError, ValueError) as err:
+            return point, f"{type(err).__name__}: {err}"
+        return SweepPoint(point.index, point.key, point.values, scenario), ""
+
+
+def point_key(values: Mapping[str, Any], fingerprint: str = "") -> str:
+    """A stable id of a point (the same values and sweep give the same key in every run)."""
+    text = json.dumps(values, sort_keys=True, default=str) + fingerprint
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -171,7 +207,10 @@ def evaluate(tree: ast.AST, names: Mapping[str, Any]) -> Any:
                              f"{', '.join(sorted(names))}")
         return names[dotted]
     if isinstance(tree, ast.BinOp):
-        return _BINARY[type(tree.op)](evaluate(tree.left, names), evaluate(tree.right, names))
+        left, right = evaluate(tree.left, names), evaluate(tree.right, names)
+        if isinstance(tree.op, ast.Pow) and isinstance(right, int | float) and abs(right) > 256:
+            raise SweepError(f"exponent {right!r} is too large in {ast.unparse(tree)!r}")
+        return _BINARY[type(tree.op)](left, right)
     if isinstance(tree, ast.UnaryOp):
         value = evaluate(tree.operand, names)
         return {ast.USub: operator.neg, ast.UAdd: operator.pos,
@@ -190,8 +229,23 @@ def evaluate(tree: ast.AST, names: Mapping[str, Any]) -> Any:
     raise SweepError(f"cannot evaluate {ast.unparse(tree)!r}")
 
 
+def _leaves(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _leaves(value, path + ".")
+        elif isinstance(value, int | float | str) and not isinstance(value, bool):
+            yield path, value
+
+
+def scenario_names(scenario: Mapping[str, Any], npus: int) -> dict[str, Any]:
+    """Names a constraint may use: every number or string of the scenario by dotted key,
+    unique last components, ``npus``."""
+    return constraint_names(dict(_leaves(scenario)), npus)
+
+
 def constraint_names(values: Mapping[str, Any], npus: int) -> dict[str, Any]:
-    """Names a constraint may use: full axis keys, unique last components, ``npus``."""
+    """Names from ``values``: full keys, unique last components, and ``npus``."""
     names: dict[str, Any] = {"npus": npus}
     short: dict[str, list[str]] = {}
     for key, value in values.items():
@@ -253,7 +307,7 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
     if not isinstance(data, Mapping):
         raise SweepError("a sweep file is a mapping with base, axes and constraints")
     allowed = {"name", "description", "base", "axes", "groups", "constraints",
-               "memory_limit", "backend"}
+               "memory_limit", "backend", "derive"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise SweepError(f"unknown key {unknown[0]!r}; expected one of "
@@ -272,6 +326,10 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
     for axis, values in axes.items():
         if not isinstance(values, list) or not values:
             raise SweepError(f"axes.{axis}: expected a non-empty list of values")
+        seen = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        if len(set(seen)) != len(seen):
+            repeated = next(v for v, t in zip(values, seen, strict=True) if seen.count(t) > 1)
+            raise SweepError(f"axes.{axis}: value {repeated!r} appears more than once")
         if axis in groups:
             missing = [v for v in values if v not in groups[axis]]
             if missing:
@@ -282,6 +340,11 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
         raise SweepError("constraints: expected a list of expressions like 'tp * dp == npus'")
     for i, text in enumerate(constraints):
         check_expression(text, f"constraints[{i}]")
+    derive = data.get("derive") or {}
+    if not isinstance(derive, Mapping) or not all(isinstance(v, str) for v in derive.values()):
+        raise SweepError("derive: expected a mapping of scenario keys to expressions")
+    for key, text in derive.items():
+        check_expression(text, f"derive.{key}")
     limit = data.get("memory_limit")
     memory_limit = None if limit is None else units.parse_size(limit, "memory_limit")
     backend = data.get("backend", "simpy")
@@ -289,12 +352,14 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
         raise SweepError(f"backend {backend!r}; expected simpy or analytical")
     return Sweep(str(data.get("name", default_name)), dict(base), dict(axes),
                  {k: dict(v) for k, v in groups.items()}, list(constraints), memory_limit,
-                 backend)
+                 backend, dict(derive))
 
 
 # ---------------------------------------------------------------------- running one point
-def run_point(point: SweepPoint, backend: str, constraints: list[str]) -> PointResult:
-    """Build and simulate one point; never raises (errors become the result's status)."""
+def run_point(point: SweepPoint, backend: str, constraints: list[str] | None = None
+              ) -> PointResult:
+    """Build and simulate one (screened) point; never raises: errors become its status.
+    ``constraints`` are checked again here for callers that did not screen."""
     from des.analytical import analyze
     from des.config import scenario_from_dict
     from des.engine import simulate
@@ -306,18 +371,13 @@ def run_point(point: SweepPoint, backend: str, constraints: list[str]) -> PointR
         scenario = scenario_from_dict(copy.deepcopy(point.scenario), point.scenario["name"])
     except Exception as err:  # a bad point is a result, not a crash
         return PointResult(point.key, point.index, point.values, "invalid", str(err))
-    names = constraint_names(point.values, scenario.topology.num_npus)
-    if isinstance(scenario.workload, TrainingWorkload):
-        par = scenario.workload.par
-        names.update({k: getattr(par, k) for k in ("dp", "tp", "pp", "cp", "ep", "micro_batch",
-                                                     "global_batch")})
-        names.setdefault("npus", scenario.topology.num_npus)
-    for text in constraints:
+    names = scenario_names(point.scenario, scenario.topology.num_npus)
+    for text in constraints or ():
         try:
             ok = evaluate(check_expression(text, "constraint"), names)
-        except (SweepError, ZeroDivisionError) as err:
+        except (SweepError, ArithmeticError, TypeError, ValueError) as err:
             return PointResult(point.key, point.index, point.values, "invalid",
-                               f"constraint {text!r}: {err}")
+                               f"constraint {text!r}: {type(err).__name__}: {err}")
         if not ok:
             return PointResult(point.key, point.index, point.values, "invalid",
                                f"violates {text!r}")
@@ -404,12 +464,34 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike[str], *, executor: Any = None
     backend = backend or sweep.backend
     points = sweep.points()
     done = load_done(out)
-    todo = [p for p in points if p.key not in done]
-    finished = len(points) - len(todo)
+    finished = sum(1 for p in points if p.key in done)
     if progress:
         progress(finished, len(points))
-    with results_path(out).open("a") as stream:
-        for result in executor.run(todo, backend, sweep.constraints):
+    todo = []
+    path = results_path(out)
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as fh:  # a line torn by a kill must not swallow the next one
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
+        if torn:
+            with path.open("a") as fh:
+                fh.write("\n")
+    with path.open("a") as stream:
+        for point in points:  # derived values and constraints cost nothing: settle them here
+            if point.key in done:
+                continue
+            screened, reason = sweep.screen(point)
+            if not reason:
+                todo.append(screened)
+                continue
+            result = PointResult(point.key, point.index, point.values, "invalid", reason)
+            stream.write(json.dumps(asdict(result), default=str) + "\n")
+            done[result.key] = result
+            finished += 1
+        stream.flush()
+        if progress:
+            progress(finished, len(points))
+        for result in executor.run(todo, backend, []):
             stream.write(json.dumps(asdict(result), default=str) + "\n")
             stream.flush()
             done[result.key] = result
