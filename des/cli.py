@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Dask scheduler to connect to (default: a local cluster)")
     sweep.add_argument("--top", type=int, default=10, metavar="N", help="ranking rows")
     sweep.add_argument("--plots", action="store_true",
-                       help="time vs strategy, Pareto front and comparison PNGs (plot extra)")
+                       help="time vs strategy and Pareto front PNGs (plot extra)")
+    sweep.add_argument("--compare", metavar="AXIS",
+                       help="also plot iteration time across the values of AXIS (plot extra)")
 
     cross = sub.add_parser(
         "crosscheck", help="run a scenario in des and in AstraSim on the same inputs",
@@ -319,6 +321,12 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         for path in (time_vs_strategy(results, out / "time_vs_strategy.png"),
                      pareto(results, out / "pareto.png", memory_limit=sweep.memory_limit)):
             console.print(f"wrote {path}")
+    if args.compare:
+        from des.sweep_plots import compare
+
+        path = compare(results, out / f"compare_{args.compare.rsplit('.', 1)[-1]}.png",
+                       by=args.compare)
+        console.print(f"wrote {path}")
     return EXIT_OK
 
 

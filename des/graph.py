@@ -286,6 +286,8 @@ class EventGraph:
             raise GraphError(
                 f"the graph has {self.num_ranks} ranks but the topology has only {num_npus} NPUs"
             )
+        if self._matched is not None:  # unchanged since it last passed: nothing to redo
+            return
         for node in self.all_nodes():
             self._check_node(node)
         collectives = self._match_collectives()
