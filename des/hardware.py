@@ -15,12 +15,11 @@ import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from des.paths import bundled
+from des.paths import bundled, read_preset
 from des.units import UnitError, parse_bandwidth, parse_flops, parse_size, parse_time
 
 __all__ = [
@@ -352,22 +351,12 @@ def load_gpu(name_or_path: str | os.PathLike[str]) -> GpuSpec:
     name that is no preset is tried as a file last. Unknown names raise :class:`HardwareError`
     listing the available presets.
     """
-    text = os.fspath(name_or_path)
-    path = Path(text)
-    looks_like_path = path.suffix.lower() in (".yaml", ".yml") or "/" in text or os.sep in text
-    if looks_like_path:
-        if not path.is_file():
-            raise HardwareError(f"hardware file not found: {text}")
-        return _from_yaml_text(path.read_text(encoding="utf-8"), source=text)
-
-    presets = bundled("hardware")
-    by_lower = {stem.lower(): stem for stem in presets}
-    stem = by_lower.get(text.strip().lower())
-    if stem is not None:
-        return _from_yaml_text(presets[stem].read_text(encoding="utf-8"), source=f"preset {stem}")
-    if path.is_file():
-        return _from_yaml_text(path.read_text(encoding="utf-8"), source=text)
-    raise HardwareError(
-        f"unknown GPU {text!r}; available presets: {', '.join(available_gpus()) or 'none'} "
-        "(or give the path of a YAML file)"
-    )
+    try:
+        found = read_preset("hardware", name_or_path)
+    except FileNotFoundError as error:
+        raise HardwareError(str(error)) from None
+    if found is None:
+        raise HardwareError(
+            f"unknown GPU {os.fspath(name_or_path)!r}; available presets: "
+            f"{', '.join(available_gpus()) or 'none'} (or give the path of a YAML file)")
+    return _from_yaml_text(*found)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -25,3 +26,23 @@ def bundled(kind: str) -> dict[str, Traversable]:
         for entry in folder.iterdir()
         if entry.name.endswith((".yaml", ".yml"))
     }
+
+
+def read_preset(kind: str, name_or_path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """(YAML text, where it came from) for a bundled preset of ``kind`` by case-insensitive
+    name or for a YAML file path; None when it is neither. A value ending in ``.yaml``/``.yml``
+    or holding a path separator is always a path (FileNotFoundError if missing); a bare name
+    that is no preset is tried as a file last."""
+    text = os.fspath(name_or_path)
+    path = Path(text)
+    if path.suffix.lower() in (".yaml", ".yml") or "/" in text or os.sep in text:
+        if not path.is_file():
+            raise FileNotFoundError(f"{kind} file not found: {text}")
+        return path.read_text(encoding="utf-8"), text
+    presets = bundled(kind)
+    stem = {s.lower(): s for s in presets}.get(text.strip().lower())
+    if stem is not None:
+        return presets[stem].read_text(encoding="utf-8"), f"preset {stem}"
+    if path.is_file():
+        return path.read_text(encoding="utf-8"), text
+    return None

@@ -161,26 +161,7 @@ def render_llm(llm: dict, console: Console) -> None:
     if "mfu" in llm:
         line += f", MFU {llm['mfu']:.1%} ({llm['mfu_with_attention']:.1%} with attention)"
     console.print(line, highlight=False)
-    table = Table(title=f"Where the time went (rank {llm['breakdown_rank']})",
-                  title_justify="left")
-    table.add_column("part")
-    table.add_column("seconds", justify="right")
-    table.add_column("share", justify="right")
-    parts = llm["breakdown_s"]
-    total = parts.get("finished") or 1.0
-    for key, value in parts.items():
-        if key != "finished" and value > 0:
-            table.add_row(key.replace("_", " "), f"{value:.4f}", f"{value / total:.1%}")
-    console.print(table)
-    if "memory_peak_bytes" in llm:
-        m = llm["memory_breakdown_bytes"]
-        parts = ", ".join(f"{k} {format_size(v)}" for k, v in m.items())
-        verdict = ""
-        if "out_of_memory" in llm:
-            verdict = (" [bold red]does not fit[/]" if llm["out_of_memory"] else " fits") + \
-                f" in {format_size(llm['memory_capacity_bytes'])}"
-        console.print(f"peak memory {format_size(llm['memory_peak_bytes'])} per GPU "
-                      f"({parts}){verdict}", highlight=False)
+    _breakdown(llm, console)
 
 
 def render_inference(llm: dict, console: Console) -> None:
@@ -196,26 +177,7 @@ def render_inference(llm: dict, console: Console) -> None:
     if steps:
         console.print(f"decode steps: first {steps[0] * 1e3:.3f} ms, last "
                       f"{steps[-1] * 1e3:.3f} ms (the KV cache grows)", highlight=False)
-    table = Table(title=f"Where the time went (rank {llm['breakdown_rank']})",
-                  title_justify="left")
-    table.add_column("part")
-    table.add_column("seconds", justify="right")
-    table.add_column("share", justify="right")
-    parts = llm["breakdown_s"]
-    total = parts.get("finished") or 1.0
-    for key, value in parts.items():
-        if key != "finished" and value > 0:
-            table.add_row(key.replace("_", " "), f"{value:.4f}", f"{value / total:.1%}")
-    console.print(table)
-    if "memory_peak_bytes" in llm:
-        m = llm["memory_breakdown_bytes"]
-        parts = ", ".join(f"{k.replace('_', ' ')} {format_size(v)}" for k, v in m.items())
-        verdict = ""
-        if "out_of_memory" in llm:
-            verdict = (" [bold red]does not fit[/]" if llm["out_of_memory"] else " fits") + \
-                f" in {format_size(llm['memory_capacity_bytes'])}"
-        console.print(f"peak memory {format_size(llm['memory_peak_bytes'])} per GPU "
-                      f"({parts}){verdict}", highlight=False)
+    _breakdown(llm, console)
 
 
 def render_gemm(gemm: dict, console: Console) -> None:
@@ -269,3 +231,27 @@ def render_sweep(sweep, results: list, console: Console, top: int = 10) -> None:
         console.print(f"  #{r.index} {r.status}: {r.reason}", highlight=False)
     if len(bad) > 5:
         console.print(f"  ... {len(bad) - 5} more invalid or failed points (all in the table)")
+
+
+def _breakdown(llm: dict, console: Console) -> None:
+    """The where-the-time-went table and the peak-memory line of an LLM report."""
+    table = Table(title=f"Where the time went (rank {llm['breakdown_rank']})",
+                  title_justify="left")
+    table.add_column("part")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    parts = llm["breakdown_s"]
+    total = parts.get("finished") or 1.0
+    for key, value in parts.items():
+        if key != "finished" and value > 0:
+            table.add_row(key.replace("_", " "), f"{value:.4f}", f"{value / total:.1%}")
+    console.print(table)
+    if "memory_peak_bytes" in llm:
+        m = llm["memory_breakdown_bytes"]
+        listed = ", ".join(f"{k.replace('_', ' ')} {format_size(v)}" for k, v in m.items())
+        verdict = ""
+        if "out_of_memory" in llm:
+            verdict = (" [bold red]does not fit[/]" if llm["out_of_memory"] else " fits") + \
+                f" in {format_size(llm['memory_capacity_bytes'])}"
+        console.print(f"peak memory {format_size(llm['memory_peak_bytes'])} per GPU "
+                      f"({listed}){verdict}", highlight=False)

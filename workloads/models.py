@@ -32,12 +32,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from des.paths import bundled
+from des.paths import bundled, read_preset
 
 __all__ = [
     "ACTIVATIONS",
@@ -361,25 +360,15 @@ def load_model(name_or_path: str | os.PathLike[str]) -> ModelConfig:
     preset is tried as a file last. Unknown names raise :class:`ModelConfigError` listing the
     presets.
     """
-    text = os.fspath(name_or_path)
-    path = Path(text)
-    looks_like_path = path.suffix.lower() in (".yaml", ".yml") or "/" in text or os.sep in text
-    if looks_like_path:
-        if not path.is_file():
-            raise ModelConfigError(f"model file not found: {text}")
-        return _from_yaml_text(path.read_text(encoding="utf-8"), source=text)
-
-    presets = bundled("models")
-    by_lower = {stem.lower(): stem for stem in presets}
-    stem = by_lower.get(text.strip().lower())
-    if stem is not None:
-        return _from_yaml_text(presets[stem].read_text(encoding="utf-8"), source=f"preset {stem}")
-    if path.is_file():
-        return _from_yaml_text(path.read_text(encoding="utf-8"), source=text)
-    raise ModelConfigError(
-        f"unknown model {text!r}; available presets: {', '.join(available_models()) or 'none'} "
-        "(or give the path of a YAML file)"
-    )
+    try:
+        found = read_preset("models", name_or_path)
+    except FileNotFoundError as error:
+        raise ModelConfigError(str(error)) from None
+    if found is None:
+        raise ModelConfigError(
+            f"unknown model {os.fspath(name_or_path)!r}; available presets: "
+            f"{', '.join(available_models()) or 'none'} (or give the path of a YAML file)")
+    return _from_yaml_text(*found)
 
 
 # -- HuggingFace config.json ---------------------------------------------------------------------
