@@ -8,7 +8,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -336,12 +335,10 @@ def test_superpod_falls_back_to_a_peer_gpu_when_a_nic_fails():
 
 
 # ---------------------------------------------------------------------- scale
-def test_k16_builds_fast_and_routes_lazily():
-    start = time.perf_counter()
+def test_k16_builds_and_routes_lazily():
+    # build speed is measured in bench/topologies.py, not asserted here
     topo = fat_tree(16, 50.0, 500.0)
-    built = time.perf_counter() - start
     assert (topo.num_npus, topo.num_devices - topo.num_npus) == (1024, 320)
     assert not topo._routes
     assert len(topo.route(0, 1023, 9)) == 6
     assert len(topo.route(17, 900, 2)) == 6
-    assert built < 2.0

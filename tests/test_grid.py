@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from itertools import pairwise
 
@@ -121,11 +120,10 @@ def test_torus3d_id_convention():
         grid_coords(topo, 24)
 
 
-def test_torus3d_4096_builds_fast():
-    start = time.perf_counter()
+def test_torus3d_4096_builds_with_every_link_and_wraps():
+    # build speed is measured in bench/topologies.py, not asserted here
     topo = torus3d(16, 16, 16, 10.0, 5.0)
     route = topo.route(0, 4095)
-    assert time.perf_counter() - start < 3.0
     assert len(topo.links) == 6 * 4096
     assert topo.path_devices(route) == [0, 15, 255, 4095]  # one hop back in each dimension
 
