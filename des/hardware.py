@@ -17,9 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from des.paths import bundled, read_preset
+from des.paths import bundled, load_preset
 from des.units import UnitError, parse_bandwidth, parse_flops, parse_size, parse_time
 
 __all__ = [
@@ -327,15 +325,6 @@ def gpu_from_dict(data: Mapping[str, Any], where: str = "hardware") -> GpuSpec:
     return GpuSpec(**values)
 
 
-def _from_yaml_text(text: str, source: str) -> GpuSpec:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise HardwareError(f"{source}: not valid YAML: {error}") from error
-    try:
-        return gpu_from_dict(data)
-    except HardwareError as error:
-        raise HardwareError(f"{source}: {error}") from error
 
 
 def available_gpus() -> list[str]:
@@ -351,12 +340,4 @@ def load_gpu(name_or_path: str | os.PathLike[str]) -> GpuSpec:
     name that is no preset is tried as a file last. Unknown names raise :class:`HardwareError`
     listing the available presets.
     """
-    try:
-        found = read_preset("hardware", name_or_path)
-    except FileNotFoundError as error:
-        raise HardwareError(str(error)) from None
-    if found is None:
-        raise HardwareError(
-            f"unknown GPU {os.fspath(name_or_path)!r}; available presets: "
-            f"{', '.join(available_gpus()) or 'none'} (or give the path of a YAML file)")
-    return _from_yaml_text(*found)
+    return load_preset("hardware", name_or_path, gpu_from_dict, HardwareError, "GPU")

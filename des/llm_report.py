@@ -52,39 +52,45 @@ def training_report(result: Result, workload: TrainingWorkload,
     rank = max(workload.simulated_ranks, key=lambda r: result.ranks[r].finished_ns)
     report["breakdown_rank"] = rank
     report["breakdown_s"] = breakdown(result, rank)
-    memory = {r: m for r, m in workload.memory.items()}
-    if memory:
-        worst = max(memory, key=lambda r: memory[r].total)
-        m = memory[worst]
-        report["memory_peak_bytes"] = m.total
-        report["memory_peak_rank"] = worst
-        report["memory_breakdown_bytes"] = {"weights": m.weights, "gradients": m.gradients,
-                                            "optimizer": m.optimizer,
-                                            "activations": m.activations}
-        if hardware is not None:
-            report["memory_capacity_bytes"] = hardware.hbm_capacity
-            report["out_of_memory"] = m.total > hardware.hbm_capacity
+    report.update(memory_section(workload.memory, hardware,
+                                 ("weights", "gradients", "optimizer", "activations")))
     return report
 
 
-def breakdown(result: Result, rank: int) -> dict[str, float]:
-    """Seconds of one rank by compute phase, exposed communication per dimension, and idle."""
+def memory_section(memory: dict, hardware: GpuSpec | None, parts: tuple[str, ...]
+                   ) -> dict[str, Any]:
+    """Peak memory per GPU (the worst rank), its ``parts``, and the out-of-memory verdict."""
+    if not memory:
+        return {}
+    worst = max(memory, key=lambda r: memory[r].total)
+    m = memory[worst]
+    out: dict[str, Any] = {"memory_peak_bytes": m.total, "memory_peak_rank": worst,
+                           "memory_breakdown_bytes": {k: getattr(m, k) for k in parts}}
+    if hardware is not None:
+        out["memory_capacity_bytes"] = hardware.hbm_capacity
+        out["out_of_memory"] = m.total > hardware.hbm_capacity
+    return out
+
+
+def breakdown(result: Result, rank: int, phases: tuple[str, ...] = COMPUTE,
+              dims: tuple[str, ...] = COMM) -> dict[str, float]:
+    """Seconds of one rank: compute by phase (other compute as ``other``), communication of
+    each parallel dimension that no compute overlaps (exposed), and idle."""
     compute: dict[str, list[tuple[float, float]]] = defaultdict(list)
     comm: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for op in result.ops:
         if op.rank != rank or op.end_ns <= op.start_ns:
             continue
         category = op.name.split("/", 1)[0]
-        if op.kind == "compute" and category in COMPUTE:
-            compute[category].append((op.start_ns, op.end_ns))
-        elif op.kind in ("collective", "send", "recv") and category in COMM:
+        if op.kind == "compute":
+            compute[category if category in phases else "other"].append(
+                (op.start_ns, op.end_ns))
+        elif category in dims:
             comm[category].append((op.start_ns, op.end_ns))
-        elif op.kind == "compute":
-            compute["other"].append((op.start_ns, op.end_ns))
     busy = merge_intervals([iv for ivs in compute.values() for iv in ivs])
     out = {f"compute_{k}": sum(e - s for s, e in merge_intervals(v)) * 1e-9
            for k, v in sorted(compute.items())}
-    for dim in COMM:
+    for dim in dims:
         merged = merge_intervals(comm.get(dim, []))
         total = sum(e - s for s, e in merged)
         out[f"exposed_{dim}"] = (total - intersection_length(merged, busy)) * 1e-9
@@ -131,41 +137,11 @@ def inference_report(result: Result, workload: InferenceWorkload,
         "breakdown_rank": rank,
         "breakdown_s": inference_breakdown(result, rank),
     }
-    if workload.memory:
-        worst = max(workload.memory, key=lambda r: workload.memory[r].total)
-        m = workload.memory[worst]
-        report["memory_peak_bytes"] = m.total
-        report["memory_peak_rank"] = worst
-        report["memory_breakdown_bytes"] = {"weights": m.weights, "kv_cache": m.kv_cache,
-                                            "activations": m.activations}
-        if hardware is not None:
-            report["memory_capacity_bytes"] = hardware.hbm_capacity
-            report["out_of_memory"] = m.total > hardware.hbm_capacity
+    report.update(memory_section(workload.memory, hardware,
+                                 ("weights", "kv_cache", "activations")))
     return report
 
 
 def inference_breakdown(result: Result, rank: int) -> dict[str, float]:
-    """Seconds of one rank: prefill and decode compute, exposed tensor- and pipeline-parallel
-    communication, idle (:func:`breakdown` with the inference phases)."""
-    compute: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    comm: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for op in result.ops:
-        if op.rank != rank or op.end_ns <= op.start_ns:
-            continue
-        category = op.name.split("/", 1)[0]
-        if op.kind == "compute":
-            compute[category if category in ("prefill", "decode") else "other"].append(
-                (op.start_ns, op.end_ns))
-        elif category in COMM:
-            comm[category].append((op.start_ns, op.end_ns))
-    busy = merge_intervals([iv for ivs in compute.values() for iv in ivs])
-    out = {f"compute_{k}": sum(e - s for s, e in merge_intervals(v)) * 1e-9
-           for k, v in sorted(compute.items())}
-    for dim in ("tp", "pp"):
-        merged = merge_intervals(comm.get(dim, []))
-        total = sum(e - s for s, e in merged)
-        out[f"exposed_{dim}"] = (total - intersection_length(merged, busy)) * 1e-9
-    stats = result.ranks[rank]
-    out["idle"] = stats.idle_ns * 1e-9
-    out["finished"] = stats.finished_ns * 1e-9
-    return out
+    """:func:`breakdown` with the inference phases (prefill, decode) and dimensions (tp, pp)."""
+    return breakdown(result, rank, ("prefill", "decode"), ("tp", "pp"))

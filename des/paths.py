@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
 
 
 def config_root() -> Traversable:
@@ -46,3 +52,26 @@ def read_preset(kind: str, name_or_path: str | os.PathLike[str]) -> tuple[str, s
     if path.is_file():
         return path.read_text(encoding="utf-8"), text
     return None
+
+
+def load_preset(kind: str, name_or_path: str | os.PathLike[str], parse: Callable[[Any], T],
+                error: type[Exception], what: str) -> T:
+    """A bundled preset or YAML file of ``kind`` parsed by ``parse``; every failure (unknown
+    name, missing file, bad YAML, bad content) is an ``error`` naming the source."""
+    try:
+        found = read_preset(kind, name_or_path)
+    except FileNotFoundError as err:
+        raise error(str(err)) from None
+    if found is None:
+        names = ", ".join(sorted(bundled(kind), key=str.lower)) or "none"
+        raise error(f"unknown {what} {os.fspath(name_or_path)!r}; available presets: {names} "
+                    "(or give the path of a YAML file)")
+    text, source = found
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise error(f"{source}: not valid YAML: {err}") from err
+    try:
+        return parse(data)
+    except error as err:
+        raise error(f"{source}: {err}") from err

@@ -37,7 +37,7 @@ from des.graph import CollectiveType, EventGraph
 from workloads import ops
 from workloads.memory import MemoryBreakdown, kv_cache_bytes
 from workloads.models import ModelConfig
-from workloads.parallel import Layout, ParallelConfig, ParallelError
+from workloads.parallel import Layout, ParallelConfig, ParallelError, add_collective
 
 AR, AG = CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER
 #: Bytes of one sampled token id sent back to the first stage.
@@ -187,7 +187,6 @@ class InferenceBuilder:
         self.graph = EventGraph(npus, f"{model.name} inference {label}, batch {cfg.batch}, "
                                 f"{cfg.prompt}+{cfg.generate} tokens")
         self.layers_per_stage = model.layers // cfg.pp
-        self._groups: dict[int, tuple[int, ...]] = {}
 
     # ------------------------------------------------------------------ costs
     def _shard(self, tokens: int, seq: int, decode: bool) -> ops.Shard:
@@ -209,13 +208,8 @@ class InferenceBuilder:
     # ------------------------------------------------------------------ helpers
     def _coll(self, rank: int, kind: CollectiveType, nbytes: float, name: str,
               deps: Iterable[int]) -> int:
-        group = self._groups.get(rank)
-        if group is None:
-            group = self._groups[rank] = self.layout.group(rank, "tp")
-        if self.cfg.fold_tp:
-            return self.graph.collective(rank, kind, nbytes, group=(rank,), span=group,
-                                         name=name, deps=deps)
-        return self.graph.collective(rank, kind, nbytes, group=group, name=name, deps=deps)
+        return add_collective(self.graph, rank, kind, nbytes, self.layout.group(rank, "tp"),
+                              fold=self.cfg.fold_tp, name=name, deps=deps)
 
     def _compute(self, rank: int, name: str, costs: list[ops.OpCost], deps: Iterable[int]
                  ) -> int:

@@ -34,11 +34,10 @@ from workloads.memory import (
     MemoryBreakdown,
     activations_per_layer,
     in_flight_microbatches,
-    kv_cache_bytes,
     weights_and_optimizer,
 )
 from workloads.models import ModelConfig
-from workloads.parallel import Layout, ParallelConfig, ParallelError
+from workloads.parallel import Layout, ParallelConfig, ParallelError, add_collective
 
 AR, AG, RS, A2A = (CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER,
                    CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_TO_ALL)
@@ -182,11 +181,8 @@ class TrainingBuilder:
         """A collective over ``axis``: ``dp`` is every data-parallel replica (expert shards
         included), ``edp`` the replicas of one expert shard; ``tp`` groups fold when asked."""
         axes = {"dp": ("ep", "dp"), "edp": ("dp",)}.get(axis, (axis,))
-        group = self.layout.group(rank, *axes)
-        if axis == "tp" and self.par.fold_tp:
-            return self.graph.collective(rank, kind, nbytes, group=(rank,), span=group,
-                                         name=name, deps=deps)
-        return self.graph.collective(rank, kind, nbytes, group=group, name=name, deps=deps)
+        return add_collective(self.graph, rank, kind, nbytes, self.layout.group(rank, *axes),
+                              fold=axis == "tp" and self.par.fold_tp, name=name, deps=deps)
 
     def _compute(self, rank: int, name: str, costs: list[ops.OpCost], deps: Iterable[int]
                  ) -> int:
@@ -340,7 +336,7 @@ class TrainingBuilder:
         for layer in reversed(self._chunk_layers(g)):
             h = self._layer_backward(rank, h, layer)
             if final and p.zero < 3:
-                self._bucket_add(rank, self.layer_params_local, h, f"L{layer}")
+                self._bucket_add(rank, self.layer_params_local, h)
         if first_chunk:
             h = self._compute(rank, f"bwd/m{micro}.embed",
                               ops.backward(ops.embedding_forward(self.model, self.shard)), (h,))
@@ -353,7 +349,7 @@ class TrainingBuilder:
         return h
 
     # ------------------------------------------------------------------ data parallel
-    def _bucket_add(self, rank: int, params: float, h: int, what: str) -> None:
+    def _bucket_add(self, rank: int, params: float, h: int) -> None:
         self._bucket += params
         if self._bucket * self.par.grad_bytes >= self.par.bucket_bytes:
             self._bucket_flush(rank, h)
@@ -367,7 +363,6 @@ class TrainingBuilder:
         kind = AR if p.zero == 0 else RS
         self._dp_grads.append(self._coll(rank, kind, nbytes, "dp",
                                          f"dp/grads{len(self._dp_grads)}", (h,)))
-        self._sharded_params += self._bucket
         self._bucket = 0.0
 
     # ------------------------------------------------------------------ whole iteration
@@ -378,7 +373,7 @@ class TrainingBuilder:
                  if not (p.fold_tp and self.layout.coords(r)["tp"] != 0)]
         for rank in ranks:
             stage = self.layout.coords(rank)["pp"]
-            self._bucket, self._dp_grads, self._sharded_params = 0.0, [], 0.0
+            self._bucket, self._dp_grads = 0.0, []
             # context-parallel peers run the same passes in the same order, so a counter
             # restarted per rank gives both ends of every ring exchange the same tag
             self._tag = 0
@@ -430,5 +425,4 @@ def build_training(model: ModelConfig, par: ParallelConfig, npus: int) -> Traini
     return TrainingBuilder(model, par, npus).build()
 
 
-__all__ = ["TrainingBuilder", "TrainingWorkload", "build_training", "kv_cache_bytes",
-           "pipeline_schedule"]
+__all__ = ["TrainingBuilder", "TrainingWorkload", "build_training", "pipeline_schedule"]

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from des.paths import bundled, read_preset
+from des.paths import bundled, load_preset
 
 __all__ = [
     "ACTIVATIONS",
@@ -336,15 +336,6 @@ def model_to_yaml(model: ModelConfig) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
-def _from_yaml_text(text: str, source: str) -> ModelConfig:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ModelConfigError(f"{source}: not valid YAML: {error}") from error
-    try:
-        return model_from_dict(data)
-    except ModelConfigError as error:
-        raise ModelConfigError(f"{source}: {error}") from error
 
 
 def available_models() -> list[str]:
@@ -360,15 +351,7 @@ def load_model(name_or_path: str | os.PathLike[str]) -> ModelConfig:
     preset is tried as a file last. Unknown names raise :class:`ModelConfigError` listing the
     presets.
     """
-    try:
-        found = read_preset("models", name_or_path)
-    except FileNotFoundError as error:
-        raise ModelConfigError(str(error)) from None
-    if found is None:
-        raise ModelConfigError(
-            f"unknown model {os.fspath(name_or_path)!r}; available presets: "
-            f"{', '.join(available_models()) or 'none'} (or give the path of a YAML file)")
-    return _from_yaml_text(*found)
+    return load_preset("models", name_or_path, model_from_dict, ModelConfigError, "model")
 
 
 # -- HuggingFace config.json ---------------------------------------------------------------------

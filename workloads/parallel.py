@@ -108,6 +108,7 @@ class Layout:
     par: ParallelConfig
     sizes: dict[str, int] = field(init=False)
     axes: list[str] = field(init=False)
+    _groups: dict[tuple, tuple[int, ...]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         p = self.par
@@ -131,7 +132,11 @@ class Layout:
         return out
 
     def group(self, rank: int, *axes: str) -> tuple[int, ...]:
-        """The ranks that differ from ``rank`` only along ``axes`` (first axis fastest)."""
+        """The ranks that differ from ``rank`` only along ``axes`` (first axis fastest);
+        cached, since a builder asks for the same groups once per layer and pass."""
+        cached = self._groups.get((rank, axes))
+        if cached is not None:
+            return cached
         base = self.coords(rank)
         ranges = [range(self.sizes[a]) for a in axes]
         members = []
@@ -141,8 +146,19 @@ class Layout:
                 c[axis] = index % len(r)
                 index //= len(r)
             members.append(self.rank(**c))
-        return tuple(members)
+        self._groups[(rank, axes)] = tuple(members)
+        return self._groups[(rank, axes)]
 
     def stage_rank(self, rank: int, stage: int) -> int:
         """The rank at pipeline stage ``stage`` with this rank's other coordinates."""
         return self.rank(**{**self.coords(rank), "pp": stage})
+
+
+def add_collective(graph, rank: int, kind, nbytes: float, group: tuple[int, ...], *,
+                   fold: bool, name: str, deps) -> int:
+    """A collective over ``group``; with ``fold`` only ``rank`` is simulated and the group is
+    its span (symmetric peers folded, see ParallelConfig.fold_tp)."""
+    if fold:
+        return graph.collective(rank, kind, nbytes, group=(rank,), span=group, name=name,
+                                deps=deps)
+    return graph.collective(rank, kind, nbytes, group=group, name=name, deps=deps)
