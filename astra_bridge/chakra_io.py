@@ -7,7 +7,7 @@ protobuf messages (varint length, then the message): first a ``GlobalMetadata``,
 messages. The schema and the framing come from the ``mlc-chakra`` package (``et_def_pb2``,
 ``protolib.encodeMessage/decodeMessage/openFileRd``); nothing here re-implements them.
 
-Mapping (Chakra node type / attribute -> des :class:`~des.graph.Node`):
+Mapping (Chakra node type / attribute -> des :class:`~des.core.graph.Node`):
 
 =====================  =========================================================================
 ``COMP_NODE``          compute. ``duration_micros`` > 0 -> ``duration_ns = duration_micros*1000``
@@ -84,7 +84,7 @@ from chakra.src.third_party.utils.protolib import decodeMessage, encodeMessage, 
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from des.graph import CollectiveType, EventGraph, Node, NodeKind
+from des.core.graph import CollectiveType, EventGraph, Node, NodeKind
 
 __all__ = ["ChakraError", "TraceGraph", "read_comm_groups", "read_trace", "trace_path",
            "write_trace"]

@@ -2,7 +2,7 @@
 
 ``network.yml`` (``topology``, ``npus_count``, ``bandwidth``, ``latency``: one entry per
 dimension; Ring / FullyConnected / Switch) becomes a des topology; ``system.json`` becomes
-:class:`~des.options.EngineOptions` in AstraSim-compatible mode. Units are converted here and
+:class:`~des.sim.options.EngineOptions` in AstraSim-compatible mode. Units are converted here and
 nowhere else: AstraSim's network GB/s are 2^30 B/s, its ``local-mem-bw`` is 1e9 B/s (= bytes/ns)
 and ``peak-perf`` is TFLOP/s; latencies are ns. Unknown or unsupported keys are reported as
 warnings naming them, never dropped silently.
@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from des.graph import CollectiveType
-from des.options import EngineOptions
+from des.core.graph import CollectiveType
+from des.sim.options import EngineOptions
 from topologies import DimSpec, Topology, fully_connected, hierarchical, ring, switch
 
 log = logging.getLogger(__name__)

@@ -18,12 +18,12 @@ from pathlib import Path
 from astra_bridge.export import ExportedFiles, export
 from astra_bridge.inputs import AstraInputs, load_inputs
 from astra_bridge.report import AstraRankStats, from_result, parse_astra_output
-from des.critical_path import PathStep, critical_path
-from des.engine import simulate
-from des.graph import EventGraph
-from des.hardware import GpuSpec
-from des.options import EngineOptions
-from des.results import Result
+from des.core.critical_path import PathStep, critical_path
+from des.core.graph import EventGraph
+from des.core.hardware import GpuSpec
+from des.core.results import Result
+from des.sim.engine import simulate
+from des.sim.options import EngineOptions
 from topologies.base import Topology
 
 ENV_BINARY = "ASTRA_SIM_BIN"

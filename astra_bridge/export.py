@@ -19,10 +19,10 @@ from pathlib import Path
 
 from astra_bridge.chakra_io import write_trace
 from astra_bridge.configs import GIB_PER_GB
-from des.choices import algorithm_for
-from des.graph import CollectiveType, EventGraph
-from des.hardware import GpuSpec
-from des.options import EngineOptions
+from des.core.graph import CollectiveType, EventGraph
+from des.core.hardware import GpuSpec
+from des.sim.choices import algorithm_for
+from des.sim.options import EngineOptions
 from topologies.base import Topology
 
 _KIND_NAMES = {"ring": "Ring", "fully_connected": "FullyConnected", "switch": "Switch"}

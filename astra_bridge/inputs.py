@@ -27,10 +27,10 @@ from astra_bridge.configs import (
     load_network,
     load_system,
 )
-from des.choices import NOOP
-from des.graph import EventGraph
-from des.hardware import GpuSpec
-from des.options import EngineOptions
+from des.core.graph import EventGraph
+from des.core.hardware import GpuSpec
+from des.sim.choices import NOOP
+from des.sim.options import EngineOptions
 from topologies.base import Topology
 
 log = logging.getLogger(__name__)

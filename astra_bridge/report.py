@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from des.results import Result, intersection_length, merge_intervals
+from des.core.results import Result, intersection_length, merge_intervals
 
 COMPUTE_KINDS = frozenset({"compute"})
 COMM_KINDS = frozenset({"collective", "send", "recv"})

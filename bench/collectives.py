@@ -37,9 +37,9 @@ def run_case(case: str, npus: int) -> dict:
     """Build and simulate one case in this process."""
     sys.path.insert(0, str(ROOT))
     import topologies
-    from des.engine import simulate
-    from des.graph import EventGraph
-    from des.options import EngineOptions
+    from des.core.graph import EventGraph
+    from des.sim.engine import simulate
+    from des.sim.options import EngineOptions
 
     graph = EventGraph(npus, case)
     if case in ("ring_astra", "ring_astra_unaware"):

@@ -31,8 +31,8 @@ def run_case(case: str, npus: int) -> dict:
     """Build and simulate one case in this process; return its measurements."""
     sys.path.insert(0, str(ROOT))
     import topologies
-    from des.engine import EngineOptions, simulate
-    from des.graph import EventGraph
+    from des.core.graph import EventGraph
+    from des.sim.engine import EngineOptions, simulate
 
     graph = EventGraph(npus, case)
     if case == "ring_allreduce":

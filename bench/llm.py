@@ -29,10 +29,10 @@ CASES = ("gpt3-175b", "mtnlg-530b", "fold-check-folded", "fold-check-full")
 def run_case(case: str) -> dict:
     """Build and simulate one case in this process."""
     sys.path.insert(0, str(ROOT))
-    from des.engine import simulate
-    from des.hardware import load_gpu
-    from des.llm_report import training_report
-    from des.options import EngineOptions
+    from des.app.llm_report import training_report
+    from des.core.hardware import load_gpu
+    from des.sim.engine import simulate
+    from des.sim.options import EngineOptions
     from topologies import superpod
     from workloads.llm import build_training
     from workloads.models import ModelConfig, load_model

@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "validation" / "megatron_korthikanti2022_table5.yaml"
 sys.path.insert(0, str(ROOT))
 
-from des.analytical import analyze  # noqa: E402
-from des.engine import simulate  # noqa: E402
-from des.hardware import load_gpu  # noqa: E402
-from des.options import EngineOptions  # noqa: E402
+from des.core.hardware import load_gpu  # noqa: E402
+from des.sim.analytical import analyze  # noqa: E402
+from des.sim.engine import simulate  # noqa: E402
+from des.sim.options import EngineOptions  # noqa: E402
 from topologies import superpod  # noqa: E402
 from workloads.llm import build_training  # noqa: E402
 from workloads.models import ModelConfig  # noqa: E402

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from math import prod
 
 from collectives.base import DEFAULT_ALGORITHM, CollectiveError, algorithms_for
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 SMALL_MESSAGE = 256 * 1024
 """Bytes below which an all-reduce is treated as latency-bound."""

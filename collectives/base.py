@@ -19,7 +19,7 @@ keeps, and the engine and the analytical backend rely on:
 
 The data of a collective is split into chunks that run the same plan independently; the engine
 owns chunking and asks the plan about one chunk's bytes. Sizes follow
-:class:`~des.graph.CollectiveType` (full buffer at each rank; all-gather: the gathered output).
+:class:`~des.core.graph.CollectiveType` (full buffer at each rank; all-gather: the gathered output).
 This package never imports SimPy or the engine, and knows ranks, not links.
 
 A plan class declares the collectives it runs in ``supports`` (checked by
@@ -33,7 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 
 class CollectiveError(ValueError):

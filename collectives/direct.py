@@ -23,7 +23,7 @@ from collectives.base import (
     register,
 )
 from collectives.ring import lockstep_time, uniform_time
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 
 @register(CollectiveType.ALL_TO_ALL, "direct")

@@ -20,7 +20,7 @@ from collectives.base import (
     register,
 )
 from collectives.ring import lockstep_time, uniform_time
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 
 @register(CollectiveType.ALL_REDUCE, "halving_doubling")

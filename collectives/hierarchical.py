@@ -44,7 +44,7 @@ from collectives.base import (
     make_plan,
     register,
 )
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 RS, AR, AG = CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER
 

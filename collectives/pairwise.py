@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collectives.base import CollectivePlan, MessageTime, Step, StepOverhead, register
 from collectives.ring import lockstep_time, uniform_time
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 
 @register(CollectiveType.ALL_TO_ALL, "pairwise")

@@ -24,7 +24,7 @@ from collectives.base import (
     StepOverhead,
     register,
 )
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 Message = tuple[int, int, float]
 """``(src, dst, bytes)``."""

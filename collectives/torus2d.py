@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collectives.base import EMPTY_STEP, CollectiveError, CollectivePlan, Step, register
 from collectives.hierarchical import PhaseProgram, check_dims, local_bw_aware_phases
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 
 @register(CollectiveType.ALL_REDUCE, "torus2d")

@@ -44,7 +44,7 @@ one lands at ``(n - 2 + chunks) s + (n - 1) alpha``.
 from __future__ import annotations
 
 from collectives.base import EMPTY_STEP, CollectivePlan, Step, register
-from des.graph import CollectiveType
+from des.core.graph import CollectiveType
 
 # ---------------------------------------------------------------------- NCCL's trees
 

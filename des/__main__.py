@@ -1,7 +1,7 @@
-"""``python -m des``: the command line (see :mod:`des.cli`)."""
+"""``python -m des``: the command line (see :mod:`des.app.cli`)."""
 
 import sys
 
-from des.cli import main
+from des.app.cli import main
 
 sys.exit(main())

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 import topologies as topo
-from des.analytical import AnalyticalError, analyze
-from des.cli import main
-from des.config import load_scenario
-from des.engine import simulate
-from des.graph import EventGraph
-from des.options import EngineOptions
+from des.app.cli import main
+from des.app.config import load_scenario
+from des.core.graph import EventGraph
+from des.sim.analytical import AnalyticalError, analyze
+from des.sim.engine import simulate
+from des.sim.options import EngineOptions
 from topologies.faults import LinkFault
 
 BW, LAT = 50.0, 500.0

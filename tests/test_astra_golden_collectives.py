@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from astra_bridge.configs import load_network, load_system
-from des.analytical import analyze
-from des.engine import simulate
-from des.graph import CollectiveType, EventGraph
+from des.core.graph import CollectiveType, EventGraph
+from des.sim.analytical import analyze
+from des.sim.engine import simulate
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "astra"
 ONE_DIM = [

@@ -18,7 +18,7 @@ import pytest
 
 from astra_bridge.inputs import load_inputs
 from astra_bridge.report import from_result
-from des.engine import simulate
+from des.sim.engine import simulate
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "astra"
 CASES = sorted(p.name for p in REFERENCE.iterdir() if p.is_dir()) if REFERENCE.is_dir() else []

@@ -1,4 +1,4 @@
-"""Tests for the command line (des.cli): outputs, exit codes, determinism."""
+"""Tests for the command line (des.app.cli): outputs, exit codes, determinism."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import des
-from des.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, main
+from des.app.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, main
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,10 +8,10 @@ import math
 import pytest
 
 import topologies as topo
-from des.config import ConfigError, scenario_from_dict
-from des.engine import simulate
-from des.graph import EventGraph
-from des.options import EngineOptions
+from des.app.config import ConfigError, scenario_from_dict
+from des.core.graph import EventGraph
+from des.sim.engine import simulate
+from des.sim.options import EngineOptions
 
 BW, LAT = 50.0, 500.0
 

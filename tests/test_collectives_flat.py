@@ -21,9 +21,9 @@ from collectives.base import (
     dry_run,
     make_plan,
 )
-from des.engine import EngineOptions, simulate
-from des.graph import CollectiveType as C
-from des.graph import EventGraph
+from des.core.graph import CollectiveType as C
+from des.core.graph import EventGraph
+from des.sim.engine import EngineOptions, simulate
 
 AR, RS, AG, A2A, BAR = C.ALL_REDUCE, C.REDUCE_SCATTER, C.ALL_GATHER, C.ALL_TO_ALL, C.BARRIER
 SIZES = (2, 3, 4, 5, 8)

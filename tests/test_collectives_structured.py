@@ -20,8 +20,8 @@ import collectives.tree as tree
 import topologies as topo
 from collectives import base
 from collectives.base import CollectiveError, CollectivePlan, PlanOptions, dry_run, make_plan
-from des.engine import EngineOptions, simulate
-from des.graph import CollectiveType, EventGraph
+from des.core.graph import CollectiveType, EventGraph
+from des.sim.engine import EngineOptions, simulate
 
 AR, RS, AG = CollectiveType.ALL_REDUCE, CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_GATHER
 BCAST, REDUCE = CollectiveType.BROADCAST, CollectiveType.REDUCE

@@ -1,4 +1,4 @@
-"""Tests for des.config: scenario files -> Topology, EventGraph, EngineOptions; strict errors."""
+"""Tests for des.app.config: scenarios -> Topology, EventGraph, EngineOptions; strict errors."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from des.config import ConfigError, load_scenario, scenario_from_dict
-from des.engine import simulate
-from des.graph import CollectiveType, NodeKind
-from des.paths import bundled
-from des.transport import TransportMode
+from des.app.config import ConfigError, load_scenario, scenario_from_dict
+from des.core.graph import CollectiveType, NodeKind
+from des.core.paths import bundled
+from des.sim.engine import simulate
+from des.sim.transport import TransportMode
 
 BUNDLED = sorted(bundled("scenarios"))
 

@@ -15,11 +15,11 @@ from astra_bridge.crosscheck import crosscheck, find_binary
 from astra_bridge.export import ExportError, export, network_dims
 from astra_bridge.inputs import load_inputs
 from astra_bridge.report import from_result, parse_astra_output
-from des.cli import main
-from des.config import load_scenario
-from des.engine import simulate
-from des.graph import EventGraph
-from des.options import EngineOptions
+from des.app.cli import main
+from des.app.config import load_scenario
+from des.core.graph import EventGraph
+from des.sim.engine import simulate
+from des.sim.options import EngineOptions
 from topologies.faults import LinkFault, set_fault
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "astra"

@@ -9,9 +9,9 @@ import math
 import pytest
 
 import topologies as topo
-from des.engine import EngineOptions, SimulationError, simulate
-from des.graph import EventGraph
-from des.hardware import compute_time_ns, load_gpu
+from des.core.graph import EventGraph
+from des.core.hardware import compute_time_ns, load_gpu
+from des.sim.engine import EngineOptions, SimulationError, simulate
 from topologies.base import Topology
 
 BW, LAT = 50.0, 500.0  # bytes/ns (50 GB/s), ns
@@ -366,7 +366,7 @@ def test_progress_callback_reports_every_node():
     for _ in range(5):
         g.compute(0, duration_ns=1.0)
     seen = []
-    from des.engine import Simulator
+    from des.sim.engine import Simulator
 
     Simulator(topo.Topology("one", 1), g, options=EngineOptions(progress_every=2)).run(
         lambda done, total: seen.append((done, total)))

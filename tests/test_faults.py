@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import topologies as topo
-from des.config import ConfigError, scenario_from_dict
-from des.engine import EngineOptions, SimulationError, simulate
-from des.graph import EventGraph
+from des.app.config import ConfigError, scenario_from_dict
+from des.core.graph import EventGraph
+from des.sim.engine import EngineOptions, SimulationError, simulate
 from topologies import TopologyError
 from topologies.faults import LinkFault, apply_faults, cables, random_faults, set_fault
 

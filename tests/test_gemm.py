@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 import topologies as topo
-from des.cli import EXIT_OK, main
-from des.config import ConfigError, load_scenario, scenario_from_dict
-from des.engine import simulate
-from des.graph import CollectiveType, NodeKind
-from des.hardware import compute_time_ns, load_gpu
+from des.app.cli import EXIT_OK, main
+from des.app.config import ConfigError, load_scenario, scenario_from_dict
+from des.core.graph import CollectiveType, NodeKind
+from des.core.hardware import compute_time_ns, load_gpu
+from des.sim.engine import simulate
 from workloads.gemm import GemmWorkload, build_gemm, gemm_report, local_gemm
 from workloads.parallel import ParallelError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from des.graph import CollectiveType, EventGraph, GraphError, NodeKind
+from des.core.graph import CollectiveType, EventGraph, GraphError, NodeKind
 
 
 def two_rank_allreduce() -> EventGraph:
@@ -83,7 +83,7 @@ def test_validation_errors_name_rank_and_node(build, message):
 
 def test_cycle_within_a_rank_is_reported():
     g = EventGraph(1)
-    from des.graph import Node
+    from des.core.graph import Node
 
     g.add(Node(0, 0, NodeKind.COMPUTE, "a", deps=(1,)))
     g.add(Node(0, 1, NodeKind.COMPUTE, "b", deps=(0,)))
@@ -122,7 +122,7 @@ def test_graph_larger_than_topology_is_rejected():
 
 
 def test_duplicate_node_id_is_rejected():
-    from des.graph import Node
+    from des.core.graph import Node
 
     g = EventGraph(1)
     g.add(Node(0, 3, NodeKind.COMPUTE))

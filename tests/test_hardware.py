@@ -1,4 +1,4 @@
-"""Tests for des.hardware: the roofline, GpuSpec validation, presets and YAML loading."""
+"""Tests for des.core.hardware: the roofline, GpuSpec validation, presets and YAML loading."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from des.hardware import (
+from des.core.hardware import (
     OP_CLASSES,
     GpuSpec,
     HardwareError,
@@ -21,7 +21,7 @@ from des.hardware import (
     load_gpu,
     memory_time_ns,
 )
-from des.paths import bundled
+from des.core.paths import bundled
 
 PEAK_BF16 = 1000.0  # FLOP/ns
 PEAK_FP32 = 100.0

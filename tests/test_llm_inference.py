@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 import topologies as topo
-from des.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from des.config import ConfigError, scenario_from_dict
-from des.engine import simulate
-from des.graph import CollectiveType, NodeKind
-from des.hardware import GpuSpec, compute_time_ns
-from des.llm_report import inference_report
+from des.app.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from des.app.config import ConfigError, scenario_from_dict
+from des.app.llm_report import inference_report
+from des.core.graph import CollectiveType, NodeKind
+from des.core.hardware import GpuSpec, compute_time_ns
+from des.sim.engine import simulate
 from workloads.inference import (
     InferenceConfig,
     InferenceWorkload,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from des.paths import bundled
+from des.core.paths import bundled
 from workloads.models import (
     ModelConfig,
     ModelConfigError,

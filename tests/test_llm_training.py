@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 
 import topologies as topo
-from des.config import ConfigError, scenario_from_dict
-from des.engine import simulate
-from des.hardware import load_gpu
-from des.llm_report import training_report
-from des.options import EngineOptions
+from des.app.config import ConfigError, scenario_from_dict
+from des.app.llm_report import training_report
+from des.core.hardware import load_gpu
+from des.sim.engine import simulate
+from des.sim.options import EngineOptions
 from workloads.llm import build_training, pipeline_schedule
 from workloads.models import ModelConfig, load_model
 from workloads.parallel import ParallelConfig, ParallelError

@@ -1,4 +1,4 @@
-"""Tests for des.results: interval arithmetic, per-rank accounting, bandwidths, serialization."""
+"""Tests for des.core.results: interval arithmetic, per-rank accounting, bandwidths, output."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from des.engine import EngineOptions, simulate
-from des.graph import EventGraph
-from des.results import (
+from des.core.graph import EventGraph
+from des.core.results import (
     SCHEMA,
     LinkStats,
     OpRecord,
@@ -28,6 +27,7 @@ from des.results import (
     write_json,
     write_links_csv,
 )
+from des.sim.engine import EngineOptions, simulate
 from topologies import ring
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from des.plots import PlotError
-from des.sweep import (
+from des.app.plots import PlotError
+from des.app.sweep import (
     LocalExecutor,
     PointResult,
     SweepError,
@@ -272,7 +272,7 @@ axes:
 def test_a_killed_sweep_resumes_without_repeating_or_losing_points(tmp_path):
     spec, out = tmp_path / "killed.yaml", tmp_path / "out"
     spec.write_text(KILL_SWEEP)
-    code = ("import sys\nfrom des.sweep import LocalExecutor, load_sweep, run_sweep\n"
+    code = ("import sys\nfrom des.app.sweep import LocalExecutor, load_sweep, run_sweep\n"
             "run_sweep(load_sweep(sys.argv[1]), sys.argv[2], executor=LocalExecutor(1))\n")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -291,7 +291,7 @@ def test_a_killed_sweep_resumes_without_repeating_or_losing_points(tmp_path):
         proc.stderr.close()
     before = keys_on_disk(out)
     assert 1 <= len(before) < 10, "the sweep should have been killed part-way"
-    from des.sweep import load_sweep
+    from des.app.sweep import load_sweep
 
     sweep = load_sweep(spec)
     results = run_sweep(sweep, out, executor=LocalExecutor(1))
@@ -329,7 +329,7 @@ def dask_sweep():
 
 def test_dask_local_cluster_gives_the_same_table_as_the_local_executor(tmp_path, monkeypatch):
     dd = pytest.importorskip("dask.distributed")
-    from des.sweep_dask import DaskExecutor
+    from des.app.sweep_dask import DaskExecutor
 
     started = []
 
@@ -355,7 +355,7 @@ def test_dask_local_cluster_gives_the_same_table_as_the_local_executor(tmp_path,
 
 def test_dask_executor_on_a_running_scheduler_leaves_it_running(tmp_path):
     dd = pytest.importorskip("dask.distributed")
-    from des.sweep_dask import DaskExecutor
+    from des.app.sweep_dask import DaskExecutor
 
     sweep = size_sweep()
     local = run_sweep(sweep, tmp_path / "local", executor=LocalExecutor(1))
@@ -373,7 +373,7 @@ def test_dask_executor_on_a_running_scheduler_leaves_it_running(tmp_path):
 
 def test_dask_missing_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.distributed", None)
-    from des.sweep_dask import DaskExecutor
+    from des.app.sweep_dask import DaskExecutor
 
     with pytest.raises(SweepError, match=r"pip install 'des\[cluster\]'"):
         DaskExecutor()
@@ -435,7 +435,7 @@ def fake(index: int, values: dict[str, Any], time_s: float | None, peak: float |
 
 
 def test_pareto_front_keeps_only_undominated_points():
-    from des.sweep_plots import pareto_front
+    from des.app.sweep_plots import pareto_front
 
     pts = [fake(0, {}, 3.0, 10), fake(1, {}, 2.0, 20), fake(2, {}, 2.5, 30),  # 2: dominated
            fake(3, {}, 1.0, 40), fake(4, {}, 1.0, 50),  # 4: same time, more memory
@@ -445,7 +445,7 @@ def test_pareto_front_keeps_only_undominated_points():
 
 
 def test_point_labels_are_compact():
-    from des.sweep_plots import point_label
+    from des.app.sweep_plots import point_label
 
     r = fake(0, {TP: 8, DP: 8, "workload.parallel.cp": 1, "workload.parallel.recompute": "full",
                  "topology": {"kind": "torus3d", "x": 4}}, 1.0)
@@ -454,7 +454,7 @@ def test_point_labels_are_compact():
 
 def test_sweep_plots_write_pngs(llm_results, tmp_path):
     pytest.importorskip("matplotlib")
-    from des.sweep_plots import compare, pareto, time_vs_strategy
+    from des.app.sweep_plots import compare, pareto, time_vs_strategy
 
     oom = [*llm_results, fake(99, {TP: 8, DP: 8}, 1e-3, 90 * 2**30, oom=True)]
     bars = time_vs_strategy(oom, tmp_path / "bars" / "time.png", top=3)
@@ -474,7 +474,7 @@ def test_sweep_plots_write_pngs(llm_results, tmp_path):
 
 def test_sweep_plots_without_matplotlib_raise_plot_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    from des.sweep_plots import time_vs_strategy
+    from des.app.sweep_plots import time_vs_strategy
 
     with pytest.raises(PlotError, match=r"des\[plot\]"):
         time_vs_strategy([fake(0, {TP: 1}, 1.0)], tmp_path / "t.png")

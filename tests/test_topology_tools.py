@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import topologies as topo
-from des.cli import main
-from des.config import ConfigError, scenario_from_dict
+from des.app.cli import main
+from des.app.config import ConfigError, scenario_from_dict
 from topologies import TopologyError
 from topologies.analysis import bisection_bandwidth, diameter, summary
 from topologies.faults import LinkFault, set_fault

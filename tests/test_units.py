@@ -1,4 +1,4 @@
-"""Tests for des.units: exact conversions, strict refusals with clear messages, formatting."""
+"""Tests for des.core.units: exact conversions, strict refusals with clear messages, formatting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from des.units import (
+from des.core.units import (
     UnitError,
     format_bandwidth,
     format_size,

@@ -1,7 +1,7 @@
 """Custom topologies from files: a YAML edge list (:func:`from_yaml`, :func:`from_dict`) or
 GraphML (:func:`from_graphml`).
 
-YAML format (quantities take units, see :mod:`des.units`; a bare number is bytes/ns = GB/s for
+YAML format (quantities take units, see :mod:`des.core.units`; a bare number is bytes/ns = GB/s for
 bandwidth and ns for latency)::
 
     name: my-fabric
@@ -50,7 +50,7 @@ import defusedxml
 import defusedxml.ElementTree
 import yaml
 
-from des.units import parse_bandwidth, parse_time
+from des.core.units import parse_bandwidth, parse_time
 from topologies.base import Topology, TopologyError, shortest_path_router
 from topologies.fattree import ecmp_router
 

@@ -12,7 +12,7 @@ Three ways to split it (``shard``), each one local GEMM per GPU then one collect
 
 Every split does ``2 m n k / tp`` FLOPs per GPU. Bytes of the local GEMM: its shards of A and B
 read and its block of C written once, ``dtype_bytes`` each (op class ``gemm``). Collective sizes
-follow :class:`~des.graph.CollectiveType`: the all-gather's is the gathered C, the all-reduce's
+follow :class:`~des.core.graph.CollectiveType`: the all-gather's is the gathered C, the all-reduce's
 and reduce-scatter's the full C, all ``m n dtype_bytes``. Node names: ``gemm/local`` (compute),
 ``tp/gather``, ``tp/reduce`` (communication).
 """
@@ -23,8 +23,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from des.graph import CollectiveType, EventGraph
-from des.results import Result, intersection_length, merge_intervals
+from des.core.graph import CollectiveType, EventGraph
+from des.core.results import Result, intersection_length, merge_intervals
 from workloads.parallel import ParallelError
 
 #: How the GEMM is split: by rows of A (``m``), columns of B (``n``) or the inner dimension.

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
-from des.graph import CollectiveType, EventGraph
+from des.core.graph import CollectiveType, EventGraph
 from workloads import ops
 from workloads.memory import MemoryBreakdown, kv_cache_bytes
 from workloads.models import ModelConfig

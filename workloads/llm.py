@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from des.graph import CollectiveType, EventGraph
+from des.core.graph import CollectiveType, EventGraph
 from workloads import ops
 from workloads.memory import (
     MemoryBreakdown,

@@ -1,6 +1,6 @@
 """Small, fully specified workloads: collective sequences and a data-parallel training step.
 
-Both build an :class:`~des.graph.EventGraph` with sizes and FLOPs only.
+Both build an :class:`~des.core.graph.EventGraph` with sizes and FLOPs only.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from des.graph import CollectiveType, EventGraph
+from des.core.graph import CollectiveType, EventGraph
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from des.paths import bundled, load_preset
+from des.core.paths import bundled, load_preset
 
 __all__ = [
     "ACTIVATIONS",

@@ -1,7 +1,7 @@
 """FLOPs and HBM bytes of the operations of a transformer layer, as run by one GPU.
 
 Each function returns :class:`OpCost` records (name, op class for the roofline of
-:mod:`des.hardware`, FLOPs, HBM bytes) for one GPU's share, described by a :class:`Shard`.
+:mod:`des.core.hardware`, FLOPs, HBM bytes) for one GPU's share, described by a :class:`Shard`.
 Pure formulas: no graphs, no times. Units: FLOPs and bytes.
 
 Conventions:
@@ -68,7 +68,7 @@ __all__ = [
     "training_flops",
 ]
 
-#: Op classes used here (a subset of :data:`des.hardware.OP_CLASSES`).
+#: Op classes used here (a subset of :data:`des.core.hardware.OP_CLASSES`).
 OP_CLASSES: tuple[str, ...] = ("gemm", "attention", "elementwise", "reduction")
 
 #: (FLOPs, bytes) multipliers of an op's backward relative to its forward, by op class.

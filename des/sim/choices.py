@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 
 from collectives.base import DEFAULT_ALGORITHM, Step
-from des import hardware as hw
-from des.graph import CollectiveInstance, Node, NodeKind
-from des.options import EngineOptions
+from des.core import hardware as hw
+from des.core.graph import CollectiveInstance, Node, NodeKind
+from des.sim.options import EngineOptions
 from topologies.base import Topology
 
 

@@ -12,8 +12,8 @@ import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 
-from des.graph import EventGraph, NodeKind
-from des.results import OpRecord, Result
+from des.core.graph import EventGraph, NodeKind
+from des.core.results import OpRecord, Result
 
 _EPS = 1e-6
 

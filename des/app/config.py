@@ -1,8 +1,8 @@
 """Scenario files: one YAML describes topology, hardware, workload, network options and outputs.
 
-Quantities take explicit units (``50 GB/s``, ``500 ns``, ``1 MiB``; see :mod:`des.units`). Every
-error is a :class:`ConfigError` naming the key path, the bad value and what is allowed. Files are
-read with ``yaml.safe_load``, so a scenario can never construct Python objects.
+Quantities take explicit units (``50 GB/s``, ``500 ns``, ``1 MiB``; see :mod:`des.core.units`).
+Every error is a :class:`ConfigError` naming the key path, the bad value and what is allowed.
+Files are read with ``yaml.safe_load``, so a scenario can never construct Python objects.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 import yaml
 
 from collectives import CollectiveError, check_algorithm
-from des import units
-from des.engine import EngineOptions
-from des.graph import CollectiveType, EventGraph, GraphError
-from des.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
-from des.paths import bundled
-from des.transport import TransportMode
+from des.core import units
+from des.core.graph import CollectiveType, EventGraph, GraphError
+from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
+from des.core.paths import bundled
+from des.sim.engine import EngineOptions
+from des.sim.transport import TransportMode
 from topologies import Topology, TopologyError
 from topologies.faults import LinkFault, apply_faults, random_faults
 from topologies.spec import KINDS as TOPOLOGY_KINDS

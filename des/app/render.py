@@ -6,8 +6,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from des.results import Result
-from des.units import format_bandwidth, format_size, format_time
+from des.core.results import Result
+from des.core.units import format_bandwidth, format_size, format_time
 
 RANK_ROWS = 16
 
@@ -199,7 +199,7 @@ def render_sweep(sweep, results: list, console: Console, top: int = 10) -> None:
     """Counts, the ranking (and the ranking of points that fit in memory), invalid points."""
     from collections import Counter
 
-    from des.sweep import ranking
+    from des.app.sweep import ranking
 
     counts = Counter(r.status for r in results)
     console.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))

@@ -23,8 +23,8 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from collectives.base import CollectivePlan, Step, dry_run
-from des.options import EngineOptions
-from des.transport import TransportMode
+from des.sim.options import EngineOptions
+from des.sim.transport import TransportMode
 from topologies.base import Topology
 
 

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 import simpy
 
 from collectives.base import CollectivePlan, Step, make_plan
-from des.choices import step_overhead
-from des.graph import CollectiveInstance, CollectiveType, Node
-from des.options import Chunking
-from des.transport import Message
+from des.core.graph import CollectiveInstance, CollectiveType, Node
+from des.sim.choices import step_overhead
+from des.sim.options import Chunking
+from des.sim.transport import Message
 
 if TYPE_CHECKING:
-    from des.engine import Simulator
+    from des.sim.engine import Simulator
 
 
 class _RankPart:
@@ -249,13 +249,13 @@ class FoldedCollectiveRun:
     """A collective whose group stands for a larger span of symmetric peers that are not
     simulated (folding, an explicit workload option). Its simulated members start together when
     the last one joins and all finish after the closed-form time of the collective over the
-    full span (:func:`des.costs.collective_time`). Exact when the span's traffic has its links
+    full span (:func:`des.sim.costs.collective_time`). Exact when the span's traffic has its links
     to itself, as tensor-parallel groups inside an NVSwitch domain do; the peers it stands for
     can contend with nothing, since they are not there."""
 
     def __init__(self, sim: Simulator, inst: CollectiveInstance, plan_algorithm: str,
                  dims: tuple[int, ...] | None) -> None:
-        from des.costs import collective_time
+        from des.sim.costs import collective_time
 
         opts = sim.options
         self.sim = sim

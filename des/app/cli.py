@@ -24,14 +24,10 @@ from astra_bridge.inputs import load_inputs
 from astra_bridge.report import from_result
 from collectives import CollectiveError
 from des import __version__
-from des.analytical import AnalyticalError, analyze
-from des.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
-from des.engine import SimulationError, Simulator
-from des.graph import GraphError
-from des.hardware import HardwareError
-from des.llm_report import inference_report, training_report
-from des.plots import PlotError
-from des.render import (
+from des.app.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
+from des.app.llm_report import inference_report, training_report
+from des.app.plots import PlotError
+from des.app.render import (
     render,
     render_astra_terms,
     render_crosscheck,
@@ -41,13 +37,17 @@ from des.render import (
     render_sweep,
     render_topology,
 )
-from des.results import Result, write_chrome_trace, write_json, write_links_csv
-from des.sweep import LocalExecutor, SweepError, load_sweep, run_sweep, write_table
-from des.units import (
+from des.app.sweep import LocalExecutor, SweepError, load_sweep, run_sweep, write_table
+from des.core.graph import GraphError
+from des.core.hardware import HardwareError
+from des.core.results import Result, write_chrome_trace, write_json, write_links_csv
+from des.core.units import (
     UnitError,
     parse_bandwidth,
     parse_time,
 )
+from des.sim.analytical import AnalyticalError, analyze
+from des.sim.engine import SimulationError, Simulator
 from topologies import TopologyError
 from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
@@ -286,7 +286,7 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         if not args.quiet:
             console.print(f"wrote {path}")
     if args.plot_links:
-        from des.plots import draw_link_heatmap
+        from des.app.plots import draw_link_heatmap
 
         draw_link_heatmap(scenario.topology, result, args.plot_links)
         if not args.quiet:
@@ -298,7 +298,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     sweep = load_sweep(args.sweep)
     out = args.out or Path("sweeps") / sweep.name
     if args.executor == "dask":
-        from des.sweep_dask import DaskExecutor
+        from des.app.sweep_dask import DaskExecutor
 
         executor = DaskExecutor(args.scheduler, workers=args.workers)
     else:
@@ -316,13 +316,13 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     render_sweep(sweep, results, console, args.top)
     console.print(f"wrote {csv_path} and {json_path}")
     if args.plots:
-        from des.sweep_plots import pareto, time_vs_strategy
+        from des.app.sweep_plots import pareto, time_vs_strategy
 
         for path in (time_vs_strategy(results, out / "time_vs_strategy.png"),
                      pareto(results, out / "pareto.png", memory_limit=sweep.memory_limit)):
             console.print(f"wrote {path}")
     if args.compare:
-        from des.sweep_plots import compare
+        from des.app.sweep_plots import compare
 
         path = compare(results, out / f"compare_{args.compare.rsplit('.', 1)[-1]}.png",
                        by=args.compare)
@@ -419,7 +419,7 @@ def _topo(args: argparse.Namespace, console: Console) -> int:
     else:
         render_topology(info, console)
     if args.png:
-        from des.plots import draw_topology
+        from des.app.plots import draw_topology
 
         draw_topology(topo, args.png)
         console.print(f"wrote {args.png}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from collectives.base import PlanOptions
-from des.transport import TransportMode
+from des.sim.transport import TransportMode
 from topologies.faults import LinkFault
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from des.paths import bundled
+from des.core.paths import bundled
 
 
 class SweepError(ValueError):
@@ -123,7 +123,7 @@ class Sweep:
     def screen(self, point: SweepPoint) -> tuple[SweepPoint, str]:
         """Apply derived values and constraints before anything is built: the point to run,
         and "" or why it is invalid."""
-        from des.config import ConfigError, Section, build_topology
+        from des.app.config import ConfigError, Section, build_topology
 
         try:
             npus = build_topology(Section(point.scenario.get("topology"), "topology")).num_npus
@@ -302,7 +302,7 @@ def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
 def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | None = None
                     ) -> Sweep:
     """Validate a parsed sweep file."""
-    from des import units
+    from des.core import units
 
     if not isinstance(data, Mapping):
         raise SweepError("a sweep file is a mapping with base, axes and constraints")
@@ -360,10 +360,10 @@ def run_point(point: SweepPoint, backend: str, constraints: list[str] | None = N
               ) -> PointResult:
     """Build and simulate one (screened) point; never raises: errors become its status.
     ``constraints`` are checked again here for callers that did not screen."""
-    from des.analytical import analyze
-    from des.config import scenario_from_dict
-    from des.engine import simulate
-    from des.llm_report import training_report
+    from des.app.config import scenario_from_dict
+    from des.app.llm_report import training_report
+    from des.sim.analytical import analyze
+    from des.sim.engine import simulate
     from workloads.llm import TrainingWorkload
 
     start = time.perf_counter()

@@ -2,7 +2,7 @@
 
 For fast first passes in sweeps. Each rank runs its compute stream and communication streams
 exactly as the SimPy engine does (same issue order, stream counts and hardware model); what
-differs is communication, which costs its *uncontended* time (:mod:`des.costs`): a collective's
+differs is communication, which costs its *uncontended* time (:mod:`des.sim.costs`): a collective's
 members start together when the last one joins and end together after its closed-form time.
 On scenarios without contention both backends agree (tests check 1%); with contention the
 analytical answer is a lower bound.
@@ -17,13 +17,9 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from collectives.base import make_plan
-from des import hardware as hw
-from des.choices import algorithm_for, local_time, logical_dims, step_overhead
-from des.collective_run import chunk_layout
-from des.costs import MessageCost, collective_time, p2p_time
-from des.graph import CollectiveInstance, EventGraph, Node, NodeKind
-from des.options import EngineOptions, IssueOrder
-from des.results import (
+from des.core import hardware as hw
+from des.core.graph import CollectiveInstance, EventGraph, Node, NodeKind
+from des.core.results import (
     CollectiveStats,
     LinkStats,
     OpRecord,
@@ -31,6 +27,10 @@ from des.results import (
     bus_factor,
     rank_stats,
 )
+from des.sim.choices import algorithm_for, local_time, logical_dims, step_overhead
+from des.sim.collective_run import chunk_layout
+from des.sim.costs import MessageCost, collective_time, p2p_time
+from des.sim.options import EngineOptions, IssueOrder
 from topologies.base import Topology
 
 

@@ -1,11 +1,11 @@
-"""The SimPy engine: runs an :class:`~des.graph.EventGraph` on a topology with link contention.
+"""The SimPy engine: runs an :class:`~des.core.graph.EventGraph` on a topology with link contention.
 
 Graph rank r runs on NPU r. Each :class:`Gpu` owns one compute stream and ``comm_streams``
 communication streams, each a SimPy process that takes ready nodes in the order they became
 ready (ties by node id). Point-to-point sends and receives do not occupy a stream: like NCCL
 send/recv inside a group call they progress asynchronously, so they cannot deadlock on stream
 slots. Collectives occupy a communication stream from the moment the rank joins until its part is
-done. Messages cross links through :mod:`des.transport`.
+done. Messages cross links through :mod:`des.sim.transport`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from collections.abc import Callable
 import simpy
 
 from collectives.base import CollectiveError, check_algorithm
-from des import hardware as hw
-from des.choices import ModelError, algorithm_for, local_time, logical_dims
-from des.collective_run import CollectiveRun, FoldedCollectiveRun
-from des.costs import MessageCost
-from des.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
-from des.options import EngineOptions, IssueOrder
-from des.results import OpRecord, Result, build_result
-from des.transport import Message, Transport
+from des.core import hardware as hw
+from des.core.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
+from des.core.results import OpRecord, Result, build_result
+from des.sim.choices import ModelError, algorithm_for, local_time, logical_dims
+from des.sim.collective_run import CollectiveRun, FoldedCollectiveRun
+from des.sim.costs import MessageCost
+from des.sim.options import EngineOptions, IssueOrder
+from des.sim.transport import Message, Transport
 from topologies.base import Topology, TopologyError
 from topologies.faults import LinkFault, fault_links, set_fault
 
@@ -40,7 +40,7 @@ class Gpu:
     """One NPU: a compute stream and ``comm_streams`` communication streams (SimPy processes).
 
     Timing: a compute node takes ``duration_ns`` if given, else the roofline time of its FLOPs
-    and bytes (:func:`des.hardware.compute_time_ns`); memory nodes take bytes / HBM bandwidth;
+    and bytes (:func:`des.core.hardware.compute_time_ns`); memory nodes take bytes / HBM bandwidth;
     both are divided by the rank's speed factor. Nodes on one stream run one at a time in the
     order they became ready. A collective holds its stream until this rank's part is done.
     """
@@ -164,7 +164,8 @@ class CollectiveTable:
 
 
 class Simulator:
-    """Runs one event graph on one topology; :meth:`run` returns a :class:`~des.results.Result`."""
+    """Runs one event graph on one topology; :meth:`run` returns a
+    :class:`~des.core.results.Result`."""
 
     def __init__(self, topology: Topology, graph: EventGraph, *,
                  hardware: hw.GpuSpec | None = None,
@@ -213,7 +214,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ choices
     def algorithm_for(self, inst: CollectiveInstance) -> str:
-        """The algorithm ``inst`` runs (see :func:`des.choices.algorithm_for`)."""
+        """The algorithm ``inst`` runs (see :func:`des.sim.choices.algorithm_for`)."""
         return algorithm_for(inst, self.topology, self.options)
 
     @property
@@ -224,7 +225,7 @@ class Simulator:
         return self._message_cost
 
     def logical_dims(self, group: tuple[int, ...]) -> tuple[int, ...] | None:
-        """The group's logical dimensions (see :func:`des.choices.logical_dims`)."""
+        """The group's logical dimensions (see :func:`des.sim.choices.logical_dims`)."""
         return logical_dims(self.topology, group)
 
     def local_time(self, node: Node) -> float:

@@ -5,7 +5,7 @@ rate and its HBM traffic over the achievable bandwidth, plus a fixed kernel-laun
 "Achievable" is the datasheet peak times an efficiency per operation class (GEMM, attention,
 elementwise, reduction, default); the presets state where each figure comes from.
 
-All quantities are in the internal units of :mod:`des.units`: ns, bytes, FLOP/ns, bytes/ns.
+All quantities are in the internal units of :mod:`des.core.units`: ns, bytes, FLOP/ns, bytes/ns.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from des.paths import bundled, load_preset
-from des.units import UnitError, parse_bandwidth, parse_flops, parse_size, parse_time
+from des.core.paths import bundled, load_preset
+from des.core.units import UnitError, parse_bandwidth, parse_flops, parse_size, parse_time
 
 __all__ = [
     "DTYPES",

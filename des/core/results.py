@@ -188,7 +188,7 @@ def bus_factor(collective: str, n: int) -> float:
 
 
 def build_result(sim: Any, wall_seconds: float) -> Result:
-    """Collect a finished simulator's records into a Result (``sim`` is a des.engine.Simulator)."""
+    """Collect a finished simulator's records into a Result (``sim`` is a Simulator)."""
     ops = sorted(sim.records, key=lambda op: (op.rank, op.start_ns, op.node))
     makespan = max((op.end_ns for op in ops), default=0.0)
     links = [

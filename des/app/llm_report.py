@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from des.hardware import GpuSpec
-from des.results import Result, intersection_length, merge_intervals
+from des.core.hardware import GpuSpec
+from des.core.results import Result, intersection_length, merge_intervals
 from workloads.inference import InferenceWorkload
 from workloads.llm import TrainingWorkload
 

@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 def config_root() -> Traversable:
     """The ``configs/`` folder: the checkout's own when run from source, else ``des.configs``."""
-    checkout = Path(__file__).resolve().parent.parent / "configs"
+    checkout = Path(__file__).resolve().parents[2] / "configs"
     if checkout.is_dir():
         return checkout
     return resources.files("des.configs")

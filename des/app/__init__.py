@@ -1,0 +1,1 @@
+"""The application layer: the command line, scenario and sweep loading, reports and plots."""
