@@ -12,7 +12,7 @@ from des.app.config import ConfigError, load_scenario, scenario_from_dict
 from des.core.graph import CollectiveType, NodeKind
 from des.core.paths import bundled
 from des.sim.engine import simulate
-from des.sim.transport import TransportMode
+from des.sim.hops import TransportMode
 
 BUNDLED = sorted(bundled("scenarios"))
 

@@ -23,7 +23,7 @@ from des.core.graph import CollectiveType, EventGraph, GraphError
 from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.core.paths import bundled
 from des.sim.engine import EngineOptions
-from des.sim.transport import TransportMode
+from des.sim.hops import TransportMode
 from topologies import Topology, TopologyError
 from topologies.faults import LinkFault, apply_faults, random_faults
 from topologies.spec import KINDS as TOPOLOGY_KINDS

@@ -187,49 +187,6 @@ def bus_factor(collective: str, n: int) -> float:
     return 0.0
 
 
-def build_result(sim: Any, wall_seconds: float) -> Result:
-    """Collect a finished simulator's records into a Result (``sim`` is a Simulator)."""
-    ops = sorted(sim.records, key=lambda op: (op.rank, op.start_ns, op.node))
-    makespan = max((op.end_ns for op in ops), default=0.0)
-    links = [
-        LinkStats(lk.spec.id, lk.spec.src, lk.spec.dst, lk.spec.kind, lk.spec.bandwidth,
-                  lk.spec.derate, lk.bytes, lk.messages, lk.busy_ns,
-                  lk.busy_ns / makespan if makespan > 0 else 0.0, lk.peak_queue)
-        for lk in sim.transport.links
-    ]
-    collectives = []
-    for index, run in sorted(sim.collectives.runs.items()):
-        inst = run.inst
-        members = inst.span or inst.group
-        elapsed = run.last_done - run.first_join
-        algbw = inst.nbytes / elapsed if elapsed > 0 else 0.0
-        collectives.append(CollectiveStats(
-            index, inst.collective.value, run.plan.algorithm, list(members), inst.nbytes,
-            run.chunks, run.first_join, run.last_done, elapsed, algbw,
-            algbw * bus_factor(inst.collective.value, len(members))))
-    meta = {
-        "graph": sim.graph.name,
-        "topology": sim.topology.name,
-        "npus": sim.topology.num_npus,
-        "ranks": sim.graph.num_ranks,
-        "nodes": len(sim.graph),
-        "backend": "simpy",
-        "transport": sim.options.transport.value,
-        "hardware": sim.hardware.name if sim.hardware else None,
-        "messages": sim.transport.messages,
-        "hops": sim.transport.hops,
-        "reroutes": sim.transport.reroutes,
-        "timed_faults": [f.label() for f in sim.options.timed_faults],
-        "failed_links": [f"{lk.src}->{lk.dst}" for lk in sim.topology.links if not lk.up],
-        "derated_links": [f"{lk.src}->{lk.dst}:{lk.derate:g}" for lk in sim.topology.links
-                          if lk.up and lk.derate < 1.0],
-        "wall_seconds": wall_seconds,
-    }
-    activity = {lk.spec.id: lk.activity for lk in sim.transport.links if lk.activity}
-    return Result(makespan, rank_stats(ops, sim.graph.num_ranks), links, collectives, ops, meta,
-                  activity)
-
-
 # ---------------------------------------------------------------------- writers
 def write_json(result: Result, path: str | Path, *, include_ops: bool = True) -> Path:
     """Write the JSON document; returns the path."""

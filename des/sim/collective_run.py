@@ -14,29 +14,32 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
-
-import simpy
 
 from collectives.base import CollectivePlan, Step, make_plan
 from des.core.graph import CollectiveInstance, CollectiveType, Node
 from des.sim.choices import step_overhead
-from des.sim.options import Chunking
+from des.sim.costs import MessageCost, collective_time
+from des.sim.options import Chunking, EngineOptions
 from des.sim.transport import Message
 
 if TYPE_CHECKING:
-    from des.sim.engine import Simulator
+    from des.sim.clock import SimPyClock
+    from des.sim.engine import ContendedModel
+    from des.sim.runtime import Clock
 
 
 class _RankPart:
     """One rank's progress through a collective run."""
 
-    __slots__ = ("busy", "done", "early", "finished", "holding", "joined", "need", "node",
-                 "outstanding", "queue", "started", "step")
+    __slots__ = ("busy", "closed", "done", "early", "finished", "holding", "joined", "need",
+                 "node", "outstanding", "queue", "started", "step")
 
-    def __init__(self, node: Node, done: simpy.Event, chunks: int) -> None:
+    def __init__(self, node: Node, chunks: int) -> None:
         self.node = node
-        self.done = done
+        self.done: Callable[[], None] | None = None
+        self.closed = False
         self.joined = False
         self.step = [0] * chunks        # step each chunk is on
         self.need = [0] * chunks        # receives it still waits for in that step
@@ -79,13 +82,17 @@ def chunk_layout(collective: CollectiveType, nbytes: float, group_size: int, npu
 class CollectiveRun:
     """One collective instance being executed: its plan, chunks and every member's progress."""
 
-    def __init__(self, sim: Simulator, inst: CollectiveInstance, plan_algorithm: str,
+    def __init__(self, model: ContendedModel, inst: CollectiveInstance, plan_algorithm: str,
                  dims: tuple[int, ...] | None) -> None:
-        opts = sim.options
-        self.sim = sim
+        opts = model.options
+        self.model = model
+        self.options = opts
+        self.clock: SimPyClock = model.clock
+        self.env = model.clock.env
+        self.send = model.transport.send
         self.inst = inst
         self.chunks, self.chunk_bytes = chunk_layout(
-            inst.collective, inst.nbytes, len(inst.group), sim.topology.num_npus, opts.chunks,
+            inst.collective, inst.nbytes, len(inst.group), model.topology.num_npus, opts.chunks,
             opts.chunking, opts.chunk_bytes)
         self.plan: CollectivePlan = make_plan(
             inst.collective, inst.group, self.chunk_bytes, plan_algorithm, dims=dims,
@@ -105,8 +112,8 @@ class CollectiveRun:
     def part(self, rank: int) -> _RankPart:
         part = self.parts.get(rank)
         if part is None:
-            node = self.sim.graph.node(rank, self.inst.members[rank])
-            part = _RankPart(node, self.sim.env.event(), self.chunks)
+            node = self.model.graph.node(rank, self.inst.members[rank])
+            part = _RankPart(node, self.chunks)
             self.parts[rank] = part
         return part
 
@@ -114,27 +121,26 @@ class CollectiveRun:
         """Endpoint delay plus reduction time after a step's receives (cached per size)."""
         extra = self._overheads.get(step.reduce_bytes)
         if extra is None:
-            extra = self._overheads[step.reduce_bytes] = step_overhead(step, self.sim.options)
+            extra = self._overheads[step.reduce_bytes] = step_overhead(step, self.options)
         return extra
 
     def _later(self, delay: float, action, *args) -> None:
-        event = self.sim.env.timeout(delay)
-        event.callbacks.append(lambda _e: action(*args))
+        self.clock.call_at(self.env._now + delay, action, *args)
 
     def waiting_for(self) -> list[int]:
         """Members that have not joined yet (for deadlock reports)."""
         return [r for r in self.inst.group if not (r in self.parts and self.parts[r].joined)]
 
     # ------------------------------------------------------------------ flow
-    def join(self, rank: int) -> simpy.Event:
-        """``rank`` starts its part now; the returned event fires when the part is done."""
+    def join(self, rank: int, done: Callable[[], None]) -> None:
+        """``rank`` starts its part now; ``done()`` is called when the part is over."""
         part = self.part(rank)
         part.joined = True
-        self.first_join = min(self.first_join, self.sim.env.now)
+        part.done = done
+        self.first_join = min(self.first_join, self.env._now)
         for chunk in range(self.chunks):
             self._enter(rank, part, chunk, 0)
         self._check_done(rank, part)
-        return part.done
 
     def _enter(self, rank: int, part: _RankPart, chunk: int, k: int) -> None:
         """Chunk ``chunk`` may start step ``k``: take the step's dimension slot first."""
@@ -177,9 +183,9 @@ class CollectiveRun:
     def _run_step(self, rank: int, part: _RankPart, chunk: int, k: int) -> None:
         """Run steps of ``chunk`` from ``k`` on while their receives are already in. This and
         :meth:`_delivered` are the per-message hot path: keep them lean."""
-        plan, send, delivered = self.plan, self.sim.transport.send, self._delivered
+        plan, send, delivered = self.plan, self.send, self._delivered
         step_of = plan.step
-        now = self.sim.env._now  # the property costs a call per message
+        now = self.env._now  # the property costs a call per message
         steps = plan.num_steps(rank)
         overhead = self.has_overhead
         while True:
@@ -224,7 +230,7 @@ class CollectiveRun:
             if not part.need[chunk]:
                 # the overhead rode on the message; a step that began after the data arrived
                 # still owes it in full from its own start
-                owed = part.started[chunk] + msg.post_delay - self.sim.env._now
+                owed = part.started[chunk] + msg.post_delay - self.env._now
                 if owed > 0:
                     self._later(owed, self._enter, dst, part, chunk, k + 1)
                 elif self.multi_dim or k + 1 >= self.plan.num_steps(dst):
@@ -239,54 +245,55 @@ class CollectiveRun:
             self._check_done(msg.src, sender)
 
     def _check_done(self, rank: int, part: _RankPart) -> None:
-        if (part.joined and part.finished == self.chunks and not part.done.triggered
+        if (part.joined and part.finished == self.chunks and not part.closed
                 and (part.outstanding == 0 or not self.wait_for_sends)):
-            self.last_done = max(self.last_done, self.sim.env.now)
-            part.done.succeed()
+            self.last_done = max(self.last_done, self.env._now)
+            part.closed = True
+            part.done()
 
 
-class FoldedCollectiveRun:
-    """A collective whose group stands for a larger span of symmetric peers that are not
-    simulated (folding, an explicit workload option). Its simulated members start together when
-    the last one joins and all finish after the closed-form time of the collective over the
-    full span (:func:`des.sim.costs.collective_time`). Exact when the span's traffic has its links
-    to itself, as tensor-parallel groups inside an NVSwitch domain do; the peers it stands for
-    can contend with nothing, since they are not there."""
+class ClosedFormCollective:
+    """A collective timed in closed form: its members start together when the last one joins
+    and all finish after the uncontended time of the collective over its full group
+    (:func:`des.sim.costs.collective_time`). The closed-form model runs every collective this
+    way; the contended model runs folded collectives (a group standing for a larger span of
+    symmetric peers that are not simulated) this way, which is exact when the span's traffic
+    has its links to itself, as tensor-parallel groups inside an NVSwitch domain do."""
 
-    def __init__(self, sim: Simulator, inst: CollectiveInstance, plan_algorithm: str,
-                 dims: tuple[int, ...] | None) -> None:
-        from des.sim.costs import collective_time
-
-        opts = sim.options
-        self.sim = sim
+    def __init__(self, options: EngineOptions, npus: int, clock: Clock, inst: CollectiveInstance,
+                 plan_algorithm: str, dims: tuple[int, ...] | None, cost: MessageCost,
+                 durations: dict[tuple, float]) -> None:
+        self.clock = clock
         self.inst = inst
         span = inst.span or inst.group
         self.chunks, self.chunk_bytes = chunk_layout(
-            inst.collective, inst.nbytes, len(span), sim.topology.num_npus, opts.chunks,
-            opts.chunking, opts.chunk_bytes)
-        self.plan = make_plan(inst.collective, span, self.chunk_bytes, plan_algorithm,
-                              dims=dims, root=inst.root, options=opts.plan_options)
+            inst.collective, inst.nbytes, len(span), npus, options.chunks, options.chunking,
+            options.chunk_bytes)
         key = (inst.collective, inst.nbytes, span, plan_algorithm, inst.root)
-        self.duration = sim.folded_durations.get(key)
+        self.duration = durations.get(key)
         if self.duration is None:  # the same collective recurs every layer: cost it once
-            self.duration = sim.folded_durations[key] = collective_time(
-                self.plan, self.chunks, opts.chunks_in_flight, sim.message_cost,
-                lambda st: step_overhead(st, opts), opts.endpoint_delay_ns)
-        self.events: dict[int, simpy.Event] = {}
+            plan = make_plan(inst.collective, span, self.chunk_bytes, plan_algorithm,
+                             dims=dims, root=inst.root, options=options.plan_options)
+            self.duration = durations[key] = collective_time(
+                plan, self.chunks, options.chunks_in_flight, cost,
+                lambda st: step_overhead(st, options), options.endpoint_delay_ns)
+        self.joined: dict[int, Callable[[], None]] = {}
         self.first_join = math.inf
         self.last_done = 0.0
 
-    def join(self, rank: int) -> simpy.Event:
-        """``rank`` joins; every member's event fires ``duration`` after the last joins."""
-        env = self.sim.env
-        event = self.events[rank] = env.event()
-        self.first_join = min(self.first_join, env.now)
-        if len(self.events) == len(self.inst.group):
-            self.last_done = env.now + self.duration
-            done = env.timeout(self.duration)
-            done.callbacks.append(lambda _e: [ev.succeed() for ev in self.events.values()])
-        return event
+    def join(self, rank: int, done: Callable[[], None]) -> None:
+        """``rank`` joins; every member's ``done`` is called ``duration`` after the last joins."""
+        now = self.clock.now
+        self.joined[rank] = done
+        self.first_join = min(self.first_join, now)
+        if len(self.joined) == len(self.inst.group):
+            self.last_done = now + self.duration
+            self.clock.call_at(self.last_done, self._finish)
+
+    def _finish(self) -> None:
+        for done in self.joined.values():
+            done()
 
     def waiting_for(self) -> list[int]:
         """Members that have not joined yet (for deadlock reports)."""
-        return [r for r in self.inst.group if r not in self.events]
+        return [r for r in self.inst.group if r not in self.joined]

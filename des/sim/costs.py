@@ -2,9 +2,8 @@
 a windowed send. The analytical backend times everything with them; the engine uses them for
 collectives over folded (symmetric, not simulated) peers.
 
-* one message: the time a lone message takes on its route in the chosen transport mode
-  (store-and-forward: sum of (B/b + L) per hop; cut-through: B/b_min + (h-1) P/b + sum L;
-  no-contention or AstraSim modes: their closed forms), identical to the SimPy transport's;
+* one message: the time a lone message takes on its route: the hop model (:mod:`des.sim.hops`)
+  walked over idle links, the very timing the contended transport applies hop by hop;
 * a collective: ``chunks`` x the plan's closed-form chunk time when chunks run one at a time,
   or, when chunks are pipelined, the larger of a pipeline bound (first chunk, then one more
   bottleneck step per chunk) and a link bound (every step's serialization of every chunk, one
@@ -23,17 +22,20 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from collectives.base import CollectivePlan, Step, dry_run
+from des.sim.hops import route_summary
 from des.sim.options import EngineOptions
-from des.sim.transport import TransportMode
 from topologies.base import Topology
 
 
 class MessageCost:
-    """Uncontended time of one message on its route, in the engine's transport model."""
+    """Uncontended time of one message on its route: the hop model walked over an idle route
+    (or its congestion-unaware route time), so it equals what the transport gives a lone
+    message by construction."""
 
     def __init__(self, topology: Topology, options: EngineOptions) -> None:
         self.topology = topology
         self.options = options
+        self.hop_model = options.hop_model_instance()
         self._cache: dict[tuple[int, int, float], float] = {}
 
     def __call__(self, src: int, dst: int, nbytes: float) -> float:
@@ -44,28 +46,16 @@ class MessageCost:
         return cost
 
     def _compute(self, src: int, dst: int, nbytes: float) -> float:
-        topo, opts = self.topology, self.options
+        topo = self.topology
         route = topo.route(src, dst)
         if not route:
             return 0.0
-        links = [topo.links[i] for i in route]
-        switch_ns = sum(topo.switch_latency.get(lk.dst, 0.0) for lk in links[:-1])
-        bws = [lk.bandwidth * lk.derate for lk in links]
-        if not opts.contention:
-            total = sum(lk.latency for lk in links) + switch_ns + nbytes / min(bws)
-            return math.floor(total) if opts.quantize else total
-        if opts.quantize:  # AstraSim aware: floor(L + B/b) per hop
-            return sum(math.floor(lk.latency + nbytes / bw) for lk, bw in zip(links, bws,
-                                                                               strict=True))
-        if opts.transport is TransportMode.STORE_AND_FORWARD:
-            return sum(nbytes / bw + lk.latency for lk, bw in zip(links, bws, strict=True)) \
-                + switch_ns
-        packet = min(opts.packet_bytes, nbytes)
-        # head moves a packet per hop; the tail leaves the slowest link last
-        head = sum(packet / bw + lk.latency for lk, bw in zip(links, bws, strict=True))
-        slowest = max(range(len(links)), key=lambda i: nbytes / bws[i])
-        tail = nbytes / bws[slowest] - packet / bws[slowest]
-        return head + tail + switch_ns
+        specs = [topo.links[i] for i in route]
+        if not self.options.contention:
+            latency, bottleneck = route_summary(specs, topo.switch_latency)
+            return self.hop_model.uncontended(latency, bottleneck, nbytes)
+        switch_ns = [topo.switch_latency.get(sp.dst, 0.0) for sp in specs]
+        return self.hop_model.lone_time(specs, switch_ns, nbytes)
 
     def serialization(self, src: int, dst: int, nbytes: float) -> float:
         """Time the message holds its slowest link."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from collectives.base import PlanOptions
-from des.sim.transport import TransportMode
+from des.sim.hops import DEFAULT_PACKET_BYTES, HopModel, TransportMode, hop_model_for
 from topologies.faults import LinkFault
 
 
@@ -55,10 +55,11 @@ class EngineOptions:
     Faults: ``timed_faults`` start (and maybe end) during the run; untimed ones are applied to
     the topology before it (:func:`topologies.faults.apply_faults`).
     ``record_link_activity`` keeps every transmission interval per link (trace counters).
+    ``hop_model`` replaces the built-in link timing (:class:`des.sim.hops.HopModel`).
     """
 
     transport: TransportMode = TransportMode.CUT_THROUGH
-    packet_bytes: float = 4096.0
+    packet_bytes: float = DEFAULT_PACKET_BYTES
     contention: bool = True
     quantize: bool = False
     comm_streams: int = 1
@@ -83,6 +84,7 @@ class EngineOptions:
     record_link_activity: bool = False
     progress_every: int = 2000
     astra: bool = False
+    hop_model: HopModel | None = None
 
     def __post_init__(self) -> None:
         self.transport = TransportMode(self.transport)
@@ -115,6 +117,13 @@ class EngineOptions:
         for rank, factor in self.speed.items():
             if not (0 < factor <= 1e6) or math.isnan(factor):
                 raise ValueError(f"speed[{rank}] must be > 0, got {factor!r}")
+
+    def hop_model_instance(self) -> HopModel:
+        """The hop model these options ask for: ``hop_model`` if set, else the built-in model
+        of ``transport`` (AstraSim's quantized hops when ``quantize``)."""
+        if self.hop_model is not None:
+            return self.hop_model
+        return hop_model_for(self.transport, self.packet_bytes, self.quantize)
 
     @property
     def plan_options(self) -> PlanOptions:

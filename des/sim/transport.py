@@ -1,29 +1,17 @@
-"""Moving messages over routes: FIFO links, switches, store-and-forward and cut-through.
+"""Moving messages over routes: FIFO links, switches, and the hop model's timing.
 
-Timing model (one message of B bytes entering hop i at time h, link bandwidth b after derate,
-latency L, forwarding latency s at a switch it enters):
+Links serve messages first come, first served: a message reaching a link at ``h`` starts at
+``max(h, free_at)``; when it ends, when its head reaches the far end and when its tail does come
+from the hop model (:mod:`des.sim.hops`: store-and-forward, cut-through, AstraSim's quantized
+hops, or a user's own). A switch the message passes through adds its forwarding latency.
 
-* the link serves messages first come, first served: ``start = max(h, free_at)``;
-* ``store_and_forward``: the link is busy ``B/b``; the whole message reaches the next device at
-  ``start + B/b + L (+ s)`` and only then enters the next link (AstraSim congestion-aware
-  semantics);
-* ``cut_through``: the head moves on after one packet: it reaches the next link at
-  ``start + P/b + L (+ s)`` with ``P = min(packet, B)``; the link stays reserved for the whole
-  message and cannot finish before the tail has come in from upstream:
-  ``end = max(start + B/b, tail_in + P/b)`` (virtual cut-through, Kermani & Kleinrock 1979).
-
-Store-and-forward is the special case P = B, so both modes share one code path. Because a
-link's service is deterministic and FIFO, each message's departure is known when it arrives
-(Lindley's recursion), so a hop costs exactly one SimPy event: the message's arrival at the next
-link or at its destination. The message object is itself that event (SimPy needs only
+Because a link's service is deterministic and FIFO, each message's departure is known when it
+arrives (Lindley's recursion), so a hop costs exactly one SimPy event: the message's arrival at the
+next link or at its destination. The message object is itself that event (SimPy needs only
 ``callbacks`` and ``_ok``), so a hop allocates nothing. Links and switches are therefore
 event-driven servers on the SimPy environment rather than generator processes, which would cost
-two or three events per hop.
-
-``quantize`` reproduces AstraSim's integer nanoseconds: a hop keeps its link busy
-``floor(B/b)`` and reaches the next device ``floor(L + B/b)`` after it started (store-and-forward
-only). ``contention=False`` is AstraSim's congestion-unaware model: no queues; a message takes
-``sum(L) + sum(s) + B / min(b)`` (serialization once), floored when quantized.
+two or three events per hop. ``contention=False`` is AstraSim's congestion-unaware model: no
+queues; a message takes the hop model's uncontended route time.
 
 Failures: a message that reaches a link that is down is rerouted from that link's upstream
 device. When a link goes down during the run (:meth:`Transport.link_down`), every message whose
@@ -37,21 +25,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from enum import StrEnum
 from heapq import heappush
 from typing import Any
 
 import simpy
 from simpy.events import NORMAL
 
+from des.sim.hops import HopModel, route_summary
 from topologies.base import LinkSpec, Topology
-
-
-class TransportMode(StrEnum):
-    """How a message crosses a multi-hop route."""
-
-    STORE_AND_FORWARD = "store_and_forward"
-    CUT_THROUGH = "cut_through"
 
 
 class Link:
@@ -134,21 +115,14 @@ class Message:
 class Transport:
     """Sends messages between NPUs over the topology's routes; one SimPy event per hop."""
 
-    def __init__(self, env: simpy.Environment, topology: Topology,
-                 mode: TransportMode = TransportMode.CUT_THROUGH,
-                 packet_bytes: float = 4096.0, record_activity: bool = False,
-                 track_inflight: bool = False, contention: bool = True,
-                 quantize: bool = False) -> None:
-        if packet_bytes <= 0:
-            raise ValueError(f"packet size must be > 0 bytes, got {packet_bytes!r}")
+    def __init__(self, env: simpy.Environment, topology: Topology, hop_model: HopModel,
+                 record_activity: bool = False, track_inflight: bool = False,
+                 contention: bool = True) -> None:
         self.env = env
         self.topology = topology
-        self.mode = TransportMode(mode)
-        if quantize and contention and self.mode is not TransportMode.STORE_AND_FORWARD:
-            raise ValueError("quantized (AstraSim) hops are defined for store_and_forward only")
-        self.packet_bytes = float(packet_bytes)
+        self.hop_model = hop_model
         self.contention = contention
-        self.quantize = quantize
+        self._hop = hop_model.hop
         self.links = [Link(spec, record_activity, track_inflight) for spec in topology.links]
         self.switches = {sid: Switch(sid, lat) for sid, lat in topology.switch_latency.items()}
         self.hops = 0
@@ -188,11 +162,8 @@ class Transport:
         route = msg.route
         summary = self._summaries.get(route)
         if summary is None:  # latency (links and switches passed through), bottleneck
-            specs = [self.links[i].spec for i in route]
-            latency = sum(sp.latency for sp in specs) + sum(
-                self.switches[sp.dst].latency for sp in specs[:-1] if sp.dst in self.switches)
-            summary = self._summaries[route] = (
-                latency, min(sp.bandwidth * sp.derate for sp in specs))
+            summary = self._summaries[route] = route_summary(
+                [self.links[i].spec for i in route], self.topology.switch_latency)
         latency, bottleneck = summary
         nbytes = msg.nbytes
         for i in route:
@@ -201,9 +172,7 @@ class Transport:
             link.busy_ns += nbytes / (link.spec.bandwidth * link.spec.derate)
             link.messages += 1
         self.hops += len(route)
-        delay = latency + nbytes / bottleneck
-        if self.quantize:
-            delay = math.floor(delay)
+        delay = self.hop_model.uncontended(latency, bottleneck, nbytes)
         self._schedule(delay + msg.post_delay, msg, self._to_dst)
 
     def _enter_link(self, msg: Message) -> None:
@@ -214,26 +183,10 @@ class Transport:
         if not spec.up:
             self._reroute(msg, spec.src)
             return
-        bandwidth = spec.bandwidth * spec.derate
         nbytes = msg.nbytes
-        serialization = nbytes / bandwidth
         now = self.env._now  # the property costs a call per hop
         start = now if now > link.free_at else link.free_at
-        if self.quantize:  # AstraSim: busy floor(S), next device floor(L + S) after the start
-            end = start + math.floor(serialization)
-            arrive = start + math.floor(spec.latency + serialization)
-            head_arrive = arrive
-        else:
-            end = start + serialization
-            if self.mode is TransportMode.STORE_AND_FORWARD:
-                head = end
-            else:
-                packet = (self.packet_bytes if self.packet_bytes < nbytes else nbytes) / bandwidth
-                head = start + packet
-                if msg.tail_in + packet > end:  # the tail comes in late from upstream
-                    end = msg.tail_in + packet
-            arrive = end + spec.latency
-            head_arrive = head + spec.latency
+        end, head_arrive, arrive = self._hop(spec, nbytes, start, msg.tail_in)
         # link accounting (Link.record, inlined: this runs once per hop)
         link.free_at = end
         link.bytes += nbytes
