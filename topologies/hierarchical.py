@@ -36,26 +36,15 @@ from math import prod
 from numbers import Integral
 
 from topologies.base import LinkSpec, Topology, TopologyError, path_is_up, shortest_path_router
+from topologies.meta import DimSpec
+
+__all__ = ["DIM_KINDS", "FULLY_CONNECTED", "RING", "SWITCH", "DimSpec", "hierarchical",
+           "hierarchical_coords"]
 
 RING = "ring"
 FULLY_CONNECTED = "fully_connected"
 SWITCH = "switch"
 DIM_KINDS = (FULLY_CONNECTED, RING, SWITCH)
-
-
-@dataclass(frozen=True)
-class DimSpec:
-    """One dimension of a hierarchical stack: ``kind`` is ``"ring"``, ``"fully_connected"`` or
-    ``"switch"``; ``size`` NPUs per group; per-link ``bandwidth`` (bytes/ns) and ``latency``
-    (ns); ``switch_latency`` (ns) is the forwarding latency of this dimension's switches;
-    ``bidirectional`` only matters for rings (False: forward links only)."""
-
-    kind: str
-    size: int
-    bandwidth: float
-    latency: float
-    switch_latency: float = 0.0
-    bidirectional: bool = True
 
 
 @dataclass(slots=True)
