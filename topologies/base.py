@@ -78,7 +78,6 @@ class Topology:
         self.info = TopologyInfo()
         self.layout: Layout | None = None
         self.router_state: RouterState | None = None
-        self.params: dict[str, object] = {}
 
     # ------------------------------------------------------------------ building
     def add_switch(self, latency: float = 0.0, kind: str = "switch") -> int:
