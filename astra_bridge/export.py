@@ -24,6 +24,7 @@ from des.core.hardware import GpuSpec
 from des.sim.choices import algorithm_for
 from des.sim.options import EngineOptions
 from topologies.base import Topology
+from topologies.meta import HierarchicalLayout, LeafSpineLayout, SuperpodLayout
 
 _KIND_NAMES = {"ring": "Ring", "fully_connected": "FullyConnected", "switch": "Switch"}
 _ALGORITHM_NAMES = {"ring": "ring", "direct": "direct", "halving_doubling": "halvingDoubling",
@@ -64,8 +65,8 @@ def network_dims(topology: Topology) -> list[dict]:
     if any(not lk.up or lk.derate != 1.0 for lk in topology.links):
         raise ExportError("AstraSim's analytical backends have no faulty or derated links; "
                           "export the topology without its faults")
-    params = topology.params
-    kind = params.get("kind")
+    info, layout = topology.info, topology.layout
+    kind = info.kind
 
     def dim(k: str, n: int, links: list) -> dict:
         bws = {lk.bandwidth for lk in links}
@@ -77,33 +78,33 @@ def network_dims(topology: Topology) -> list[dict]:
                 "latency": lats.pop()}
 
     if kind in _KIND_NAMES:
-        if kind == "ring" and not params.get("bidirectional", True):
+        if kind == "ring" and not info.bidirectional:
             raise ExportError("AstraSim's rings are bidirectional; export a bidirectional ring")
         if any(lat for lat in topology.switch_latency.values()):
             raise ExportError("AstraSim's switches forward without delay; set switch_latency 0")
         return [dim(kind, topology.num_npus, topology.links)]
-    if kind == "hierarchical":
+    if kind == "hierarchical" and isinstance(layout, HierarchicalLayout):
         out = []
-        for d, spec in enumerate(params["dims"]):
+        for d, spec in enumerate(layout.specs):
             links = [lk for lk in topology.links if lk.kind.startswith(f"dim{d}-")]
-            if spec["size"] > 1:
-                out.append(dim(spec["kind"], spec["size"], links))
+            if spec.size > 1:
+                out.append(dim(spec.kind, spec.size, links))
         return out
     if kind in ("torus2d", "torus3d"):
         return [dim("ring", n, [lk for lk in topology.links if lk.kind == axis])
-                for n, axis in zip(params["dims"], "xyz", strict=False) if n > 1]
-    dims = params.get("dims")
+                for n, axis in zip(info.dims, "xyz", strict=False) if n > 1]
+    dims = info.dims
     nearest = {
         "mesh2d": f"Ring {dims[0]} x Ring {dims[1]} (a torus: AstraSim has no mesh)"
         if dims else "a stack of rings",
         "fat_tree": f"Switch {topology.num_npus} (one switch: AstraSim has no multi-tier "
                     "Clos or ECMP)",
-        "leaf_spine": f"Switch {params.get('hosts_per_leaf', '?')} x Switch "
-                      f"{params.get('leaves', '?')}",
-        "superpod": f"Switch {params.get('gpus_per_node', 8)} x Switch "
-                    f"{params.get('nodes', '?')}",
+        "leaf_spine": f"Switch {layout.hosts_per_leaf} x Switch {layout.leaves}"
+        if isinstance(layout, LeafSpineLayout) else "a stack of switches",
+        "superpod": f"Switch {layout.gpus_per_node} x Switch {layout.nodes}"
+        if isinstance(layout, SuperpodLayout) else "a stack of switches",
     }.get(kind, f"Switch {topology.num_npus}")
-    raise ExportError(f"AstraSim cannot express the {kind or 'custom'} topology "
+    raise ExportError(f"AstraSim cannot express the {kind} topology "
                       f"{topology.name}; the nearest stack it can is {nearest}")
 
 

@@ -47,6 +47,7 @@ from math import prod
 
 from collectives.base import DEFAULT_ALGORITHM, CollectiveError, algorithms_for
 from des.core.graph import CollectiveType
+from topologies.base import Topology
 
 SMALL_MESSAGE = 256 * 1024
 """Bytes below which an all-reduce is treated as latency-bound."""
@@ -70,24 +71,22 @@ def choose_algorithm(collective: CollectiveType | str, group_size: int, nbytes: 
                      dims: Sequence[int] | None = None) -> str:
     """A registered algorithm for ``collective`` over ``group_size`` ranks of ``nbytes`` (the
     collective's size convention) on a fabric of kind ``topology_kind`` (the topology's
-    ``params["kind"]``; ``"ring"`` means a bidirectional ring, see :func:`topology_hints`)
+    ``info.kind``; ``"ring"`` means a bidirectional ring, see :func:`topology_hints`)
     whose logical dimensions are ``dims``. Rules and rationale: module docstring."""
     ctype = CollectiveType.parse(collective)
     return _registered(ctype, _preferred(ctype, group_size, nbytes, topology_kind, dims))
 
 
-def topology_hints(topology: object) -> tuple[str | None, tuple[int, ...] | None]:
-    """``(topology_kind, dims)`` for :func:`choose_algorithm` from a
-    :class:`~topologies.base.Topology`: grid and hierarchical fabrics give their dimension
+def topology_hints(topology: Topology) -> tuple[str | None, tuple[int, ...] | None]:
+    """``(topology_kind, dims)`` for :func:`choose_algorithm` from a topology's
+    :class:`~topologies.meta.TopologyInfo`: grid and hierarchical fabrics give their dimension
     sizes; a unidirectional ring is reported as ``"ring_unidirectional"``."""
-    params = getattr(topology, "params", {}) or {}
-    kind = params.get("kind")
+    info = topology.info
+    kind: str = info.kind
     dims = None
-    if kind in GRID_2D_KINDS or kind == "torus3d":
-        dims = tuple(int(d) for d in params.get("dims", ()))
-    elif kind == "hierarchical":
-        dims = tuple(int(d) for d in params.get("sizes", ()))
-    if kind == "ring" and params.get("bidirectional") is False:
+    if kind in GRID_2D_KINDS or kind in MULTI_DIM_KINDS:
+        dims = tuple(int(d) for d in info.dims)
+    if kind == "ring" and not info.bidirectional:
         kind = "ring_unidirectional"
     return kind, dims or None
 

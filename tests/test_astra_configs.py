@@ -19,7 +19,7 @@ def test_network_units_and_topology(tmp_path):
     net = load_network(path)
     assert net.bandwidths == pytest.approx((150 * 2**30 / 1e9, 25 * 2**30 / 1e9))
     topo = net.topology()
-    assert topo.num_npus == 16 and topo.params["kind"] == "hierarchical"
+    assert topo.num_npus == 16 and topo.info.kind == "hierarchical"
 
 
 @pytest.mark.parametrize(("data", "message"), [

@@ -477,7 +477,7 @@ def test_engine_runs_dimension_aware_plans_and_delivers_every_byte(kind, algorit
                      algorithm, dims=dims)
     assert sum(lk.bytes for lk in result.links) == pytest.approx(
         link_bytes_expected(plan, topology, chunks))
-    if topology.params["kind"] == "torus2d":  # neighbour rings: one hop per message
+    if topology.info.kind == "torus2d":  # neighbour rings: one hop per message
         assert sum(lk.bytes for lk in result.links) == pytest.approx(
             chunks * sum(plan.bytes_sent(r) for r in plan.group))
 

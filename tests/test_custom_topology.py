@@ -37,7 +37,7 @@ def test_yaml_counts_names_and_units():
     topo = from_yaml(FABRIC)
     assert topo.name == "my-fabric"
     assert (topo.num_npus, topo.num_devices) == (4, 6)
-    assert topo.params["names"] == {0: 0, 1: 1, 2: 2, 3: 3, "sw0": 4, "sw1": 5}
+    assert topo.layout.names == {0: 0, 1: 1, 2: 2, 3: 3, "sw0": 4, "sw1": 5}
     assert len(topo.links) == 5 * 2 + 1  # five duplex links and one one-way link
     assert topo.switch_latency == {4: 100.0, 5: 0.0}
     assert topo.graph.nodes[5]["kind"] == "spine"
@@ -96,7 +96,7 @@ def test_nodes_list_names_npus_in_order(tmp_path):
     for spec in (path, str(path)):
         topo = from_yaml(spec)
         assert topo.name == "fabric"
-        assert topo.params["names"] == {"gpu-b": 0, "gpu-a": 1, "sw": 2}
+        assert topo.layout.names == {"gpu-b": 0, "gpu-a": 1, "sw": 2}
         assert topo.switch_latency == {2: 1000.0}
         assert devices_of(topo, 0, 1) == [0, 2, 1]
 
@@ -223,7 +223,7 @@ def test_graphml_happy_path(tmp_path):
     assert topo.name == "fabric"
     assert (topo.num_npus, topo.num_devices) == (3, 4)
     # NPUs in natural order of their ids, then the switch
-    assert topo.params["names"] == {"gpu1": 0, "gpu2": 1, "gpu10": 2, "spine": 3}
+    assert topo.layout.names == {"gpu1": 0, "gpu2": 1, "gpu10": 2, "spine": 3}
     assert topo.switch_latency == {3: 150.0}
     assert len(topo.links) == 3 * 2 + 1  # undirected edges are duplex; one directed edge
     (nic,) = topo.links_between(0, 3)
@@ -262,7 +262,7 @@ def test_graphml_key_defaults_apply(tmp_path):
 
 def test_graphml_ecmp_option(tmp_path):
     topo = from_graphml(write(tmp_path, HAPPY_BODY), routing="ecmp", seed=4)
-    assert topo.params["seed"] == 4
+    assert topo.router_state.seed == 4
     assert devices_of(topo, 0, 1) == [0, 3, 1]
     with pytest.raises(TopologyError, match="unknown routing 'fast'"):
         from_graphml(write(tmp_path, HAPPY_BODY), routing="fast")

@@ -44,8 +44,8 @@ def test_fat_tree_counts(k, hosts, switches):
     assert len(topo.links) == 2 * 3 * hosts  # host-edge, edge-agg, agg-core: k^3/4 each way
     assert Counter(lk.kind for lk in topo.links) == {
         "host-edge": 2 * hosts, "edge-agg": 2 * hosts, "agg-core": 2 * hosts}
-    assert len(topo.params["core_switches"]) == (k // 2) ** 2
-    assert len(topo.params["edge_switches"]) == len(topo.params["agg_switches"]) == k * k // 2
+    assert len(topo.layout.core_switches) == (k // 2) ** 2
+    assert len(topo.layout.edge_switches) == len(topo.layout.agg_switches) == k * k // 2
     # every switch has exactly k ports (k/2 up and k/2 down; core: k down)
     for sw in range(topo.num_npus, topo.num_devices):
         assert len(list(topo.out_links(sw))) == k
@@ -57,12 +57,12 @@ def test_fat_tree_k4_exact_sizes_and_parameters():
     assert all(lk.bandwidth == 12.5 and lk.latency == 300.0 for lk in topo.links)
     assert set(topo.switch_latency) == set(range(16, 36))
     assert set(topo.switch_latency.values()) == {40.0}
-    assert topo.params["bisection_bandwidth"] == 4**3 / 8 * 12.5
+    assert topo.info.bisection_bandwidth == 4**3 / 8 * 12.5
 
 
 def test_fat_tree_hosts_of_an_edge_switch_are_contiguous():
     topo = fat_tree(4, 1.0, 1.0)
-    for e, sw in enumerate(topo.params["edge_switches"]):
+    for e, sw in enumerate(topo.layout.edge_switches):
         hosts = sorted(lk.dst for lk in topo.out_links(sw) if lk.kind == "host-edge")
         assert hosts == [2 * e, 2 * e + 1]
 
@@ -71,8 +71,8 @@ def test_fat_tree_hosts_of_an_edge_switch_are_contiguous():
 def test_fat_tree_core_wiring_follows_al_fares(k):
     topo = fat_tree(k, 1.0, 1.0)
     half = k // 2
-    core = topo.params["core_switches"]
-    aggs = topo.params["agg_switches"]
+    core = topo.layout.core_switches
+    aggs = topo.layout.agg_switches
     for pod in range(k):
         for j in range(half):
             ups = {lk.dst for lk in topo.out_links(aggs[pod * half + j]) if lk.kind == "agg-core"}
@@ -93,7 +93,7 @@ def test_leaf_spine_and_superpod_counts():
     assert (ls.num_npus, ls.num_devices - ls.num_npus, len(ls.links)) == (32, 6, 2 * (32 + 8))
     assert Counter(lk.kind for lk in ls.links) == {"host-leaf": 64, "leaf-spine": 16}
     sp = superpod(4, nvlink_bandwidth=450.0, nic_bandwidth=50.0, latency=500.0)
-    assert sp.params["spines"] == 8  # default: one spine per rail
+    assert sp.layout.spines == 8  # default: one spine per rail
     assert (sp.num_npus, sp.num_devices - sp.num_npus) == (32, 4 + 8 + 8)
     assert Counter(lk.kind for lk in sp.links) == {"nvlink": 64, "nic": 64, "leaf-spine": 128}
 
@@ -120,7 +120,7 @@ def test_fat_tree_path_lengths(k):
                     expected = 6
                     shape = ["host-edge", "edge-agg", "agg-core", "agg-core", "edge-agg",
                              "host-edge"]
-                    assert devices[3] in topo.params["core_switches"]
+                    assert devices[3] in topo.layout.core_switches
                 assert len(route) == expected
                 assert kinds(topo, route) == shape
                 seen[expected] += 1
@@ -134,7 +134,7 @@ def test_leaf_spine_path_lengths_and_spread():
         check_route(topo, 0, dst, route)
         assert len(route) == (2 if dst < 4 else 4)
     spines = {topo.path_devices(topo.route(0, 5, flow))[2] for flow in range(100)}
-    assert spines == set(topo.params["spine_switches"])
+    assert spines == set(topo.layout.spine_switches)
 
 
 # ---------------------------------------------------------------------- ECMP
@@ -148,7 +148,7 @@ def test_ecmp_spreads_flows_over_uplinks_and_cores(k):
     assert all(topo.links[i].kind == "edge-agg" for i in first_uplinks)
     cores = {topo.path_devices(route)[3] for route in routes}
     assert len(cores) > 1
-    assert cores == set(topo.params["core_switches"])  # 400 flows reach every core
+    assert cores == set(topo.layout.core_switches)  # 400 flows reach every core
     # no uplink gets much more than its share
     counts = Counter(route[1] for route in routes)
     assert max(counts.values()) < 2 * 400 / (k // 2)
@@ -225,7 +225,7 @@ def test_failed_core_link_is_avoided_everywhere():
 def test_stale_distances_are_recomputed_even_without_invalidate():
     topo = fat_tree(4, 1.0, 1.0)
     topo.route(0, 15, 0)  # fills the distance table for destination 15
-    agg0 = topo.params["agg_switches"][0]
+    agg0 = topo.layout.agg_switches[0]
     for link in topo.out_links(agg0):  # pod 0's first aggregation switch loses its cores
         if link.kind == "agg-core":
             link.up = False
@@ -239,7 +239,7 @@ def test_stale_distances_never_push_a_route_onto_nvlink():
     g = 4
     topo = superpod(2, gpus_per_node=g, nvlink_bandwidth=450.0, nic_bandwidth=50.0,
                     latency=1.0, spines=2)
-    rails, spines = topo.params["rail_leaves"], topo.params["spine_switches"]
+    rails, spines = topo.layout.rail_leaves, topo.layout.spine_switches
     topo.route(0, g + 1)  # caches the distance table towards GPU g+1
     (down,) = topo.links_between(spines[0], rails[1])
     down.up = False
@@ -269,19 +269,19 @@ def test_leaf_spine_oversubscription_derives_uplink_bandwidth():
     uplinks = {lk.bandwidth for lk in topo.links if lk.kind == "leaf-spine"}
     assert uplinks == {8 * 50.0 / (2 * 4.0)}  # 50 bytes/ns
     assert {lk.bandwidth for lk in topo.links if lk.kind == "host-leaf"} == {50.0}
-    assert topo.params["oversubscription"] == 4.0
+    assert topo.layout.oversubscription == 4.0
     # bisection: min(16 hosts * 50, 2 leaves * 2 spines * 50) = min(800, 200)
-    assert topo.params["bisection_bandwidth"] == 200.0
+    assert topo.info.bisection_bandwidth == 200.0
 
 
 def test_leaf_spine_default_is_non_blocking_and_explicit_uplink_sets_ratio():
     default = leaf_spine(4, 8, 2, 50.0, 100.0)
-    assert default.params["uplink_bandwidth"] == 200.0
-    assert default.params["oversubscription"] == 1.0
-    assert default.params["bisection_bandwidth"] == 16 * 50.0
+    assert default.layout.uplink_bandwidth == 200.0
+    assert default.layout.oversubscription == 1.0
+    assert default.info.bisection_bandwidth == 16 * 50.0
     given = leaf_spine(4, 8, 2, 50.0, 100.0, uplink_bandwidth=25.0)
     assert {lk.bandwidth for lk in given.links if lk.kind == "leaf-spine"} == {25.0}
-    assert given.params["oversubscription"] == 8.0
+    assert given.layout.oversubscription == 8.0
     with pytest.raises(TopologyError, match="not both"):
         leaf_spine(4, 8, 2, 50.0, 100.0, uplink_bandwidth=25.0, oversubscription=2.0)
     with pytest.raises(TopologyError, match="oversubscription"):
@@ -295,8 +295,8 @@ def test_superpod_path_shapes():
     g = 8
     topo = superpod(4, nvlink_bandwidth=450.0, nic_bandwidth=50.0, latency=500.0,
                     nvswitch_latency=30.0, leaf_latency=200.0)
-    nvs, rails, spines = (topo.params[k] for k in ("nvswitches", "rail_leaves",
-                                                     "spine_switches"))
+    nvs, rails, spines = (topo.layout.nvswitches, topo.layout.rail_leaves,
+                          topo.layout.spine_switches)
     # intra-node: GPU -> NVSwitch -> GPU
     route = topo.route(g + 1, g + 6)
     assert topo.path_devices(route) == [g + 1, nvs[1], g + 6]
@@ -316,8 +316,8 @@ def test_superpod_path_shapes():
     assert used_spines <= set(spines) and len(used_spines) > 1
     assert topo.switch_latency[nvs[0]] == 30.0 and topo.switch_latency[spines[0]] == 200.0
     # non-blocking leaf-spine tier: per leaf, uplink capacity == downlink capacity
-    assert topo.params["uplink_bandwidth"] * len(spines) == 4 * 50.0
-    assert topo.params["bisection_bandwidth"] == 2 * g * 50.0
+    assert topo.layout.uplink_bandwidth * len(spines) == 4 * 50.0
+    assert topo.info.bisection_bandwidth == 2 * g * 50.0
 
 
 def test_superpod_falls_back_to_a_peer_gpu_when_a_nic_fails():
@@ -331,7 +331,7 @@ def test_superpod_falls_back_to_a_peer_gpu_when_a_nic_fails():
     route = topo.route(0, g + 1)  # GPU 0 has no NIC left: via a peer GPU's NIC
     assert kinds(topo, route)[:2] == ["nvlink", "nvlink"]
     assert all(topo.links[i].up for i in route)
-    assert topo.path_devices(topo.route(1, g + 1)) == [1, topo.params["rail_leaves"][1], g + 1]
+    assert topo.path_devices(topo.route(1, g + 1)) == [1, topo.layout.rail_leaves[1], g + 1]
 
 
 # ---------------------------------------------------------------------- scale

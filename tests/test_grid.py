@@ -114,8 +114,8 @@ def test_torus3d_id_convention():
         for y in range(3):
             for x in range(4):
                 assert grid_coords(topo, z * 12 + y * 4 + x) == (x, y, z)
-    assert topo.params["kind"] == "torus3d" and topo.params["dims"] == (4, 3, 2)
-    assert topo.params["coords"](topo, 23) == (3, 2, 1)
+    assert topo.info.kind == "torus3d" and topo.info.dims == (4, 3, 2)
+    assert topo.router_state.coords(23) == (3, 2, 1)
     with pytest.raises(TopologyError, match="24"):
         grid_coords(topo, 24)
 
@@ -292,7 +292,7 @@ def test_routes_use_only_up_links_or_raise_when_disconnected(data):
 ])
 def test_bisection_bandwidth(kind, dims, expected):
     topo = build(kind, dims, bandwidth=10.0)
-    assert topo.params["bisection_bandwidth"] == pytest.approx(expected * 10.0)
+    assert topo.info.bisection_bandwidth == pytest.approx(expected * 10.0)
     # independent check: count the links crossing the cut of the largest dimension
     axis = dims.index(max(dims))
     half = dims[axis] // 2

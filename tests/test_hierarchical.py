@@ -48,8 +48,8 @@ def test_astra_example_sizes_and_link_counts():
         "dim1-switch": 32 * 16 * 2,
         "dim2-ring": 128 * 4 * 2,
     }
-    assert topo.params["kind"] == "hierarchical"
-    assert [d["kind"] for d in topo.params["dims"]] == ["fully_connected", "switch", "ring"]
+    assert topo.info.kind == "hierarchical"
+    assert [d.kind for d in topo.layout.specs] == ["fully_connected", "switch", "ring"]
 
 
 def test_ids_follow_astra_convention():
@@ -69,7 +69,7 @@ def test_ids_follow_astra_convention():
         downs = {lk.dst for lk in topo.links if lk.src == sw}
         assert ups == downs == {c0, c0 + 4}
     assert hierarchical_coords(topo, 5) == (1, 1)
-    assert topo.params["coords"](topo, 6) == (2, 1)
+    assert topo.router_state.coords(6) == (2, 1)
 
 
 def test_three_dim_coords_put_dim0_fastest():
@@ -170,7 +170,7 @@ def test_isolated_npu_raises_naming_the_pair():
 # ---------------------------------------------------------------------- bisection
 def cut_capacity(topo: Topology, dim: int) -> float:
     """Max flow from the NPUs with coordinate dim < size/2 to the rest (networkx)."""
-    size = topo.params["sizes"][dim]
+    size = topo.info.dims[dim]
     graph = nx.DiGraph()
     for lk in topo.links:
         old = graph.get_edge_data(lk.src, lk.dst, {"capacity": 0.0})["capacity"]
@@ -189,19 +189,19 @@ def cut_capacity(topo: Topology, dim: int) -> float:
 ])
 def test_bisection_is_the_weakest_dimension_cut(dims):
     topo = hierarchical(dims)
-    by_dim = topo.params["bisection_by_dim"]
+    by_dim = topo.layout.bisection_by_dim
     for d, spec in enumerate(dims):
         if spec.size < 2:
             assert by_dim[d] is None
         else:
             assert by_dim[d] == pytest.approx(cut_capacity(topo, d))
-    assert topo.params["bisection_bandwidth"] == min(v for v in by_dim if v is not None)
+    assert topo.info.bisection_bandwidth == min(v for v in by_dim if v is not None)
 
 
 def test_bisection_of_the_astra_example():
     topo = hierarchical([fc(8, 100.0), switch(16, 10.0), ring(4, 5.0)])
-    assert topo.params["bisection_by_dim"] == [64 * 16 * 100.0, 32 * 8 * 10.0, 128 * 2 * 5.0]
-    assert topo.params["bisection_bandwidth"] == 1280.0
+    assert topo.layout.bisection_by_dim == (64 * 16 * 100.0, 32 * 8 * 10.0, 128 * 2 * 5.0)
+    assert topo.info.bisection_bandwidth == 1280.0
 
 
 # ---------------------------------------------------------------------- errors

@@ -3,7 +3,9 @@
 Builders: :func:`ring`, :func:`fully_connected`, :func:`switch`, :func:`mesh2d`,
 :func:`torus2d`, :func:`torus3d`, :func:`hierarchical`, :func:`fat_tree`, :func:`leaf_spine`,
 :func:`superpod`, and custom fabrics from YAML or GraphML (:mod:`topologies.custom`);
-:func:`parse_spec` reads the CLI's short forms (``torus3d:4x4x4``).
+:func:`parse_spec` reads the CLI's short forms (``torus3d:4x4x4``). What a topology is lives
+in typed attributes: ``info`` (:class:`TopologyInfo`), ``layout`` (:mod:`topologies.meta`) and
+``router_state`` (:mod:`topologies.routing_state`).
 """
 
 from topologies.base import (
@@ -20,6 +22,7 @@ from topologies.fattree import fat_tree, leaf_spine, superpod
 from topologies.faults import LinkFault, apply_faults, random_faults, set_fault
 from topologies.grid import mesh2d, torus2d, torus3d
 from topologies.hierarchical import DimSpec, hierarchical
+from topologies.meta import TopologyInfo
 from topologies.spec import build, parse_spec
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "LinkSpec",
     "Topology",
     "TopologyError",
+    "TopologyInfo",
     "apply_faults",
     "build",
     "fat_tree",

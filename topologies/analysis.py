@@ -2,7 +2,7 @@
 
 Bisection bandwidth here is the least total bandwidth, in one direction, of the links from one
 half of the NPUs to the other over all balanced halvings. Builders of regular topologies give it
-in closed form (``params["bisection_bandwidth"]``); for custom or faulty topologies it is
+in closed form (``info.bisection_bandwidth``); for custom or faulty topologies it is
 estimated with the Kernighan-Lin heuristic (an upper bound on the true minimum), and the summary
 says so.
 """
@@ -23,7 +23,7 @@ _SYMMETRIC = {"ring", "fully_connected", "switch", "torus2d", "torus3d"}
 def diameter(topo: Topology) -> tuple[int, str]:
     """Largest fewest-hop distance between two NPUs over up links, and how it was found."""
     faulty = any(not lk.up for lk in topo.links)
-    kind = topo.params.get("kind")
+    kind = topo.info.kind
     if kind in _SYMMETRIC and not faulty:
         sources, how = [0], "exact (vertex-transitive: one BFS)"
     elif topo.num_npus <= EXACT_DIAMETER_LIMIT:
@@ -61,8 +61,9 @@ def _depths(tree: dict[int, tuple[int, int]], src: int, num_npus: int) -> list[i
 def bisection_bandwidth(topo: Topology, seed: int = 0) -> tuple[float, str]:
     """Bisection bandwidth in bytes/ns (one direction) and how it was obtained."""
     clean = all(lk.up and lk.derate == 1.0 for lk in topo.links)
-    if clean and "bisection_bandwidth" in topo.params:
-        return float(topo.params["bisection_bandwidth"]), "closed form"
+    closed_form = topo.info.bisection_bandwidth
+    if clean and closed_form is not None:
+        return float(closed_form), "closed form"
     undirected = nx.Graph()
     undirected.add_nodes_from(range(topo.num_devices))
     for lk in topo.links:
@@ -109,7 +110,7 @@ def summary(topo: Topology) -> dict[str, Any]:
     bis, bis_how = bisection_bandwidth(topo)
     return {
         "name": topo.name,
-        "kind": topo.params.get("kind", "custom"),
+        "kind": topo.info.kind,
         "npus": topo.num_npus,
         "switches": topo.num_devices - topo.num_npus,
         "links": len(topo.links),

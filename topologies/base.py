@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import networkx as nx
+
+from topologies.meta import Layout, TopologyInfo
+from topologies.routing_state import RouterState
 
 
 class TopologyError(ValueError):
@@ -42,6 +46,8 @@ class LinkSpec:
 Router = Callable[["Topology", int, int, int], tuple[int, ...]]
 """A routing function ``(topology, src, dst, flow) -> link ids``; ``flow`` feeds ECMP hashing."""
 
+_State = TypeVar("_State")
+
 
 class Topology:
     """Devices and directed links plus a routing function; routes are cached per (src, dst, flow).
@@ -49,6 +55,11 @@ class Topology:
     Builders in :mod:`topologies.builders` create these; the engine reads ``links`` and calls
     :meth:`route`. ``switch_latency`` is the forwarding latency (ns) a chunk pays at each switch
     it passes through.
+
+    Typed attributes, set by the builders: ``info`` (a :class:`~topologies.meta.TopologyInfo`,
+    kind ``custom`` until a builder says otherwise), ``layout`` (the builder-specific
+    description, :data:`~topologies.meta.Layout`, or None) and ``router_state`` (the router's
+    tables, :data:`~topologies.routing_state.RouterState`, or None).
     """
 
     def __init__(self, name: str, num_npus: int, router: Router | None = None) -> None:
@@ -64,7 +75,9 @@ class Topology:
         self._routes: dict[tuple[int, int, int], tuple[int, ...]] = {}
         self._out: dict[int, list[int]] = {}  # device -> out link ids, ordered by (dst, id)
         self._trees: dict[tuple[int, bool], dict[int, tuple[int, int]]] = {}
-        self.params: dict[str, object] = {}
+        self.info = TopologyInfo()
+        self.layout: Layout | None = None
+        self.router_state: RouterState | None = None
 
     # ------------------------------------------------------------------ building
     def add_switch(self, latency: float = 0.0, kind: str = "switch") -> int:
@@ -104,6 +117,14 @@ class Topology:
                 self.add_link(b, a, bandwidth, latency, kind))
 
     # ------------------------------------------------------------------ reading
+    def state(self, cls: type[_State]) -> _State:
+        """This topology's router state, checked to be a ``cls`` (its router's own kind)."""
+        state = self.router_state
+        if not isinstance(state, cls):
+            raise TopologyError(f"{self.name}: the router needs {cls.__name__} tables, the "
+                                f"topology holds {type(state).__name__}")
+        return state
+
     @property
     def num_devices(self) -> int:
         """NPUs plus switches."""

@@ -7,6 +7,8 @@ and latencies ns, per directed link.
 from __future__ import annotations
 
 from topologies.base import Topology, TopologyError, path_is_up, shortest_path_router
+from topologies.meta import TopologyInfo
+from topologies.routing_state import RingRouting, SwitchRouting
 
 
 def ring(n: int, bandwidth: float, latency: float, *, bidirectional: bool = True) -> Topology:
@@ -17,22 +19,21 @@ def ring(n: int, bandwidth: float, latency: float, *, bidirectional: bool = True
     """
     _check_count(n, "ring", minimum=2)
     topo = Topology(f"ring:{n}" + ("" if bidirectional else ":uni"), n, _ring_router)
-    topo.params.update(kind="ring", n=n, bidirectional=bidirectional)
     forward = [topo.add_link(i, (i + 1) % n, bandwidth, latency, "ring") for i in range(n)]
     backward: list[int] = []
     if bidirectional and n > 2:  # with two NPUs the forward links already join both ways
         backward = [topo.add_link((i + 1) % n, i, bandwidth, latency, "ring") for i in range(n)]
-    topo.params["forward_links"] = forward
-    topo.params["backward_links"] = backward
+    topo.router_state = RingRouting(tuple(forward), tuple(backward))
     # halving the ring cuts two cables; one direction of each crosses from half A to half B
-    topo.params["bisection_bandwidth"] = (2 if backward else 1) * bandwidth
+    topo.info = TopologyInfo("ring", bidirectional=bidirectional,
+                             bisection_bandwidth=(2 if backward else 1) * float(bandwidth))
     return topo
 
 
 def _ring_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
     n = topo.num_npus
-    forward: list[int] = topo.params["forward_links"]  # type: ignore[assignment]
-    backward: list[int] = topo.params["backward_links"]  # type: ignore[assignment]
+    state = topo.state(RingRouting)
+    forward, backward = state.forward, state.backward
     ahead = (dst - src) % n
     if not backward or ahead <= n - ahead:
         path = tuple(forward[(src + i) % n] for i in range(ahead))
@@ -47,8 +48,8 @@ def fully_connected(n: int, bandwidth: float, latency: float) -> Topology:
     """Every NPU has a direct link to every other; routes are the single direct hop."""
     _check_count(n, "fully_connected", minimum=2)
     topo = Topology(f"fully_connected:{n}", n, _direct_router)
-    topo.params.update(kind="fully_connected", n=n,
-                       bisection_bandwidth=(n // 2) * (n - n // 2) * bandwidth)
+    topo.info = TopologyInfo("fully_connected",
+                             bisection_bandwidth=(n // 2) * (n - n // 2) * float(bandwidth))
     for a in range(n):
         for b in range(n):
             if a != b:
@@ -68,17 +69,17 @@ def switch(n: int, bandwidth: float, latency: float, *, switch_latency: float = 
     port; every route is two hops, and the switch adds ``switch_latency`` when forwarding."""
     _check_count(n, "switch", minimum=2)
     topo = Topology(f"switch:{n}", n, _switch_router)
-    topo.params.update(kind="switch", n=n)
     sw = topo.add_switch(switch_latency)
     up = [topo.add_link(i, sw, bandwidth, latency, "uplink") for i in range(n)]
     down = [topo.add_link(sw, i, bandwidth, latency, "downlink") for i in range(n)]
-    topo.params.update(uplinks=up, downlinks=down, bisection_bandwidth=(n // 2) * bandwidth)
+    topo.router_state = SwitchRouting(tuple(up), tuple(down))
+    topo.info = TopologyInfo("switch", bisection_bandwidth=(n // 2) * float(bandwidth))
     return topo
 
 
 def _switch_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
-    up: list[int] = topo.params["uplinks"]  # type: ignore[assignment]
-    down: list[int] = topo.params["downlinks"]  # type: ignore[assignment]
+    state = topo.state(SwitchRouting)
+    up, down = state.uplinks, state.downlinks
     if path_is_up(topo, (up[src], down[dst])):
         return (up[src], down[dst])
     return shortest_path_router(topo, src, dst, flow)

@@ -18,7 +18,8 @@ bandwidth and ns for latency)::
   a ``nodes:`` list may name every device: each entry a bare name (an NPU) or a mapping
   ``{id, kind: npu|switch, latency}``. NPUs get device ids ``0..N-1`` in the order they are
   listed; switches (from ``nodes`` first, then ``switches``) follow in the order listed.
-  ``topo.params["names"]`` maps each name as written in the file to its device id.
+  ``topo.layout.names`` (a :class:`~topologies.meta.CustomLayout`) maps each name as written
+  in the file to its device id.
 * Links: ``src``, ``dst`` and ``bandwidth`` are required; ``latency`` defaults to 0,
   ``duplex`` to true (one directed link each way) and ``kind`` to ``"link"``.
 * Routing: ``shortest_path`` (the default) is
@@ -53,6 +54,8 @@ import yaml
 from des.core.units import parse_bandwidth, parse_time
 from topologies.base import Topology, TopologyError, shortest_path_router
 from topologies.fattree import ecmp_router
+from topologies.meta import CustomLayout
+from topologies.routing_state import EcmpRouting, ExplicitRouting, RouterState
 
 __all__ = ["explicit_router", "from_dict", "from_graphml", "from_yaml"]
 
@@ -173,9 +176,9 @@ class _Builder:
                     raise TopologyError(f"routes[{i}]: a second route from {item['src']!r} to "
                                         f"{item['dst']!r}")
                 explicit[pair] = path
-        topo.params.update(kind="custom", source=self.source, routing=routing, seed=seed,
-                           names=dict(self.names), explicit_routes=explicit,
-                           description=top.get("description", ""))
+        topo.layout = CustomLayout(self.source, routing, dict(self.names),
+                                   top.get("description", ""))
+        topo.router_state = _router_state(routing, seed, explicit)
         return topo
 
     # -------------------------------------------------------------- devices
@@ -328,12 +331,12 @@ class _Builder:
 
 
 def explicit_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
-    """The device path in ``topo.params["explicit_routes"][(src, dst)]`` as link ids (the
-    lowest-id up link between each pair); pairs without one, or whose path has a hop with no up
-    link, take :func:`~topologies.base.shortest_path_router`."""
-    routes = cast(dict[tuple[int, int], tuple[int, ...]],
-                  topo.params.get("explicit_routes", {}))
-    devices = routes.get((src, dst))
+    """The device path in the topology's :class:`~topologies.routing_state.ExplicitRouting`
+    ``routes[(src, dst)]`` as link ids (the lowest-id up link between each pair); pairs without
+    one, or whose path has a hop with no up link, take
+    :func:`~topologies.base.shortest_path_router`."""
+    state = topo.router_state
+    devices = state.routes.get((src, dst)) if isinstance(state, ExplicitRouting) else None
     if devices is not None:
         path: list[int] = []
         for a, b in itertools.pairwise(devices):
@@ -344,6 +347,16 @@ def explicit_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[
         else:
             return tuple(path)
     return shortest_path_router(topo, src, dst, flow)
+
+
+def _router_state(routing: str, seed: int,
+                  explicit: dict[tuple[int, int], tuple[int, ...]]) -> RouterState | None:
+    """The tables the chosen router reads: the ECMP seed, the explicit routes, or none."""
+    if routing == "ecmp":
+        return EcmpRouting(seed)
+    if routing == "explicit":
+        return ExplicitRouting(explicit)
+    return None
 
 
 # ---------------------------------------------------------------------- GraphML
@@ -361,7 +374,7 @@ def from_graphml(path: str | os.PathLike[str], *, routing: str = "shortest_path"
     one link. Attribute defaults declared on ``<key>`` apply; other attributes are ignored.
     NPUs get ids 0..N-1 in natural sorted order of their node ids (digit runs compare as
     numbers, so ``gpu2`` precedes ``gpu10``), switches follow in the same order;
-    ``params["names"]`` maps node ids to device ids. ``routing`` is ``shortest_path`` or
+    ``layout.names`` maps node ids to device ids. ``routing`` is ``shortest_path`` or
     ``ecmp`` (hashed with ``seed``).
     """
     source = os.fspath(path)
@@ -483,7 +496,8 @@ def _graphml_topology(root: Element, source: str, routing: str, seed: int) -> To
             topo.add_duplex(src, dst, bandwidth, latency, kind)
         else:
             topo.add_link(src, dst, bandwidth, latency, kind)
-    topo.params.update(kind="custom", source=source, routing=routing, seed=seed, names=names)
+    topo.layout = CustomLayout(source, routing, names)
+    topo.router_state = _router_state(routing, seed, {})
     return topo
 
 

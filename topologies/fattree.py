@@ -12,7 +12,9 @@ rail-optimized cluster, all routed by deterministic ECMP.
   leaves joined by spines.
 
 Device numbering: NPUs (hosts, GPUs) are ``0..N-1``, switches follow in the order documented on
-each builder; their ids are also listed in ``topo.params``. Every link is duplex (one directed
+each builder; their ids are also listed in the topology's ``layout``
+(:class:`~topologies.meta.FatTreeLayout`, :class:`~topologies.meta.LeafSpineLayout`,
+:class:`~topologies.meta.SuperpodLayout`). Every link is duplex (one directed
 link each way with the same parameters). Bandwidths are bytes/ns and latencies ns.
 
 Routing (:func:`ecmp_router`) is equal-cost multi-path over fewest-hop paths. For each
@@ -38,6 +40,8 @@ import struct
 from typing import Any, cast
 
 from topologies.base import Topology, TopologyError, no_route_error
+from topologies.meta import FatTreeLayout, LeafSpineLayout, SuperpodLayout, TopologyInfo
+from topologies.routing_state import EcmpRouting
 
 __all__ = ["ecmp_hash", "ecmp_router", "fat_tree", "leaf_spine", "superpod"]
 
@@ -57,11 +61,13 @@ def ecmp_hash(src: int, dst: int, flow: int, seed: int, hop: int) -> int:
 def ecmp_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
     """Equal-cost multi-path over fewest-hop paths of up links (see the module docstring).
 
-    The seed is ``topo.params["seed"]`` (0 when absent). Paths avoid transiting NPUs when any
+    The seed is the topology's :class:`~topologies.routing_state.EcmpRouting` seed (0 when it
+    holds none). Paths avoid transiting NPUs when any
     such path survives; otherwise NPUs may be transited. Raises the
     :func:`~topologies.base.no_route_error` when no path survives.
     """
-    seed = int(cast(int, topo.params.get("seed", 0)))
+    state = topo.router_state
+    seed = state.seed if isinstance(state, EcmpRouting) else 0
     for transit in (False, True):
         path = _ecmp_walk(topo, src, dst, flow, seed, transit)
         if path is not None:
@@ -150,14 +156,14 @@ def fat_tree(k: int, bandwidth: float, latency: float, *, switch_latency: float 
     ``p*(k/2)^2 + e*(k/2) + i`` for ``i < k/2`` (contiguous); it joins every aggregation switch
     of its pod; aggregation switch ``j`` of every pod joins core switches ``j*(k/2) .. j*(k/2) +
     k/2 - 1``. Switch ids: edge switches (pod-major), then aggregation (pod-major), then core;
-    listed in ``params["edge_switches"]``, ``["agg_switches"]``, ``["core_switches"]``.
+    listed in ``layout.edge_switches``, ``.agg_switches``, ``.core_switches``.
 
     All links are duplex with ``bandwidth`` (bytes/ns) and ``latency`` (ns); kinds
     ``host-edge``, ``edge-agg`` and ``agg-core``. Every switch adds ``switch_latency``. Fewest-hop
     paths are 2 hops under one edge switch, 4 within a pod and 6 across pods; :func:`ecmp_router`
     spreads flows over the k/2 aggregation and (k/2)^2 core choices, hashed with ``seed``.
 
-    ``params["bisection_bandwidth"]`` is the full bisection k^3/8 * bandwidth (bytes/ns, one
+    ``info.bisection_bandwidth`` is the full bisection k^3/8 * bandwidth (bytes/ns, one
     direction): half the hosts each sending at line rate, which the rearrangeably non-blocking
     fat tree carries.
     """
@@ -183,14 +189,15 @@ def fat_tree(k: int, bandwidth: float, latency: float, *, switch_latency: float 
             for c in range(half):
                 topo.add_duplex(agg[pod][j], core[j * half + c], bandwidth, latency,
                                 "agg-core")
-    topo.params.update(
-        kind="fat_tree", k=k, pods=k, hosts=hosts, seed=seed,
-        edge_switches=[s for pod in edge for s in pod],
-        agg_switches=[s for pod in agg for s in pod],
-        core_switches=core,
+    topo.router_state = EcmpRouting(seed)
+    topo.layout = FatTreeLayout(
+        k=k, pods=k, hosts=hosts,
+        edge_switches=tuple(s for pod in edge for s in pod),
+        agg_switches=tuple(s for pod in agg for s in pod),
+        core_switches=tuple(core),
         bandwidth=float(bandwidth), latency=float(latency),
-        bisection_bandwidth=hosts / 2 * float(bandwidth),
     )
+    topo.info = TopologyInfo("fat_tree", bisection_bandwidth=hosts / 2 * float(bandwidth))
     return topo
 
 
@@ -202,14 +209,14 @@ def leaf_spine(leaves: int, hosts_per_leaf: int, spines: int, host_bandwidth: fl
     hosts each, every leaf joined by one duplex uplink to each of ``spines`` spine switches.
 
     Hosts (NPUs) ``l*hosts_per_leaf .. (l+1)*hosts_per_leaf - 1`` hang off leaf ``l``; leaf ids
-    follow the hosts, then the spines (``params["leaf_switches"]``, ``["spine_switches"]``).
+    follow the hosts, then the spines (``layout.leaf_switches``, ``.spine_switches``).
     Host links carry ``host_bandwidth`` (kind ``host-leaf``); uplinks (kind ``leaf-spine``) carry
     ``uplink_bandwidth`` if given, else the value that yields ``oversubscription`` =
     (hosts_per_leaf * host_bandwidth) / (spines * uplink_bandwidth); give at most one of the two;
     with neither the fabric is 1:1 (non-blocking). All links share ``latency``; every switch adds
     ``switch_latency``. Paths: 2 hops under one leaf, 4 otherwise, ECMP over the spines.
 
-    ``params["bisection_bandwidth"]`` (bytes/ns, one direction) is min(hosts/2 * host_bandwidth,
+    ``info.bisection_bandwidth`` (bytes/ns, one direction) is min(hosts/2 * host_bandwidth,
     leaves/2 * spines * uplink_bandwidth): half the hosts at line rate, or the uplink capacity of
     half the leaves, whichever is smaller (real-valued halves, so odd counts are averaged). With
     one leaf no traffic crosses the spines and it is hosts/2 * host_bandwidth.
@@ -239,13 +246,15 @@ def leaf_spine(leaves: int, hosts_per_leaf: int, spines: int, host_bandwidth: fl
             topo.add_duplex(sw, spine, uplink, latency, "leaf-spine")
     host_half = hosts / 2 * float(host_bandwidth)
     bisection = host_half if leaves == 1 else min(host_half, leaves / 2 * spines * uplink)
-    topo.params.update(
-        kind="leaf_spine", leaves=leaves, hosts_per_leaf=hosts_per_leaf, spines=spines,
-        hosts=hosts, seed=seed, leaf_switches=leaf_ids, spine_switches=spine_ids,
-        host_bandwidth=float(host_bandwidth), uplink_bandwidth=uplink, latency=float(latency),
+    topo.router_state = EcmpRouting(seed)
+    topo.layout = LeafSpineLayout(
+        leaves=leaves, hosts_per_leaf=hosts_per_leaf, spines=spines, hosts=hosts,
+        leaf_switches=tuple(leaf_ids), spine_switches=tuple(spine_ids),
+        host_bandwidth=float(host_bandwidth), uplink_bandwidth=uplink,
         oversubscription=hosts_per_leaf * float(host_bandwidth) / (spines * uplink),
-        bisection_bandwidth=bisection,
+        latency=float(latency),
     )
+    topo.info = TopologyInfo("leaf_spine", bisection_bandwidth=bisection)
     return topo
 
 
@@ -257,8 +266,8 @@ def superpod(nodes: int, *, gpus_per_node: int = 8, nvlink_bandwidth: float,
     ``nodes`` nodes of ``gpus_per_node`` GPUs; GPU ``g`` of node ``n`` is NPU
     ``n*gpus_per_node + g``. Switch ids follow the GPUs: one NVSwitch per node (kind
     ``nvswitch``; the node's NVSwitch fabric modelled as a single crossbar), then one rail leaf
-    per GPU index (``rail-leaf``), then the spines (``spine``); see ``params["nvswitches"]``,
-    ``["rail_leaves"]`` and ``["spine_switches"]``.
+    per GPU index (``rail-leaf``), then the spines (``spine``); see ``layout.nvswitches``,
+    ``.rail_leaves`` and ``.spine_switches``.
 
     Links (all duplex, all ``latency``): GPU <-> its node's NVSwitch at ``nvlink_bandwidth`` (the
     GPU's aggregate NVLink bandwidth per direction; kind ``nvlink``); GPU ``g`` <-> rail leaf
@@ -275,7 +284,7 @@ def superpod(nodes: int, *, gpus_per_node: int = 8, nvlink_bandwidth: float,
     a peer GPU over NVLink, because routes do not transit NPUs while a switch-only path survives.
     Only when a GPU's NIC link fails does the router fall back to transiting a peer GPU.
 
-    ``params["bisection_bandwidth"]`` (bytes/ns, one direction): with two or more nodes, a cut
+    ``info.bisection_bandwidth`` (bytes/ns, one direction): with two or more nodes, a cut
     between two halves of the nodes is crossed only by NIC traffic and the spine tier is
     non-blocking, so it is nodes/2 * gpus_per_node * nic_bandwidth; a single node is cut through
     its NVSwitch, gpus_per_node/2 * nvlink_bandwidth.
@@ -306,12 +315,14 @@ def superpod(nodes: int, *, gpus_per_node: int = 8, nvlink_bandwidth: float,
         bisection = nodes / 2 * gpus_per_node * float(nic_bandwidth)
     else:
         bisection = gpus_per_node / 2 * float(nvlink_bandwidth)
-    topo.params.update(
-        kind="superpod", nodes=nodes, gpus_per_node=gpus_per_node, spines=spines, seed=seed,
-        nvswitches=nvswitches, rail_leaves=rails, spine_switches=spine_ids,
+    topo.router_state = EcmpRouting(seed)
+    topo.layout = SuperpodLayout(
+        nodes=nodes, gpus_per_node=gpus_per_node, spines=spines,
+        nvswitches=tuple(nvswitches), rail_leaves=tuple(rails), spine_switches=tuple(spine_ids),
         nvlink_bandwidth=float(nvlink_bandwidth), nic_bandwidth=float(nic_bandwidth),
-        uplink_bandwidth=uplink, latency=float(latency), bisection_bandwidth=bisection,
+        uplink_bandwidth=uplink, latency=float(latency),
     )
+    topo.info = TopologyInfo("superpod", bisection_bandwidth=bisection)
     return topo
 
 

@@ -9,8 +9,9 @@ Routing is dimension-order routing (Dally & Towles, *Principles and Practices of
 Interconnection Networks*, 2004): correct x, then y, then z. On a torus each dimension goes the
 shorter way round and, at exactly half way, in the + direction (deterministic tie-break).
 Routes are computed per (src, dst) from coordinates in O(hops) and cached by
-:meth:`~topologies.base.Topology.route`; per-NPU neighbour link ids live in
-``params["plus"][dim][npu]`` and ``params["minus"][dim][npu]`` (-1 where there is none).
+:meth:`~topologies.base.Topology.route`; per-NPU neighbour link ids live in the topology's
+:class:`~topologies.routing_state.GridRouting` (``plus[dim][npu]`` and ``minus[dim][npu]``, -1
+where there is none).
 
 Detour rule, when links are down (the first rule that yields an all-up path wins):
 
@@ -24,7 +25,7 @@ Detour rule, when links are down (the first rule that yields an all-up path wins
 3. :func:`~topologies.base.shortest_path_router` over the surviving links, which raises
    :func:`~topologies.base.no_route_error` when nothing connects the pair.
 
-``params["bisection_bandwidth"]`` (bytes/ns, one direction) cuts the largest dimension L in
+``info.bisection_bandwidth`` (bytes/ns, one direction) cuts the largest dimension L in
 half: the cut crosses one link per line along L, i.e. ``N / n_L`` links, doubled on a torus by
 the wrap-around (unless ``n_L == 2``, whose single duplex pair is crossed once). For an odd
 ``n_L`` the cut falls after ``floor(n_L / 2)`` slices, so the halves differ by one slice; the
@@ -39,6 +40,8 @@ from math import prod
 from numbers import Integral
 
 from topologies.base import Topology, TopologyError, shortest_path_router
+from topologies.meta import TopologyInfo, TopologyKind
+from topologies.routing_state import GridRouting
 
 AXES = "xyz"
 GRID_KINDS = ("mesh2d", "torus2d", "torus3d")
@@ -68,15 +71,15 @@ def torus3d(x: int, y: int, z: int, bandwidth: float, latency: float) -> Topolog
 
 def grid_coords(topo: Topology, npu: int) -> tuple[int, ...]:
     """The (x, y[, z]) coordinates of ``npu`` in a topology built by this module."""
-    if topo.params.get("kind") not in GRID_KINDS:
+    if topo.info.kind not in GRID_KINDS:
         raise TopologyError(f"{topo.name}: not a grid topology")
     if not (isinstance(npu, int) and 0 <= npu < topo.num_npus):
         raise TopologyError(f"{topo.name}: NPU {npu!r} is outside 0..{topo.num_npus - 1}")
-    return _coords(npu, topo.params["dims"])  # type: ignore[arg-type]
+    return topo.state(GridRouting).coords(npu)
 
 
 # ---------------------------------------------------------------------- building
-def _build_grid(kind: str, sizes: tuple[int, ...], wrap: bool, bandwidth: float,
+def _build_grid(kind: TopologyKind, sizes: tuple[int, ...], wrap: bool, bandwidth: float,
                 latency: float) -> Topology:
     dims = _check_sizes(kind, sizes)
     n = prod(dims)
@@ -87,9 +90,10 @@ def _build_grid(kind: str, sizes: tuple[int, ...], wrap: bool, bandwidth: float,
     for d, size in enumerate(dims):
         _add_dimension(topo, d, size, stride, wrap, bandwidth, latency, plus[d], minus[d])
         stride *= size
-    topo.params.update(kind=kind, dims=dims, wrap=wrap, plus=plus, minus=minus,
-                       coords=grid_coords,
-                       bisection_bandwidth=_bisection_bandwidth(dims, wrap, bandwidth))
+    topo.router_state = GridRouting(dims, wrap, tuple(map(tuple, plus)),
+                                    tuple(map(tuple, minus)))
+    topo.info = TopologyInfo(kind, dims=dims,
+                             bisection_bandwidth=_bisection_bandwidth(dims, wrap, bandwidth))
     return topo
 
 
@@ -131,23 +135,14 @@ def _bisection_bandwidth(dims: tuple[int, ...], wrap: bool, bandwidth: float) ->
     return crossing * float(bandwidth)
 
 
-def _coords(npu: int, dims: tuple[int, ...]) -> tuple[int, ...]:
-    out = []
-    for size in dims:
-        npu, c = divmod(npu, size)
-        out.append(c)
-    return tuple(out)
-
-
 # ---------------------------------------------------------------------- routing
 def _grid_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
     """Dimension-order route with the detour rule of the module docstring."""
-    params = topo.params
-    dims: tuple[int, ...] = params["dims"]  # type: ignore[assignment]
-    wrap = bool(params["wrap"])
-    moves = _shorter_moves(_coords(src, dims), _coords(dst, dims), dims, wrap)
+    state = topo.state(GridRouting)
+    dims, wrap = state.dims, state.wrap
+    moves = _shorter_moves(state.coords(src), state.coords(dst), dims, wrap)
     for order, plan in _candidates(dims, wrap, moves):
-        path = _walk(topo, src, order, plan)
+        path = _walk(topo, state, src, order, plan)
         if path is not None:
             return path
     return shortest_path_router(topo, src, dst, flow)
@@ -195,16 +190,16 @@ def _orders(ndim: int, active: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(seen)
 
 
-def _walk(topo: Topology, src: int, order: tuple[int, ...],
+def _walk(topo: Topology, state: GridRouting, src: int, order: tuple[int, ...],
           moves: list[Move]) -> tuple[int, ...] | None:
     """Follow ``moves`` dimension by dimension in ``order``; None at the first down link."""
     links = topo.links
-    tables = (topo.params["minus"], topo.params["plus"])
+    tables = (state.minus, state.plus)
     path: list[int] = []
     cur = src
     for d in order:
         sign, hops = moves[d]
-        table = tables[sign > 0][d]  # type: ignore[index]
+        table = tables[sign > 0][d]
         for _ in range(hops):
             link = links[table[cur]]
             if not link.up:

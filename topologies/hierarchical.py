@@ -18,58 +18,34 @@ forward on ties or when unidirectional; fully connected: the direct link; switch
 down), then coordinate 1, and so on. If any link of that path is down the route falls back to
 :func:`~topologies.base.shortest_path_router` over the surviving links.
 
-``params["bisection_bandwidth"]`` (bytes/ns, one direction): cutting dimension d in half
+``info.bisection_bandwidth`` (bytes/ns, one direction): cutting dimension d in half
 (coordinate < floor(s_d / 2) on one side) splits each of its ``N / s_d`` groups, and each split
 group carries ``g_d * bandwidth_d`` across: a bidirectional ring of size >= 3 has g = 2 links
 across, a unidirectional ring or a 2-ring g = 1, a fully connected group
 g = floor(s/2) * ceil(s/2), a switch g = floor(s/2) (the smaller half's uplinks). The reported
 value is the minimum of ``N / s_d * g_d * bandwidth_d`` over dimensions with s_d >= 2 (per
-dimension values in ``params["bisection_by_dim"]``, None for size-1 dimensions). For odd sizes
+dimension values in ``layout.bisection_by_dim``, None for size-1 dimensions). For odd sizes
 the halves differ by one slice; the value is then the bandwidth of that near-balanced cut.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from math import prod
 from numbers import Integral
 
 from topologies.base import LinkSpec, Topology, TopologyError, path_is_up, shortest_path_router
+from topologies.meta import DimSpec, HierarchicalLayout, TopologyInfo
+from topologies.routing_state import DimTables, HierarchicalRouting
+
+__all__ = ["DIM_KINDS", "FULLY_CONNECTED", "RING", "SWITCH", "DimSpec", "hierarchical",
+           "hierarchical_coords"]
 
 RING = "ring"
 FULLY_CONNECTED = "fully_connected"
 SWITCH = "switch"
 DIM_KINDS = (FULLY_CONNECTED, RING, SWITCH)
-
-
-@dataclass(frozen=True)
-class DimSpec:
-    """One dimension of a hierarchical stack: ``kind`` is ``"ring"``, ``"fully_connected"`` or
-    ``"switch"``; ``size`` NPUs per group; per-link ``bandwidth`` (bytes/ns) and ``latency``
-    (ns); ``switch_latency`` (ns) is the forwarding latency of this dimension's switches;
-    ``bidirectional`` only matters for rings (False: forward links only)."""
-
-    kind: str
-    size: int
-    bandwidth: float
-    latency: float
-    switch_latency: float = 0.0
-    bidirectional: bool = True
-
-
-@dataclass(slots=True)
-class _DimTables:
-    """Per-NPU link ids of one dimension, for O(1) routing lookups (-1: none)."""
-
-    kind: str
-    size: int
-    stride: int
-    forward: list[int] = field(default_factory=list)  # ring: npu -> next in its group
-    backward: list[int] = field(default_factory=list)  # ring: npu -> previous (bidirectional)
-    direct: list[list[int]] = field(default_factory=list)  # fc: [npu][coordinate] -> link
-    up: list[int] = field(default_factory=list)  # switch: npu -> its switch
-    down: list[int] = field(default_factory=list)  # switch: its switch -> npu
 
 
 def hierarchical(dims: Sequence[DimSpec]) -> Topology:
@@ -80,29 +56,26 @@ def hierarchical(dims: Sequence[DimSpec]) -> Topology:
     n = prod(sizes)
     name = "hierarchical:" + "_".join(f"{spec.kind}{spec.size}" for spec in specs)
     topo = Topology(name, n, _hierarchical_router)
-    tables: list[_DimTables] = []
+    tables: list[DimTables] = []
     stride = 1
     for d, spec in enumerate(specs):
         tables.append(_build_dim(topo, d, spec, stride))
         stride *= spec.size
-    by_dim = [_cut_bandwidth(spec, n) for spec in specs]
-    topo.params.update(kind="hierarchical", dims=[asdict(spec) for spec in specs], sizes=sizes,
-                       coords=hierarchical_coords, dim_tables=tables, bisection_by_dim=by_dim,
-                       bisection_bandwidth=min(bw for bw in by_dim if bw is not None))
+    by_dim = tuple(_cut_bandwidth(spec, n) for spec in specs)
+    topo.router_state = HierarchicalRouting(tuple(tables))
+    topo.layout = HierarchicalLayout(tuple(specs), by_dim)
+    topo.info = TopologyInfo("hierarchical", dims=sizes,
+                             bisection_bandwidth=min(bw for bw in by_dim if bw is not None))
     return topo
 
 
 def hierarchical_coords(topo: Topology, npu: int) -> tuple[int, ...]:
     """The per-dimension coordinates (c0, c1, ...) of ``npu`` in a hierarchical topology."""
-    if topo.params.get("kind") != "hierarchical":
+    if topo.info.kind != "hierarchical":
         raise TopologyError(f"{topo.name}: not a hierarchical topology")
     if not (isinstance(npu, int) and 0 <= npu < topo.num_npus):
         raise TopologyError(f"{topo.name}: NPU {npu!r} is outside 0..{topo.num_npus - 1}")
-    out = []
-    for size in topo.params["sizes"]:  # type: ignore[attr-defined]
-        npu, c = divmod(npu, size)
-        out.append(c)
-    return tuple(out)
+    return topo.state(HierarchicalRouting).coords(npu)
 
 
 # ---------------------------------------------------------------------- checking
@@ -145,18 +118,30 @@ def _groups(n: int, size: int, stride: int) -> list[list[int]]:
             for base in range(n) if (base // stride) % size == 0]
 
 
-def _build_dim(topo: Topology, d: int, spec: DimSpec, stride: int) -> _DimTables:
-    tables = _DimTables(spec.kind, spec.size, stride)
-    if spec.size < 2:
-        return tables
-    build = {RING: _build_ring, FULLY_CONNECTED: _build_fc, SWITCH: _build_switch}[spec.kind]
-    for group in _groups(topo.num_npus, spec.size, stride):
-        build(topo, f"dim{d}-{spec.kind}", spec, group, tables)
-    return tables
+class _Tables:
+    """The mutable link-id lists of one dimension while it is built (see DimTables)."""
+
+    def __init__(self) -> None:
+        self.forward: list[int] = []
+        self.backward: list[int] = []
+        self.direct: list[list[int]] = []
+        self.up: list[int] = []
+        self.down: list[int] = []
+
+
+def _build_dim(topo: Topology, d: int, spec: DimSpec, stride: int) -> DimTables:
+    tables = _Tables()
+    if spec.size >= 2:
+        build = {RING: _build_ring, FULLY_CONNECTED: _build_fc, SWITCH: _build_switch}[spec.kind]
+        for group in _groups(topo.num_npus, spec.size, stride):
+            build(topo, f"dim{d}-{spec.kind}", spec, group, tables)
+    return DimTables(spec.kind, spec.size, stride, tuple(tables.forward),
+                     tuple(tables.backward), tuple(map(tuple, tables.direct)),
+                     tuple(tables.up), tuple(tables.down))
 
 
 def _build_ring(topo: Topology, kind: str, spec: DimSpec, group: list[int],
-                tables: _DimTables) -> None:
+                tables: _Tables) -> None:
     if not tables.forward:
         tables.forward = [-1] * topo.num_npus
         if spec.bidirectional and spec.size > 2:  # a 2-ring's forward links join both ways
@@ -173,7 +158,7 @@ def _build_ring(topo: Topology, kind: str, spec: DimSpec, group: list[int],
 
 
 def _build_fc(topo: Topology, kind: str, spec: DimSpec, group: list[int],
-              tables: _DimTables) -> None:
+              tables: _Tables) -> None:
     if not tables.direct:
         tables.direct = [[] for _ in range(topo.num_npus)]
     for a in group:
@@ -183,7 +168,7 @@ def _build_fc(topo: Topology, kind: str, spec: DimSpec, group: list[int],
 
 
 def _build_switch(topo: Topology, kind: str, spec: DimSpec, group: list[int],
-                  tables: _DimTables) -> None:
+                  tables: _Tables) -> None:
     if not tables.up:
         tables.up = [-1] * topo.num_npus
         tables.down = [-1] * topo.num_npus
@@ -211,10 +196,9 @@ def _cut_bandwidth(spec: DimSpec, n: int) -> float | None:
 # ---------------------------------------------------------------------- routing
 def _hierarchical_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
     """Dimension-order route; shortest path over up links if a link on it is down."""
-    tables: list[_DimTables] = topo.params["dim_tables"]  # type: ignore[assignment]
     path: list[int] = []
     cur = src
-    for t in tables:
+    for t in topo.state(HierarchicalRouting).tables:
         here, there = (cur // t.stride) % t.size, (dst // t.stride) % t.size
         if here != there:
             nxt = cur + (there - here) * t.stride
@@ -225,7 +209,7 @@ def _hierarchical_router(topo: Topology, src: int, dst: int, flow: int = 0) -> t
     return tuple(path)
 
 
-def _segment(links: list[LinkSpec], t: _DimTables, cur: int, nxt: int, here: int,
+def _segment(links: list[LinkSpec], t: DimTables, cur: int, nxt: int, here: int,
              there: int) -> list[int]:
     """Link ids from ``cur`` to ``nxt`` (same group, coordinates here -> there) in one dim."""
     if t.kind == FULLY_CONNECTED:

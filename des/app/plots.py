@@ -30,8 +30,8 @@ def _pyplot():
 
 
 def _grid_positions(topo: Topology) -> dict[int, tuple[float, float]] | None:
-    dims = topo.params.get("dims")
-    if topo.params.get("kind") not in ("mesh2d", "torus2d", "torus3d") or not dims:
+    dims = topo.info.dims
+    if topo.info.kind not in ("mesh2d", "torus2d", "torus3d") or not dims:
         return None
     x_size, y_size = dims[0], dims[1]
     pos = {}
@@ -62,7 +62,7 @@ def _layered_positions(topo: Topology) -> dict[int, tuple[float, float]]:
         gap = width / len(nodes)
         for i, node in enumerate(nodes):
             pos[node] = ((i + 0.5) * gap, lv)
-    if topo.params.get("kind") == "ring":  # a ring reads better as a circle
+    if topo.info.kind == "ring":  # a ring reads better as a circle
         import math
 
         n = topo.num_npus

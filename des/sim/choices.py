@@ -20,8 +20,7 @@ def logical_dims(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...] 
     """The group's dimensions when it spans a grid or hierarchical topology in id order."""
     if group != tuple(range(topology.num_npus)):
         return None
-    params = topology.params
-    dims = params.get("sizes") if params.get("kind") == "hierarchical" else params.get("dims")
+    dims = topology.info.dims
     return tuple(dims) if dims else None
 
 
