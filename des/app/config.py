@@ -7,7 +7,6 @@ Files are read with ``yaml.safe_load``, so a scenario can never construct Python
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,10 +17,11 @@ from typing import Any
 import yaml
 
 from collectives import CollectiveError, check_algorithm
-from des.core import units
+from des.core import schema, units
 from des.core.graph import CollectiveType, EventGraph, GraphError
 from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.core.paths import bundled
+from des.core.schema import SchemaError
 from des.sim.engine import EngineOptions
 from des.sim.transport import TransportMode
 from topologies import Topology, TopologyError
@@ -40,7 +40,7 @@ from workloads.parallel import ParallelConfig, ParallelError
 DEFAULT_SCENARIO = "dp8_ring_overlap"
 
 
-class ConfigError(ValueError):
+class ConfigError(SchemaError):
     """A scenario that cannot be used; the message names the key path and what is allowed."""
 
 
@@ -69,109 +69,23 @@ class Scenario:
 
 
 # ---------------------------------------------------------------------- reading sections
-_MISSING = object()
+class Section(schema.Section):
+    """A scenario mapping read key by key (see :class:`des.core.schema.Section`); its errors,
+    and those of the sections nested in it, are :class:`ConfigError`."""
+
+    error = ConfigError
 
 
-class Section:
-    """A mapping read key by key; :meth:`finish` rejects keys nobody asked for."""
-
-    def __init__(self, data: Any, path: str, label: str = "") -> None:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path or label or 'scenario'}: expected a mapping of keys, "
-                              f"got {_show(data)}")
-        self.data = data
-        self.path = path
-        self.known: list[str] = []
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def get(self, key: str, parse: Callable[[Any, str], Any] | None = None,
-            default: Any = _MISSING) -> Any:
-        """The value at ``key`` converted by ``parse(value, where)``; ``default`` when absent."""
-        self.known.append(key)
-        if key not in self.data:
-            if default is _MISSING:
-                raise ConfigError(f"{self.where(key)}: required key is missing")
-            return default
-        value = self.data[key]
-        if parse is None:
-            return value
-        where = self.where(key)
-        try:
-            return parse(value, where)
-        except ConfigError:
-            raise
-        except (ValueError, TypeError) as err:
-            msg = str(err)
-            raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
-
-    def choice(self, key: str, allowed: list[str], default: Any = _MISSING) -> str:
-        """A string that must be one of ``allowed`` (suggests the closest on a typo)."""
-        value = self.get(key, default=default)
-        if value not in allowed:
-            raise ConfigError(_unknown(self.where(key), value, allowed))
-        return value
-
-    def section(self, key: str, required: bool = False) -> Section:
-        """A nested mapping (empty when absent and not required)."""
-        value = self.get(key, default=_MISSING if required else {})
-        return Section(value, self.where(key))
-
-    def finish(self) -> None:
-        """Raise on keys that were never asked for."""
-        extra = [k for k in self.data if k not in self.known]
-        if extra:
-            bad = extra[0]
-            raise ConfigError(_unknown(self.where(str(bad)), bad, self.known, what="key"))
-
-
-def _unknown(where: str, value: Any, allowed: list[str], what: str = "value") -> str:
-    allowed = [str(a) for a in dict.fromkeys(allowed)]
-    hint = difflib.get_close_matches(str(value), allowed, n=1)
-    maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return f"{where}: unknown {what} {value!r}{maybe}; expected one of {', '.join(allowed)}"
-
-
-def _show(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _positive_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: expected a whole number >= 1, got {_show(value)}")
-    return value
-
-
-def _nonneg_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: expected a whole number >= 0, got {_show(value)}")
-    return value
-
-
-def _positive_number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{where}: expected a number > 0, got {_show(value)}")
-    return float(value)
-
-
-def _positive_size(value: Any, where: str) -> float:
-    size = units.parse_size(value, where)
-    if not size > 0:
-        raise ConfigError(f"{where}: must be > 0 bytes, got {value!r}")
-    return size
-
-
-def _boolean(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
-    return value
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected text, got {_show(value)}")
-    return value
+_unknown = schema.unknown
+_show = schema.show
+_positive_int = schema.positive_int
+_nonneg_int = schema.nonneg_int
+_positive_number = schema.positive_number
+_positive_size = schema.positive(units.parse_size, "bytes")
+_boolean = schema.boolean
+_text = schema.text
+_fraction = schema.fraction
+_probability = schema.probability
 
 
 def _ranks(value: Any, where: str) -> tuple[int, ...]:
@@ -259,12 +173,6 @@ def _cable_value(value: Any, where: str) -> tuple[int, int]:
                       f"got {_show(value)}")
 
 
-def _fraction(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ConfigError(f"{where}: expected a number in (0, 1], got {_show(value)}")
-    return float(value)
-
-
 def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
     """``faults:`` -> the untimed faults applied to ``topology``, the timed ones returned."""
     faults: list[LinkFault] = []
@@ -310,12 +218,6 @@ def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
         return apply_faults(topology, faults)
     except TopologyError as err:
         raise ConfigError(f"{sec.path}: {err}") from None
-
-
-def _probability(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ConfigError(f"{where}: expected a probability in [0, 1], got {_show(value)}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------- workload
