@@ -23,7 +23,8 @@ from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.core.paths import bundled
 from des.core.schema import SchemaError
 from des.sim.engine import EngineOptions
-from des.sim.transport import TransportMode
+from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, ASTRA_LOCAL_MEM_BW, DEFAULT_CHUNKS
+from des.sim.transport import DEFAULT_PACKET_BYTES, TransportMode
 from topologies import Topology, TopologyError
 from topologies.faults import LinkFault, apply_faults, random_faults
 from topologies.spec import KINDS as TOPOLOGY_KINDS
@@ -476,14 +477,15 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
     )
     endpoint = sec.get("endpoint_delay", units.parse_time, default=None)
     reduction = sec.get("reduction", lambda v, w: _reduction(v, w, hardware), default=None)
-    chunks = sec.get("chunks", _positive_int, default=4)
+    chunks = sec.get("chunks", _positive_int, default=DEFAULT_CHUNKS)
     try:
         if model == "des":
             opts = EngineOptions(
                 transport=TransportMode(sec.choice(
                     "transport", [m.value for m in TransportMode],
                     default=TransportMode.CUT_THROUGH.value)),
-                packet_bytes=sec.get("packet_size", _positive_size, default=4096.0),
+                packet_bytes=sec.get("packet_size", _positive_size,
+                                     default=DEFAULT_PACKET_BYTES),
                 contention=sec.get("contention", _boolean, default=True),
                 chunks=chunks, chunk_bytes=sec.get("chunk_size", _positive_size,
                                                    default=None),
@@ -491,8 +493,8 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
         else:
             opts = EngineOptions.astra_compat(
                 congestion_aware=model == "astra_congestion_aware",
-                endpoint_delay_ns=10.0 if endpoint is None else endpoint,
-                local_mem_bw=reduction or 1600.0, splits=chunks, **common)
+                endpoint_delay_ns=ASTRA_ENDPOINT_DELAY_NS if endpoint is None else endpoint,
+                local_mem_bw=reduction or ASTRA_LOCAL_MEM_BW, splits=chunks, **common)
     except ValueError as err:
         raise ConfigError(f"{sec.path or 'network'}: {err}") from None
     sec.finish()

@@ -46,6 +46,8 @@ from simpy.events import NORMAL
 
 from topologies.base import LinkSpec, Topology
 
+#: Bytes a cut-through head must receive before moving on (des's default packet size).
+DEFAULT_PACKET_BYTES = 4096.0
 
 class TransportMode(StrEnum):
     """How a message crosses a multi-hop route."""
@@ -136,7 +138,7 @@ class Transport:
 
     def __init__(self, env: simpy.Environment, topology: Topology,
                  mode: TransportMode = TransportMode.CUT_THROUGH,
-                 packet_bytes: float = 4096.0, record_activity: bool = False,
+                 packet_bytes: float = DEFAULT_PACKET_BYTES, record_activity: bool = False,
                  track_inflight: bool = False, contention: bool = True,
                  quantize: bool = False) -> None:
         if packet_bytes <= 0:
