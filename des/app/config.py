@@ -19,7 +19,13 @@ import yaml
 from collectives import CollectiveError, check_algorithm
 from des.core import schema, units
 from des.core.graph import CollectiveType, EventGraph, GraphError
-from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
+from des.core.hardware import (
+    DEFAULT_DTYPE_BYTES,
+    GpuSpec,
+    HardwareError,
+    gpu_from_dict,
+    load_gpu,
+)
 from des.core.paths import bundled
 from des.core.schema import SchemaError
 from des.sim.engine import EngineOptions
@@ -292,7 +298,7 @@ def _workload_dp_step(sec: Section, num_ranks: int, name: str) -> EventGraph:
         layers=sec.get("layers", _positive_int),
         params_per_layer=sec.get("params_per_layer", _positive_number),
         tokens_per_rank=sec.get("tokens_per_rank", _positive_number),
-        dtype_bytes=sec.get("dtype_bytes", _positive_int, default=2),
+        dtype_bytes=sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES),
         algorithm=sec.get("algorithm", _text, default=None),
         name=name,
     )
@@ -388,7 +394,7 @@ def _workload_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph,
     tp = sec.get("tp", _positive_int, default=num_ranks)
     shard = sec.choice("shard", list(SHARDS))
     gather = sec.get("gather_output", _boolean, default=True)
-    dtype_bytes = sec.get("dtype_bytes", _positive_int, default=2)
+    dtype_bytes = sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES)
     fold = sec.get("fold_tp", _boolean, default=False)
     sec.finish()
     try:
