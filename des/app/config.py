@@ -501,6 +501,8 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
                 congestion_aware=model == "astra_congestion_aware",
                 endpoint_delay_ns=ASTRA_ENDPOINT_DELAY_NS if endpoint is None else endpoint,
                 local_mem_bw=reduction or ASTRA_LOCAL_MEM_BW, splits=chunks, **common)
+    except ConfigError:  # a key read inside the try already names its own path
+        raise
     except ValueError as err:
         raise ConfigError(f"{sec.path or 'network'}: {err}") from None
     sec.finish()
