@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from des.core.graph import CollectiveType
-from des.sim.options import EngineOptions
+from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, EngineOptions
 from topologies import DimSpec, Topology, fully_connected, hierarchical, ring, switch
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class AstraNetwork:
 class AstraSystem:
     """One ``system.json``, with des algorithm names per collective and dimension."""
 
-    endpoint_delay_ns: float = 10.0
+    endpoint_delay_ns: float = ASTRA_ENDPOINT_DELAY_NS
     active_chunks: int = 1
     splits: int = 1
     local_mem_bw: float = 0.0  # bytes/ns
@@ -191,9 +191,9 @@ def system_from_dict(data: Any, dims: int, source: str = "system.json") -> Astra
         log.warning("%s: collective-optimization %r is modelled as localBWAware", source,
                     optimization)
     return AstraSystem(
-        endpoint_delay_ns=float(data.get("endpoint-delay", 10)),
-        active_chunks=int(data.get("active-chunks-per-dimension", 1)),
-        splits=int(data.get("preferred-dataset-splits", 1)),
+        endpoint_delay_ns=float(data.get("endpoint-delay", AstraSystem.endpoint_delay_ns)),
+        active_chunks=int(data.get("active-chunks-per-dimension", AstraSystem.active_chunks)),
+        splits=int(data.get("preferred-dataset-splits", AstraSystem.splits)),
         local_mem_bw=float(data.get("local-mem-bw", 0.0)),
         peak_tflops=float(data.get("peak-perf", 0.0)),
         roofline=bool(data.get("roofline-enabled", 0)),

@@ -22,7 +22,7 @@ from astra_bridge.configs import GIB_PER_GB
 from des.core.graph import CollectiveType, EventGraph
 from des.core.hardware import GpuSpec
 from des.sim.choices import algorithm_for
-from des.sim.options import EngineOptions
+from des.sim.options import ASTRA_LOCAL_MEM_BW, EngineOptions
 from topologies.base import Topology
 from topologies.meta import HierarchicalLayout, LeafSpineLayout, SuperpodLayout
 
@@ -138,7 +138,7 @@ def system_json(topology: Topology, graph: EventGraph, options: EngineOptions,
         **impl,
         "collective-optimization": "localBWAware",
         "local-mem-bw": hardware.hbm_bandwidth if hardware else
-        (options.reduction_bandwidth or 1600),
+        (options.reduction_bandwidth or ASTRA_LOCAL_MEM_BW),
         "peak-perf": hardware.peak_flops[hardware.default_dtype] / 1000 if hardware else 900,
         "roofline-enabled": int(bool(flops and hardware)),
     }

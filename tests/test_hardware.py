@@ -265,7 +265,7 @@ def test_gpu_from_dict_unknown_key_lists_allowed_keys() -> None:
 def test_gpu_from_dict_missing_key() -> None:
     data = preset_dict()
     del data["hbm_capacity"]
-    with pytest.raises(HardwareError, match=r"missing key.*hbm_capacity"):
+    with pytest.raises(HardwareError, match=r"hardware\.hbm_capacity: required key is missing"):
         gpu_from_dict(data)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from des.core.graph import CollectiveType, EventGraph
+from des.core.hardware import DEFAULT_DTYPE_BYTES
 from des.core.results import Result, intersection_length, merge_intervals
 from workloads.parallel import ParallelError
 
@@ -64,8 +65,8 @@ def _int(value: Any, label: str) -> int:
     return value
 
 
-def local_gemm(m: int, n: int, k: int, tp: int, shard: str, dtype_bytes: int = 2
-               ) -> tuple[float, float]:
+def local_gemm(m: int, n: int, k: int, tp: int, shard: str,
+               dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> tuple[float, float]:
     """(FLOPs, HBM bytes) of one GPU's part of the GEMM split ``shard`` over ``tp`` GPUs."""
     if shard not in SHARDS:
         raise ParallelError(f"shard {shard!r}; expected one of {', '.join(SHARDS)}")
@@ -75,7 +76,8 @@ def local_gemm(m: int, n: int, k: int, tp: int, shard: str, dtype_bytes: int = 2
     return flops, nbytes
 
 
-def build_gemm(m: int, n: int, k: int, *, tp: int, shard: str, npus: int, dtype_bytes: int = 2,
+def build_gemm(m: int, n: int, k: int, *, tp: int, shard: str, npus: int,
+               dtype_bytes: int = DEFAULT_DTYPE_BYTES,
                gather_output: bool = True, fold_tp: bool = False) -> GemmWorkload:
     """``C[m, n] = A[m, k] @ B[k, n]`` split ``shard``-wise over ``tp`` GPUs (``tp`` must
     equal ``npus`` and divide the split dimension); ``fold_tp`` simulates rank 0 only and costs

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
 from des.core.graph import CollectiveType, EventGraph
+from des.core.hardware import DEFAULT_DTYPE_BYTES
 from workloads import ops
 from workloads.memory import MemoryBreakdown, kv_cache_bytes
 from workloads.models import ModelConfig
@@ -58,7 +59,7 @@ class InferenceConfig:
     batch: int = 1
     prompt: int = 512
     generate: int = 128
-    dtype_bytes: int = 2
+    dtype_bytes: int = DEFAULT_DTYPE_BYTES
     flash: bool = True
     fold_tp: bool = False
 

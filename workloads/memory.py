@@ -12,7 +12,9 @@ import math
 import numbers
 from dataclasses import dataclass, fields
 
+from des.core.hardware import DEFAULT_DTYPE_BYTES
 from workloads.models import ModelConfig, ModelConfigError
+from workloads.ops import ADAM_STATE_BYTES, ADAM_STATES, MASTER_BYTES
 
 __all__ = [
     "RECOMPUTE",
@@ -81,9 +83,10 @@ class MemoryBreakdown:
 
 
 def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
-                          dtype_bytes: int = 2, master_bytes: int = 4,
-                          optimizer_states: int = 2,
-                          state_bytes: int = 4) -> tuple[float, float, float]:
+                          dtype_bytes: int = DEFAULT_DTYPE_BYTES,
+                          master_bytes: int = MASTER_BYTES,
+                          optimizer_states: int = ADAM_STATES,
+                          state_bytes: int = ADAM_STATE_BYTES) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes for ``params_local`` parameters under ZeRO
     (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
     Models", SC 2020).
@@ -226,7 +229,7 @@ def in_flight_microbatches(schedule: str, pp: int, stage: int, micro_batches: in
 
 
 def kv_cache_bytes(model: ModelConfig, *, batch: int, context: int, tp: int = 1,
-                   dtype_bytes: int = 2) -> float:
+                   dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> float:
     """KV-cache bytes per GPU: ``2 * layers * kv_heads/tp * head_dim * context * batch *
     dtype_bytes`` (K and V; one replicated KV head per GPU when ``tp > kv_heads``). Llama-2-70B,
     batch 1, 4096 tokens, fp16: ``2*80*8*128*4096*2 = 1,342,177,280`` bytes."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from des.core.graph import CollectiveType, EventGraph
+from des.core.hardware import DEFAULT_DTYPE_BYTES
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def collective_sequence(num_ranks: int, specs: Sequence[CollectiveSpec],
 
 
 def data_parallel_step(num_ranks: int, *, layers: int, params_per_layer: float,
-                       tokens_per_rank: float, dtype_bytes: int = 2,
+                       tokens_per_rank: float, dtype_bytes: int = DEFAULT_DTYPE_BYTES,
                        algorithm: str | None = None,
                        name: str = "data-parallel step") -> EventGraph:
     """One data-parallel training step of a stack of dense layers.

@@ -31,12 +31,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import yaml
 
 from des.core.paths import bundled, load_preset
+from des.core.schema import (
+    SchemaError,
+    Section,
+    boolean,
+    check,
+    nonempty_text,
+    nonneg_int,
+    optional,
+    positive_int,
+    show,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -56,21 +67,12 @@ ACTIVATIONS: tuple[str, ...] = ("gelu", "swiglu")
 #: Normalisation layers: LayerNorm (Ba et al. 2016) or RMSNorm (Zhang & Sennrich 2019).
 NORMS: tuple[str, ...] = ("layernorm", "rmsnorm")
 
-_REQUIRED_KEYS = ("name", "layers", "hidden", "heads", "ffn", "activation", "vocab", "seq")
-_OPTIONAL_KEYS = (
-    "kv_heads",
-    "head_dim",
-    "tied_embeddings",
-    "experts",
-    "top_k",
-    "expert_ffn",
-    "norm",
-    "position_embeddings",
-    "bias",
-)
+_KEYS = ("name", "layers", "hidden", "heads", "ffn", "activation", "vocab", "seq", "kv_heads",
+         "head_dim", "tied_embeddings", "experts", "top_k", "expert_ffn", "norm",
+         "position_embeddings", "bias")
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(SchemaError):
     """An invalid model description; the message names the key at fault and what is allowed."""
 
 
@@ -78,57 +80,48 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _validated(values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Check a full set of :class:`ModelConfig` fields; return them with defaults resolved
-    (``expert_ffn`` 0 -> ``ffn`` for MoE, ``bias`` None -> the GPT-style rule)."""
-    out = dict(values)
-    name = out["name"]
-    if not isinstance(name, str) or not name.strip():
-        raise ModelConfigError(f"{where}.name: must be a non-empty string, got {name!r}")
-    for key in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "seq"):
-        value = out[key]
-        if not _is_int(value) or value < 1:
-            raise ModelConfigError(f"{where}.{key}: must be a positive integer, got {value!r}")
+def _read(sec: Section) -> dict[str, Any]:
+    """Every :class:`ModelConfig` field from ``sec``, checked, with defaults resolved:
+    ``kv_heads`` -> ``heads``, ``head_dim`` -> ``hidden // heads`` (which must divide),
+    ``expert_ffn`` 0 -> ``ffn`` for MoE, ``bias`` None -> the GPT-style rule."""
+    out: dict[str, Any] = {"name": sec.get("name", nonempty_text)}
+    for key in ("layers", "hidden", "heads"):
+        out[key] = sec.get(key, positive_int)
+    out["kv_heads"] = sec.get("kv_heads", optional(positive_int), default=None) or out["heads"]
+    out["head_dim"] = sec.get("head_dim", optional(positive_int), default=None)
+    if out["head_dim"] is None:
+        if out["hidden"] % out["heads"]:
+            raise sec.fail("head_dim", f"missing, and hidden ({out['hidden']}) is not a multiple "
+                           f"of heads ({out['heads']}); give head_dim explicitly")
+        out["head_dim"] = out["hidden"] // out["heads"]
+    for key in ("ffn", "vocab", "seq"):
+        out[key] = sec.get(key, positive_int)
+    out["activation"] = sec.choice("activation", ACTIVATIONS, what="activation")
+    out["norm"] = sec.choice("norm", NORMS, default="layernorm", what="norm")
     for key in ("experts", "top_k", "expert_ffn"):
-        value = out[key]
-        if not _is_int(value) or value < 0:
-            raise ModelConfigError(f"{where}.{key}: must be an integer >= 0, got {value!r}")
-    if out["heads"] % out["kv_heads"]:
-        raise ModelConfigError(
-            f"{where}.kv_heads: heads ({out['heads']}) must be a multiple of kv_heads "
-            f"({out['kv_heads']}); use kv_heads = heads for MHA, 1 for MQA, a divisor for GQA"
-        )
-    if out["activation"] not in ACTIVATIONS:
-        raise ModelConfigError(
-            f"{where}.activation: unknown activation {out['activation']!r}; "
-            f"allowed: {', '.join(ACTIVATIONS)}"
-        )
-    if out["norm"] not in NORMS:
-        raise ModelConfigError(
-            f"{where}.norm: unknown norm {out['norm']!r}; allowed: {', '.join(NORMS)}"
-        )
+        out[key] = sec.get(key, nonneg_int, default=0)
     for key in ("tied_embeddings", "position_embeddings"):
-        if not isinstance(out[key], bool):
-            raise ModelConfigError(f"{where}.{key}: must be true or false, got {out[key]!r}")
-    if out["bias"] is None:
-        out["bias"] = out["activation"] == "gelu" and out["norm"] == "layernorm"
-    elif not isinstance(out["bias"], bool):
-        raise ModelConfigError(
-            f"{where}.bias: must be true, false or omitted (GPT-style default), "
-            f"got {out['bias']!r}"
-        )
+        out[key] = sec.get(key, boolean, default=False)
+    bias = sec.get("bias", default=None)
+    if bias is None:
+        bias = out["activation"] == "gelu" and out["norm"] == "layernorm"
+    elif not isinstance(bias, bool):
+        raise sec.fail("bias", f"must be true, false or omitted (GPT-style default), "
+                       f"got {show(bias)}")
+    out["bias"] = bias
+    sec.finish()
+    if out["heads"] % out["kv_heads"]:
+        raise sec.fail("kv_heads", f"heads ({out['heads']}) must be a multiple of kv_heads "
+                       f"({out['kv_heads']}); use kv_heads = heads for MHA, 1 for MQA, a divisor "
+                       "for GQA")
     if out["experts"] == 0:
         for key in ("top_k", "expert_ffn"):
             if out[key]:
-                raise ModelConfigError(
-                    f"{where}.{key}: must be 0 for a dense model (experts = 0), got {out[key]!r}"
-                )
+                raise sec.fail(key, f"must be 0 for a dense model (experts = 0), got {out[key]!r}")
     else:
         if not 1 <= out["top_k"] <= out["experts"]:
-            raise ModelConfigError(
-                f"{where}.top_k: must be in 1..experts ({out['experts']}) for an MoE model, "
-                f"got {out['top_k']!r}"
-            )
+            raise sec.fail("top_k", f"must be in 1..experts ({out['experts']}) for an MoE model, "
+                           f"got {out['top_k']!r}")
         if out["expert_ffn"] == 0:
             out["expert_ffn"] = out["ffn"]
     return out
@@ -165,7 +158,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         where = f"ModelConfig[{self.name}]" if isinstance(self.name, str) else "ModelConfig"
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key, value in _validated(values, where).items():
+        for key, value in _read(Section(values, where, error=ModelConfigError)).items():
             object.__setattr__(self, key, value)
 
     # -- derived sizes ------------------------------------------------------------------------
@@ -281,8 +274,7 @@ class ModelConfig:
 
 
 def _check_tp(tp: object) -> None:
-    if not _is_int(tp) or tp < 1:  # type: ignore[operator]
-        raise ModelConfigError(f"tp: must be a positive integer, got {tp!r}")
+    check(positive_int, tp, "tp", ModelConfigError)
 
 
 # -- dictionaries and YAML -----------------------------------------------------------------------
@@ -297,36 +289,7 @@ def model_from_dict(data: Mapping[str, Any], where: str = "model") -> ModelConfi
     ``position_embeddings``, ``bias``. Errors name the key under ``where``, e.g.
     ``model.kv_heads``; unknown keys are errors listing the allowed ones.
     """
-    if not isinstance(data, Mapping):
-        raise ModelConfigError(f"{where}: must be a mapping, got {type(data).__name__}")
-    allowed = _REQUIRED_KEYS + _OPTIONAL_KEYS
-    unknown = [str(key) for key in data if key not in allowed]
-    if unknown:
-        raise ModelConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(allowed)}"
-        )
-    missing = [key for key in _REQUIRED_KEYS if key not in data]
-    if missing:
-        raise ModelConfigError(f"{where}: missing key(s) {', '.join(missing)}")
-    values: dict[str, Any] = {
-        f.name: None if f.default is MISSING else f.default for f in fields(ModelConfig)
-    }
-    values.update(data)
-    for key in ("hidden", "heads"):
-        if not _is_int(values[key]) or values[key] < 1:
-            raise ModelConfigError(
-                f"{where}.{key}: must be a positive integer, got {values[key]!r}"
-            )
-    if values.get("kv_heads") is None:
-        values["kv_heads"] = values["heads"]
-    if values.get("head_dim") is None:
-        if values["hidden"] % values["heads"]:
-            raise ModelConfigError(
-                f"{where}.head_dim: missing, and hidden ({values['hidden']}) is not a multiple "
-                f"of heads ({values['heads']}); give head_dim explicitly"
-            )
-        values["head_dim"] = values["hidden"] // values["heads"]
-    return ModelConfig(**_validated(values, where))
+    return ModelConfig(**_read(Section(data, where, keys=_KEYS, error=ModelConfigError)))
 
 
 def model_to_yaml(model: ModelConfig) -> str:
@@ -334,8 +297,6 @@ def model_to_yaml(model: ModelConfig) -> str:
     ``yaml.safe_load`` gives back an equal :class:`ModelConfig`."""
     data = {f.name: getattr(model, f.name) for f in fields(model)}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-
-
 
 
 def available_models() -> list[str]:
@@ -505,4 +466,5 @@ def from_hf_config(config: Mapping[str, Any], name: str, seq: int | None = None)
         "position_embeddings": model_type in _LEARNED_POSITION_TYPES,
         "bias": None,
     }
-    return ModelConfig(**_validated(values, f"HF config for {name!r}"))
+    sec = Section(values, f"HF config for {name!r}", error=ModelConfigError)
+    return ModelConfig(**_read(sec))

@@ -42,6 +42,7 @@ import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from des.core.hardware import DEFAULT_DTYPE_BYTES
 from workloads.models import ModelConfig, ModelConfigError
 
 __all__ = [
@@ -89,6 +90,11 @@ _LOSS_FLOPS = 5.0  # per logit: max, subtract, exp, sum, log-softmax gather
 #: FLOPs per parameter of one Adam step (moments, bias corrections, sqrt, divide, decay,
 #: update; Kingma & Ba 2015).
 ADAM_FLOPS_PER_PARAM = 12.0
+#: Mixed-precision Adam's state per parameter: an fp32 master weight (bytes) and
+#: ``ADAM_STATES`` fp32 moments of ``ADAM_STATE_BYTES`` each.
+MASTER_BYTES = 4
+ADAM_STATES = 2
+ADAM_STATE_BYTES = 4
 
 
 class OpsError(ValueError):
@@ -157,7 +163,7 @@ class Shard:
     sp: bool = False
     cp: int = 1
     flash: bool = True
-    dtype_bytes: int = 2
+    dtype_bytes: int = DEFAULT_DTYPE_BYTES
     causal: bool = True
     dropout: bool = False
     decode: bool = False
@@ -395,9 +401,10 @@ def backward(ops: Iterable[OpCost]) -> list[OpCost]:
     return out
 
 
-def optimizer_step(params_local: float, *, zero_shard: int = 1, master_bytes: int = 4,
-                   grad_bytes: int = 2, param_bytes: int = 2, state_bytes: int = 4,
-                   optimizer_states: int = 2, clip_grad: bool = True) -> list[OpCost]:
+def optimizer_step(params_local: float, *, zero_shard: int = 1,
+                   master_bytes: int = MASTER_BYTES, grad_bytes: int = DEFAULT_DTYPE_BYTES,
+                   param_bytes: int = DEFAULT_DTYPE_BYTES, state_bytes: int = ADAM_STATE_BYTES,
+                   optimizer_states: int = ADAM_STATES, clip_grad: bool = True) -> list[OpCost]:
     """One mixed-precision Adam step over this GPU's ``params_local / zero_shard`` parameters
     (ZeRO shards the optimizer ``zero_shard`` ways; Rajbhandari et al. 2020).
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from des.core.hardware import DEFAULT_DTYPE_BYTES
+
 SCHEDULES = ("gpipe", "1f1b", "interleaved")
 RECOMPUTE = ("none", "selective", "full")
 AXES = ("tp", "cp", "ep", "pp", "dp")
@@ -52,7 +54,7 @@ class ParallelConfig:
     order: str = "tp,cp,ep,pp,dp"
     bucket_bytes: float = 25e6
     grad_bytes: int = 4
-    dtype_bytes: int = 2
+    dtype_bytes: int = DEFAULT_DTYPE_BYTES
     flash: bool = True
     fold_tp: bool = False
     seq: int | None = None

@@ -37,12 +37,11 @@ from des.app.render import (
     render_sweep,
     render_topology,
 )
-from des.app.sweep import LocalExecutor, SweepError, load_sweep, run_sweep, write_table
+from des.app.sweep import LocalExecutor, load_sweep, run_sweep, write_table
 from des.core.graph import GraphError
-from des.core.hardware import HardwareError
 from des.core.results import Result, write_chrome_trace, write_json, write_links_csv
+from des.core.schema import SchemaError
 from des.core.units import (
-    UnitError,
     parse_bandwidth,
     parse_time,
 )
@@ -58,9 +57,9 @@ from workloads.llm import TrainingWorkload
 from workloads.models import ModelConfigError, from_hf_config, model_to_yaml
 from workloads.parallel import ParallelError
 
-BAD_INPUT = (
-    AstraConfigError, ExportError, PlotError, ConfigError, SweepError, GraphError, TopologyError,
-    HardwareError, UnitError, SimulationError, AnalyticalError, CollectiveError, ParallelError,
+BAD_INPUT = (  # SchemaError covers ConfigError, SweepError, HardwareError, UnitError, ...
+    AstraConfigError, ExportError, PlotError, SchemaError, GraphError, TopologyError,
+    SimulationError, AnalyticalError, CollectiveError, ParallelError,
     FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
 )
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2

@@ -7,7 +7,6 @@ Files are read with ``yaml.safe_load``, so a scenario can never construct Python
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,12 +17,20 @@ from typing import Any
 import yaml
 
 from collectives import CollectiveError, check_algorithm
-from des.core import units
+from des.core import schema, units
 from des.core.graph import CollectiveType, EventGraph, GraphError
-from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
+from des.core.hardware import (
+    DEFAULT_DTYPE_BYTES,
+    GpuSpec,
+    HardwareError,
+    gpu_from_dict,
+    load_gpu,
+)
 from des.core.paths import bundled
+from des.core.schema import SchemaError
 from des.sim.engine import EngineOptions
-from des.sim.hops import TransportMode
+from des.sim.hops import DEFAULT_PACKET_BYTES, TransportMode
+from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, ASTRA_LOCAL_MEM_BW, DEFAULT_CHUNKS
 from topologies import Topology, TopologyError
 from topologies.faults import LinkFault, apply_faults, random_faults
 from topologies.spec import KINDS as TOPOLOGY_KINDS
@@ -40,7 +47,7 @@ from workloads.parallel import ParallelConfig, ParallelError
 DEFAULT_SCENARIO = "dp8_ring_overlap"
 
 
-class ConfigError(ValueError):
+class ConfigError(SchemaError):
     """A scenario that cannot be used; the message names the key path and what is allowed."""
 
 
@@ -69,109 +76,23 @@ class Scenario:
 
 
 # ---------------------------------------------------------------------- reading sections
-_MISSING = object()
+class Section(schema.Section):
+    """A scenario mapping read key by key (see :class:`des.core.schema.Section`); its errors,
+    and those of the sections nested in it, are :class:`ConfigError`."""
+
+    error = ConfigError
 
 
-class Section:
-    """A mapping read key by key; :meth:`finish` rejects keys nobody asked for."""
-
-    def __init__(self, data: Any, path: str, label: str = "") -> None:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path or label or 'scenario'}: expected a mapping of keys, "
-                              f"got {_show(data)}")
-        self.data = data
-        self.path = path
-        self.known: list[str] = []
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def get(self, key: str, parse: Callable[[Any, str], Any] | None = None,
-            default: Any = _MISSING) -> Any:
-        """The value at ``key`` converted by ``parse(value, where)``; ``default`` when absent."""
-        self.known.append(key)
-        if key not in self.data:
-            if default is _MISSING:
-                raise ConfigError(f"{self.where(key)}: required key is missing")
-            return default
-        value = self.data[key]
-        if parse is None:
-            return value
-        where = self.where(key)
-        try:
-            return parse(value, where)
-        except ConfigError:
-            raise
-        except (ValueError, TypeError) as err:
-            msg = str(err)
-            raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
-
-    def choice(self, key: str, allowed: list[str], default: Any = _MISSING) -> str:
-        """A string that must be one of ``allowed`` (suggests the closest on a typo)."""
-        value = self.get(key, default=default)
-        if value not in allowed:
-            raise ConfigError(_unknown(self.where(key), value, allowed))
-        return value
-
-    def section(self, key: str, required: bool = False) -> Section:
-        """A nested mapping (empty when absent and not required)."""
-        value = self.get(key, default=_MISSING if required else {})
-        return Section(value, self.where(key))
-
-    def finish(self) -> None:
-        """Raise on keys that were never asked for."""
-        extra = [k for k in self.data if k not in self.known]
-        if extra:
-            bad = extra[0]
-            raise ConfigError(_unknown(self.where(str(bad)), bad, self.known, what="key"))
-
-
-def _unknown(where: str, value: Any, allowed: list[str], what: str = "value") -> str:
-    allowed = [str(a) for a in dict.fromkeys(allowed)]
-    hint = difflib.get_close_matches(str(value), allowed, n=1)
-    maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return f"{where}: unknown {what} {value!r}{maybe}; expected one of {', '.join(allowed)}"
-
-
-def _show(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _positive_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: expected a whole number >= 1, got {_show(value)}")
-    return value
-
-
-def _nonneg_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: expected a whole number >= 0, got {_show(value)}")
-    return value
-
-
-def _positive_number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{where}: expected a number > 0, got {_show(value)}")
-    return float(value)
-
-
-def _positive_size(value: Any, where: str) -> float:
-    size = units.parse_size(value, where)
-    if not size > 0:
-        raise ConfigError(f"{where}: must be > 0 bytes, got {value!r}")
-    return size
-
-
-def _boolean(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
-    return value
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected text, got {_show(value)}")
-    return value
+_unknown = schema.unknown
+_show = schema.show
+_positive_int = schema.positive_int
+_nonneg_int = schema.nonneg_int
+_positive_number = schema.positive_number
+_positive_size = schema.positive(units.parse_size, "bytes")
+_boolean = schema.boolean
+_text = schema.text
+_fraction = schema.fraction
+_probability = schema.probability
 
 
 def _ranks(value: Any, where: str) -> tuple[int, ...]:
@@ -259,12 +180,6 @@ def _cable_value(value: Any, where: str) -> tuple[int, int]:
                       f"got {_show(value)}")
 
 
-def _fraction(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ConfigError(f"{where}: expected a number in (0, 1], got {_show(value)}")
-    return float(value)
-
-
 def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
     """``faults:`` -> the untimed faults applied to ``topology``, the timed ones returned."""
     faults: list[LinkFault] = []
@@ -310,12 +225,6 @@ def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
         return apply_faults(topology, faults)
     except TopologyError as err:
         raise ConfigError(f"{sec.path}: {err}") from None
-
-
-def _probability(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ConfigError(f"{where}: expected a probability in [0, 1], got {_show(value)}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------- workload
@@ -389,7 +298,7 @@ def _workload_dp_step(sec: Section, num_ranks: int, name: str) -> EventGraph:
         layers=sec.get("layers", _positive_int),
         params_per_layer=sec.get("params_per_layer", _positive_number),
         tokens_per_rank=sec.get("tokens_per_rank", _positive_number),
-        dtype_bytes=sec.get("dtype_bytes", _positive_int, default=2),
+        dtype_bytes=sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES),
         algorithm=sec.get("algorithm", _text, default=None),
         name=name,
     )
@@ -485,7 +394,7 @@ def _workload_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph,
     tp = sec.get("tp", _positive_int, default=num_ranks)
     shard = sec.choice("shard", list(SHARDS))
     gather = sec.get("gather_output", _boolean, default=True)
-    dtype_bytes = sec.get("dtype_bytes", _positive_int, default=2)
+    dtype_bytes = sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES)
     fold = sec.get("fold_tp", _boolean, default=False)
     sec.finish()
     try:
@@ -574,14 +483,15 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
     )
     endpoint = sec.get("endpoint_delay", units.parse_time, default=None)
     reduction = sec.get("reduction", lambda v, w: _reduction(v, w, hardware), default=None)
-    chunks = sec.get("chunks", _positive_int, default=4)
+    chunks = sec.get("chunks", _positive_int, default=DEFAULT_CHUNKS)
     try:
         if model == "des":
             opts = EngineOptions(
                 transport=TransportMode(sec.choice(
                     "transport", [m.value for m in TransportMode],
                     default=TransportMode.CUT_THROUGH.value)),
-                packet_bytes=sec.get("packet_size", _positive_size, default=4096.0),
+                packet_bytes=sec.get("packet_size", _positive_size,
+                                     default=DEFAULT_PACKET_BYTES),
                 contention=sec.get("contention", _boolean, default=True),
                 chunks=chunks, chunk_bytes=sec.get("chunk_size", _positive_size,
                                                    default=None),
@@ -589,8 +499,10 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
         else:
             opts = EngineOptions.astra_compat(
                 congestion_aware=model == "astra_congestion_aware",
-                endpoint_delay_ns=10.0 if endpoint is None else endpoint,
-                local_mem_bw=reduction or 1600.0, splits=chunks, **common)
+                endpoint_delay_ns=ASTRA_ENDPOINT_DELAY_NS if endpoint is None else endpoint,
+                local_mem_bw=reduction or ASTRA_LOCAL_MEM_BW, splits=chunks, **common)
+    except ConfigError:  # a key read inside the try already names its own path
+        raise
     except ValueError as err:
         raise ConfigError(f"{sec.path or 'network'}: {err}") from None
     sec.finish()

@@ -47,9 +47,11 @@ from typing import Any
 import yaml
 
 from des.core.paths import bundled
+from des.core.schema import SchemaError, Section, entries, optional, short, show
+from des.core.schema import text as _text
 
 
-class SweepError(ValueError):
+class SweepError(SchemaError):
     """A sweep file that cannot be used; names the key and what is allowed."""
 
 
@@ -299,60 +301,74 @@ def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
     return sweep_from_dict(data, Path(text).stem, base_dir)
 
 
+_SWEEP_KEYS = ("name", "description", "base", "axes", "groups", "constraints", "memory_limit",
+               "backend", "derive")
+_BACKENDS = ("simpy", "analytical")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SweepError(f"{where}: must be a mapping, got {show(value)}")
+    return dict(value)
+
+
+def _axis_values(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise SweepError(f"{where}: must be a non-empty list of values, got {show(value)}")
+    seen = [json.dumps(v, sort_keys=True, default=str) for v in value]
+    if len(set(seen)) != len(seen):
+        repeated = next(v for v, t in zip(value, seen, strict=True) if seen.count(t) > 1)
+        raise SweepError(f"{where}: value {short(repeated)} appears more than once")
+    return value
+
+
+def _expression(value: Any, where: str) -> str:
+    check_expression(_text(value, where), where)
+    return value
+
+
+def _constraints(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise SweepError(f"{where}: must be a list of expressions like 'tp * dp == npus', "
+                         f"got {show(value)}")
+    return [_expression(item, f"{where}[{i}]") for i, item in enumerate(value)]
+
+
 def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | None = None
                     ) -> Sweep:
-    """Validate a parsed sweep file."""
+    """Validate a parsed sweep file (errors are :class:`SweepError` naming the key path)."""
     from des.core import units
 
-    if not isinstance(data, Mapping):
-        raise SweepError("a sweep file is a mapping with base, axes and constraints")
-    allowed = {"name", "description", "base", "axes", "groups", "constraints",
-               "memory_limit", "backend", "derive"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise SweepError(f"unknown key {unknown[0]!r}; expected one of "
-                         f"{', '.join(sorted(allowed))}")
-    base = data.get("base")
-    if isinstance(base, str):
-        base = load_scenario_data(base, base_dir)
-    if not isinstance(base, Mapping):
-        raise SweepError("base: expected a scenario mapping or a scenario file / bundled name")
-    axes = data.get("axes")
-    if not isinstance(axes, Mapping) or not axes:
-        raise SweepError("axes: expected a mapping of scenario keys to lists of values")
-    groups = data.get("groups") or {}
-    if not isinstance(groups, Mapping):
-        raise SweepError("groups: expected a mapping of group names to named settings")
+    sec = Section(data, "", label="sweep file", keys=_SWEEP_KEYS, error=SweepError)
+    name = sec.get("name", _text, default=default_name)
+    sec.get("description", _text, default="")
+
+    def scenario(value: Any, where: str) -> dict[str, Any]:
+        loaded = load_scenario_data(value, base_dir) if isinstance(value, str) else value
+        if not isinstance(loaded, Mapping):
+            raise SweepError(f"{where}: must be a scenario mapping or a scenario file / bundled "
+                             f"name, got {show(value)}")
+        return dict(loaded)
+
+    base = sec.get("base", scenario)
+    axes = sec.get("axes", entries(_axis_values, nonempty=True,
+                                   expected="a mapping of scenario keys to lists of values"))
+    groups = sec.get("groups", optional(entries(
+        entries(_mapping), expected="a mapping of group names to named settings")),
+        default=None) or {}
     for axis, values in axes.items():
-        if not isinstance(values, list) or not values:
-            raise SweepError(f"axes.{axis}: expected a non-empty list of values")
-        seen = [json.dumps(v, sort_keys=True, default=str) for v in values]
-        if len(set(seen)) != len(seen):
-            repeated = next(v for v, t in zip(values, seen, strict=True) if seen.count(t) > 1)
-            raise SweepError(f"axes.{axis}: value {repeated!r} appears more than once")
         if axis in groups:
             missing = [v for v in values if v not in groups[axis]]
             if missing:
-                raise SweepError(f"axes.{axis}: {missing[0]!r} is not defined under "
-                                 f"groups.{axis}; defined: {', '.join(groups[axis])}")
-    constraints = data.get("constraints") or []
-    if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
-        raise SweepError("constraints: expected a list of expressions like 'tp * dp == npus'")
-    for i, text in enumerate(constraints):
-        check_expression(text, f"constraints[{i}]")
-    derive = data.get("derive") or {}
-    if not isinstance(derive, Mapping) or not all(isinstance(v, str) for v in derive.values()):
-        raise SweepError("derive: expected a mapping of scenario keys to expressions")
-    for key, text in derive.items():
-        check_expression(text, f"derive.{key}")
-    limit = data.get("memory_limit")
-    memory_limit = None if limit is None else units.parse_size(limit, "memory_limit")
-    backend = data.get("backend", "simpy")
-    if backend not in ("simpy", "analytical"):
-        raise SweepError(f"backend {backend!r}; expected simpy or analytical")
-    return Sweep(str(data.get("name", default_name)), dict(base), dict(axes),
-                 {k: dict(v) for k, v in groups.items()}, list(constraints), memory_limit,
-                 backend, dict(derive))
+                raise sec.fail(f"axes.{axis}", f"{short(missing[0])} is not defined under "
+                               f"groups.{axis}; defined: {', '.join(groups[axis])}")
+    constraints = sec.get("constraints", optional(_constraints), default=None) or []
+    derive = sec.get("derive", optional(entries(
+        _expression, expected="a mapping of scenario keys to expressions")), default=None) or {}
+    memory_limit = sec.get("memory_limit", optional(units.parse_size), default=None)
+    backend = sec.choice("backend", _BACKENDS, default="simpy", what="backend")
+    sec.finish()
+    return Sweep(name, base, dict(axes), groups, constraints, memory_limit, backend, derive)
 
 
 # ---------------------------------------------------------------------- running one point

@@ -10,17 +10,30 @@ All quantities are in the internal units of :mod:`des.core.units`: ns, bytes, FL
 
 from __future__ import annotations
 
-import math
-import numbers
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from des.core.paths import bundled, load_preset
-from des.core.units import UnitError, parse_bandwidth, parse_flops, parse_size, parse_time
+from des.core.schema import (
+    SchemaError,
+    Section,
+    check,
+    entries,
+    fraction,
+    nonempty_text,
+    nonneg_number,
+    positive,
+    show,
+    text,
+)
+from des.core.units import parse_bandwidth, parse_flops, parse_size, parse_time
 
 __all__ = [
+    "DEFAULT_DTYPE",
+    "DEFAULT_DTYPE_BYTES",
     "DTYPES",
     "OP_CLASSES",
     "GpuSpec",
@@ -38,137 +51,65 @@ DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8")
 #: Operation classes a preset may give efficiencies for; others fall back to ``"default"``.
 OP_CLASSES: tuple[str, ...] = ("gemm", "attention", "elementwise", "reduction", "default")
 
-# YAML keys of a hardware mapping: required, then optional.
-_REQUIRED_KEYS = (
-    "name",
-    "peak_flops",
-    "hbm_bandwidth",
-    "hbm_capacity",
-    "launch_overhead",
-    "efficiency",
-)
-_OPTIONAL_KEYS = ("default_dtype", "sources")
+#: The dtype a GPU's FLOP rate is read at when a compute node names none.
+DEFAULT_DTYPE = "bf16"
+#: Bytes per element of :data:`DEFAULT_DTYPE`: the default ``dtype_bytes`` of the workloads.
+DEFAULT_DTYPE_BYTES = 2
+
+# Keys of a hardware mapping; the launch overhead is ``launch_overhead`` in YAML (a time with a
+# unit) and ``launch_overhead_ns`` as a GpuSpec field.
+_KEYS = ("name", "peak_flops", "hbm_bandwidth", "hbm_capacity", "launch_overhead", "efficiency",
+         "default_dtype", "sources")
 
 
-class HardwareError(ValueError):
+class HardwareError(SchemaError):
     """An invalid GPU description or compute request; the message names the key at fault."""
 
 
-def _as_float(value: object) -> float | None:
-    """``value`` as a finite float, or None for bools, non-numbers, NaN and infinities."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _positive(value: object, path: str, unit: str) -> float:
-    number = _as_float(value)
-    if number is None or number <= 0:
-        raise HardwareError(f"{path}: must be a positive finite number of {unit}, got {value!r}")
-    return number
-
-
-def _efficiency_pair(value: object, path: str) -> tuple[float, float]:
+def _efficiency_pair(value: object, where: str) -> tuple[float, float]:
     expected = "expected [compute efficiency, memory efficiency], each in (0, 1]"
     if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or len(value) != 2:
-        raise HardwareError(f"{path}: cannot read {value!r}; {expected}")
-    pair = []
-    for label, item in zip(("compute", "memory"), value, strict=True):
-        number = _as_float(item)
-        if number is None or not 0 < number <= 1:
-            raise HardwareError(
-                f"{path}: {label} efficiency must be in (0, 1], got {item!r}; {expected}"
-            )
-        pair.append(number)
-    return pair[0], pair[1]
+        raise HardwareError(f"{where}: cannot read {show(value)}; {expected}")
+    compute, memory = (fraction(item, f"{where}: {label} efficiency")
+                       for label, item in zip(("compute", "memory"), value, strict=True))
+    return compute, memory
 
 
-def _validated(
-    *,
-    name: object,
-    peak_flops: object,
-    hbm_bandwidth: object,
-    hbm_capacity: object,
-    efficiency: object,
-    launch_overhead_ns: object,
-    default_dtype: object,
-    sources: object,
-    where: str,
-    overhead_key: str,
-) -> dict[str, Any]:
-    """Check every field of a GPU description; return them normalised (floats, tuples, copies).
+def _sources(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise HardwareError(f"{where}: must be a list of strings, got {show(value)}")
+    return tuple(nonempty_text(item, f"{where}[{i}]") for i, item in enumerate(value))
 
-    Error messages name ``where`` plus the key, e.g. ``hardware.efficiency.gemm``.
+
+_PEAKS = entries(positive(parse_flops, "FLOP/ns"), keys=DTYPES, what="dtype", nonempty=True,
+                 expected="a mapping of dtype to FLOP rate")
+_EFFICIENCIES = entries(_efficiency_pair, keys=OP_CLASSES, what="op class",
+                        expected="a mapping of op class to [compute, memory] efficiencies")
+
+
+def _read(sec: Section, overhead_key: str) -> dict[str, Any]:
+    """Every field of a GPU description from ``sec``, checked and normalised (floats in
+    internal units, tuples, copies). Quantities may carry units (``"2 TB/s"``); a bare number
+    is already in internal units. Errors name the key path, e.g. ``hardware.efficiency.gemm``.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise HardwareError(f"{where}.name: must be a non-empty string, got {name!r}")
-
-    if not isinstance(peak_flops, Mapping) or not peak_flops:
-        raise HardwareError(
-            f"{where}.peak_flops: must be a non-empty mapping of dtype to FLOP rate "
-            f"(one of {', '.join(DTYPES)}), got {peak_flops!r}"
-        )
-    peaks: dict[str, float] = {}
-    for dtype, rate in peak_flops.items():
-        if dtype not in DTYPES:
-            raise HardwareError(
-                f"{where}.peak_flops: unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}"
-            )
-        peaks[dtype] = _positive(rate, f"{where}.peak_flops.{dtype}", "FLOP/ns")
-
-    bandwidth = _positive(hbm_bandwidth, f"{where}.hbm_bandwidth", "bytes/ns")
-    capacity = _positive(hbm_capacity, f"{where}.hbm_capacity", "bytes")
-
-    overhead = _as_float(launch_overhead_ns)
-    if overhead is None or overhead < 0:
-        raise HardwareError(
-            f"{where}.{overhead_key}: must be a finite time >= 0 ns, got {launch_overhead_ns!r}"
-        )
-
-    if not isinstance(efficiency, Mapping):
-        raise HardwareError(
-            f"{where}.efficiency: must be a mapping of op class to [compute, memory] "
-            f"efficiencies, got {efficiency!r}"
-        )
-    effs: dict[str, tuple[float, float]] = {}
-    for op_class, pair in efficiency.items():
-        if op_class not in OP_CLASSES:
-            raise HardwareError(
-                f"{where}.efficiency: unknown op class {op_class!r}; "
-                f"allowed: {', '.join(OP_CLASSES)}"
-            )
-        effs[op_class] = _efficiency_pair(pair, f"{where}.efficiency.{op_class}")
-    if "default" not in effs:
-        raise HardwareError(
-            f"{where}.efficiency: needs a 'default' entry (used for op classes not listed); "
-            f"has {', '.join(effs) or 'none'}"
-        )
-
-    if not isinstance(default_dtype, str) or default_dtype not in peaks:
-        raise HardwareError(
-            f"{where}.default_dtype: {default_dtype!r} has no peak_flops entry; "
-            f"available: {', '.join(peaks)}"
-        )
-
-    if isinstance(sources, str) or not isinstance(sources, list | tuple):
-        raise HardwareError(f"{where}.sources: must be a list of strings, got {sources!r}")
-    for index, source in enumerate(sources):
-        if not isinstance(source, str) or not source.strip():
-            raise HardwareError(
-                f"{where}.sources[{index}]: must be a non-empty string, got {source!r}"
-            )
-
-    return {
-        "name": name,
-        "peak_flops": peaks,
-        "hbm_bandwidth": bandwidth,
-        "hbm_capacity": capacity,
-        "efficiency": effs,
-        "launch_overhead_ns": overhead,
-        "default_dtype": default_dtype,
-        "sources": tuple(sources),
+    values = {
+        "name": sec.get("name", nonempty_text),
+        "peak_flops": sec.get("peak_flops", _PEAKS),
+        "hbm_bandwidth": sec.get("hbm_bandwidth", positive(parse_bandwidth, "bytes/ns")),
+        "hbm_capacity": sec.get("hbm_capacity", positive(parse_size, "bytes")),
+        "launch_overhead_ns": sec.get(overhead_key, parse_time),
+        "efficiency": sec.get("efficiency", _EFFICIENCIES),
+        "default_dtype": sec.get("default_dtype", text, default=DEFAULT_DTYPE),
+        "sources": sec.get("sources", _sources, default=()),
     }
+    sec.finish()
+    if "default" not in values["efficiency"]:
+        raise sec.fail("efficiency", "needs a 'default' entry (used for op classes not "
+                       f"listed); has {', '.join(values['efficiency']) or 'none'}")
+    if values["default_dtype"] not in values["peak_flops"]:
+        raise sec.fail("default_dtype", f"{values['default_dtype']!r} has no peak_flops entry; "
+                       f"available: {', '.join(values['peak_flops'])}")
+    return values
 
 
 @dataclass(frozen=True)
@@ -188,23 +129,13 @@ class GpuSpec:
     hbm_capacity: float
     efficiency: dict[str, tuple[float, float]] = field(hash=False)
     launch_overhead_ns: float
-    default_dtype: str = "bf16"
+    default_dtype: str = DEFAULT_DTYPE
     sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"GpuSpec[{self.name}]" if isinstance(self.name, str) else "GpuSpec"
-        values = _validated(
-            name=self.name,
-            peak_flops=self.peak_flops,
-            hbm_bandwidth=self.hbm_bandwidth,
-            hbm_capacity=self.hbm_capacity,
-            efficiency=self.efficiency,
-            launch_overhead_ns=self.launch_overhead_ns,
-            default_dtype=self.default_dtype,
-            sources=self.sources,
-            where=where,
-            overhead_key="launch_overhead_ns",
-        )
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values = _read(Section(fields, where, error=HardwareError), "launch_overhead_ns")
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
@@ -214,9 +145,7 @@ def _terms(
 ) -> tuple[float, float]:
     """The roofline's compute and memory times (ns), without launch overhead."""
     for label, value in (("flops", flops), ("nbytes", nbytes)):
-        number = _as_float(value)
-        if number is None or number < 0:
-            raise HardwareError(f"{spec.name}: {label} must be a finite number >= 0, got {value!r}")
+        check(nonneg_number, value, f"{spec.name}: {label}", HardwareError)
     dtype = spec.default_dtype if dtype is None else dtype
     peak = spec.peak_flops.get(dtype)
     if peak is None:
@@ -282,49 +211,9 @@ def gpu_from_dict(data: Mapping[str, Any], where: str = "hardware") -> GpuSpec:
     ``default_dtype`` (default ``bf16``) and ``sources`` (list of citations). Errors name the key
     path under ``where``, e.g. ``hardware.hbm_bandwidth``; unknown or missing keys are errors.
     """
-    if not isinstance(data, Mapping):
-        raise HardwareError(f"{where}: must be a mapping, got {type(data).__name__}")
-    allowed = _REQUIRED_KEYS + _OPTIONAL_KEYS
-    unknown = [str(key) for key in data if key not in allowed]
-    if unknown:
-        raise HardwareError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(allowed)}"
-        )
-    missing = [key for key in _REQUIRED_KEYS if key not in data]
-    if missing:
-        raise HardwareError(f"{where}: missing key(s) {', '.join(missing)}")
-
-    try:
-        peaks_raw = data["peak_flops"]
-        if not isinstance(peaks_raw, Mapping):
-            raise HardwareError(
-                f"{where}.peak_flops: must be a mapping of dtype to FLOP rate, got {peaks_raw!r}"
-            )
-        peaks = {
-            dtype: parse_flops(rate, f"{where}.peak_flops.{dtype}")
-            for dtype, rate in peaks_raw.items()
-        }
-        bandwidth = parse_bandwidth(data["hbm_bandwidth"], f"{where}.hbm_bandwidth")
-        capacity = parse_size(data["hbm_capacity"], f"{where}.hbm_capacity")
-        overhead = parse_time(data["launch_overhead"], f"{where}.launch_overhead")
-    except UnitError as error:
-        raise HardwareError(str(error)) from error
-
-    values = _validated(
-        name=data["name"],
-        peak_flops=peaks,
-        hbm_bandwidth=bandwidth,
-        hbm_capacity=capacity,
-        efficiency=data["efficiency"],
-        launch_overhead_ns=overhead,
-        default_dtype=data.get("default_dtype", "bf16"),
-        sources=data.get("sources", ()),
-        where=where,
-        overhead_key="launch_overhead",
-    )
+    sec = Section(data, where, keys=_KEYS, error=HardwareError)
+    values = _read(sec, "launch_overhead")
     return GpuSpec(**values)
-
-
 
 
 def available_gpus() -> list[str]:

@@ -26,6 +26,8 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 
+from des.core.schema import SchemaError, short
+
 __all__ = [
     "UnitError",
     "format_bandwidth",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 
-class UnitError(ValueError):
+class UnitError(SchemaError):
     """A config value that cannot be read as the quantity expected; the message names the key
     path, the value and the units allowed."""
 
@@ -121,7 +123,7 @@ def _fail(kind: str, value: object, where: str, reason: str = "") -> UnitError:
     why = f" ({reason})" if reason else ""
     allowed = ", ".join(units)
     return UnitError(
-        f"{prefix}cannot read {value!r} as a {kind}{why}; expected a number with one of "
+        f"{prefix}cannot read {short(value)} as a {kind}{why}; expected a number with one of "
         f"{allowed}; a bare number means {bare}"
     )
 
@@ -200,7 +202,7 @@ def parse_count(value: str | int, where: str = "") -> int:
     expected = "expected a positive integer such as 4 or '4_096'"
     if isinstance(value, bool):
         raise UnitError(
-            f"{prefix}cannot read {value!r} as a count (a YAML true/false is not a "
+            f"{prefix}cannot read {short(value)} as a count (a YAML true/false is not a "
             f"number); {expected}"
         )
     integral = isinstance(value, numbers.Integral) or (
@@ -212,11 +214,13 @@ def parse_count(value: str | int, where: str = "") -> int:
         try:
             count = int(value.strip())
         except ValueError:
-            raise UnitError(f"{prefix}cannot read {value!r} as a count; {expected}") from None
+            raise UnitError(f"{prefix}cannot read {short(value)} as a count; {expected}") from None
     else:
-        raise UnitError(f"{prefix}cannot read {value!r} as a count; {expected}")
+        raise UnitError(f"{prefix}cannot read {short(value)} as a count; {expected}")
     if count <= 0:
-        raise UnitError(f"{prefix}cannot read {value!r} as a count (must be positive); {expected}")
+        raise UnitError(
+            f"{prefix}cannot read {short(value)} as a count (must be positive); {expected}"
+        )
     return count
 
 

@@ -10,6 +10,13 @@ from collectives.base import PlanOptions
 from des.sim.hops import DEFAULT_PACKET_BYTES, HopModel, TransportMode, hop_model_for
 from topologies.faults import LinkFault
 
+#: Pieces a collective's buffer is cut into (AstraSim: preferred-dataset-splits).
+DEFAULT_CHUNKS = 4
+#: AstraSim's system-layer defaults: ``endpoint-delay`` (ns) and ``local-mem-bw`` (GB/s =
+#: bytes/ns), used when a scenario or system.json gives none.
+ASTRA_ENDPOINT_DELAY_NS = 10.0
+ASTRA_LOCAL_MEM_BW = 1600.0
+
 
 class Chunking(StrEnum):
     """How a collective's buffer is cut into chunks."""
@@ -63,7 +70,7 @@ class EngineOptions:
     contention: bool = True
     quantize: bool = False
     comm_streams: int = 1
-    chunks: int = 4
+    chunks: int = DEFAULT_CHUNKS
     chunking: Chunking = Chunking.SPLIT
     chunk_bytes: float | None = None
     chunks_in_flight: int = 0
@@ -132,8 +139,9 @@ class EngineOptions:
                            dim_algorithms=self.dim_algorithms, astra=self.astra)
 
     @classmethod
-    def astra_compat(cls, *, congestion_aware: bool = True, endpoint_delay_ns: float = 10.0,
-                     local_mem_bw: float = 1600.0, splits: int = 4,
+    def astra_compat(cls, *, congestion_aware: bool = True,
+                     endpoint_delay_ns: float = ASTRA_ENDPOINT_DELAY_NS,
+                     local_mem_bw: float = ASTRA_LOCAL_MEM_BW, splits: int = DEFAULT_CHUNKS,
                      algorithms: dict[str, str] | None = None,
                      dim_algorithms: tuple[str, ...] = (), **overrides) -> EngineOptions:
         """AstraSim 2.x analytical semantics (congestion-aware, or -unaware with
