@@ -86,7 +86,7 @@ class AnalyticalBackend:
 
         def finish(node: Node, start: float, stream: str, end: float) -> None:
             records.append(OpRecord(node.rank, node.id, node.name, node.kind.value, stream,
-                                    start, end))
+                                    start, end, node.category))
             at(end, lambda: release(node))
 
         def release(node: Node) -> None:

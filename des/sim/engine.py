@@ -307,7 +307,7 @@ class Simulator:
     def finish(self, node: Node, start: float, stream: str) -> None:
         """Record a finished node and release its dependents."""
         self.records.append(OpRecord(node.rank, node.id, node.name, node.kind.value, stream,
-                                     start, self.env.now))
+                                     start, self.env.now, node.category))
         self._done += 1
         if self._progress and self._done % self.options.progress_every == 0:
             self._progress(self._done, self._total)
