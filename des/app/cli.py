@@ -25,19 +25,16 @@ from astra_bridge.report import from_result
 from collectives import CollectiveError
 from des import __version__
 from des.app.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
-from des.app.llm_report import inference_report, training_report
 from des.app.plots import PlotError
 from des.app.render import (
     render,
     render_astra_terms,
     render_crosscheck,
-    render_gemm,
-    render_inference,
-    render_llm,
     render_sweep,
     render_topology,
 )
 from des.app.sweep import LocalExecutor, SweepError, load_sweep, run_sweep, write_table
+from des.app.workload_kinds import evaluate
 from des.core.graph import GraphError
 from des.core.hardware import HardwareError
 from des.core.results import Result, write_chrome_trace, write_json, write_links_csv
@@ -46,23 +43,27 @@ from des.core.units import (
     parse_bandwidth,
     parse_time,
 )
-from des.sim.analytical import AnalyticalError, analyze
-from des.sim.engine import SimulationError, Simulator
+from des.sim.backends import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    RUN_ERRORS,
+    BackendError,
+    backend_names,
+    get_backend,
+)
 from topologies import TopologyError
 from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
-from workloads.gemm import GemmWorkload, gemm_report
-from workloads.inference import InferenceWorkload
-from workloads.llm import TrainingWorkload
 from workloads.models import ModelConfigError, from_hf_config, model_to_yaml
 from workloads.parallel import ParallelError
 
 BAD_INPUT = (
     AstraConfigError, ExportError, PlotError, ConfigError, SweepError, GraphError, TopologyError,
-    HardwareError, UnitError, SimulationError, AnalyticalError, CollectiveError, ParallelError,
+    HardwareError, UnitError, BackendError, *RUN_ERRORS, CollectiveError, ParallelError,
     FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
 )
+BACKEND_HELP = "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 RANK_ROWS = 16
 
@@ -85,9 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write a Chrome/Perfetto trace here")
     sim.add_argument("--csv", type=Path, metavar="FILE", help="write per-link CSV here")
     sim.add_argument("-q", "--quiet", action="store_true", help="print only the makespan")
-    sim.add_argument("--backend", choices=["simpy", "analytical"], default="simpy",
-                     help="simpy: every link simulated, with contention (default); analytical: "
-                          "closed-form uncontended costs, much faster, a lower bound")
+    sim.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
+                     help=BACKEND_HELP)
     astra = sim.add_argument_group(
         "AstraSim inputs", "run AstraSim's own input files (its flag names) instead of a scenario")
     astra.add_argument("--workload-configuration", metavar="PREFIX",
@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep", help="sweep YAML file or bundled sweep name")
     sweep.add_argument("--out", type=Path, metavar="DIR",
                        help="results folder (default sweeps/<name>)")
-    sweep.add_argument("--backend", choices=["simpy", "analytical"],
-                       help="override the sweep's backend (analytical: fast first pass)")
+    sweep.add_argument("--backend", choices=backend_names(),
+                       help="override the sweep's backend (analytical: fast first pass); "
+                            + BACKEND_HELP)
     sweep.add_argument("--executor", choices=["local", "dask"], default="local",
                        help="local process pool (default) or a Dask cluster")
     sweep.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
@@ -251,33 +252,16 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         _check_writable(path)
     if trace_path:
         scenario.options.record_link_activity = True
-    if args.backend == "analytical":
-        result = analyze(scenario.topology, scenario.graph, hardware=scenario.hardware,
-                         options=scenario.options)
-        result.meta["scenario"] = scenario.name
-    else:
-        result = _run_with_progress(scenario, console, quiet=args.quiet)
-    llm = inference = gemm = None
-    if isinstance(scenario.workload, TrainingWorkload):
-        llm = result.meta["llm"] = training_report(result, scenario.workload, scenario.hardware)
-    elif isinstance(scenario.workload, InferenceWorkload):
-        inference = result.meta["llm"] = inference_report(result, scenario.workload,
-                                                          scenario.hardware)
-    elif isinstance(scenario.workload, GemmWorkload):
-        hw = scenario.hardware
-        peak = hw.peak_flops[hw.default_dtype] * 1e9 if hw is not None else None
-        gemm = result.meta["gemm"] = gemm_report(result, scenario.workload, peak)
+    result = _run_with_progress(scenario, args.backend, console, quiet=args.quiet)
+    evaluation = evaluate(result, scenario)  # the same report and metrics a sweep records
+    evaluation.attach(result)
     if args.quiet:
         console.print(f"{result.makespan_ns:.0f}")
     else:
         render(scenario.name, scenario.description, len(scenario.topology.links), result,
                console)
-        if llm is not None:
-            render_llm(llm, console)
-        if inference is not None:
-            render_inference(inference, console)
-        if gemm is not None:
-            render_gemm(gemm, console)
+        if evaluation.report is not None and evaluation.kind.render is not None:
+            evaluation.kind.render(evaluation.report, console)
         if astra_model is not None:
             render_astra_terms(from_result(result), console,
                                "Per rank in AstraSim's terms (ns)")
@@ -468,12 +452,13 @@ class _LazyProgress:
             self.bar.stop()
 
 
-def _run_with_progress(scenario: Scenario, console: Console, quiet: bool) -> Result:
+def _run_with_progress(scenario: Scenario, backend: str, console: Console, quiet: bool
+                       ) -> Result:
     progress = _LazyProgress(console, enabled=not quiet and console.is_terminal)
     try:
-        sim = Simulator(scenario.topology, scenario.graph, hardware=scenario.hardware,
-                        options=scenario.options)
-        result = sim.run(progress)
+        result = get_backend(backend).run(scenario.topology, scenario.graph,
+                                          hardware=scenario.hardware, options=scenario.options,
+                                          progress=progress)
     finally:
         progress.close()
     result.meta["scenario"] = scenario.name
