@@ -30,8 +30,7 @@ DATA = ROOT.parent / "shared" / "validation" / "megatron_korthikanti2022_table5.
 sys.path.insert(0, str(ROOT))
 
 from des.core.hardware import load_gpu  # noqa: E402
-from des.sim.analytical import analyze  # noqa: E402
-from des.sim.engine import simulate  # noqa: E402
+from des.sim.backends import run_backend  # noqa: E402
 from des.sim.options import EngineOptions  # noqa: E402
 from topologies import superpod  # noqa: E402
 from workloads.llm import build_training  # noqa: E402
@@ -82,9 +81,10 @@ def main() -> None:
                             latency=LATENCY)
             workload = build_training(model, par, topo.num_npus)
             start = time.perf_counter()
-            sim = simulate(topo, workload.graph, hardware=gpu, options=options)
+            sim = run_backend("simpy", topo, workload.graph, hardware=gpu, options=options)
             wall = time.perf_counter() - start
-            ana = analyze(topo, workload.graph, hardware=gpu, options=options)
+            ana = run_backend("analytical", topo, workload.graph, hardware=gpu,
+                              options=options)
             rows.append({
                 "case": case["name"], "mode": mode, "measured_s": measured,
                 "simpy_s": sim.makespan_ns * 1e-9, "analytical_s": ana.makespan_ns * 1e-9,

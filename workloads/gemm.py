@@ -13,8 +13,8 @@ Three ways to split it (``shard``), each one local GEMM per GPU then one collect
 Every split does ``2 m n k / tp`` FLOPs per GPU. Bytes of the local GEMM: its shards of A and B
 read and its block of C written once, ``dtype_bytes`` each (op class ``gemm``). Collective sizes
 follow :class:`~des.core.graph.CollectiveType`: the all-gather's is the gathered C, the all-reduce's
-and reduce-scatter's the full C, all ``m n dtype_bytes``. Node names: ``gemm/local`` (compute),
-``tp/gather``, ``tp/reduce`` (communication).
+and reduce-scatter's the full C, all ``m n dtype_bytes``. Nodes: ``gemm/local`` (compute,
+category ``gemm``), ``tp/gather``, ``tp/reduce`` (communication, category ``tp``).
 """
 
 from __future__ import annotations
@@ -110,14 +110,15 @@ def build_gemm(m: int, n: int, k: int, *, tp: int, shard: str, npus: int,
     workload = GemmWorkload(graph, m, n, k, tp, shard, dtype_bytes, gather_output, ranks,
                             kind, c_bytes if kind else 0.0, (flops, nbytes))
     for rank in ranks:
-        node = graph.compute(rank, name="gemm/local", kernels=[(flops, nbytes, "gemm")])
+        node = graph.compute(rank, name="gemm/local", kernels=[(flops, nbytes, "gemm")],
+                             category="gemm")
         workload.compute_nodes[rank] = node
         if kind is None:
             continue
         name = "tp/reduce" if shard == "k" else "tp/gather"
         workload.comm_nodes[rank] = graph.collective(
             rank, kind, c_bytes, group=(rank,) if fold_tp else group,
-            span=group if fold_tp else None, name=name, deps=(node,))
+            span=group if fold_tp else None, name=name, deps=(node,), category="tp")
     return workload
 
 

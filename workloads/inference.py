@@ -19,9 +19,9 @@ generated tokens, under tensor parallelism (``tp``) and pipeline parallelism (``
   where the next decode step starts.
 
 The prefill's last token is the first output token: TTFT is the end of the prefill on the last
-stage and each decode step adds one token per sequence. Node names start with a category the
-report reads: ``prefill/`` and ``decode/t{i}/`` for compute, ``tp/`` and ``pp/`` for
-communication (``tp/decode/t3/L7.ar1``).
+stage and each decode step adds one token per sequence. Every node carries the ``category`` the
+report groups time by: ``prefill`` and ``decode`` for compute, ``tp`` and ``pp`` for
+communication; names start with the same word for readability (``tp/decode/t3/L7.ar1``).
 
 Not modelled: the embedding's vocabulary-parallel all-reduce (as in :mod:`workloads.llm`),
 sampling kernels, continuous batching and request scheduling, and CUDA graphs (every kernel pays
@@ -210,15 +210,15 @@ class InferenceBuilder:
     def _coll(self, rank: int, kind: CollectiveType, nbytes: float, name: str,
               deps: Iterable[int]) -> int:
         return add_collective(self.graph, rank, kind, nbytes, self.layout.group(rank, "tp"),
-                              fold=self.cfg.fold_tp, name=name, deps=deps)
+                              fold=self.cfg.fold_tp, name=name, deps=deps, category="tp")
 
-    def _compute(self, rank: int, name: str, costs: list[ops.OpCost], deps: Iterable[int]
-                 ) -> int:
-        return self.graph.compute(rank, name=name, kernels=_kernels(costs), deps=deps)
-
-    def _kernels(self, rank: int, name: str, kernels: list[tuple[float, float, str]],
+    def _compute(self, rank: int, cat: str, name: str, costs: list[ops.OpCost],
                  deps: Iterable[int]) -> int:
-        return self.graph.compute(rank, name=name, kernels=kernels, deps=deps)
+        return self._kernels(rank, cat, name, _kernels(costs), deps)
+
+    def _kernels(self, rank: int, cat: str, name: str, kernels: list[tuple[float, float, str]],
+                 deps: Iterable[int]) -> int:
+        return self.graph.compute(rank, name=name, kernels=kernels, deps=deps, category=cat)
 
     def _tag(self, step: int, boundary: int) -> int:
         """Tag of the pipeline message of ``step`` (0 prefill, ``i + 1`` decode ``t{i}``) into
@@ -231,6 +231,7 @@ class InferenceBuilder:
         """One forward pass of this rank's stage over ``tokens`` tokens; returns its last node.
         ``prev`` is what the pass waits for on this rank (the previous pass's end)."""
         c, m, g = self.cfg, self.model, self.graph
+        cat = "decode" if decode else "prefill"
         phase = f"decode/t{step - 1}" if decode else "prefill"
         shard = self._shard(tokens, seq, decode)
         attn, mlp = (_kernels(costs) for costs in self._costs(shard))
@@ -239,38 +240,41 @@ class InferenceBuilder:
         if stage > 0:
             src = self.layout.stage_rank(rank, stage - 1)
             deps.append(g.recv(rank, src, act_bytes, tag=self._tag(step, stage),
-                               name=f"pp/{phase}/s{stage}"))
+                               name=f"pp/{phase}/s{stage}", category="pp"))
         elif step > 0 and c.pp > 1:
             src = self.layout.stage_rank(rank, c.pp - 1)
             deps.append(g.recv(rank, src, float(c.batch * TOKEN_ID_BYTES),
-                               tag=self._tag(step, 0), name=f"pp/{phase}/tokens"))
+                               tag=self._tag(step, 0), name=f"pp/{phase}/tokens",
+                               category="pp"))
         if stage == 0:
-            h = self._compute(rank, f"{phase}/embed", ops.embedding_forward(m, shard), deps)
+            h = self._compute(rank, cat, f"{phase}/embed", ops.embedding_forward(m, shard),
+                              deps)
         else:
-            h = g.compute(rank, name=f"{phase}/begin", duration_ns=0.0, deps=deps)
+            h = g.compute(rank, name=f"{phase}/begin", duration_ns=0.0, deps=deps,
+                          category=cat)
         first = stage * self.layers_per_stage
         for layer in range(first, first + self.layers_per_stage):
-            h = self._kernels(rank, f"{phase}/L{layer}.attn", attn, (h,))
+            h = self._kernels(rank, cat, f"{phase}/L{layer}.attn", attn, (h,))
             if c.tp > 1:
                 h = self._coll(rank, AR, act_bytes, f"tp/{phase}/L{layer}.ar1", (h,))
-            h = self._kernels(rank, f"{phase}/L{layer}.mlp", mlp, (h,))
+            h = self._kernels(rank, cat, f"{phase}/L{layer}.mlp", mlp, (h,))
             if c.tp > 1:
                 h = self._coll(rank, AR, act_bytes, f"tp/{phase}/L{layer}.ar2", (h,))
         if stage < c.pp - 1:
             dst = self.layout.stage_rank(rank, stage + 1)
             g.send(rank, dst, act_bytes, tag=self._tag(step, stage + 1),
-                   name=f"pp/{phase}/s{stage + 1}", deps=(h,))
+                   name=f"pp/{phase}/s{stage + 1}", deps=(h,), category="pp")
             return h
         # last stage: the LM head over each sequence's newest position only
         head = self._shard(c.batch, seq, decode)
-        h = self._compute(rank, f"{phase}/head", ops.lm_head_forward(m, head), (h,))
+        h = self._compute(rank, cat, f"{phase}/head", ops.lm_head_forward(m, head), (h,))
         if c.tp > 1:
             h = self._coll(rank, AG, float(c.batch * m.vocab * c.dtype_bytes),
                            f"tp/{phase}/logits", (h,))
         if c.pp > 1 and step < c.generate:  # the sampled tokens feed the next step
             dst = self.layout.stage_rank(rank, 0)
             g.send(rank, dst, float(c.batch * TOKEN_ID_BYTES), tag=self._tag(step + 1, 0),
-                   name=f"pp/decode/t{step}/tokens", deps=(h,))
+                   name=f"pp/decode/t{step}/tokens", deps=(h,), category="pp")
         return h
 
     # ------------------------------------------------------------------ whole request batch

@@ -19,8 +19,9 @@ from :mod:`workloads.ops`) and the communication the strategy implies, where Meg
   backward; selective reruns the attention core.
 
 Local work after a communication (applying gradients, the optimizer) is its own compute node.
-Node names start with a category (``fwd/``, ``bwd/``, ``recompute/``, ``optimizer/`` for
-compute; ``tp/``, ``cp/``, ``ep/``, ``pp/``, ``dp/`` for communication) that the report uses.
+Every node carries a ``category`` the report groups time by (``fwd``, ``bwd``, ``recompute``,
+``optimizer`` for compute; ``tp``, ``cp``, ``ep``, ``pp``, ``dp`` for communication); node
+names start with the same word for readability, but nothing parses them.
 """
 
 from __future__ import annotations
@@ -182,11 +183,13 @@ class TrainingBuilder:
         included), ``edp`` the replicas of one expert shard; ``tp`` groups fold when asked."""
         axes = {"dp": ("ep", "dp"), "edp": ("dp",)}.get(axis, (axis,))
         return add_collective(self.graph, rank, kind, nbytes, self.layout.group(rank, *axes),
-                              fold=axis == "tp" and self.par.fold_tp, name=name, deps=deps)
+                              fold=axis == "tp" and self.par.fold_tp, name=name, deps=deps,
+                              category="dp" if axis == "edp" else axis)
 
-    def _compute(self, rank: int, name: str, costs: list[ops.OpCost], deps: Iterable[int]
-                 ) -> int:
-        return self.graph.compute(rank, name=name, kernels=_kernels(costs), deps=deps)
+    def _compute(self, rank: int, cat: str, name: str, costs: list[ops.OpCost],
+                 deps: Iterable[int]) -> int:
+        return self.graph.compute(rank, name=name, kernels=_kernels(costs), deps=deps,
+                                  category=cat)
 
     # ------------------------------------------------------------------ one layer
     def _layer_forward(self, rank: int, h: int, cat: str, layer: int) -> int:
@@ -197,28 +200,28 @@ class TrainingBuilder:
                            f"dp/{g}.params", (h,))
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
-        h = self._compute(rank, f"{g}.attn_in", self.attn_pre, (h,))
-        h = self._attention_core(rank, h, g, self.attn_core)
-        h = self._compute(rank, f"{g}.attn_out", self.attn_post, (h,))
+        h = self._compute(rank, cat, f"{g}.attn_in", self.attn_pre, (h,))
+        h = self._attention_core(rank, h, cat, g, self.attn_core)
+        h = self._compute(rank, cat, f"{g}.attn_out", self.attn_post, (h,))
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
             if p.sp:
                 h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
-        h = self._mlp(rank, h, g, self.mlp)
+        h = self._mlp(rank, h, cat, g, self.mlp)
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
         return h
 
-    def _attention_core(self, rank: int, h: int, g: str, core: list[ops.OpCost],
+    def _attention_core(self, rank: int, h: int, cat: str, g: str, core: list[ops.OpCost],
                         passes: int = 1) -> int:
         """The attention core; with context parallelism, ring attention (Liu et al. 2023):
         each of cp blocks of KV is attended to while the next block travels round the ring
         (in the backward pass the KV gradients travel with them: ``passes`` = 2)."""
         p = self.par
         if p.cp == 1:
-            return self._compute(rank, f"{g}.attn", core, (h,))
+            return self._compute(rank, cat, f"{g}.attn", core, (h,))
         ring = self.layout.group(rank, "cp")
         pos = ring.index(rank)
         nxt, prv = ring[(pos + 1) % p.cp], ring[(pos - 1) % p.cp]
@@ -229,25 +232,26 @@ class TrainingBuilder:
             deps = [h]
             if i < p.cp - 1:
                 tag = self._next_tag()
-                self.graph.send(rank, nxt, kv, tag=tag, name=f"cp/{g}.kv{i}", deps=(h,))
+                self.graph.send(rank, nxt, kv, tag=tag, name=f"cp/{g}.kv{i}", deps=(h,),
+                                category="cp")
                 recv = self.graph.recv(rank, prv, kv, tag=tag, name=f"cp/{g}.kv{i}",
-                                       deps=(h,))
-            h = self._compute(rank, f"{g}.attn{i}", piece, deps)
+                                       deps=(h,), category="cp")
+            h = self._compute(rank, cat, f"{g}.attn{i}", piece, deps)
             if i < p.cp - 1:
                 h = self.graph.compute(rank, name=f"{g}.kv_ready{i}", duration_ns=0.0,
-                                       deps=(h, recv))
+                                       deps=(h, recv), category=cat)
         return h
 
-    def _mlp(self, rank: int, h: int, g: str, costs: list[ops.OpCost]) -> int:
+    def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[ops.OpCost]) -> int:
         p, m = self.par, self.model
         if not (m.experts and p.ep > 1):
-            return self._compute(rank, f"{g}.mlp", costs, (h,))
+            return self._compute(rank, cat, f"{g}.mlp", costs, (h,))
         router = [c for c in costs if c.name == "router"]
         experts = [c for c in costs if c.name != "router"]
-        h = self._compute(rank, f"{g}.router", router, (h,))
+        h = self._compute(rank, cat, f"{g}.router", router, (h,))
         routed = self.tokens * m.top_k * m.hidden * p.dtype_bytes / (p.tp if p.sp else 1)
         h = self._coll(rank, A2A, routed, "ep", f"ep/{g}.dispatch", (h,))
-        h = self._compute(rank, f"{g}.experts", experts, (h,))
+        h = self._compute(rank, cat, f"{g}.experts", experts, (h,))
         return self._coll(rank, A2A, routed, "ep", f"ep/{g}.combine", (h,))
 
     def _layer_backward(self, rank: int, h: int, layer: int) -> int:
@@ -260,17 +264,18 @@ class TrainingBuilder:
                            f"dp/{g}.params", (h,))
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
-        h = self._mlp(rank, h, g, self.bwd_mlp)
+        h = self._mlp(rank, h, "bwd", g, self.bwd_mlp)
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
             if p.sp:
                 h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
         if p.recompute == "selective":
-            h = self._compute(rank, f"recompute/L{layer}.attn", self.attn_core, (h,))
-        h = self._compute(rank, f"{g}.attn_out", self.bwd_attn_post, (h,))
-        h = self._attention_core(rank, h, g, self.bwd_attn_core, passes=2)
-        h = self._compute(rank, f"{g}.attn_in", self.bwd_attn_pre, (h,))
+            h = self._compute(rank, "recompute", f"recompute/L{layer}.attn", self.attn_core,
+                              (h,))
+        h = self._compute(rank, "bwd", f"{g}.attn_out", self.bwd_attn_post, (h,))
+        h = self._attention_core(rank, h, "bwd", g, self.bwd_attn_core, passes=2)
+        h = self._compute(rank, "bwd", f"{g}.attn_in", self.bwd_attn_pre, (h,))
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
@@ -305,31 +310,31 @@ class TrainingBuilder:
             if not first_chunk:
                 src, _ = self._neighbor(rank, g - 1)
                 deps.append(self.graph.recv(rank, src, pp_bytes, tag=self._pp_tag(micro, g,
-                            False), name=f"pp/F.m{micro}.g{g}"))
+                            False), name=f"pp/F.m{micro}.g{g}", category="pp"))
             h = self.graph.compute(rank, name=f"fwd/m{micro}.g{g}.begin", duration_ns=0.0,
-                                   deps=deps)
+                                   deps=deps, category="fwd")
             if first_chunk:
-                h = self._compute(rank, f"fwd/m{micro}.embed",
+                h = self._compute(rank, "fwd", f"fwd/m{micro}.embed",
                                   ops.embedding_forward(self.model, self.shard), (h,))
             for layer in self._chunk_layers(g):
                 h = self._layer_forward(rank, h, "fwd", layer)
             if last_chunk:
-                h = self._compute(rank, f"fwd/m{micro}.head",
+                h = self._compute(rank, "fwd", f"fwd/m{micro}.head",
                                   ops.lm_head_forward(self.model, self.shard)
                                   + ops.loss_forward(self.model, self.shard), (h,))
             else:
                 dst, _ = self._neighbor(rank, g + 1)
                 self.graph.send(rank, dst, pp_bytes, tag=self._pp_tag(micro, g + 1, False),
-                                name=f"pp/F.m{micro}.g{g + 1}", deps=(h,))
+                                name=f"pp/F.m{micro}.g{g + 1}", deps=(h,), category="pp")
             return h
         if not last_chunk:
             src, _ = self._neighbor(rank, g + 1)
             deps.append(self.graph.recv(rank, src, pp_bytes, tag=self._pp_tag(micro, g, True),
-                                        name=f"pp/B.m{micro}.g{g}"))
+                                        name=f"pp/B.m{micro}.g{g}", category="pp"))
         h = self.graph.compute(rank, name=f"bwd/m{micro}.g{g}.begin", duration_ns=0.0,
-                               deps=deps)
+                               deps=deps, category="bwd")
         if last_chunk:
-            h = self._compute(rank, f"bwd/m{micro}.head", ops.backward(
+            h = self._compute(rank, "bwd", f"bwd/m{micro}.head", ops.backward(
                 ops.lm_head_forward(self.model, self.shard)
                 + ops.loss_forward(self.model, self.shard)), (h,))
         final = micro == p.micro_batches - 1
@@ -338,12 +343,12 @@ class TrainingBuilder:
             if final and p.zero < 3:
                 self._bucket_add(rank, self.layer_params_local, h)
         if first_chunk:
-            h = self._compute(rank, f"bwd/m{micro}.embed",
+            h = self._compute(rank, "bwd", f"bwd/m{micro}.embed",
                               ops.backward(ops.embedding_forward(self.model, self.shard)), (h,))
         if not first_chunk:
             dst, _ = self._neighbor(rank, g - 1)
             self.graph.send(rank, dst, pp_bytes, tag=self._pp_tag(micro, g - 1, True),
-                            name=f"pp/B.m{micro}.g{g - 1}", deps=(h,))
+                            name=f"pp/B.m{micro}.g{g - 1}", deps=(h,), category="pp")
         if final and p.zero < 3:
             self._bucket_flush(rank, h)
         return h
@@ -385,7 +390,7 @@ class TrainingBuilder:
             opt = self.graph.compute(
                 rank, name="optimizer/step",
                 kernels=_kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1)),
-                deps=(prev, *self._dp_grads))
+                deps=(prev, *self._dp_grads), category="optimizer")
             if p.zero in (1, 2) and p.dp > 1:
                 self._coll(rank, AG, params * p.dtype_bytes, "dp", "dp/params", (opt,))
         workload = TrainingWorkload(self.graph, self.model, p, self.seq, ranks)

@@ -67,19 +67,21 @@ def data_parallel_step(num_ranks: int, *, layers: int, params_per_layer: float,
             deps = () if prev[r] is None else (prev[r],)
             prev[r] = graph.compute(r, flops=2 * params_per_layer * tokens_per_rank,
                                     nbytes=weight_bytes, op_class="gemm",
-                                    name=f"fwd.layer{layer}", deps=deps)
+                                    name=f"fwd.layer{layer}", deps=deps, category="fwd")
     for layer in reversed(range(layers)):
         bwd = {}
         for r in range(num_ranks):
             bwd[r] = prev[r] = graph.compute(
                 r, flops=4 * params_per_layer * tokens_per_rank, nbytes=2 * weight_bytes,
-                op_class="gemm", name=f"bwd.layer{layer}", deps=(prev[r],))
+                op_class="gemm", name=f"bwd.layer{layer}", deps=(prev[r],), category="bwd")
         ids = graph.collective_all(CollectiveType.ALL_REDUCE, weight_bytes,
                                    algorithm=algorithm, name=f"allreduce.grad{layer}",
-                                   deps={r: (bwd[r],) for r in range(num_ranks)})
+                                   deps={r: (bwd[r],) for r in range(num_ranks)},
+                                   category="dp")
         for r, nid in ids.items():
             grads[r].append(nid)
     for r in range(num_ranks):
         graph.compute(r, flops=0.0, nbytes=32 * params_per_layer * layers,
-                      op_class="elementwise", name="optimizer", deps=(prev[r], *grads[r]))
+                      op_class="elementwise", name="optimizer", deps=(prev[r], *grads[r]),
+                      category="optimizer")
     return graph

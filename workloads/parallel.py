@@ -157,10 +157,11 @@ class Layout:
 
 
 def add_collective(graph, rank: int, kind, nbytes: float, group: tuple[int, ...], *,
-                   fold: bool, name: str, deps) -> int:
+                   fold: bool, name: str, deps, category: str = "") -> int:
     """A collective over ``group``; with ``fold`` only ``rank`` is simulated and the group is
     its span (symmetric peers folded, see ParallelConfig.fold_tp)."""
     if fold:
         return graph.collective(rank, kind, nbytes, group=(rank,), span=group, name=name,
-                                deps=deps)
-    return graph.collective(rank, kind, nbytes, group=group, name=name, deps=deps)
+                                deps=deps, category=category)
+    return graph.collective(rank, kind, nbytes, group=group, name=name, deps=deps,
+                            category=category)

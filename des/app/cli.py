@@ -24,46 +24,38 @@ from astra_bridge.inputs import load_inputs
 from astra_bridge.report import from_result
 from collectives import CollectiveError
 from des import __version__
+from des.app import cli_tools
+from des.app.cli_tools import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, check_writable
 from des.app.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
-from des.app.llm_report import inference_report, training_report
 from des.app.plots import PlotError
 from des.app.render import (
     render,
     render_astra_terms,
     render_crosscheck,
-    render_gemm,
-    render_inference,
-    render_llm,
     render_sweep,
-    render_topology,
 )
 from des.app.sweep import LocalExecutor, load_sweep, run_sweep, write_table
+from des.app.workload_kinds import evaluate
 from des.core.graph import GraphError
 from des.core.results import Result, write_chrome_trace, write_json, write_links_csv
 from des.core.schema import SchemaError
-from des.core.units import (
-    parse_bandwidth,
-    parse_time,
+from des.sim.backends import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    RUN_ERRORS,
+    BackendError,
+    backend_names,
+    get_backend,
 )
-from des.sim.analytical import AnalyticalError, analyze
-from des.sim.engine import SimulationError, Simulator
 from topologies import TopologyError
-from topologies.analysis import summary
-from topologies.faults import LinkFault, set_fault
-from topologies.spec import parse_spec
-from workloads.gemm import GemmWorkload, gemm_report
-from workloads.inference import InferenceWorkload
-from workloads.llm import TrainingWorkload
-from workloads.models import ModelConfigError, from_hf_config, model_to_yaml
 from workloads.parallel import ParallelError
 
 BAD_INPUT = (  # SchemaError covers ConfigError, SweepError, HardwareError, UnitError, ...
     AstraConfigError, ExportError, PlotError, SchemaError, GraphError, TopologyError,
-    SimulationError, AnalyticalError, CollectiveError, ParallelError,
+    BackendError, *RUN_ERRORS, CollectiveError, ParallelError,
     FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
 )
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
-RANK_ROWS = 16
+BACKEND_HELP = "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,9 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write a Chrome/Perfetto trace here")
     sim.add_argument("--csv", type=Path, metavar="FILE", help="write per-link CSV here")
     sim.add_argument("-q", "--quiet", action="store_true", help="print only the makespan")
-    sim.add_argument("--backend", choices=["simpy", "analytical"], default="simpy",
-                     help="simpy: every link simulated, with contention (default); analytical: "
-                          "closed-form uncontended costs, much faster, a lower bound")
+    sim.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
+                     help=BACKEND_HELP)
     astra = sim.add_argument_group(
         "AstraSim inputs", "run AstraSim's own input files (its flag names) instead of a scenario")
     astra.add_argument("--workload-configuration", metavar="PREFIX",
@@ -144,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep", help="sweep YAML file or bundled sweep name")
     sweep.add_argument("--out", type=Path, metavar="DIR",
                        help="results folder (default sweeps/<name>)")
-    sweep.add_argument("--backend", choices=["simpy", "analytical"],
-                       help="override the sweep's backend (analytical: fast first pass)")
+    sweep.add_argument("--backend", choices=backend_names(),
+                       help="override the sweep's backend (analytical: fast first pass); "
+                            + BACKEND_HELP)
     sweep.add_argument("--executor", choices=["local", "dask"], default="local",
                        help="local process pool (default) or a Dask cluster")
     sweep.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
@@ -185,13 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         if args.command == "topo":
-            return _topo(args, console)
+            return cli_tools.topo(args, console)
         if args.command == "crosscheck":
             return _crosscheck(args, console)
         if args.command == "sweep":
             return _sweep(args, console)
         if args.command == "model":
-            return _model_import(args, console)
+            return cli_tools.model_import(args, console)
         return _simulate(args, console)
     except BAD_INPUT as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
@@ -245,38 +237,21 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     targets = [(p, w) for p, w in ((json_path, write_json), (trace_path, write_chrome_trace),
                                     (csv_path, write_links_csv)) if p]
     if args.plot_links:
-        _check_writable(args.plot_links)
+        check_writable(args.plot_links)
     for path, _ in targets:  # a bad output path fails now, not after a long run
-        _check_writable(path)
+        check_writable(path)
     if trace_path:
         scenario.options.record_link_activity = True
-    if args.backend == "analytical":
-        result = analyze(scenario.topology, scenario.graph, hardware=scenario.hardware,
-                         options=scenario.options)
-        result.meta["scenario"] = scenario.name
-    else:
-        result = _run_with_progress(scenario, console, quiet=args.quiet)
-    llm = inference = gemm = None
-    if isinstance(scenario.workload, TrainingWorkload):
-        llm = result.meta["llm"] = training_report(result, scenario.workload, scenario.hardware)
-    elif isinstance(scenario.workload, InferenceWorkload):
-        inference = result.meta["llm"] = inference_report(result, scenario.workload,
-                                                          scenario.hardware)
-    elif isinstance(scenario.workload, GemmWorkload):
-        hw = scenario.hardware
-        peak = hw.peak_flops[hw.default_dtype] * 1e9 if hw is not None else None
-        gemm = result.meta["gemm"] = gemm_report(result, scenario.workload, peak)
+    result = _run_with_progress(scenario, args.backend, console, quiet=args.quiet)
+    evaluation = evaluate(result, scenario)  # the same report and metrics a sweep records
+    evaluation.attach(result)
     if args.quiet:
         console.print(f"{result.makespan_ns:.0f}")
     else:
         render(scenario.name, scenario.description, len(scenario.topology.links), result,
                console)
-        if llm is not None:
-            render_llm(llm, console)
-        if inference is not None:
-            render_inference(inference, console)
-        if gemm is not None:
-            render_gemm(gemm, console)
+        if evaluation.report is not None and evaluation.kind.render is not None:
+            evaluation.kind.render(evaluation.report, console)
         if astra_model is not None:
             render_astra_terms(from_result(result), console,
                                "Per rank in AstraSim's terms (ns)")
@@ -350,95 +325,6 @@ def _crosscheck(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _model_import(args: argparse.Namespace, console: Console) -> int:
-    path: Path = args.config
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(config).__name__}")
-    name = args.name
-    if not name:
-        source = config.get("_name_or_path")
-        name = (Path(str(source)).name if source else "") or (
-            path.resolve().parent.name if path.stem == "config" else path.stem)
-    if args.seq is not None and args.seq < 1:
-        raise ConfigError(f"--seq: expected a whole number >= 1, got {args.seq}")
-    try:
-        model = from_hf_config(config, name, seq=args.seq)
-    except ModelConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    text = model_to_yaml(model)
-    if args.out:
-        _check_writable(args.out)
-        args.out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {args.out} ({model.name}, {model.params() / 1e9:.2f}B "
-                      "parameters)", highlight=False)
-    else:
-        console.print(text, end="", highlight=False, markup=False, emoji=False, soft_wrap=True)
-    return EXIT_OK
-
-
-def _topo(args: argparse.Namespace, console: Console) -> int:
-    topo = parse_spec(args.spec, parse_bandwidth(args.bandwidth, "--bandwidth"),
-                      parse_time(args.latency, "--latency"))
-    faults = [LinkFault(*_cable(text, "--fail"), down=True) for text in args.fail]
-    for text in args.derate:
-        cable, eq, factor = text.partition("=")
-        if not eq:
-            raise ConfigError(f"--derate {text!r}: expected A-B=F, e.g. 3-7=0.5")
-        try:
-            value = float(factor)
-        except ValueError:
-            raise ConfigError(f"--derate {text!r}: {factor!r} is not a number") from None
-        faults.append(LinkFault(*_cable(cable, "--derate"), derate=value))
-    for fault in faults:
-        set_fault(topo, fault)
-    if args.topo_command == "route":
-        path = topo.route(args.src, args.dst, args.flow)
-        devices = topo.path_devices(path)
-        hops = [{"link": i, "src": topo.links[i].src, "dst": topo.links[i].dst,
-                 "kind": topo.links[i].kind, "bandwidth_GBps": topo.links[i].bandwidth,
-                 "derate": topo.links[i].derate, "latency_ns": topo.links[i].latency}
-                for i in path]
-        if args.json:
-            console.print_json(data={"topology": topo.name, "src": args.src, "dst": args.dst,
-                                     "flow": args.flow, "devices": devices, "hops": hops})
-        else:
-            names = [f"{d}" if d < topo.num_npus else f"[dim]sw{d}[/]" for d in devices]
-            console.print(f"{topo.name}: {args.src} -> {args.dst} in {len(path)} hops: "
-                          + " -> ".join(names))
-        return EXIT_OK
-    info = summary(topo)
-    if args.json:
-        console.print_json(data=info)
-    else:
-        render_topology(info, console)
-    if args.png:
-        from des.app.plots import draw_topology
-
-        draw_topology(topo, args.png)
-        console.print(f"wrote {args.png}")
-    return EXIT_OK
-
-
-def _cable(text: str, flag: str) -> tuple[int, int]:
-    a, dash, b = text.partition("-")
-    if not dash or not a.strip().isdigit() or not b.strip().isdigit():
-        raise ConfigError(f"{flag} {text!r}: expected two device ids like 3-7")
-    return int(a), int(b)
-
-
-def _check_writable(path: Path) -> None:
-    """Create the output's folder and refuse a path that is a folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        raise IsADirectoryError(f"output {path} is a directory; give a file name")
-
-
 class _LazyProgress:
     """A rich progress bar that appears only once a run has taken more than half a second."""
 
@@ -467,12 +353,13 @@ class _LazyProgress:
             self.bar.stop()
 
 
-def _run_with_progress(scenario: Scenario, console: Console, quiet: bool) -> Result:
+def _run_with_progress(scenario: Scenario, backend: str, console: Console, quiet: bool
+                       ) -> Result:
     progress = _LazyProgress(console, enabled=not quiet and console.is_terminal)
     try:
-        sim = Simulator(scenario.topology, scenario.graph, hardware=scenario.hardware,
-                        options=scenario.options)
-        result = sim.run(progress)
+        result = get_backend(backend).run(scenario.topology, scenario.graph,
+                                          hardware=scenario.hardware, options=scenario.options,
+                                          progress=progress)
     finally:
         progress.close()
     result.meta["scenario"] = scenario.name

@@ -73,6 +73,7 @@ class Scenario:
     outputs: Outputs = field(default_factory=Outputs)
     source: str = ""
     workload: Any = None  # what built the graph, when a report needs it (LLM training)
+    kind: str = ""  # workload.kind (des.app.workload_kinds); "" for graphs from elsewhere
 
 
 # ---------------------------------------------------------------------- reading sections
@@ -405,6 +406,8 @@ def _workload_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph,
     return workload.graph, workload
 
 
+#: The scenario parser of each workload kind. How a kind is reported, measured and ranked is
+#: its :class:`~des.app.workload_kinds.WorkloadKind` (a test keeps the two in step).
 WORKLOADS: dict[str, Callable[[Section, int, str], Any]] = {
     "collectives": _workload_collectives,
     "data_parallel_step": _workload_dp_step,
@@ -414,14 +417,15 @@ WORKLOADS: dict[str, Callable[[Section, int, str], Any]] = {
 }
 
 
-def build_workload(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
-    """``workload:`` -> (EventGraph over ``num_ranks`` ranks, what built it or None)."""
+def build_workload(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any, str]:
+    """``workload:`` -> (EventGraph over ``num_ranks`` ranks, what built it or None, kind)."""
     kind = sec.choice("kind", sorted(WORKLOADS))
     try:
         built = WORKLOADS[kind](sec, num_ranks, name)
     except (GraphError, CollectiveError) as err:
         raise ConfigError(f"{sec.path}: {err}") from None
-    return built if isinstance(built, tuple) else (built, None)
+    graph, workload = built if isinstance(built, tuple) else (built, None)
+    return graph, workload, kind
 
 
 # ---------------------------------------------------------------------- options
@@ -563,7 +567,7 @@ def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = No
                             topology.num_npus, hardware)
     options.timed_faults = timed_faults
     workload = root.section("workload", required=True)
-    graph, built_from = build_workload(workload, topology.num_npus, name)
+    graph, built_from, kind = build_workload(workload, topology.num_npus, name)
     outputs = _build_outputs(root.section("outputs"), base)
     root.finish()
     try:
@@ -571,7 +575,7 @@ def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = No
     except GraphError as err:
         raise ConfigError(f"workload: {err}") from None
     return Scenario(name, description, topology, graph, hardware, options, outputs, source,
-                    built_from)
+                    built_from, kind)
 
 
 def load_scenario(spec: str | os.PathLike[str] | None = None) -> Scenario:

@@ -8,7 +8,9 @@ attention (Chowdhery et al. 2022, PaLM appendix B); recomputation does not count
 The breakdown is of the slowest simulated rank: its compute time by phase (forward, backward,
 recompute, optimizer; union of intervals), its communication by parallel dimension that no
 compute overlaps (exposed), and the time it did neither (pipeline bubble and other waiting).
-Categories come from node names (``fwd/...``, ``tp/...``; see :mod:`workloads.llm`).
+Categories are the ``category`` the workload builders give each node, carried into the op
+records (see :mod:`workloads.llm`); node names are never parsed, so renaming a node cannot move
+its time.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def breakdown(result: Result, rank: int, phases: tuple[str, ...] = COMPUTE,
     for op in result.ops:
         if op.rank != rank or op.end_ns <= op.start_ns:
             continue
-        category = op.name.split("/", 1)[0]
+        category = op.category
         if op.kind == "compute":
             compute[category if category in phases else "other"].append(
                 (op.start_ns, op.end_ns))

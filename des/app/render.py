@@ -196,41 +196,56 @@ def render_gemm(gemm: dict, console: Console) -> None:
 
 
 def render_sweep(sweep, results: list, console: Console, top: int = 10) -> None:
-    """Counts, the ranking (and the ranking of points that fit in memory), invalid points."""
+    """Counts, the ranking (and the ranking of points that fit in memory), invalid points. The
+    ranking and its metric columns are those of the points' workload kind."""
     from collections import Counter
 
     from des.app.sweep import ranking
+    from des.app.workload_kinds import ranking_kind
 
     counts = Counter(r.status for r in results)
     console.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     axes = list(sweep.axes)
-    for title, limit in (("fastest", None), ("fastest that fit", sweep.memory_limit)):
+    for title, limit in (("best", None), ("best that fit", sweep.memory_limit)):
         if title.endswith("fit") and limit is None:
             continue
         ranked = ranking(results, limit)[:top]
         if not ranked:
             console.print(f"no point qualifies for '{title}'")
             continue
+        kind = ranking_kind(r.metrics for r in ranked)
+        order = "highest" if kind.higher_is_better else "lowest"
+        header = next((c.header for c in kind.columns if c.key == kind.rank_key), kind.rank_key)
         suffix = f" in {format_size(limit)}" if limit else ""
-        table = Table(title=f"{title}{suffix}", title_justify="left")
-        for col in ("#", *(a.rsplit(".", 1)[-1] for a in axes), "iteration", "tokens/s", "MFU",
-                    "memory"):
+        table = Table(title=f"{title}{suffix}: {header}, {order} first", title_justify="left")
+        for col in ("#", *(a.rsplit(".", 1)[-1] for a in axes),
+                    *(c.header for c in kind.columns)):
             table.add_column(col, justify="right")
         for r in ranked:
-            m = r.metrics
-            mem = m.get("peak_memory_bytes")
             table.add_row(str(r.index), *(str(r.values[a]) for a in axes),
-                          f"{m['iteration_s']:.4g} s",
-                          f"{m['tokens_per_s']:,.0f}" if m.get("tokens_per_s") else "-",
-                          f"{m['mfu']:.1%}" if m.get("mfu") else "-",
-                          (format_size(mem) + (" OOM" if m.get("out_of_memory") else ""))
-                          if mem else "-")
+                          *(_metric_cell(r.metrics, c.key, c.unit) for c in kind.columns))
         console.print(table)
     bad = [r for r in results if r.status != "ok"]
     for r in bad[:5]:
         console.print(f"  #{r.index} {r.status}: {r.reason}", highlight=False)
     if len(bad) > 5:
         console.print(f"  ... {len(bad) - 5} more invalid or failed points (all in the table)")
+
+
+def _metric_cell(metrics: dict, key: str, unit: str) -> str:
+    """One sweep-table cell; ``-`` for a metric the point does not have."""
+    value = metrics.get(key)
+    if value is None or (unit in ("rate", "percent", "memory") and not value):
+        return "-"
+    if unit == "time":
+        return f"{value:.4g} s"
+    if unit == "rate":
+        return f"{value:,.0f}"
+    if unit == "percent":
+        return f"{value:.1%}"
+    if unit == "memory":
+        return format_size(value) + (" OOM" if metrics.get("out_of_memory") else "")
+    return f"{value:,.4g}"
 
 
 def _breakdown(llm: dict, console: Console) -> None:

@@ -377,10 +377,8 @@ def run_point(point: SweepPoint, backend: str, constraints: list[str] | None = N
     """Build and simulate one (screened) point; never raises: errors become its status.
     ``constraints`` are checked again here for callers that did not screen."""
     from des.app.config import scenario_from_dict
-    from des.app.llm_report import training_report
-    from des.sim.analytical import analyze
-    from des.sim.engine import simulate
-    from workloads.llm import TrainingWorkload
+    from des.app.workload_kinds import evaluate as evaluate_run
+    from des.sim.backends import get_backend
 
     start = time.perf_counter()
     try:
@@ -398,31 +396,14 @@ def run_point(point: SweepPoint, backend: str, constraints: list[str] | None = N
             return PointResult(point.key, point.index, point.values, "invalid",
                                f"violates {text!r}")
     try:
-        run = analyze if backend == "analytical" else simulate
-        result = run(scenario.topology, scenario.graph, hardware=scenario.hardware,
-                     options=scenario.options)
+        result = get_backend(backend).run(scenario.topology, scenario.graph,
+                                          hardware=scenario.hardware, options=scenario.options)
+        metrics = evaluate_run(result, scenario).metrics
     except Exception as err:  # likewise a point that fails to run
         return PointResult(point.key, point.index, point.values, "error",
                            f"{type(err).__name__}: {err}")
-    metrics: dict[str, Any] = {
-        "makespan_ns": result.makespan_ns,
-        "exposed_comm_s": max(st.exposed_comm_ns for st in result.ranks.values()) * 1e-9,
-        "topology": scenario.topology.name,
-        "backend": backend,
-        "wall_s": time.perf_counter() - start,
-    }
-    if isinstance(scenario.workload, TrainingWorkload):
-        report = training_report(result, scenario.workload, scenario.hardware)
-        metrics.update({
-            "iteration_s": report["iteration_s"], "tokens_per_s": report["tokens_per_s"],
-            "mfu": report.get("mfu"), "peak_memory_bytes": report.get("memory_peak_bytes"),
-            "out_of_memory": report.get("out_of_memory"),
-            **{f"exposed_{dim}_s": report["breakdown_s"][f"exposed_{dim}"]
-               for dim in ("tp", "cp", "ep", "pp", "dp")},
-            "bubble_s": report["breakdown_s"]["idle"],
-        })
-    else:
-        metrics["iteration_s"] = result.makespan_ns * 1e-9
+    metrics.update(topology=scenario.topology.name, backend=backend,
+                   wall_s=time.perf_counter() - start)
     return PointResult(point.key, point.index, point.values, "ok", "", metrics)
 
 
@@ -474,10 +455,12 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike[str], *, executor: Any = None
     """Run every point not already in ``out`` and return all results in point order. Each
     result is appended to ``out/points.jsonl`` (flushed) as it arrives, so a killed sweep
     resumes where it stopped."""
+    from des.sim.backends import get_backend
+
+    backend = get_backend(backend or sweep.backend).name  # an unknown name fails here, once
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     executor = executor or LocalExecutor()
-    backend = backend or sweep.backend
     points = sweep.points()
     done = load_done(out)
     finished = sum(1 for p in points if p.key in done)
@@ -537,8 +520,13 @@ def write_table(results: list[PointResult], out: str | os.PathLike[str]) -> tupl
 
 def ranking(results: list[PointResult], memory_limit: float | None = None
             ) -> list[PointResult]:
-    """Finished points fastest first; with ``memory_limit``, only those that fit."""
+    """Finished points best first by their workload kind's rank key (iteration time for
+    training, output tokens/s for inference, the makespan otherwise; see
+    :mod:`des.app.workload_kinds`); with ``memory_limit``, only those that fit."""
+    from des.app.workload_kinds import ranking_kind
+
     ok = [r for r in results if r.status == "ok"]
     if memory_limit is not None:
         ok = [r for r in ok if (r.metrics.get("peak_memory_bytes") or 0) <= memory_limit]
-    return sorted(ok, key=lambda r: (r.metrics["iteration_s"], r.index))
+    kind = ranking_kind(r.metrics for r in ok)
+    return sorted(ok, key=lambda r: (kind.sort_key(r.metrics), r.index))

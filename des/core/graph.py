@@ -67,6 +67,10 @@ class Node:
     when symmetric peers are folded: the full group the collective runs over, of which
     ``group`` holds only the ranks that are simulated;
     send/recv: ``peer``, ``nbytes``, ``tag``; memory: ``nbytes`` and ``mem_op`` (load/store).
+
+    ``category`` says what the node is for in its workload's terms (``fwd``, ``bwd``, ``tp``,
+    ``prefill``...), set by the builder so reports can group time without parsing ``name``;
+    ``""`` when the source has none (hand-built or imported graphs).
     """
 
     rank: int
@@ -87,6 +91,7 @@ class Node:
     mem_op: str = "load"
     kernels: tuple[tuple[float, float, str], ...] | None = None
     span: tuple[int, ...] | None = None
+    category: str = ""
 
     def label(self) -> str:
         """``rank 3 node 17 ('fwd.mlp')``: how errors and reports name a node."""
@@ -166,6 +171,7 @@ class EventGraph:
         name: str = "",
         deps: Iterable[int] = (),
         kernels: Iterable[tuple[float, float, str]] | None = None,
+        category: str = "",
     ) -> int:
         """Local work: FLOPs and HBM bytes for the roofline, an explicit duration, or a
         sequence of kernels ``(flops, bytes, op_class)`` (totals go to flops/nbytes)."""
@@ -175,7 +181,7 @@ class EventGraph:
             nbytes = sum(k[1] for k in kernels)
         return self._new(rank, NodeKind.COMPUTE, name, deps, flops=float(flops),
                          nbytes=float(nbytes), duration_ns=duration_ns, op_class=op_class,
-                         kernels=kernels)
+                         kernels=kernels, category=category)
 
     def collective(
         self,
@@ -189,6 +195,7 @@ class EventGraph:
         name: str = "",
         deps: Iterable[int] = (),
         span: Sequence[int] | None = None,
+        category: str = "",
     ) -> int:
         """One rank's part of a collective; ``group`` defaults to every rank. With ``span``
         (folding), the collective runs over ``span`` but only ``group`` is simulated."""
@@ -196,7 +203,8 @@ class EventGraph:
         return self._new(rank, NodeKind.COLLECTIVE, name, deps, nbytes=float(nbytes),
                          collective=CollectiveType.parse(collective), group=members,
                          algorithm=algorithm, root=root,
-                         span=None if span is None else tuple(int(r) for r in span))
+                         span=None if span is None else tuple(int(r) for r in span),
+                         category=category)
 
     def collective_all(
         self,
@@ -209,34 +217,37 @@ class EventGraph:
         name: str = "",
         deps: Mapping[int, Iterable[int]] | None = None,
         span: Sequence[int] | None = None,
+        category: str = "",
     ) -> dict[int, int]:
         """The same collective on every member of ``group``; returns rank -> node id."""
         members = tuple(range(self.num_ranks)) if group is None else tuple(group)
         deps = deps or {}
         return {
             r: self.collective(r, collective, nbytes, group=members, algorithm=algorithm,
-                               root=root, name=name, deps=deps.get(r, ()), span=span)
+                               root=root, name=name, deps=deps.get(r, ()), span=span,
+                               category=category)
             for r in members
         }
 
     def send(self, rank: int, peer: int, nbytes: float, *, tag: int = 0, name: str = "",
-             deps: Iterable[int] = ()) -> int:
+             deps: Iterable[int] = (), category: str = "") -> int:
         """Send ``nbytes`` to ``peer``; pairs with the matching :meth:`recv` on the peer."""
         return self._new(rank, NodeKind.SEND, name, deps, nbytes=float(nbytes), peer=int(peer),
-                         tag=int(tag))
+                         tag=int(tag), category=category)
 
     def recv(self, rank: int, peer: int, nbytes: float, *, tag: int = 0, name: str = "",
-             deps: Iterable[int] = ()) -> int:
+             deps: Iterable[int] = (), category: str = "") -> int:
         """Receive ``nbytes`` from ``peer``."""
         return self._new(rank, NodeKind.RECV, name, deps, nbytes=float(nbytes), peer=int(peer),
-                         tag=int(tag))
+                         tag=int(tag), category=category)
 
     def memory(self, rank: int, nbytes: float, *, op: str = "load", name: str = "",
-               deps: Iterable[int] = ()) -> int:
+               deps: Iterable[int] = (), category: str = "") -> int:
         """A load from or store to device memory of ``nbytes``."""
         if op not in ("load", "store"):
             raise GraphError(f"rank {rank}: memory op {op!r}; expected 'load' or 'store'")
-        return self._new(rank, NodeKind.MEMORY, name, deps, nbytes=float(nbytes), mem_op=op)
+        return self._new(rank, NodeKind.MEMORY, name, deps, nbytes=float(nbytes), mem_op=op,
+                         category=category)
 
     # ----------------------------------------------------------------- reading
     def nodes(self, rank: int) -> Iterator[Node]:

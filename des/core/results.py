@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: Version of the JSON document. Additions keep the version (readers ignore unknown keys):
+#: ``ops[].category`` was added within ``des.result/1``.
 SCHEMA = "des.result/1"
 
 COMM_KINDS = frozenset({"collective", "send", "recv"})
@@ -27,7 +29,9 @@ COMM_KINDS = frozenset({"collective", "send", "recv"})
 
 @dataclass(slots=True)
 class OpRecord:
-    """When one node ran: rank, node id and name, kind, the stream it ran on, start and end (ns)."""
+    """When one node ran: rank, node id and name, kind, the stream it ran on, start and end (ns),
+    and the node's workload category (``fwd``, ``tp``...; ``""`` if it has none), which reports
+    group time by."""
 
     rank: int
     node: int
@@ -36,6 +40,7 @@ class OpRecord:
     stream: str
     start_ns: float
     end_ns: float
+    category: str = ""
 
 
 @dataclass(slots=True)

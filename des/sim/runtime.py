@@ -250,7 +250,7 @@ class Runtime:
     def finish(self, node: Node, start: float, stream: str) -> None:
         """Record a node that ends now and release its dependents."""
         self.records.append(OpRecord(node.rank, node.id, node.name, node.kind.value, stream,
-                                     start, self.clock.now))
+                                     start, self.clock.now, node.category))
         self._done += 1
         if self._progress and self._done % self.options.progress_every == 0:
             self._progress(self._done, self._total)

@@ -1,0 +1,112 @@
+"""The small commands of the command line: ``des topo show|route`` and ``des model import``,
+and the output-path check every command that writes files uses. Rendering only; the work is in
+:mod:`topologies` and :mod:`workloads.models`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from des.app.config import ConfigError
+from des.app.render import render_topology
+from des.core.units import parse_bandwidth, parse_time
+from topologies.analysis import summary
+from topologies.faults import LinkFault, set_fault
+from topologies.spec import parse_spec
+from workloads.models import ModelConfigError, from_hf_config, model_to_yaml
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def model_import(args: argparse.Namespace, console: Console) -> int:
+    """``des model import``: a HuggingFace config.json as des model YAML."""
+    path: Path = args.config
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    name = args.name
+    if not name:
+        source = config.get("_name_or_path")
+        name = (Path(str(source)).name if source else "") or (
+            path.resolve().parent.name if path.stem == "config" else path.stem)
+    if args.seq is not None and args.seq < 1:
+        raise ConfigError(f"--seq: expected a whole number >= 1, got {args.seq}")
+    try:
+        model = from_hf_config(config, name, seq=args.seq)
+    except ModelConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    text = model_to_yaml(model)
+    if args.out:
+        check_writable(args.out)
+        args.out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {args.out} ({model.name}, {model.params() / 1e9:.2f}B "
+                      "parameters)", highlight=False)
+    else:
+        console.print(text, end="", highlight=False, markup=False, emoji=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def topo(args: argparse.Namespace, console: Console) -> int:
+    """``des topo show|route``: a topology's summary, or the route between two devices."""
+    topo = parse_spec(args.spec, parse_bandwidth(args.bandwidth, "--bandwidth"),
+                      parse_time(args.latency, "--latency"))
+    faults = [LinkFault(*_cable(text, "--fail"), down=True) for text in args.fail]
+    for text in args.derate:
+        cable, eq, factor = text.partition("=")
+        if not eq:
+            raise ConfigError(f"--derate {text!r}: expected A-B=F, e.g. 3-7=0.5")
+        try:
+            value = float(factor)
+        except ValueError:
+            raise ConfigError(f"--derate {text!r}: {factor!r} is not a number") from None
+        faults.append(LinkFault(*_cable(cable, "--derate"), derate=value))
+    for fault in faults:
+        set_fault(topo, fault)
+    if args.topo_command == "route":
+        path = topo.route(args.src, args.dst, args.flow)
+        devices = topo.path_devices(path)
+        hops = [{"link": i, "src": topo.links[i].src, "dst": topo.links[i].dst,
+                 "kind": topo.links[i].kind, "bandwidth_GBps": topo.links[i].bandwidth,
+                 "derate": topo.links[i].derate, "latency_ns": topo.links[i].latency}
+                for i in path]
+        if args.json:
+            console.print_json(data={"topology": topo.name, "src": args.src, "dst": args.dst,
+                                     "flow": args.flow, "devices": devices, "hops": hops})
+        else:
+            names = [f"{d}" if d < topo.num_npus else f"[dim]sw{d}[/]" for d in devices]
+            console.print(f"{topo.name}: {args.src} -> {args.dst} in {len(path)} hops: "
+                          + " -> ".join(names))
+        return EXIT_OK
+    info = summary(topo)
+    if args.json:
+        console.print_json(data=info)
+    else:
+        render_topology(info, console)
+    if args.png:
+        from des.app.plots import draw_topology
+
+        draw_topology(topo, args.png)
+        console.print(f"wrote {args.png}")
+    return EXIT_OK
+
+
+def _cable(text: str, flag: str) -> tuple[int, int]:
+    a, dash, b = text.partition("-")
+    if not dash or not a.strip().isdigit() or not b.strip().isdigit():
+        raise ConfigError(f"{flag} {text!r}: expected two device ids like 3-7")
+    return int(a), int(b)
+
+
+def check_writable(path: Path) -> None:
+    """Create the output's folder and refuse a path that is a folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory; give a file name")

@@ -1,0 +1,207 @@
+"""One interface per workload kind: how ``des simulate`` reports it and ``des sweep`` ranks it.
+
+A scenario's ``workload.kind`` names a :class:`WorkloadKind`. The kind says how its graph is
+built (the scenario parser of that kind in :data:`des.app.config.WORKLOADS`), what report a
+finished run gives (the ``llm`` or ``gemm`` section of the JSON result), the flat metrics a
+sweep records for a point, which metric ranks points and in which direction, the metric columns
+of the sweep's ranking table, and how the terminal shows the report. The command line and the
+sweep both call :func:`evaluate`, so a run is reported and ranked the same way in both:
+
+* ``llm_training``: iteration time, lowest first;
+* ``llm_inference``: output tokens/s (the decode rate), highest first;
+* ``gemm``, ``collectives``, ``data_parallel_step`` and graphs from elsewhere (AstraSim inputs):
+  the makespan, lowest first.
+
+Every kind's metrics hold ``iteration_s`` (the time of one iteration, request batch or GEMM:
+what the sweep plots draw), ``makespan_ns``, ``exposed_comm_s`` and ``workload`` (the kind).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from des.app.config import WORKLOADS, Scenario
+from des.app.llm_report import inference_report, training_report
+from des.app.render import render_gemm, render_inference, render_llm
+from des.core.results import Result
+from workloads.gemm import gemm_report
+
+Report = dict[str, Any]
+Metrics = dict[str, Any]
+
+#: The kind of a scenario whose graph did not come from a ``workload.kind`` (AstraSim inputs).
+GRAPH_KIND = "graph"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metric column of the sweep's ranking table: the metric, its header, and how to show
+    it (``time`` in seconds, ``rate`` per second, ``percent``, ``memory`` bytes with the
+    out-of-memory verdict, ``number``)."""
+
+    key: str
+    header: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class WorkloadKind:
+    """How one workload kind is built, reported, measured and ranked (see the module doc).
+
+    ``build`` parses the scenario's ``workload:`` section into (graph, what built it);
+    ``report`` gives the JSON section ``report_key`` of a finished run (None: no report);
+    ``metrics`` the flat figures a sweep records (from the report and the Result);
+    ``rank_key`` the metric that ranks points, best first by ``higher_is_better``;
+    ``columns`` the ranking table's metric columns; ``render`` shows the report on a console.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., Any] | None
+    metrics: Callable[[Report | None, Result], Metrics]
+    rank_key: str = "iteration_s"
+    higher_is_better: bool = False
+    columns: tuple[Column, ...] = (Column("iteration_s", "time", "time"),)
+    report: Callable[[Result, Scenario], Report] | None = None
+    report_key: str | None = None
+    render: Callable[[Report, Console], None] | None = None
+
+    def sort_key(self, metrics: Mapping[str, Any]) -> tuple[bool, float]:
+        """Best first: ascending, or descending for ``higher_is_better``; missing last."""
+        value = metrics.get(self.rank_key)
+        if value is None:
+            return True, 0.0
+        return False, -value if self.higher_is_better else value
+
+
+@dataclass
+class Evaluation:
+    """What one finished run of a scenario gave: its kind, report (or None) and metrics."""
+
+    kind: WorkloadKind
+    report: Report | None
+    metrics: Metrics
+
+    def attach(self, result: Result) -> None:
+        """Put the report (under the kind's key) and the metrics into ``result.meta``."""
+        if self.report is not None and self.kind.report_key:
+            result.meta[self.kind.report_key] = self.report
+        result.meta["metrics"] = self.metrics
+
+
+# ---------------------------------------------------------------------- per kind
+def _makespan(report: Report | None, result: Result) -> Metrics:
+    return {"iteration_s": result.makespan_ns * 1e-9}
+
+
+def _memory(report: Report) -> Metrics:
+    return {"peak_memory_bytes": report.get("memory_peak_bytes"),
+            "out_of_memory": report.get("out_of_memory")}
+
+
+def _exposed(report: Report, dims: Iterable[str]) -> Metrics:
+    parts = report["breakdown_s"]
+    return {**{f"exposed_{dim}_s": parts[f"exposed_{dim}"] for dim in dims},
+            "bubble_s": parts["idle"]}
+
+
+def _training_metrics(report: Report | None, result: Result) -> Metrics:
+    assert report is not None
+    return {"iteration_s": report["iteration_s"], "tokens_per_s": report["tokens_per_s"],
+            "mfu": report.get("mfu"), **_memory(report),
+            **_exposed(report, ("tp", "cp", "ep", "pp", "dp"))}
+
+
+def _inference_metrics(report: Report | None, result: Result) -> Metrics:
+    assert report is not None
+    return {"iteration_s": report["e2e_s"],
+            **{k: report[k] for k in ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s",
+                                      "total_tokens_per_s")},
+            **_memory(report), **_exposed(report, ("tp", "pp"))}
+
+
+def _gemm_metrics(report: Report | None, result: Result) -> Metrics:
+    assert report is not None
+    return {"iteration_s": report["time_s"], "tflops": report["tflops"],
+            "fraction_of_peak": report.get("fraction_of_peak"),
+            "compute_share": report["compute_share"],
+            "communication_share": report["communication_share"]}
+
+
+def _training_report(result: Result, scenario: Scenario) -> Report:
+    return training_report(result, scenario.workload, scenario.hardware)
+
+
+def _inference_report(result: Result, scenario: Scenario) -> Report:
+    return inference_report(result, scenario.workload, scenario.hardware)
+
+
+def _gemm_report(result: Result, scenario: Scenario) -> Report:
+    hw = scenario.hardware
+    peak = hw.peak_flops[hw.default_dtype] * 1e9 if hw is not None else None
+    return gemm_report(result, scenario.workload, peak)
+
+
+_MEMORY = Column("peak_memory_bytes", "memory", "memory")
+_TIME = Column("iteration_s", "time", "time")
+
+WORKLOAD_KINDS: dict[str, WorkloadKind] = {kind.name: kind for kind in (
+    WorkloadKind("llm_training", "one LLM training iteration", WORKLOADS["llm_training"],
+                 _training_metrics,
+                 columns=(Column("iteration_s", "iteration", "time"),
+                          Column("tokens_per_s", "tokens/s", "rate"),
+                          Column("mfu", "MFU", "percent"), _MEMORY),
+                 report=_training_report, report_key="llm", render=render_llm),
+    WorkloadKind("llm_inference", "prefill and decode of one LLM request batch",
+                 WORKLOADS["llm_inference"], _inference_metrics,
+                 rank_key="output_tokens_per_s", higher_is_better=True,
+                 columns=(Column("output_tokens_per_s", "output tokens/s", "rate"),
+                          Column("ttft_s", "TTFT", "time"), Column("tpot_s", "TPOT", "time"),
+                          Column("e2e_s", "end to end", "time"), _MEMORY),
+                 report=_inference_report, report_key="llm", render=render_inference),
+    WorkloadKind("gemm", "one distributed GEMM", WORKLOADS["gemm"], _gemm_metrics,
+                 columns=(_TIME, Column("tflops", "TFLOP/s", "number"),
+                          Column("fraction_of_peak", "of peak", "percent")),
+                 report=_gemm_report, report_key="gemm", render=render_gemm),
+    WorkloadKind("collectives", "a sequence of collectives", WORKLOADS["collectives"],
+                 _makespan),
+    WorkloadKind("data_parallel_step", "a data-parallel training step",
+                 WORKLOADS["data_parallel_step"], _makespan),
+    WorkloadKind(GRAPH_KIND, "an event graph from elsewhere (AstraSim inputs)", None,
+                 _makespan),
+)}
+
+
+def kind_of(scenario: Scenario) -> WorkloadKind:
+    """The interface of a scenario's workload kind (``graph`` when it has none)."""
+    name = scenario.kind or GRAPH_KIND
+    if name not in WORKLOAD_KINDS:
+        raise KeyError(f"workload kind {name!r} has no interface in des.app.workload_kinds; "
+                       f"known: {', '.join(sorted(WORKLOAD_KINDS))}")
+    return WORKLOAD_KINDS[name]
+
+
+def evaluate(result: Result, scenario: Scenario) -> Evaluation:
+    """The report and metrics of a finished run of ``scenario``, as its kind defines them."""
+    kind = kind_of(scenario)
+    report = kind.report(result, scenario) if kind.report is not None else None
+    exposed = max((st.exposed_comm_ns for st in result.ranks.values()), default=0.0)
+    metrics: Metrics = {"workload": kind.name, "makespan_ns": result.makespan_ns,
+                        "exposed_comm_s": exposed * 1e-9, **kind.metrics(report, result)}
+    return Evaluation(kind, report, metrics)
+
+
+def ranking_kind(metrics: Iterable[Mapping[str, Any]]) -> WorkloadKind:
+    """The kind whose rule ranks these points: theirs when they share one, else the makespan
+    (points of different kinds, or recorded before points named their kind)."""
+    names = {m.get("workload", GRAPH_KIND) for m in metrics}
+    only = names.pop() if len(names) == 1 else GRAPH_KIND
+    return WORKLOAD_KINDS.get(only, WORKLOAD_KINDS[GRAPH_KIND])
+
+
+__all__ = ["GRAPH_KIND", "WORKLOAD_KINDS", "Column", "Evaluation", "WorkloadKind", "evaluate",
+           "kind_of", "ranking_kind"]
