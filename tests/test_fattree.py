@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import struct
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from helpers import REPO, checkout_env
 
 from topologies.base import Topology, TopologyError
 from topologies.fattree import ecmp_hash, fat_tree, leaf_spine, superpod
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def check_route(topo: Topology, src: int, dst: int, route: tuple[int, ...]) -> list[int]:
@@ -169,8 +166,8 @@ def test_ecmp_is_reproducible_across_processes():
             "print([t.route(0, 127, f) for f in range(20)])\n")
     outputs = set()
     for hash_seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                              env=checkout_env(PYTHONHASHSEED=hash_seed), check=True,
                               capture_output=True, text=True)
         outputs.add(done.stdout)
     here = fat_tree(8, 1.0, 1.0, seed=5)
