@@ -35,6 +35,7 @@ from des.core.results import Result, union_length
 from des.sim.analytical import analyze
 from des.sim.choices import local_time, logical_dims
 from des.sim.engine import simulate
+from des.sim.options import Chunking
 from topologies.faults import fault_links
 
 BUNDLED = bundled("scenarios")
@@ -73,6 +74,8 @@ def expected_traffic(sc: Scenario, result: Result) -> tuple[dict[int, float], Co
     (their step programs, with the algorithm and chunk count the run reports) and sends put on
     the topology's routes. Folded collectives are closed-form and move nothing."""
     topo, opts = sc.topology, sc.options
+    assert opts.chunking is Chunking.SPLIT and opts.chunk_bytes is None, (
+        "expected_traffic assumes a collective is cut into `chunks` equal pieces")
     nbytes: dict[int, float] = defaultdict(float)
     messages: Counter[int] = Counter()
     sent = 0
