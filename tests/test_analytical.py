@@ -4,6 +4,7 @@ where things do, and AstraSim's congestion-unaware answers on its own cases."""
 from __future__ import annotations
 
 import pytest
+from helpers import circular_wait_graph
 
 import topologies as topo
 from des.app.cli import main
@@ -78,13 +79,7 @@ def test_timed_faults_are_refused():
 
 
 def test_comm_stream_deadlock_is_reported():
-    g = EventGraph(3)
-    g.collective(0, "all_reduce", 64, group=[0, 1])
-    g.collective(0, "all_reduce", 64, group=[0, 2])
-    g.collective(1, "all_reduce", 64, group=[1, 2])
-    g.collective(1, "all_reduce", 64, group=[0, 1])
-    g.collective(2, "all_reduce", 64, group=[0, 2])
-    g.collective(2, "all_reduce", 64, group=[1, 2])
+    g = circular_wait_graph()
     with pytest.raises(AnalyticalError, match="never ran"):
         analyze(topo.fully_connected(3, BW, LAT), g)
 

@@ -10,17 +10,14 @@ compute, send/recv and groups are tested with the Chakra importer.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from helpers import ASTRA_REFERENCE, assert_finished_like_astra, astra_expected, needs_reference
 
 from astra_bridge.configs import load_network, load_system
 from des.core.graph import CollectiveType, EventGraph
 from des.sim.analytical import analyze
 from des.sim.engine import simulate
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "astra"
 ONE_DIM = [
     "ring8_allreduce_1MiB",
     "ring16_allgather_1MiB",
@@ -35,13 +32,13 @@ ONE_DIM = [
 ]
 MULTI_DIM = ["mesh2d_ringring_4x4_allreduce_64MiB", "dgx_fc_switch_8x2_allreduce_64MiB"]
 
-pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference data not present")
+pytestmark = needs_reference
 
 
 def run_case(name: str, congestion_aware: bool, backend=simulate
              ) -> tuple[dict[int, float], dict]:
-    folder = REFERENCE / name
-    expected = json.loads((folder / "expected.json").read_text())
+    folder = ASTRA_REFERENCE / name
+    expected = astra_expected(name)
     network = load_network(folder / "network.yml")
     system = load_system(folder / "system.json", dims=len(network.sizes))
     topo = network.topology()
@@ -59,10 +56,7 @@ def run_case(name: str, congestion_aware: bool, backend=simulate
 
 
 def assert_ranks_match(got: dict[int, float], want: dict) -> None:
-    assert want["all_ranks_finished"]
-    for rank, stats in want["per_rank"].items():
-        exact = stats["finished_ns"]
-        assert got[int(rank)] == pytest.approx(exact, rel=0.01), f"rank {rank}"
+    assert_finished_like_astra(got, want, rel=0.01)
 
 
 @pytest.mark.parametrize("name", ONE_DIM)

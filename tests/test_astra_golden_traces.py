@@ -11,27 +11,24 @@ communication, GPU and communication time) are checked where AstraSim printed th
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from helpers import ASTRA_REFERENCE, assert_finished_like_astra, astra_comm_groups, astra_expected
 
 from astra_bridge.inputs import load_inputs
 from astra_bridge.report import from_result
 from des.sim.engine import simulate
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "astra"
-CASES = sorted(p.name for p in REFERENCE.iterdir() if p.is_dir()) if REFERENCE.is_dir() else []
+CASES = sorted(p.name for p in ASTRA_REFERENCE.iterdir() if p.is_dir()) \
+    if ASTRA_REFERENCE.is_dir() else []
 SLOW = {"ring1024_allreduce_1GiB"}  # the speed anchor: measured in bench/collectives.py
 
 pytestmark = pytest.mark.skipif(not CASES, reason="reference data not present")
 
 
 def load(name: str):
-    folder = REFERENCE / name
-    groups = folder / "comm_group.json"
+    folder = ASTRA_REFERENCE / name
     return load_inputs(folder / "workload" / "workload", folder / "system.json",
-                       folder / "network.yml", comm_groups=groups if groups.exists() else None,
+                       folder / "network.yml", comm_groups=astra_comm_groups(name),
                        remote_memory=folder / "remote_memory.json")
 
 
@@ -40,24 +37,24 @@ def cases_for(backend: str) -> list:
     for name in CASES:
         if name in SLOW:
             continue
-        expected = json.loads((REFERENCE / name / "expected.json").read_text())
+        expected = astra_expected(name)
         if expected["results"][backend]["all_ranks_finished"]:
             out.append(name)
     return out
 
 
 def check(name: str, backend: str) -> None:
-    expected = json.loads((REFERENCE / name / "expected.json").read_text())["results"][backend]
+    expected = astra_expected(name)["results"][backend]
     inputs = load(name)
     model = "aware" if backend == "congestion_aware" else "unaware"
     result = simulate(inputs.topology, inputs.graph, hardware=inputs.hardware,
                       options=inputs.options(model))
     ours = from_result(result)
     tolerance = 0.05 if name.startswith("stage_") else 1e-9
+    assert_finished_like_astra({r: s.finished_ns for r, s in ours.items()}, expected,
+                               rel=tolerance, label=name)
     for rank, want in expected["per_rank"].items():
         got = ours[int(rank)]
-        assert got.finished_ns == pytest.approx(want["finished_ns"], rel=tolerance), \
-            f"{name} rank {rank} finished"
         if tolerance < 0.05:
             for field in ("exposed_comm_ns", "gpu_ns", "comm_ns"):
                 if want[field] is not None:

@@ -29,14 +29,13 @@ from chakra.schema.protobuf.et_def_pb2 import (
 )
 from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
 from chakra.src.third_party.utils.protolib import decodeMessage, encodeMessage, openFileRd
+from helpers import ASTRA_REFERENCE, astra_comm_groups, astra_expected, needs_reference
 
 from astra_bridge.chakra_io import ChakraError, TraceGraph, read_trace, write_trace
 from des.core.graph import CollectiveType, EventGraph, Node, NodeKind
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "astra"
-CASES = sorted(p.name for p in REFERENCE.iterdir() if (p / "workload").is_dir()) \
-    if REFERENCE.is_dir() else []
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference data not present")
+CASES = sorted(p.name for p in ASTRA_REFERENCE.iterdir() if (p / "workload").is_dir()) \
+    if ASTRA_REFERENCE.is_dir() else []
 
 KIND_OF_TYPE = {COMP_NODE: NodeKind.COMPUTE, COMM_COLL_NODE: NodeKind.COLLECTIVE,
                 COMM_SEND_NODE: NodeKind.SEND, COMM_RECV_NODE: NodeKind.RECV,
@@ -118,20 +117,18 @@ def graph_keys(graph: EventGraph) -> list[list[tuple]]:
 
 
 def read_case(case: str) -> TraceGraph:
-    folder = REFERENCE / case
-    groups = folder / "comm_group.json"
-    return read_trace(folder / "workload" / "workload",
-                      comm_groups=groups if groups.exists() else None)
+    return read_trace(ASTRA_REFERENCE / case / "workload" / "workload",
+                      comm_groups=astra_comm_groups(case))
 
 
 # ----------------------------------------------------------------------------- reference cases
 @needs_reference
 @pytest.mark.parametrize("case", CASES)
 def test_reference_case_matches_independent_decode(case: str) -> None:
-    folder = REFERENCE / case
-    expected = json.loads((folder / "expected.json").read_text())
-    groups_file = folder / "comm_group.json"
-    groups = json.loads(groups_file.read_text()) if groups_file.exists() else {}
+    folder = ASTRA_REFERENCE / case
+    expected = astra_expected(case)
+    groups_file = astra_comm_groups(case)
+    groups = json.loads(groups_file.read_text()) if groups_file else {}
     trace = read_case(case)
     graph = trace.graph
     assert graph.num_ranks == expected["npus"]

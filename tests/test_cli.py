@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import run_des
 
 import des
 from des.app.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, main
-
-REPO = Path(__file__).resolve().parent.parent
 
 SMALL_YAML = """\
 name: cli-small
@@ -30,15 +26,6 @@ workload:
 """
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m des ARGS`` in ``cwd`` with the checkout importable."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["COLUMNS"] = "200"
-    return subprocess.run([sys.executable, "-m", "des", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
 def flat(text: str) -> str:
     """Text with rich's line wrapping undone (all whitespace runs -> one space)."""
     return " ".join(text.split())
@@ -50,7 +37,7 @@ def load_json(path: Path) -> dict:
 
 # ---------------------------------------------------------------------- subprocess
 def test_simulate_default_scenario(tmp_path: Path) -> None:
-    proc = run_cli("simulate", cwd=tmp_path)
+    proc = run_des("simulate", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "dp8_ring_overlap" in proc.stdout
     assert "makespan" in proc.stdout
@@ -59,14 +46,14 @@ def test_simulate_default_scenario(tmp_path: Path) -> None:
 
 
 def test_version(tmp_path: Path) -> None:
-    proc = run_cli("--version", cwd=tmp_path)
+    proc = run_des("--version", cwd=tmp_path)
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"des {des.__version__}"
 
 
 def test_out_dir_writes_all_files(tmp_path: Path) -> None:
     out = tmp_path / "res"
-    proc = run_cli("simulate", "--out", str(out), cwd=tmp_path)
+    proc = run_des("simulate", "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in out.iterdir()} == {"result.json", "trace.json", "links.csv"}
 
@@ -110,11 +97,11 @@ def test_out_dir_writes_all_files(tmp_path: Path) -> None:
 def test_quiet_prints_makespan_matching_json(tmp_path: Path) -> None:
     scen = tmp_path / "small.yaml"
     scen.write_text(SMALL_YAML)
-    quiet = run_cli("simulate", str(scen), "--quiet", cwd=tmp_path)
+    quiet = run_des("simulate", str(scen), "--quiet", cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     text = quiet.stdout.strip()
     assert text.isdigit(), quiet.stdout
-    full = run_cli("simulate", str(scen), "--json", "r.json", cwd=tmp_path)
+    full = run_des("simulate", str(scen), "--json", "r.json", cwd=tmp_path)
     assert full.returncode == 0, full.stderr
     makespan = load_json(tmp_path / "r.json")["makespan_ns"]
     assert makespan > 0
@@ -122,7 +109,7 @@ def test_quiet_prints_makespan_matching_json(tmp_path: Path) -> None:
 
 
 def test_unknown_scenario_exits_2(tmp_path: Path) -> None:
-    proc = run_cli("simulate", "no_such_scenario_xyz", cwd=tmp_path)
+    proc = run_des("simulate", "no_such_scenario_xyz", cwd=tmp_path)
     assert proc.returncode == 2
     assert "error" in proc.stderr
     assert "no_such_scenario_xyz" in proc.stderr
@@ -132,7 +119,7 @@ def test_unknown_scenario_exits_2(tmp_path: Path) -> None:
 def test_bad_key_exits_2_naming_key(tmp_path: Path) -> None:
     scen = tmp_path / "bad.yaml"
     scen.write_text(SMALL_YAML.replace("repeat: 2", "repaet: 2"))
-    proc = run_cli("simulate", str(scen), cwd=tmp_path)
+    proc = run_des("simulate", str(scen), cwd=tmp_path)
     assert proc.returncode == 2
     err = flat(proc.stderr)
     assert "error" in err
@@ -147,7 +134,7 @@ def test_deterministic_json(tmp_path: Path) -> None:
     scen.write_text(SMALL_YAML)
     docs = []
     for name in ("a.json", "b.json"):
-        proc = run_cli("simulate", str(scen), "--json", name, "--quiet", cwd=tmp_path)
+        proc = run_des("simulate", str(scen), "--json", name, "--quiet", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         doc = load_json(tmp_path / name)
         assert isinstance(doc["meta"].pop("wall_seconds"), float)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 
 import pytest
+from helpers import check_aligned, reaches
 
 import collectives.base as base
 import topologies as topo
 from collectives import barrier, direct, halving_doubling, pairwise, ring  # registers them
 from collectives.base import (
     CollectiveError,
-    CollectivePlan,
     PlanOptions,
     Step,
     algorithms_for,
@@ -67,39 +66,6 @@ def scrambled(n: int) -> list[int]:
     return random.Random(n).sample(range(3 * n + 5), n)
 
 
-def check_aligned(plan: CollectivePlan) -> int:
-    """Every message sent in step k is received in the peer's step k and vice versa (multiset
-    equality); no rank talks to itself or outside the group. Returns the step count."""
-    counts = {plan.num_steps(r) for r in plan.group}
-    assert len(counts) == 1, counts
-    steps = counts.pop()
-    for k in range(steps):
-        sent: Counter[tuple[int, int, float]] = Counter()
-        got: Counter[tuple[int, int, float]] = Counter()
-        for r in plan.group:
-            step = plan.step(r, k)
-            for peer, b in step.sends:
-                assert peer != r and peer in plan.position
-                sent[(r, peer, b)] += 1
-            for peer, b in step.recvs:
-                assert peer != r and peer in plan.position
-                got[(peer, r, b)] += 1
-        assert sent == got, f"step {k}: sent {sent - got}, received {got - sent}"
-    return steps
-
-
-def heard_from(plan: CollectivePlan) -> dict[int, set[int]]:
-    """Whose data each rank has (transitively) received by the end of the plan."""
-    know = {r: {r} for r in plan.group}
-    for k in range(plan.num_steps(plan.group[0])):
-        nxt = {r: set(s) for r, s in know.items()}
-        for r in plan.group:
-            for peer, _ in plan.step(r, k).recvs:
-                nxt[r] |= know[peer]
-        know = nxt
-    return know
-
-
 # ------------------------------------------------------------------------- step programs
 @pytest.mark.parametrize(("ctype", "alg", "n"), CASES, ids=CASE_IDS)
 def test_step_programs_are_aligned_and_move_the_theoretical_bytes(ctype, alg, n):
@@ -114,7 +80,7 @@ def test_step_programs_are_aligned_and_move_the_theoretical_bytes(ctype, alg, n)
         assert red == pytest.approx(reduced * size, rel=1e-12, abs=1e-9)
         assert all(plan.step(r, k).dim == 0 for k in range(steps))
     # every rank ends up depending on every other one (data or barrier arrival)
-    assert all(s == set(plan.group) for s in heard_from(plan).values())
+    assert all(s == set(plan.group) for s in reaches(plan).values())
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -193,10 +159,10 @@ def test_pairwise_shifts_by_k_in_step_k(n):
 def test_dissemination_barrier_rounds(n):
     plan = make_plan(BAR, list(range(n)), 0, "dissemination")
     assert check_aligned(plan) == math.ceil(math.log2(n))
-    assert all(s == set(range(n)) for s in heard_from(plan).values())
+    assert all(s == set(range(n)) for s in reaches(plan).values())
     # one round fewer would leave someone uninformed (the round count is tight)
     plan.rounds -= 1
-    assert any(s != set(range(n)) for s in heard_from(plan).values())
+    assert any(s != set(range(n)) for s in reaches(plan).values())
 
 
 @pytest.mark.parametrize(("ctype", "alg"), list(THEORY))

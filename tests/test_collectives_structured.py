@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pytest
+from helpers import check_aligned, reaches
 
 import collectives.auto as auto
 import collectives.hierarchical  # registers hierarchical
@@ -30,39 +31,6 @@ BW, LAT = 50.0, 500.0
 
 
 # ---------------------------------------------------------------------- helpers
-def check_aligned(plan: CollectivePlan) -> int:
-    """Every send in step k has a recv of the same bytes in the peer's step k and vice versa;
-    every member has the same number of steps. Returns that number."""
-    counts = {plan.num_steps(r) for r in plan.group}
-    assert len(counts) == 1, f"members disagree on the number of steps: {counts}"
-    steps = counts.pop()
-    for k in range(steps):
-        sent: Counter = Counter()
-        got: Counter = Counter()
-        for r in plan.group:
-            s = plan.step(r, k)
-            for peer, nbytes in s.sends:
-                assert peer in plan.position and peer != r
-                sent[(r, peer, nbytes)] += 1
-            for peer, nbytes in s.recvs:
-                got[(peer, r, nbytes)] += 1
-            assert s.reduce_bytes <= sum(b for _, b in s.recvs) + 1e-9
-        assert sent == got, f"step {k}: unmatched {sent - got} / {got - sent}"
-    return steps
-
-
-def reaches(plan: CollectivePlan) -> dict[int, set[int]]:
-    """Whose inputs each rank has heard from at the end: a message sent in step k carries what
-    its sender knew when step k started."""
-    known = {r: {r} for r in plan.group}
-    for k in range(max(plan.num_steps(r) for r in plan.group)):
-        before = {r: set(v) for r, v in known.items()}
-        for r in plan.group:
-            for peer, _ in plan.step(r, k).sends:
-                known[peer] |= before[r]
-    return known
-
-
 def sent(plan: CollectivePlan, rank: int) -> float:
     return plan.bytes_sent(rank)
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ASTRA_REFERENCE, needs_reference
 
 import topologies as topo
 from astra_bridge.configs import load_network, load_system
@@ -21,8 +22,6 @@ from des.core.graph import EventGraph
 from des.sim.engine import simulate
 from des.sim.options import EngineOptions
 from topologies.faults import LinkFault, set_fault
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "astra"
 
 
 def fake_binary(tmp_path: Path, body: str) -> Path:
@@ -146,9 +145,9 @@ def test_cli_crosscheck(tmp_path, capsys):
     assert "exit code 139" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference data not present")
+@needs_reference
 def test_drop_in_run_prints_astra_terms(capsys):
-    folder = REFERENCE / "overlap_8"
+    folder = ASTRA_REFERENCE / "overlap_8"
     argv = ["simulate", f"--workload-configuration={folder / 'workload' / 'workload'}",
             f"--system-configuration={folder / 'system.json'}",
             f"--network-configuration={folder / 'network.yml'}",

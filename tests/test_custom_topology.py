@@ -7,8 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import route_devices
 
-from topologies.base import Topology, TopologyError, shortest_path_router
+from topologies.base import TopologyError, shortest_path_router
 from topologies.custom import from_dict, from_graphml, from_yaml
 
 FABRIC = textwrap.dedent("""\
@@ -26,10 +27,6 @@ FABRIC = textwrap.dedent("""\
     routes:
       - {src: 0, dst: 3, path: [0, sw0, sw1, 3]}
     """)
-
-
-def devices_of(topo: Topology, src: int, dst: int, flow: int = 0) -> list[int]:
-    return topo.path_devices(topo.route(src, dst, flow))
 
 
 # ---------------------------------------------------------------------- YAML happy path
@@ -57,21 +54,21 @@ def test_yaml_counts_names_and_units():
 def test_explicit_route_is_used_verbatim_and_others_fall_back():
     topo = from_yaml(FABRIC)
     # the explicit route is longer than the 2-hop shortest path, and is still used
-    assert devices_of(topo, 0, 3) == [0, 4, 5, 3]
+    assert route_devices(topo, 0, 3) == [0, 4, 5, 3]
     route = topo.route(0, 3, 5)
     assert route == (topo.links_between(0, 4)[0].id, topo.links_between(4, 5)[0].id,
                      topo.links_between(5, 3)[0].id)
     # routes are directional: 3 -> 0 has none and takes the shortest path
-    assert devices_of(topo, 3, 0) == [3, 4, 0]
+    assert route_devices(topo, 3, 0) == [3, 4, 0]
     assert topo.route(1, 2) == shortest_path_router(topo, 1, 2)
-    assert devices_of(topo, 1, 2) == [1, 4, 2]
+    assert route_devices(topo, 1, 2) == [1, 4, 2]
 
 
 def test_explicit_route_broken_by_a_fault_falls_back_to_shortest_path():
     topo = from_yaml(FABRIC)
     topo.links_between(4, 5)[0].up = False
     topo.invalidate_routes()
-    assert devices_of(topo, 0, 3) == [0, 4, 3]
+    assert route_devices(topo, 0, 3) == [0, 4, 3]
 
 
 def test_shortest_path_and_ecmp_routing():
@@ -80,9 +77,9 @@ def test_shortest_path_and_ecmp_routing():
         "links": [{"src": n, "dst": s, "bandwidth": 10} for n in (0, 1) for s in ("a", "b")],
     }
     shortest = from_dict(data)
-    assert {tuple(devices_of(shortest, 0, 1, f)) for f in range(20)} == {(0, 2, 1)}
+    assert {tuple(route_devices(shortest, 0, 1, f)) for f in range(20)} == {(0, 2, 1)}
     ecmp = from_dict({**data, "routing": "ecmp", "seed": 3})
-    assert {tuple(devices_of(ecmp, 0, 1, f)) for f in range(20)} == {(0, 2, 1), (0, 3, 1)}
+    assert {tuple(route_devices(ecmp, 0, 1, f)) for f in range(20)} == {(0, 2, 1), (0, 3, 1)}
 
 
 def test_nodes_list_names_npus_in_order(tmp_path):
@@ -98,7 +95,7 @@ def test_nodes_list_names_npus_in_order(tmp_path):
         assert topo.name == "fabric"
         assert topo.layout.names == {"gpu-b": 0, "gpu-a": 1, "sw": 2}
         assert topo.switch_latency == {2: 1000.0}
-        assert devices_of(topo, 0, 1) == [0, 2, 1]
+        assert route_devices(topo, 0, 1) == [0, 2, 1]
 
 
 def test_errors_from_a_file_name_the_file(tmp_path):
@@ -182,7 +179,7 @@ def test_yaml_errors_name_the_key_path(text, message):
 def test_explicit_routes_must_form_a_valid_file_for_the_error_fixtures():
     """The error fixtures above differ from a valid file only in the broken part."""
     topo = from_yaml(EXPLICIT + "routes: [{src: 0, dst: 3, path: [0, sw0, 3]}]\n")
-    assert devices_of(topo, 0, 3) == [0, 4, 3]
+    assert route_devices(topo, 0, 3) == [0, 4, 3]
 
 
 # ---------------------------------------------------------------------- GraphML
@@ -233,8 +230,8 @@ def test_graphml_happy_path(tmp_path):
     (plain,) = topo.links_between(1, 3)
     assert (plain.bandwidth, plain.latency, plain.kind) == (100.0, 500.0, "link")
     assert topo.links_between(2, 0)[0].bandwidth == 12.5 and not topo.links_between(0, 2)
-    assert devices_of(topo, 2, 0) == [2, 0]  # the direct one-way link
-    assert devices_of(topo, 0, 2) == [0, 3, 2]
+    assert route_devices(topo, 2, 0) == [2, 0]  # the direct one-way link
+    assert route_devices(topo, 0, 2) == [0, 3, 2]
 
 
 def test_graphml_key_defaults_apply(tmp_path):
@@ -263,7 +260,7 @@ def test_graphml_key_defaults_apply(tmp_path):
 def test_graphml_ecmp_option(tmp_path):
     topo = from_graphml(write(tmp_path, HAPPY_BODY), routing="ecmp", seed=4)
     assert topo.router_state.seed == 4
-    assert devices_of(topo, 0, 1) == [0, 3, 1]
+    assert route_devices(topo, 0, 1) == [0, 3, 1]
     with pytest.raises(TopologyError, match="unknown routing 'fast'"):
         from_graphml(write(tmp_path, HAPPY_BODY), routing="fast")
 

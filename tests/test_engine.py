@@ -7,6 +7,7 @@ import itertools
 import math
 
 import pytest
+from helpers import circular_wait_graph, p2p_graph
 
 import topologies as topo
 from des.core.graph import EventGraph
@@ -15,14 +16,6 @@ from des.sim.engine import EngineOptions, SimulationError, simulate
 from topologies.base import Topology
 
 BW, LAT = 50.0, 500.0  # bytes/ns (50 GB/s), ns
-
-
-def p2p_graph(n: int, flows: list[tuple[int, int, float]]) -> EventGraph:
-    g = EventGraph(n)
-    for src, dst, nbytes in flows:
-        g.send(src, dst, nbytes)
-        g.recv(dst, src, nbytes)
-    return g
 
 
 def one_message(**kw) -> EngineOptions:
@@ -333,13 +326,7 @@ def test_early_receive_waits_for_data():
 # ---------------------------------------------------------------------- stalls, determinism
 def test_circular_wait_on_comm_streams_is_diagnosed_not_hung():
     # No dependency cycle, but with one comm stream each rank grabs a different collective first.
-    g = EventGraph(3)
-    g.collective(0, "all_reduce", 64, group=[0, 1])
-    g.collective(0, "all_reduce", 64, group=[0, 2])
-    g.collective(1, "all_reduce", 64, group=[1, 2])
-    g.collective(1, "all_reduce", 64, group=[0, 1])
-    g.collective(2, "all_reduce", 64, group=[0, 2])
-    g.collective(2, "all_reduce", 64, group=[1, 2])
+    g = circular_wait_graph()
     fc = topo.fully_connected(3, BW, LAT)
     with pytest.raises(SimulationError, match=r"(?s)stalled .* ranks \[0\] joined, \[1\] did not"):
         simulate(fc, g, options=EngineOptions(comm_streams=1))

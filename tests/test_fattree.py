@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
-import os
 import struct
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from helpers import REPO, assert_valid_path, checkout_env, link_kinds
 
 from topologies.base import Topology, TopologyError
 from topologies.fattree import ecmp_hash, fat_tree, leaf_spine, superpod
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def check_route(topo: Topology, src: int, dst: int, route: tuple[int, ...]) -> list[int]:
     """Assert ``route`` is a contiguous path of up links from src to dst that transits no NPU;
     return its devices."""
+    assert_valid_path(topo, route, src, dst)
     devices = topo.path_devices(route)
-    assert devices[0] == src and devices[-1] == dst
-    for a, b in itertools.pairwise(route):
-        assert topo.links[a].dst == topo.links[b].src
-    assert all(topo.links[i].up for i in route)
     assert all(topo.is_switch(d) for d in devices[1:-1])
     return devices
-
-
-def kinds(topo: Topology, route: tuple[int, ...]) -> list[str]:
-    return [topo.links[i].kind for i in route]
 
 
 # ---------------------------------------------------------------------- sizes
@@ -122,7 +111,7 @@ def test_fat_tree_path_lengths(k):
                              "host-edge"]
                     assert devices[3] in topo.layout.core_switches
                 assert len(route) == expected
-                assert kinds(topo, route) == shape
+                assert link_kinds(topo, route) == shape
                 seen[expected] += 1
     assert set(seen) == {2, 4, 6}
 
@@ -169,8 +158,8 @@ def test_ecmp_is_reproducible_across_processes():
             "print([t.route(0, 127, f) for f in range(20)])\n")
     outputs = set()
     for hash_seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                              env=checkout_env(PYTHONHASHSEED=hash_seed), check=True,
                               capture_output=True, text=True)
         outputs.add(done.stdout)
     here = fat_tree(8, 1.0, 1.0, seed=5)
@@ -300,17 +289,17 @@ def test_superpod_path_shapes():
     # intra-node: GPU -> NVSwitch -> GPU
     route = topo.route(g + 1, g + 6)
     assert topo.path_devices(route) == [g + 1, nvs[1], g + 6]
-    assert kinds(topo, route) == ["nvlink", "nvlink"]
+    assert link_kinds(topo, route) == ["nvlink", "nvlink"]
     # same rail, different node: GPU -> rail leaf -> GPU
     route = topo.route(3, 2 * g + 3)
     assert topo.path_devices(route) == [3, rails[3], 2 * g + 3]
-    assert kinds(topo, route) == ["nic", "nic"]
+    assert link_kinds(topo, route) == ["nic", "nic"]
     # different rail, different node: through a spine, never over NVLink (no PXN)
     used_spines = set()
     for flow in range(64):
         route = topo.route(0, 3 * g + 5, flow)
         devices = check_route(topo, 0, 3 * g + 5, route)
-        assert kinds(topo, route) == ["nic", "leaf-spine", "leaf-spine", "nic"]
+        assert link_kinds(topo, route) == ["nic", "leaf-spine", "leaf-spine", "nic"]
         assert devices[1] == rails[0] and devices[3] == rails[5]
         used_spines.add(devices[2])
     assert used_spines <= set(spines) and len(used_spines) > 1
@@ -329,7 +318,7 @@ def test_superpod_falls_back_to_a_peer_gpu_when_a_nic_fails():
             link.up = False
     topo.invalidate_routes()
     route = topo.route(0, g + 1)  # GPU 0 has no NIC left: via a peer GPU's NIC
-    assert kinds(topo, route)[:2] == ["nvlink", "nvlink"]
+    assert link_kinds(topo, route)[:2] == ["nvlink", "nvlink"]
     assert all(topo.links[i].up for i in route)
     assert topo.path_devices(topo.route(1, g + 1)) == [1, topo.layout.rail_leaves[1], g + 1]
 

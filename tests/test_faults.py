@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from helpers import p2p_graph
 
 import topologies as topo
 from des.app.config import ConfigError, scenario_from_dict
-from des.core.graph import EventGraph
 from des.sim.engine import EngineOptions, SimulationError, simulate
 from topologies import TopologyError
 from topologies.faults import LinkFault, apply_faults, cables, random_faults, set_fault
@@ -14,18 +14,10 @@ from topologies.faults import LinkFault, apply_faults, cables, random_faults, se
 BW, LAT = 50.0, 500.0
 
 
-def p2p(n: int, flows: list[tuple[int, int, float]]) -> EventGraph:
-    g = EventGraph(n)
-    for src, dst, size in flows:
-        g.send(src, dst, size)
-        g.recv(dst, src, size)
-    return g
-
-
 def test_derate_slows_exactly_the_flows_that_cross_it():
     ring = topo.ring(8, BW, 0.0, bidirectional=False)
     size = 8 * 2**20
-    graph = p2p(8, [(0, 1, size), (4, 5, size)])
+    graph = p2p_graph(8, [(0, 1, size), (4, 5, size)])
     base = simulate(ring, graph).ops
     set_fault(ring, LinkFault(0, 1, derate=0.5, one_way=True))
     slow = simulate(ring, graph).ops
@@ -40,7 +32,7 @@ def test_failed_link_is_never_used_and_the_detour_is_taken():
     set_fault(ring, LinkFault(2, 3, down=True))
     path = ring.path_devices(ring.route(1, 4))
     assert path == [1, 0, 7, 6, 5, 4]
-    r = simulate(ring, p2p(8, [(1, 4, 2**20)]))
+    r = simulate(ring, p2p_graph(8, [(1, 4, 2**20)]))
     used = {(lk.src, lk.dst) for lk in r.links if lk.bytes > 0}
     assert (2, 3) not in used and (3, 2) not in used
     assert used == {(1, 0), (0, 7), (7, 6), (6, 5), (5, 4)}
@@ -52,7 +44,7 @@ def test_unreachable_pair_names_the_pair_and_the_failed_links():
     with pytest.raises(TopologyError, match=r"no route from 1 to 5; failed links: .*0-1.*3-4"):
         ring.route(1, 5)
     with pytest.raises(SimulationError, match="no route from 1 to 5"):
-        simulate(ring, p2p(6, [(1, 5, 64.0)]))
+        simulate(ring, p2p_graph(6, [(1, 5, 64.0)]))
 
 
 def test_fault_on_devices_that_are_not_joined_is_refused():
@@ -90,7 +82,7 @@ def test_random_faults_are_reproducible_and_respect_count_rate_and_kinds():
 def test_link_going_down_mid_run_reroutes_queued_chunks_and_loses_nothing():
     ring = topo.ring(8, BW, LAT)
     size = 64 * 2**20
-    graph = p2p(8, [(0, 1, size)])
+    graph = p2p_graph(8, [(0, 1, size)])
     base = simulate(ring, graph)
     cut = 200_000.0
     r = simulate(ring, graph, options=EngineOptions(
@@ -110,7 +102,7 @@ def test_timed_fault_recovers():
     ring = topo.ring(4, BW, LAT, bidirectional=False)
     # with the only path down from 1 us to 2 us, a send at t=0 of a long message waits:
     # no detour exists on a unidirectional ring, so the run must report it, not hang
-    graph = p2p(4, [(0, 1, 2**20)])
+    graph = p2p_graph(4, [(0, 1, 2**20)])
     with pytest.raises(SimulationError, match="no route from 0 to 1"):
         simulate(ring, graph, options=EngineOptions(
             timed_faults=[LinkFault(0, 1, down=True, at_ns=1000.0, until_ns=2000.0)]))
@@ -119,7 +111,7 @@ def test_timed_fault_recovers():
 def test_timed_derate_slows_only_what_enters_after_it():
     ring = topo.ring(4, BW, 0.0, bidirectional=False)
     chunk = 2**20
-    graph = p2p(4, [(0, 1, 8 * chunk)])
+    graph = p2p_graph(4, [(0, 1, 8 * chunk)])
     opts = dict(p2p_chunk_bytes=chunk, p2p_window=1)
     base = simulate(ring, graph, options=EngineOptions(**opts)).makespan_ns
     slowed = simulate(ring, graph, options=EngineOptions(

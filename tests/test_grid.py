@@ -8,6 +8,7 @@ from itertools import pairwise
 
 import networkx as nx
 import pytest
+from helpers import assert_valid_path, fail_links, route_devices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,26 +20,6 @@ BUILDERS = {"mesh2d": mesh2d, "torus2d": torus2d, "torus3d": torus3d}
 
 def build(kind: str, dims: tuple[int, ...], bandwidth: float = 10.0) -> Topology:
     return BUILDERS[kind](*dims, bandwidth, 5.0)
-
-
-def fail(topo: Topology, src: int, dst: int) -> int:
-    """Take down the (single) link src->dst and return its id."""
-    (link,) = topo.links_between(src, dst)
-    link.up = False
-    topo.invalidate_routes()
-    return link.id
-
-
-def devices(topo: Topology, src: int, dst: int) -> list[int]:
-    return topo.path_devices(topo.route(src, dst))
-
-
-def assert_valid_path(topo: Topology, route: tuple[int, ...], src: int, dst: int) -> None:
-    assert route, "an empty route between distinct NPUs"
-    links = [topo.links[i] for i in route]
-    assert links[0].src == src and links[-1].dst == dst
-    assert all(a.dst == b.src for a, b in pairwise(links))
-    assert all(lk.up for lk in links)
 
 
 def ring_distance(a: int, b: int, n: int) -> int:
@@ -131,8 +112,8 @@ def test_torus3d_4096_builds_with_every_link_and_wraps():
 # ---------------------------------------------------------------------- routing
 def test_xy_examples_on_4x4_mesh():
     topo = mesh2d(4, 4, 10.0, 5.0)
-    assert devices(topo, 1, 7) == [1, 2, 3, 7]
-    assert devices(topo, 14, 5) == [14, 13, 9, 5]
+    assert route_devices(topo, 1, 7) == [1, 2, 3, 7]
+    assert route_devices(topo, 14, 5) == [14, 13, 9, 5]
     assert [topo.links[i].kind for i in topo.route(1, 7)] == ["x", "x", "y"]
 
 
@@ -143,7 +124,7 @@ def test_xy_routes_on_random_meshes():
         topo = mesh2d(x, y, 10.0, 5.0)
         for _ in range(20):
             src, dst = rng.sample(range(x * y), 2)
-            coords = [grid_coords(topo, d) for d in devices(topo, src, dst)]
+            coords = [grid_coords(topo, d) for d in route_devices(topo, src, dst)]
             (sx, sy), (dx, dy) = coords[0], coords[-1]
             assert len(coords) - 1 == abs(sx - dx) + abs(sy - dy)
             moves = ["x" if a[1] == b[1] else "y" for a, b in pairwise(coords)]
@@ -158,7 +139,7 @@ def test_torus_routes_are_dimension_order_and_shortest():
         topo = torus3d(*dims, 10.0, 5.0)
         for _ in range(20):
             src, dst = rng.sample(range(topo.num_npus), 2)
-            coords = [grid_coords(topo, d) for d in devices(topo, src, dst)]
+            coords = [grid_coords(topo, d) for d in route_devices(topo, src, dst)]
             a, b = coords[0], coords[-1]
             assert len(coords) - 1 == sum(ring_distance(a[d], b[d], n)
                                           for d, n in enumerate(dims))
@@ -175,30 +156,30 @@ def test_torus_routes_are_dimension_order_and_shortest():
 
 def test_torus_tie_breaks_go_plus():
     topo = torus2d(4, 4, 10.0, 5.0)
-    assert devices(topo, 0, 2) == [0, 1, 2]
-    assert devices(topo, 2, 0) == [2, 3, 0]
-    assert devices(topo, 0, 8) == [0, 4, 8]
-    assert devices(topo, 0, 3) == [0, 3]  # shorter way is backwards
+    assert route_devices(topo, 0, 2) == [0, 1, 2]
+    assert route_devices(topo, 2, 0) == [2, 3, 0]
+    assert route_devices(topo, 0, 8) == [0, 4, 8]
+    assert route_devices(topo, 0, 3) == [0, 3]  # shorter way is backwards
     cube = torus3d(4, 4, 4, 10.0, 5.0)
-    assert devices(cube, 0, 2 + 8 + 32) == [0, 1, 2, 6, 10, 26, 42]
+    assert route_devices(cube, 0, 2 + 8 + 32) == [0, 1, 2, 6, 10, 26, 42]
     pair = torus2d(2, 3, 10.0, 5.0)
-    assert devices(pair, 1, 0) == [1, 0]
+    assert route_devices(pair, 1, 0) == [1, 0]
 
 
 # ---------------------------------------------------------------------- faults
 def test_detour_takes_yx_when_xy_link_is_down():
     topo = mesh2d(4, 4, 10.0, 5.0)
-    down = fail(topo, 2, 3)
+    (down,) = fail_links(topo, 2, 3)
     assert down not in topo.route(1, 7)
-    assert devices(topo, 1, 7) == [1, 5, 6, 7]
+    assert route_devices(topo, 1, 7) == [1, 5, 6, 7]
     topo.links[down].up = True
     topo.invalidate_routes()
-    assert devices(topo, 1, 7) == [1, 2, 3, 7]
+    assert route_devices(topo, 1, 7) == [1, 2, 3, 7]
 
 
 def test_detour_falls_back_to_shortest_path_when_xy_and_yx_are_down():
     topo = mesh2d(4, 4, 10.0, 5.0)
-    failed = {fail(topo, 2, 3), fail(topo, 5, 6)}
+    failed = {*fail_links(topo, 2, 3), *fail_links(topo, 5, 6)}
     route = topo.route(1, 7)
     assert_valid_path(topo, route, 1, 7)
     assert not failed & set(route)
@@ -207,9 +188,9 @@ def test_detour_falls_back_to_shortest_path_when_xy_and_yx_are_down():
 
 def test_torus_detour_goes_the_long_way_then_anywhere():
     topo = torus2d(4, 4, 10.0, 5.0)
-    fail(topo, 0, 1)
-    assert devices(topo, 0, 1) == [0, 3, 2, 1]
-    fail(topo, 3, 2)
+    fail_links(topo, 0, 1)
+    assert route_devices(topo, 0, 1) == [0, 3, 2, 1]
+    fail_links(topo, 3, 2)
     route = topo.route(0, 1)
     assert_valid_path(topo, route, 0, 1)
     assert len(route) == 3 and topo.path_devices(route)[1] in (4, 12)
@@ -217,33 +198,33 @@ def test_torus_detour_goes_the_long_way_then_anywhere():
 
 def test_torus_long_way_round_comes_before_the_shortest_path_fallback():
     ring5 = torus2d(5, 5, 10.0, 5.0)
-    fail(ring5, 0, 1)
-    assert devices(ring5, 0, 1) == [0, 4, 3, 2, 1]  # rule 2, though 0-5-6-1 is shorter
+    fail_links(ring5, 0, 1)
+    assert route_devices(ring5, 0, 1) == [0, 4, 3, 2, 1]  # rule 2, though 0-5-6-1 is shorter
     topo = torus3d(4, 4, 1, 10.0, 5.0)
-    fail(topo, 0, 1)
-    fail(topo, 0, 4)
-    assert devices(topo, 0, 5) == [0, 3, 2, 1, 5]    # x the long way, then y
+    fail_links(topo, 0, 1)
+    fail_links(topo, 0, 4)
+    assert route_devices(topo, 0, 5) == [0, 3, 2, 1, 5]    # x the long way, then y
     big = torus3d(5, 5, 1, 10.0, 5.0)
     for nb in (1, 5, 4):
-        fail(big, 0, nb)
-    assert devices(big, 0, 6) == [0, 20, 15, 10, 5, 6]  # y the long way, YX; BFS: 0-20-21-1-6
+        fail_links(big, 0, nb)
+    assert route_devices(big, 0, 6) == [0, 20, 15, 10, 5, 6]  # y the long way, YX; BFS: 0-20-21-1-6
 
 
 def test_torus3d_detour_tries_orders_lexicographically():
     topo = torus3d(3, 3, 3, 10.0, 5.0)
     dst = 1 + 3 + 9  # (1, 1, 1)
-    assert devices(topo, 0, dst) == [0, 1, 4, 13]        # XYZ
-    fail(topo, 1, 4)
-    assert devices(topo, 0, dst) == [0, 1, 10, 13]       # XZY
-    fail(topo, 1, 10)
-    assert devices(topo, 0, dst) == [0, 3, 4, 13]        # YXZ
+    assert route_devices(topo, 0, dst) == [0, 1, 4, 13]        # XYZ
+    fail_links(topo, 1, 4)
+    assert route_devices(topo, 0, dst) == [0, 1, 10, 13]       # XZY
+    fail_links(topo, 1, 10)
+    assert route_devices(topo, 0, dst) == [0, 3, 4, 13]        # YXZ
 
 
 def test_disconnected_npu_raises_naming_pair_and_failed_links():
     topo = mesh2d(3, 3, 10.0, 5.0)
-    fail(topo, 1, 0)
-    fail(topo, 3, 0)
-    assert devices(topo, 0, 8)  # 0 can still send
+    fail_links(topo, 1, 0)
+    fail_links(topo, 3, 0)
+    assert route_devices(topo, 0, 8)  # 0 can still send
     with pytest.raises(TopologyError) as err:
         topo.route(4, 0)
     msg = str(err.value)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from itertools import pairwise
 
 import networkx as nx
 import pytest
+from helpers import assert_valid_path, fail_links, link_kinds, route_devices
 
 from topologies.base import Topology, TopologyError
 from topologies.hierarchical import DimSpec, hierarchical, hierarchical_coords
@@ -22,20 +22,6 @@ def fc(size: int, bw: float = 10.0) -> DimSpec:
 
 def switch(size: int, bw: float = 10.0, switch_latency: float = 0.0) -> DimSpec:
     return DimSpec("switch", size, bw, 5.0, switch_latency=switch_latency)
-
-
-def devices(topo: Topology, src: int, dst: int) -> list[int]:
-    return topo.path_devices(topo.route(src, dst))
-
-
-def kinds(topo: Topology, src: int, dst: int) -> list[str]:
-    return [topo.links[i].kind for i in topo.route(src, dst)]
-
-
-def fail(topo: Topology, src: int, dst: int) -> None:
-    for link in topo.links_between(src, dst):
-        link.up = False
-    topo.invalidate_routes()
 
 
 # ---------------------------------------------------------------------- structure
@@ -106,9 +92,9 @@ def test_switch_devices_carry_switch_latency():
 # ---------------------------------------------------------------------- routing
 def test_route_corrects_dim0_then_dim1():
     topo = hierarchical([ring(4), switch(2)])
-    assert devices(topo, 0, 6) == [0, 1, 2, 10, 6]
-    assert kinds(topo, 0, 6) == ["dim0-ring"] * 2 + ["dim1-switch"] * 2
-    assert devices(topo, 7, 0) == [7, 4, 8, 0]  # ring back one, then the c0=0 switch
+    assert route_devices(topo, 0, 6) == [0, 1, 2, 10, 6]
+    assert link_kinds(topo, topo.route(0, 6)) == ["dim0-ring"] * 2 + ["dim1-switch"] * 2
+    assert route_devices(topo, 7, 0) == [7, 4, 8, 0]  # ring back one, then the c0=0 switch
 
 
 def test_all_pairs_are_dimension_order_with_expected_hops():
@@ -120,14 +106,14 @@ def test_all_pairs_are_dimension_order_with_expected_hops():
             if src == dst:
                 continue
             a, b = hierarchical_coords(topo, src), hierarchical_coords(topo, dst)
-            order = [int(k[3]) for k in kinds(topo, src, dst)]
+            order = [int(k[3]) for k in link_kinds(topo, topo.route(src, dst))]
             assert order == sorted(order)
             hops = Counter(order)
             assert hops[0] == min((b[0] - a[0]) % 5, (a[0] - b[0]) % 5)
             assert hops[1] == (a[1] != b[1])
             assert hops[2] == 2 * (a[2] != b[2])
             assert hops[3] == (b[3] - a[3]) % 4  # unidirectional: always forward
-            path = devices(topo, src, dst)
+            path = route_devices(topo, src, dst)
             npus_on_path = [hierarchical_coords(topo, d) for d in path if d < topo.num_npus]
             for d in range(4):  # once a dimension is fixed it stays fixed
                 done = [p for p in npus_on_path if p[d] == b[d]]
@@ -136,31 +122,27 @@ def test_all_pairs_are_dimension_order_with_expected_hops():
 
 def test_ring_direction_and_tie_break():
     topo = hierarchical([ring(5)])
-    assert devices(topo, 0, 4) == [0, 4]
-    assert devices(topo, 0, 2) == [0, 1, 2]
+    assert route_devices(topo, 0, 4) == [0, 4]
+    assert route_devices(topo, 0, 2) == [0, 1, 2]
     even = hierarchical([ring(4)])
-    assert devices(even, 0, 2) == [0, 1, 2]
-    assert devices(even, 3, 1) == [3, 0, 1]
+    assert route_devices(even, 0, 2) == [0, 1, 2]
+    assert route_devices(even, 3, 1) == [3, 0, 1]
     uni = hierarchical([ring(5, bidirectional=False)])
-    assert devices(uni, 0, 4) == [0, 1, 2, 3, 4]
+    assert route_devices(uni, 0, 4) == [0, 1, 2, 3, 4]
 
 
 # ---------------------------------------------------------------------- faults
 def test_down_link_falls_back_to_a_surviving_path():
     topo = hierarchical([ring(4), switch(2)])
-    fail(topo, 1, 2)
-    route = topo.route(0, 6)
-    links = [topo.links[i] for i in route]
-    assert all(lk.up for lk in links)
-    assert links[0].src == 0 and links[-1].dst == 6
-    assert all(a.dst == b.src for a, b in pairwise(links))
-    assert devices(topo, 0, 6) != [0, 1, 2, 10, 6]
+    fail_links(topo, 1, 2)
+    assert_valid_path(topo, topo.route(0, 6), 0, 6)
+    assert route_devices(topo, 0, 6) != [0, 1, 2, 10, 6]
 
 
 def test_isolated_npu_raises_naming_the_pair():
     topo = hierarchical([ring(4), switch(2)])
     for dst in (1, 3, 8):
-        fail(topo, 0, dst)
+        fail_links(topo, 0, dst)
     with pytest.raises(TopologyError) as err:
         topo.route(0, 5)
     msg = str(err.value)

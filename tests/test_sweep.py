@@ -7,7 +7,6 @@ import copy
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO, checkout_env
 
 from des.app.plots import PlotError
 from des.app.sweep import (
@@ -33,7 +33,6 @@ from des.app.sweep import (
     write_table,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 TINY_MODEL = {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 8,
@@ -274,10 +273,8 @@ def test_a_killed_sweep_resumes_without_repeating_or_losing_points(tmp_path):
     spec.write_text(KILL_SWEEP)
     code = ("import sys\nfrom des.app.sweep import LocalExecutor, load_sweep, run_sweep\n"
             "run_sweep(load_sweep(sys.argv[1]), sys.argv[2], executor=LocalExecutor(1))\n")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     proc = subprocess.Popen([sys.executable, "-c", code, str(spec), str(out)], cwd=REPO,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=checkout_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     path = results_path(out)
     try:
         deadline = time.monotonic() + 30

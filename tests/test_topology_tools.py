@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import run_des
 
 import topologies as topo
 from des.app.cli import main
@@ -17,8 +14,6 @@ from topologies import TopologyError
 from topologies.analysis import bisection_bandwidth, diameter, summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(("spec", "npus", "switches", "links"), [
@@ -136,9 +131,8 @@ def test_topo_bad_input_exits_2_without_traceback(argv, capsys):
 
 
 def test_topo_show_through_a_subprocess():
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, "-m", "des", "topo", "show", "torus3d:4x4x4"],
-                         capture_output=True, text=True, env=env, timeout=120, check=True)
+    out = run_des("topo", "show", "torus3d:4x4x4")
+    assert out.returncode == 0, out.stderr
     assert "64 NPUs" in out.stdout and "bisection bandwidth" in out.stdout
 
 

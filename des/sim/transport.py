@@ -250,6 +250,8 @@ class Transport:
                 link.busy_ns -= (end - start) - sent
                 link.bytes -= msg.nbytes * (1.0 - sent / (end - start) if end > start else 1.0)
                 link.messages -= 1
+                if link.activity is not None:  # keep only what went out before the cut
+                    _truncate(link.activity, start, end, start + sent)
         link.inflight.clear()
         link._ends.clear()
         link.free_at = now
@@ -257,3 +259,16 @@ class Transport:
             msg.dead = True
             self._reroute(msg.clone(), link.spec.src)
         return len(stranded)
+
+
+def _truncate(activity: list[tuple[float, float]], start: float, end: float,
+              cut: float) -> None:
+    """Shorten the interval ``(start, end)`` (searched from the newest) to end at ``cut``, or
+    drop it when nothing went out."""
+    for i in range(len(activity) - 1, -1, -1):
+        if activity[i] == (start, end):
+            if cut > start:
+                activity[i] = (start, cut)
+            else:
+                del activity[i]
+            return
