@@ -49,6 +49,7 @@ import yaml
 from des.core.paths import bundled
 from des.core.schema import SchemaError, Section, entries, optional, short, show
 from des.core.schema import text as _text
+from des.sim.backends import DEFAULT_BACKEND, backend_names
 
 
 class SweepError(SchemaError):
@@ -95,7 +96,7 @@ class Sweep:
     groups: dict[str, dict[str, dict[str, Any]]]
     constraints: list[str]
     memory_limit: float | None
-    backend: str = "simpy"
+    backend: str = DEFAULT_BACKEND
     derive: dict[str, str] = field(default_factory=dict)
 
     def points(self) -> list[SweepPoint]:
@@ -303,7 +304,6 @@ def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
 
 _SWEEP_KEYS = ("name", "description", "base", "axes", "groups", "constraints", "memory_limit",
                "backend", "derive")
-_BACKENDS = ("simpy", "analytical")
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -366,7 +366,7 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
     derive = sec.get("derive", optional(entries(
         _expression, expected="a mapping of scenario keys to expressions")), default=None) or {}
     memory_limit = sec.get("memory_limit", optional(units.parse_size), default=None)
-    backend = sec.choice("backend", _BACKENDS, default="simpy", what="backend")
+    backend = sec.choice("backend", backend_names(), default=DEFAULT_BACKEND, what="backend")
     sec.finish()
     return Sweep(name, base, dict(axes), groups, constraints, memory_limit, backend, derive)
 

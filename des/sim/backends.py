@@ -15,9 +15,8 @@ from typing import Protocol
 from des.core.graph import EventGraph
 from des.core.hardware import GpuSpec
 from des.core.results import Result
-from des.sim.analytical import analyze
-from des.sim.engine import SimulationError, simulate
 from des.sim.options import EngineOptions
+from des.sim.runtime import SimulationError
 from topologies.base import Topology
 
 Progress = Callable[[int, int], None]
@@ -44,10 +43,25 @@ class Backend:
     run: Runner
 
 
+def _simpy(topology: Topology, graph: EventGraph, *, hardware: GpuSpec | None = None,
+           options: EngineOptions | None = None, progress: Progress | None = None) -> Result:
+    from des.sim.engine import simulate  # SimPy is imported only when a run needs it
+
+    return simulate(topology, graph, hardware=hardware, options=options, progress=progress)
+
+
+def _analytical(topology: Topology, graph: EventGraph, *, hardware: GpuSpec | None = None,
+                options: EngineOptions | None = None, progress: Progress | None = None
+                ) -> Result:
+    from des.sim.analytical import analyze
+
+    return analyze(topology, graph, hardware=hardware, options=options, progress=progress)
+
+
 BACKENDS: dict[str, Backend] = {
-    "simpy": Backend("simpy", "every link simulated, with contention (default)", simulate),
+    "simpy": Backend("simpy", "every link simulated, with contention (default)", _simpy),
     "analytical": Backend("analytical", "closed-form uncontended costs, much faster, a lower "
-                          "bound", analyze),
+                          "bound", _analytical),
 }
 DEFAULT_BACKEND = "simpy"
 
