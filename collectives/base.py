@@ -96,6 +96,9 @@ class CollectivePlan(ABC):
     # True when step k of every rank reduces the same bytes in the same dimension, so one
     # rank's step k tells what any receiver of its step-k messages pays after them
     uniform_steps: bool = False
+    # True when rotating the group by one position maps the program onto itself: position i's
+    # step k, with every peer moved on by one position, is position i+1's step k
+    cyclic: bool = False
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,
@@ -126,6 +129,17 @@ class CollectivePlan(ABC):
         """Algorithm-specific setup, run at the end of the constructor once the common fields
         are set and the collective is known to be supported (default: nothing)."""
         return
+
+    def translation_dims(self) -> tuple[int, ...] | None:
+        """The group structure the step program is invariant under, or None.
+
+        ``(d0, d1, ...)`` (product = group size; position i has coordinates in mixed radix,
+        d0 fastest) means: translating every position by any vector modulo the dims maps each
+        rank's step k onto the translated rank's step k, peers translated alike, with the same
+        bytes, reductions and dimension. The engine uses it to advance a lockstep collective
+        for one representative rank (:mod:`des.sim.lockstep`). Flat plans declare ``cyclic``
+        and get ``(n,)``; tests check every declaration against the step program."""
+        return (self.size,) if self.cyclic and self.size > 1 else None
 
     def split(self, nbytes: float, parts: int) -> float:
         """``nbytes / parts``, floored when the options ask for whole-byte messages."""

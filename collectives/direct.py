@@ -44,6 +44,7 @@ class Direct(CollectivePlan):
     supports = frozenset({CollectiveType.ALL_TO_ALL, CollectiveType.REDUCE_SCATTER,
                           CollectiveType.ALL_GATHER, CollectiveType.ALL_REDUCE})
     uniform_steps = True
+    cyclic = True
 
     def _prepare(self) -> None:
         phases = {

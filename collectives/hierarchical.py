@@ -120,6 +120,15 @@ class PhaseProgram:
             self._subplans[(index, base)] = sub
         return sub
 
+    def translation_dims(self) -> tuple[int, ...] | None:
+        """The dims when every phase's sub-plans are cyclic (see
+        :meth:`~collectives.base.CollectivePlan.translation_dims`), else None."""
+        for index in range(len(self.phases)):
+            sub = self._subplan(index, 0)
+            if sub.size > 1 and not sub.cyclic:
+                return None
+        return self.dims if self.plan.size > 1 else None
+
     def phase_of(self, k: int) -> int:
         """Index of the phase that step ``k`` belongs to."""
         return bisect.bisect_right(self.offsets, k) - 1
@@ -195,6 +204,11 @@ class HierarchicalPlan(CollectivePlan):
 
     def num_steps(self, rank: int) -> int:
         return self.program.num_steps
+
+    def translation_dims(self) -> tuple[int, ...] | None:
+        """The logical dims when every phase's flat algorithm is cyclic on its sub-groups
+        (translating by one in dimension d rotates every dimension-d sub-group by one)."""
+        return self.program.translation_dims()
 
     def step(self, rank: int, k: int) -> Step:
         return self.program.step(rank, k)

@@ -73,6 +73,7 @@ class Ring(CollectivePlan):
     supports = frozenset({CollectiveType.ALL_REDUCE, CollectiveType.REDUCE_SCATTER,
                           CollectiveType.ALL_GATHER})
     uniform_steps = True
+    cyclic = True
     directions = 1
 
     def _prepare(self) -> None:

@@ -57,7 +57,9 @@ class RankStats:
 
 @dataclass(slots=True)
 class LinkStats:
-    """Traffic on one directed link over the whole run."""
+    """Traffic on one directed link over the whole run. ``mirrored``: some of these figures
+    were copied from a symmetric representative's link (lockstep batching) rather than
+    simulated message by message on this one; they are exact either way."""
 
     id: int
     src: int
@@ -70,6 +72,7 @@ class LinkStats:
     busy_ns: float
     utilization: float
     peak_queue: int
+    mirrored: bool = False
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from collectives.base import CollectivePlan, Step, make_plan
 from des.core.graph import CollectiveInstance, CollectiveType, Node
 from des.sim.choices import step_overhead
 from des.sim.costs import MessageCost, collective_time
+from des.sim.lockstep import LockstepBatch
 from des.sim.options import Chunking, EngineOptions
 from des.sim.transport import Message
 
@@ -107,6 +108,13 @@ class CollectiveRun:
         self.parts: dict[int, _RankPart] = {}
         self.first_join = math.inf
         self.last_done = 0.0
+        self.joined_done: dict[int, Callable[[], None]] = {}  # join order
+        # lockstep: the first member's start waits for the end of the instant it joined in, to
+        # see whether every member joins then (see des.sim.lockstep)
+        self.batch: LockstepBatch | None = None
+        self._pending: list[int] | None = None
+        self._lockstep = (opts.lockstep and len(inst.group) > 1
+                          and self.plan.translation_dims() is not None)
 
     # ------------------------------------------------------------------ bookkeeping
     def part(self, rank: int) -> _RankPart:
@@ -124,20 +132,65 @@ class CollectiveRun:
             extra = self._overheads[step.reduce_bytes] = step_overhead(step, self.options)
         return extra
 
+    def graph_node(self, rank: int) -> Node:
+        """The collective's node on ``rank``."""
+        return self.model.graph.node(rank, self.inst.members[rank])
+
     def _later(self, delay: float, action, *args) -> None:
-        self.clock.call_at(self.env._now + delay, action, *args)
+        if self.batch is not None:
+            self.batch.later(self.env._now + delay, action, args)
+        else:
+            self.clock.call_at(self.env._now + delay, action, *args)
 
     def waiting_for(self) -> list[int]:
         """Members that have not joined yet (for deadlock reports)."""
-        return [r for r in self.inst.group if not (r in self.parts and self.parts[r].joined)]
+        return [r for r in self.inst.group if r not in self.joined_done]
 
     # ------------------------------------------------------------------ flow
     def join(self, rank: int, done: Callable[[], None]) -> None:
-        """``rank`` starts its part now; ``done()`` is called when the part is over."""
+        """``rank`` joins now; ``done()`` is called when its part is over."""
+        self.joined_done[rank] = done
+        self.first_join = min(self.first_join, self.env._now)
+        if self._lockstep:  # wait for the decision at the end of this instant
+            if self._pending is None:
+                self._pending = []
+                self.clock.call_at(self.env._now, self._decide)
+            self._pending.append(rank)
+            return
+        self._start(rank)
+
+    def _decide(self) -> None:
+        """Every member that joins in the first member's instant has joined: batch the run
+        when all have and the topology proves the symmetry, else start them one by one."""
+        self._lockstep = False
+        pending, self._pending = self._pending or [], []
+        if len(pending) == len(self.inst.group):
+            symmetry = self.model.symmetry(self.plan)
+            if symmetry is not None and LockstepBatch.links_idle(symmetry, self.model.transport,
+                                                                 self.env._now):
+                self.batch = LockstepBatch(self, symmetry, self.model.transport)
+                self.send = self._send_batched
+                self._start(self.inst.group[0])
+                return
+        for rank in pending:
+            self._start(rank)
+
+    def _send_batched(self, src: int, dst: int, nbytes: float, handler, tag, context,
+                      flow: int, post_delay: float) -> Message:
+        msg = self.model.transport.send(src, dst, nbytes, handler, tag, context, flow,
+                                        post_delay)
+        self.batch.sent(msg)
+        return msg
+
+    def unbatch(self) -> None:
+        """Back to message-by-message simulation (called by the batch when it falls back)."""
+        self.batch = None
+        self.send = self.model.transport.send
+
+    def _start(self, rank: int) -> None:
         part = self.part(rank)
         part.joined = True
-        part.done = done
-        self.first_join = min(self.first_join, self.env._now)
+        part.done = self.joined_done[rank]
         for chunk in range(self.chunks):
             self._enter(rank, part, chunk, 0)
         self._check_done(rank, part)
@@ -224,6 +277,9 @@ class CollectiveRun:
     def _delivered(self, msg: Message) -> None:
         chunk, k = msg.tag
         dst = msg.dst
+        if self.batch is not None:  # the representative's message stands for its own receive
+            self.batch.delivered(msg)
+            dst = msg.src
         part = self.parts.get(dst) or self.part(dst)
         if part.need[chunk] and part.step[chunk] == k:  # the step it belongs to is running
             part.need[chunk] -= 1
@@ -249,6 +305,12 @@ class CollectiveRun:
                 and (part.outstanding == 0 or not self.wait_for_sends)):
             self.last_done = max(self.last_done, self.env._now)
             part.closed = True
+            if self.batch is not None:  # the representative is done: so is every member
+                self.batch.finish()
+                self.unbatch()
+                for done in list(self.joined_done.values()):
+                    done()
+                return
             part.done()
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import simpy
 
+from collectives.base import CollectivePlan
 from des.core import hardware as hw
 from des.core.graph import EventGraph, Node, P2PPair
 from des.core.results import LinkStats, Result
@@ -26,6 +27,7 @@ from des.sim.choices import logical_dims
 from des.sim.clock import SimPyClock
 from des.sim.collective_run import ClosedFormCollective, CollectiveRun
 from des.sim.costs import MessageCost
+from des.sim.lockstep import Symmetry, find_symmetry
 from des.sim.options import EngineOptions
 from des.sim.runtime import Runtime, SimulationError
 from des.sim.transport import Message, Transport
@@ -95,6 +97,7 @@ class ContendedModel:
         self.runs: dict[int, CollectiveRun | ClosedFormCollective] = {}
         self._cost: MessageCost | None = None
         self._durations: dict[tuple, float] = {}
+        self._symmetries: dict[tuple, Symmetry | None] = {}
 
     def attach(self, runtime: Runtime) -> None:
         """Keep the runtime's graph and algorithms; start the timed-fault processes."""
@@ -141,6 +144,14 @@ class ContendedModel:
             self.runs[index] = run
         return run
 
+    def symmetry(self, plan: CollectivePlan) -> Symmetry | None:
+        """The plan's translation symmetry on this topology, if it has one (cached per group
+        and algorithm until a timed fault changes the links)."""
+        key = (plan.group, plan.collective, type(plan), plan.dims, plan.options)
+        if key not in self._symmetries:
+            self._symmetries[key] = find_symmetry(plan, self.topology)
+        return self._symmetries[key]
+
     @property
     def message_cost(self) -> MessageCost:
         """Closed-form message costs on this topology (for folded collectives)."""
@@ -156,6 +167,7 @@ class ContendedModel:
         """SimPy process: apply a timed fault at ``at_ns`` and lift it at ``until_ns``. Going
         down reroutes what is queued on the links; a derate affects later messages only."""
         yield self.env.timeout(fault.at_ns)
+        self._unbatch_all()
         ids = set_fault(self.topology, fault, active=True)
         log.info("t=%.0f ns: %s", self.env.now, fault.label())
         if fault.down:
@@ -163,8 +175,18 @@ class ContendedModel:
                 self.transport.link_down(link_id)
         if fault.until_ns is not None:
             yield self.env.timeout(fault.until_ns - fault.at_ns)
+            self._unbatch_all()
             set_fault(self.topology, fault, active=False)
             log.info("t=%.0f ns: %s lifted", self.env.now, fault.label())
+
+    def _unbatch_all(self) -> None:
+        """A fault changes links: every lockstep run falls back, and no symmetry proven before
+        holds any longer."""
+        for run in self.runs.values():
+            batch = getattr(run, "batch", None)
+            if batch is not None:
+                batch.materialize()
+        self._symmetries.clear()
 
     # ------------------------------------------------------------------ results
     def collectives(self) -> Iterable[tuple[Any, str, int]]:
@@ -177,14 +199,16 @@ class ContendedModel:
         return [
             LinkStats(lk.spec.id, lk.spec.src, lk.spec.dst, lk.spec.kind, lk.spec.bandwidth,
                       lk.spec.derate, lk.bytes, lk.messages, lk.busy_ns,
-                      lk.busy_ns / makespan_ns if makespan_ns > 0 else 0.0, lk.peak_queue)
+                      lk.busy_ns / makespan_ns if makespan_ns > 0 else 0.0, lk.peak_queue,
+                      lk.mirrored)
             for lk in self.transport.links
         ]
 
     def meta(self) -> dict[str, Any]:
         """Messages, hops and reroutes of the run."""
         return {"messages": self.transport.messages, "hops": self.transport.hops,
-                "reroutes": self.transport.reroutes}
+                "reroutes": self.transport.reroutes,
+                "mirrored_messages": self.transport.mirrored_messages}
 
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:
         """Transmission intervals per link (when ``record_link_activity``)."""

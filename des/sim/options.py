@@ -63,6 +63,8 @@ class EngineOptions:
     the topology before it (:func:`topologies.faults.apply_faults`).
     ``record_link_activity`` keeps every transmission interval per link (trace counters).
     ``hop_model`` replaces the built-in link timing (:class:`des.sim.hops.HopModel`).
+    ``lockstep`` lets symmetric collectives run as one representative rank where that is
+    provably exact (:mod:`des.sim.lockstep`); False simulates every message.
     """
 
     transport: TransportMode = TransportMode.CUT_THROUGH
@@ -92,6 +94,7 @@ class EngineOptions:
     progress_every: int = 2000
     astra: bool = False
     hop_model: HopModel | None = None
+    lockstep: bool = True
 
     def __post_init__(self) -> None:
         self.transport = TransportMode(self.transport)

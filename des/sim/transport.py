@@ -41,7 +41,7 @@ class Link:
     after the link latency. Keeps bytes carried, busy time and peak queue depth."""
 
     __slots__ = ("_ends", "activity", "busy_ns", "bytes", "free_at", "inflight", "messages",
-                 "peak_queue", "spec")
+                 "mirrored", "owner", "peak_queue", "spec")
 
     def __init__(self, spec: LinkSpec, record_activity: bool = False,
                  track_inflight: bool = False) -> None:
@@ -51,6 +51,8 @@ class Link:
         self.busy_ns = 0.0
         self.messages = 0
         self.peak_queue = 0
+        self.owner: Any = None  # the lockstep batch whose symmetry needs this link to itself
+        self.mirrored = False  # some figures were copied from a lockstep representative
         self._ends: deque[float] = deque()
         self.activity: list[tuple[float, float]] | None = [] if record_activity else None
         # (message, start, end, time its head leaves): only kept when links can fail mid-run
@@ -83,7 +85,7 @@ class Message:
     its last byte reaches ``dst`` plus ``post_delay`` (receiver-side processing the sender
     already knows, e.g. an endpoint delay). ``tag`` and ``context`` are the sender's to use."""
 
-    __slots__ = ("callbacks", "context", "dead", "dst", "handler", "hop", "nbytes",
+    __slots__ = ("callbacks", "context", "dead", "dst", "due", "handler", "hop", "nbytes",
                  "post_delay", "route", "sent_at", "src", "tag", "tail_in")
     _ok = True  # read by SimPy when the message is processed as an event
 
@@ -101,6 +103,7 @@ class Message:
         self.hop = 0
         self.tail_in = -math.inf
         self.sent_at = 0.0
+        self.due = 0.0  # when its pending event fires
         self.dead = False  # set when pulled back from a failed link: its pending event is void
         self.callbacks: tuple | None = None
 
@@ -129,6 +132,7 @@ class Transport:
         self.messages = 0
         self.reroutes = 0
         self.bytes_delivered = 0.0
+        self.mirrored_messages = 0  # messages of lockstep members that were not simulated
         # one event per hop is the hot path: schedule straight onto SimPy's heap (what
         # Environment.schedule does, minus two calls) with a callback tuple made once
         self._queue = env._queue
@@ -155,8 +159,12 @@ class Transport:
 
     def _schedule(self, delay: float, msg: Message, callbacks: tuple) -> None:
         msg.callbacks = callbacks
-        heappush(self._queue, (self.env._now + (delay if delay > 0.0 else 0.0), NORMAL,
-                               next(self._eid), msg))
+        msg.due = due = self.env._now + (delay if delay > 0.0 else 0.0)
+        heappush(self._queue, (due, NORMAL, next(self._eid), msg))
+
+    def schedule_at(self, when: float, msg: Message, callbacks: tuple) -> None:
+        """Schedule ``msg``'s next event at ``when`` (a lockstep member's copy of a message)."""
+        self._schedule(when - self.env._now, msg, callbacks)
 
     def _send_uncontended(self, msg: Message) -> None:
         route = msg.route
@@ -179,6 +187,8 @@ class Transport:
         if msg.dead:
             return
         link = self.links[msg.route[msg.hop]]
+        if link.owner is not None and msg.context is not link.owner.run:
+            link.owner.materialize()  # other traffic breaks a lockstep symmetry: unfold first
         spec = link.spec
         if not spec.up:
             self._reroute(msg, spec.src)

@@ -1,0 +1,266 @@
+"""Lockstep batching: advance a symmetric collective for one representative rank, exactly.
+
+When a collective's step program is invariant under translations of its group
+(:meth:`collectives.base.CollectivePlan.translation_dims`), every member joins at the same
+instant, and the topology maps the representative's routes onto every other member's routes
+link for link (same bandwidth, derate, latency, switch latency; each member's links its own, used
+by no other member and idle at the start), then every member's timeline is the representative's:
+its messages leave and land at the same times on its own links. The run then simulates only the
+representative (``group[0]``): a message it sends to the peer at offset o stands, by the
+symmetry, for the message it receives from the peer at offset -o, so its arrival completes one of
+the representative's own receives. The other members finish when it does, and their links get
+its links' figures, marked as mirrored.
+
+The symmetry holds only while nothing else touches those links. The transport calls
+:meth:`LockstepBatch.materialize` the moment another message enters one of them, and the
+contended model calls it before any timed fault fires: every member then gets a copy of the
+representative's state (its progress, its in-flight messages on the mapped routes, its pending
+timers, its links' queues), and the run continues message by message from that instant. Nothing
+is approximated, so the result equals the message-by-message run's.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from collectives.base import CollectivePlan
+from topologies.base import Topology
+
+if TYPE_CHECKING:
+    from des.sim.transport import Link, Transport
+
+
+class GroupTranslation:
+    """Positions of a group as coordinates in ``dims`` (dimension 0 fastest) and their
+    translations modulo ``dims``."""
+
+    __slots__ = ("dims", "size")
+
+    def __init__(self, dims: Sequence[int]) -> None:
+        self.dims = tuple(dims)
+        size = 1
+        for d in self.dims:
+            size *= d
+        self.size = size
+
+    def coords(self, position: int) -> tuple[int, ...]:
+        """Coordinates of ``position``."""
+        out = []
+        for d in self.dims:
+            out.append(position % d)
+            position //= d
+        return tuple(out)
+
+    def position(self, coords: Sequence[int]) -> int:
+        """Position of ``coords`` (taken modulo the dims)."""
+        pos, stride = 0, 1
+        for x, d in zip(coords, self.dims, strict=True):
+            pos += (x % d) * stride
+            stride *= d
+        return pos
+
+    def add(self, position: int, offset: Sequence[int]) -> int:
+        """``position`` translated by the vector ``offset``."""
+        return self.position([x + o for x, o in zip(self.coords(position), offset, strict=True)])
+
+
+def _signature(topology: Topology, route: tuple[int, ...]) -> tuple:
+    specs = [topology.links[i] for i in route]
+    switch = topology.switch_latency
+    return tuple((sp.bandwidth, sp.derate, sp.latency, sp.up,
+                  switch.get(sp.dst, 0.0) if h < len(specs) - 1 else 0.0)
+                 for h, sp in enumerate(specs))
+
+
+class Symmetry:
+    """A proven translation symmetry of one collective on a topology: for every member
+    position, the link that stands in for each of the representative's links, and the peer of
+    each offset. Built by :func:`find_symmetry`; reusable while the topology is unchanged."""
+
+    __slots__ = ("group", "link_map", "offsets", "translation")
+
+    def __init__(self, group: tuple[int, ...], translation: GroupTranslation,
+                 offsets: list[tuple[int, ...]], link_map: dict[int, list[int]]) -> None:
+        self.group = group
+        self.translation = translation
+        self.offsets = offsets
+        self.link_map = link_map  # representative link -> image link per member position
+
+    def image_rank(self, position: int, rank: int) -> int:
+        """The rank that ``rank`` (a member) stands for at member ``position``."""
+        where = self.group.index(rank)
+        coords = self.translation.coords(where)
+        return self.group[self.translation.add(position, coords)]
+
+
+def find_symmetry(plan: CollectivePlan, topology: Topology,
+                  limit_members: int = 1 << 20) -> Symmetry | None:
+    """The symmetry of ``plan`` on ``topology`` (see the module doc), or None when the plan
+    declares none or the topology breaks it (routes that differ, or that share links between
+    members)."""
+    dims = plan.translation_dims()
+    group = plan.group
+    if dims is None or len(group) < 2 or len(group) > limit_members:
+        return None
+    tr = GroupTranslation(dims)
+    rep = group[0]
+    offsets: dict[tuple[int, ...], None] = {}
+    for k in range(plan.num_steps(rep)):
+        for peer, _ in plan.step(rep, k).sends:
+            offsets[tr.coords(plan.position[peer])] = None
+    rep_routes = {off: topology.route(rep, group[tr.position(off)]) for off in offsets}
+    signatures = {off: _signature(topology, route) for off, route in rep_routes.items()}
+    link_map: dict[int, list[int]] = {}
+    for route in rep_routes.values():
+        for link in route:
+            link_map.setdefault(link, [link] + [-1] * (len(group) - 1))
+    owner: dict[int, int] = {link: 0 for link in link_map}
+    for position in range(1, len(group)):
+        src = group[position]
+        for off, rep_route in rep_routes.items():
+            route = topology.route(src, group[tr.add(position, off)])
+            if len(route) != len(rep_route) or _signature(topology, route) != signatures[off]:
+                return None
+            for rep_link, link in zip(rep_route, route, strict=True):
+                images = link_map[rep_link]
+                if images[position] == -1:
+                    if owner.setdefault(link, position) != position:
+                        return None  # two members would share a link
+                    images[position] = link
+                elif images[position] != link:
+                    return None  # one representative link would stand for two
+    return Symmetry(group, tr, list(offsets), link_map)
+
+
+class LockstepBatch:
+    """The representative's run of one batched collective and everything needed to mirror it
+    or to fall back from it (see the module doc). Owned by a
+    :class:`~des.sim.collective_run.CollectiveRun` while it is batched."""
+
+    def __init__(self, run: Any, symmetry: Symmetry, transport: Transport) -> None:
+        self.run = run
+        self.symmetry = symmetry
+        self.transport = transport
+        self.inflight: dict[int, Any] = {}  # id -> representative message not yet delivered
+        self.timers: dict[int, tuple[float, Callable[..., None], tuple]] = {}
+        self._next_timer = 0
+        links = transport.links
+        self.base = {link: (links[link].bytes, links[link].busy_ns, links[link].messages,
+                            len(links[link].activity or ()))
+                     for link in symmetry.link_map}
+        self.sent_count = 0  # the representative's messages and delivered bytes so far
+        self.delivered_bytes = 0.0
+        for images in symmetry.link_map.values():
+            for link in images:
+                links[link].owner = self
+
+    @staticmethod
+    def links_idle(symmetry: Symmetry, transport: Transport, now: float) -> bool:
+        """True when no member's link is busy or owned by another batch."""
+        links = transport.links
+        return all(links[link].free_at <= now and links[link].owner is None
+                   for images in symmetry.link_map.values() for link in images)
+
+    # ------------------------------------------------------------------ while batched
+    def sent(self, msg: Any) -> None:
+        """The representative sent ``msg``."""
+        self.inflight[id(msg)] = msg
+        self.sent_count += 1
+
+    def delivered(self, msg: Any) -> None:
+        """``msg`` (the representative's) has landed."""
+        self.inflight.pop(id(msg), None)
+        self.delivered_bytes += msg.nbytes
+
+    def later(self, when: float, action: Callable[..., None], args: tuple) -> None:
+        """Schedule a representative timer, remembered until it fires."""
+        key = self._next_timer
+        self._next_timer += 1
+        self.timers[key] = (when, action, args)
+        self.run.clock.call_at(when, self._fire, key)
+
+    def _fire(self, key: int) -> None:
+        entry = self.timers.pop(key, None)
+        if entry is not None:
+            entry[1](*entry[2])
+
+    # ------------------------------------------------------------------ mirroring
+    def _mirror_links(self) -> int:
+        """Copy the representative links' queues and their traffic since the batch began onto
+        every member's links; return how many members were mirrored."""
+        links = self.transport.links
+        members = len(self.symmetry.group)
+        hops = 0
+        for rep_link, images in self.symmetry.link_map.items():
+            rep = links[rep_link]
+            b0, busy0, m0, a0 = self.base[rep_link]
+            dbytes, dbusy, dmsg = rep.bytes - b0, rep.busy_ns - busy0, rep.messages - m0
+            hops += dmsg
+            new_activity = rep.activity[a0:] if rep.activity is not None else None
+            for link_id in images[1:]:
+                link: Link = links[link_id]
+                link.free_at = rep.free_at
+                link.bytes += dbytes
+                link.busy_ns += dbusy
+                link.messages += dmsg
+                link.mirrored = True
+                link._ends = deque(rep._ends)
+                link.peak_queue = max(link.peak_queue, rep.peak_queue)
+                if link.activity is not None and new_activity:
+                    link.activity.extend(new_activity)
+            for link_id in images:
+                links[link_id].owner = None
+        t = self.transport
+        t.mirrored_messages += (members - 1) * self.sent_count
+        t.messages += (members - 1) * self.sent_count
+        t.hops += (members - 1) * hops
+        t.bytes_delivered += (members - 1) * self.delivered_bytes
+        return members - 1
+
+    def finish(self) -> None:
+        """The representative is done: mirror its links and counters onto every member."""
+        self._mirror_links()
+
+    def materialize(self) -> None:
+        """Something breaks the symmetry now: give every member the representative's state
+        and continue message by message (see the module doc)."""
+        run, sym, transport = self.run, self.symmetry, self.transport
+        rep = sym.group[0]
+        rep_part = run.parts[rep]
+        self._mirror_links()
+        # in-flight links of timed-fault tracking hold the representative's messages only
+        clones: dict[int, list[Any]] = {}
+        for key, msg in self.inflight.items():
+            copies = clones[key] = []
+            for position in range(1, len(sym.group)):
+                src = sym.group[position]
+                dst = sym.image_rank(position, msg.dst)
+                image = msg.clone()
+                image.src, image.dst = src, dst
+                image.route = transport.topology.route(src, dst)
+                image.hop, image.tail_in = msg.hop, msg.tail_in
+                transport.schedule_at(msg.due, image, msg.callbacks)
+                copies.append(image)
+        links = transport.links
+        for rep_link, images in sym.link_map.items():
+            inflight = links[rep_link].inflight
+            if inflight is None:
+                continue
+            for entry in inflight:
+                copies = clones.get(id(entry[0]))
+                if copies is None:
+                    continue
+                for position, link_id in enumerate(images[1:], start=1):
+                    links[link_id].inflight.append((copies[position - 1], *entry[1:]))
+        for position in range(1, len(sym.group)):
+            rank = sym.group[position]
+            part = copy.deepcopy(rep_part, {id(rep_part.node): run.graph_node(rank),
+                                            id(rep_part.done): run.joined_done[rank]})
+            run.parts[rank] = part
+            for when, action, args in self.timers.values():
+                if args and args[0] == rep:
+                    run.clock.call_at(when, action, rank, part, *args[2:])
+        run.unbatch()
