@@ -128,7 +128,7 @@ def test_derated_link_slows_its_flow_by_one_over_derate():
 def test_ring_allreduce_matches_2_n_minus_1_steps(n, transport):
     size = 2**24
     g = EventGraph(n)
-    g.collective_all("all_reduce", size)
+    g.collective_all("all_reduce", size, algorithm="ring")
     r = simulate(topo.ring(n, BW, LAT), g, options=EngineOptions(chunks=1, transport=transport))
     expected = 2 * (n - 1) * (size / n / BW + LAT)
     assert r.makespan_ns == pytest.approx(expected, rel=1e-12)
@@ -148,7 +148,7 @@ def test_ring_allgather_and_reducescatter_take_n_minus_1_steps(kind):
 def test_chunking_pipelines_the_ring_but_never_beats_the_bandwidth_bound():
     n, size = 8, 2**24
     g = EventGraph(n)
-    g.collective_all("all_reduce", size)
+    g.collective_all("all_reduce", size, algorithm="ring")
     ring = topo.ring(n, BW, LAT)
     times = [simulate(ring, g, options=EngineOptions(chunks=c)).makespan_ns for c in (1, 2, 4, 8)]
     bound = 2 * (n - 1) / n * size / BW
@@ -162,7 +162,7 @@ def test_chunking_pipelines_the_ring_but_never_beats_the_bandwidth_bound():
 def test_every_byte_of_a_ring_allreduce_crosses_exactly_the_expected_links():
     n, size, chunks = 6, 6 * 2**20, 3
     g = EventGraph(n)
-    g.collective_all("all_reduce", size)
+    g.collective_all("all_reduce", size, algorithm="ring")
     r = simulate(topo.ring(n, BW, LAT), g, options=EngineOptions(chunks=chunks))
     per_link = 2 * (n - 1) * size / n  # each forward link carries every step's slice
     forward = [lk for lk in r.links if (lk.dst - lk.src) % n == 1]
@@ -237,7 +237,7 @@ def test_straggler_delays_the_collective_for_everyone():
     n, size, work = 4, 2**20, 1e5
     g = EventGraph(n)
     pre = {r: (g.compute(r, duration_ns=work),) for r in range(n)}
-    g.collective_all("all_reduce", size, deps=pre)
+    g.collective_all("all_reduce", size, deps=pre, algorithm="ring")
     ring = topo.ring(n, BW, LAT)
     ar = 2 * (n - 1) * (size / n / BW + LAT)
     r = simulate(ring, g, options=EngineOptions(chunks=1, speed={2: 0.5}))
@@ -257,7 +257,7 @@ def test_communication_overlaps_independent_compute():
     g = EventGraph(n)
     for r in range(n):
         g.compute(r, duration_ns=work)
-    g.collective_all("all_reduce", size)
+    g.collective_all("all_reduce", size, algorithm="ring")
     res = simulate(ring, g, options=EngineOptions(chunks=1))
     assert res.makespan_ns == pytest.approx(work)
     st = res.ranks[0]
@@ -265,7 +265,7 @@ def test_communication_overlaps_independent_compute():
 
     dep = EventGraph(n)
     pre = {r: (dep.compute(r, duration_ns=work),) for r in range(n)}
-    dep.collective_all("all_reduce", size, deps=pre)
+    dep.collective_all("all_reduce", size, deps=pre, algorithm="ring")
     res = simulate(ring, dep, options=EngineOptions(chunks=1))
     assert res.makespan_ns == pytest.approx(work + ar)
     assert res.ranks[0].exposed_comm_ns == pytest.approx(ar)

@@ -325,7 +325,7 @@ def test_end_to_end_ring_all_reduce_bandwidths() -> None:
     topo = ring(4, 50.0, 500.0)
     graph = EventGraph(4)
     nbytes = 4096 * 4
-    graph.collective_all("all_reduce", nbytes)
+    graph.collective_all("all_reduce", nbytes, algorithm="ring")
     res = simulate(topo, graph)
     assert len(res.collectives) == 1
     c = res.collectives[0]
@@ -353,7 +353,7 @@ def test_end_to_end_ring_all_reduce_bandwidths() -> None:
 def test_end_to_end_bandwidth_grows_with_size() -> None:
     def busbw(nbytes: float) -> float:
         graph = EventGraph(4)
-        graph.collective_all("all_reduce", nbytes)
+        graph.collective_all("all_reduce", nbytes, algorithm="ring")
         res = simulate(ring(4, 50.0, 500.0), graph, options=EngineOptions(chunks=4))
         return res.collectives[0].busbw_GBps
 

@@ -25,16 +25,19 @@ def logical_dims(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...] 
 
 
 def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineOptions) -> str:
-    """The node's algorithm, else the options' choice for its type, else the default;
-    ``auto`` picks by topology and size (:func:`collectives.auto.choose_algorithm`)."""
-    name = inst.algorithm or options.algorithms.get(inst.collective.value) \
-        or DEFAULT_ALGORITHM.get(inst.collective) or "auto"
-    if name == "auto":
+    """The node's algorithm, else the options' choice for its type, else ``auto``, which picks
+    by topology, group and size (:func:`collectives.auto.choose_algorithm`). In AstraSim modes
+    the fallback is AstraSim's own default (``ring``, ``direct`` for all-to-all), not ``auto``."""
+    name = inst.algorithm or options.algorithms.get(inst.collective.value)
+    if not name and options.astra:
+        name = DEFAULT_ALGORITHM.get(inst.collective)
+    if not name or name == "auto":
         from collectives.auto import choose_algorithm, topology_hints
 
+        members = inst.span or inst.group
         kind, _ = topology_hints(topology)
-        name = choose_algorithm(inst.collective, len(inst.group), inst.nbytes,
-                                topology_kind=kind, dims=logical_dims(topology, inst.group))
+        name = choose_algorithm(inst.collective, len(members), inst.nbytes,
+                                topology_kind=kind, dims=logical_dims(topology, members))
     return name
 
 
