@@ -33,9 +33,8 @@ from des.sim.hops import DEFAULT_PACKET_BYTES, TransportMode
 from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, ASTRA_LOCAL_MEM_BW, DEFAULT_CHUNKS
 from topologies import Topology, TopologyError
 from topologies.faults import LinkFault, apply_faults, random_faults
-from topologies.spec import KINDS as TOPOLOGY_KINDS
-from topologies.spec import PARAMS as TOPOLOGY_PARAMS
-from topologies.spec import build as build_topology_kind
+from topologies.registry import build as build_topology_kind
+from topologies.registry import get_topology_kind, topology_kinds
 from topologies.spec import parse_spec
 from workloads import CollectiveSpec, collective_sequence, data_parallel_step
 from workloads.gemm import SHARDS, build_gemm
@@ -103,47 +102,10 @@ def _ranks(value: Any, where: str) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------- topology
-def _seed(value: Any, where: str) -> int:
-    return _nonneg_int(value, where)
-
-
-_TOPOLOGY_KEYS: dict[str, Callable[[Any, str], Any]] = {
-    "npus": _positive_int, "x": _positive_int, "y": _positive_int, "z": _positive_int,
-    "k": _positive_int, "leaves": _positive_int, "hosts_per_leaf": _positive_int,
-    "spines": _positive_int, "nodes": _positive_int, "gpus_per_node": _positive_int,
-    "seed": _seed,
-    "bandwidth": units.parse_bandwidth, "uplink_bandwidth": units.parse_bandwidth,
-    "nic_bandwidth": units.parse_bandwidth,
-    "latency": units.parse_time, "switch_latency": units.parse_time,
-    "nvswitch_latency": units.parse_time, "leaf_latency": units.parse_time,
-    "oversubscription": _positive_number, "bidirectional": _boolean,
-}
-_DIM_KEYS = ("kind", "size", "bandwidth", "latency", "switch_latency", "bidirectional")
-
-
-def _dims(value: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where}: expected a list of dimensions like "
-                          "{kind: ring, size: 4, bandwidth: 50 GB/s}")
-    dims = []
-    for i, item in enumerate(value):
-        sec = Section(item, f"{where}[{i}]")
-        dim = {"kind": sec.choice("kind", ["ring", "fully_connected", "switch"]),
-               "size": sec.get("size", _positive_int)}
-        for key in _DIM_KEYS[2:]:
-            parse = _TOPOLOGY_KEYS[key]
-            if key in sec.data:
-                dim[key] = sec.get(key, parse)
-            else:
-                sec.known.append(key)
-        sec.finish()
-        dims.append(dim)
-    return dims
-
-
 def build_topology(sec: Section, base: Path | None = None) -> Topology:
-    """``topology:`` -> Topology: a kind and its parameters, or ``kind: custom`` with a file."""
-    kind = sec.choice("kind", [*TOPOLOGY_KINDS, "custom"])
+    """``topology:`` -> Topology: a registered kind (:mod:`topologies.registry`) and its
+    parameters, each read by the kind's parser for it, or ``kind: custom`` with a file."""
+    kind = sec.choice("kind", [*topology_kinds(), "custom"])
     if kind == "custom":
         file = sec.get("file", _text)
         sec.finish()
@@ -152,15 +114,13 @@ def build_topology(sec: Section, base: Path | None = None) -> Topology:
             return parse_spec(str(path))
         except TopologyError as err:
             raise ConfigError(f"{sec.where('file')}: {err}") from None
-    required, optional = TOPOLOGY_PARAMS[kind]
+    entry = get_topology_kind(kind)
     params: dict[str, Any] = {}
-    for key in (*required, *optional, "bandwidth", "latency"):
-        if key == "dims":
-            params[key] = sec.get(key, _dims)
-        elif key in required or (key == "bandwidth" and kind != "hierarchical"):
-            params[key] = sec.get(key, _TOPOLOGY_KEYS[key])
+    for key in entry.params:
+        if key in entry.required or (key == "bandwidth" and entry.bandwidth == "required"):
+            params[key] = sec.get(key, entry.parser(key))
         else:
-            value = sec.get(key, _TOPOLOGY_KEYS[key], default=None)
+            value = sec.get(key, entry.parser(key), default=None)
             if value is not None:
                 params[key] = value
     sec.finish()
@@ -212,7 +172,7 @@ def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
             raise ConfigError(f"{r.where('kinds')}: expected a list of link kinds")
         try:
             faults += random_faults(
-                topology, seed=r.get("seed", _seed),
+                topology, seed=r.get("seed", _nonneg_int),
                 rate=r.get("rate", _probability, default=None),
                 count=r.get("count", _nonneg_int, default=None),
                 down=down, derate=r.get("derate", _fraction, default=0.5), kinds=kinds)
