@@ -102,21 +102,23 @@ def register_topology(kind: str, *, required: tuple[str, ...] = (),
                       builtin: bool = False) -> Callable[[Builder], Builder]:
     """Decorator: make ``builder(bandwidth, latency, **params) -> Topology`` the topology
     ``kind``. A kind or alias already taken (or ``custom``) is a :class:`TopologyError`."""
+    for name in (kind, *aliases):
+        if not isinstance(name, str) or not name or ":" in name or name != name.lower():
+            raise TopologyError(f"topology kind {name!r}: expected a lower-case name "
+                                "without ':'")
+        if name in _KINDS or name in _ALIASES or name in RESERVED:
+            raise TopologyError(f"topology kind {name!r} is already registered")
+    params = (*required, *optional)
+    if len(set(params)) != len(params) or {"bandwidth", "latency"} & set(params):
+        raise TopologyError(f"{kind}: parameters must be distinct and must not repeat "
+                            f"bandwidth or latency, got {params}")
+    unknown = set(types or {}) - set(params) - {"bandwidth", "latency"}
+    if unknown:
+        raise TopologyError(f"{kind}: types names unknown parameter(s) {sorted(unknown)}")
 
     def wrap(builder: Builder) -> Builder:
-        for name in (kind, *aliases):
-            if not isinstance(name, str) or not name or ":" in name or name != name.lower():
-                raise TopologyError(f"topology kind {name!r}: expected a lower-case name "
-                                    "without ':'")
-            if name in _KINDS or name in _ALIASES or name in RESERVED:
-                raise TopologyError(f"topology kind {name!r} is already registered")
-        params = (*required, *optional)
-        if len(set(params)) != len(params) or {"bandwidth", "latency"} & set(params):
-            raise TopologyError(f"{kind}: parameters must be distinct and must not repeat "
-                                f"bandwidth or latency, got {params}")
-        unknown = set(types or {}) - set(params) - {"bandwidth", "latency"}
-        if unknown:
-            raise TopologyError(f"{kind}: types names unknown parameter(s) {sorted(unknown)}")
+        if kind in _KINDS:  # registered since the decorator was made
+            raise TopologyError(f"topology kind {kind!r} is already registered")
         _KINDS[kind] = TopologyKind(kind, builder, tuple(required), tuple(optional),
                                     dict(types or {}), tuple(aliases), spec, bandwidth,
                                     example or f"{kind}:" + ",".join(f"{p}=..." for p in
