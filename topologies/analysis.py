@@ -111,6 +111,7 @@ def summary(topo: Topology) -> dict[str, Any]:
     return {
         "name": topo.name,
         "kind": topo.info.kind,
+        "builder": topo.info.name or topo.info.kind,  # the registered kind that built it
         "npus": topo.num_npus,
         "switches": topo.num_devices - topo.num_npus,
         "links": len(topo.links),

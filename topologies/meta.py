@@ -29,7 +29,10 @@ KINDS: tuple[str, ...] = get_args(TopologyKind)
 class TopologyInfo:
     """Metadata every topology carries.
 
-    ``kind`` names the builder family (``custom`` for files and hand-built topologies).
+    ``kind`` names the builder family (``custom`` for files, hand-built topologies and the
+    kinds users register: the family says what structure the algorithm choice, the AstraSim
+    exporter and the plots may rely on, so it stays this closed set). ``name`` is the
+    registered kind that built a ``custom`` topology (``dragonfly``), "" otherwise.
     ``dims`` are the logical dimension sizes, in NPU-id order (fastest first): (x, y[, z]) for
     grids, the per-dimension sizes for hierarchical stacks, () for everything else.
     ``bidirectional`` is False only for a unidirectional ring. ``bisection_bandwidth`` is the
@@ -41,6 +44,7 @@ class TopologyInfo:
     dims: tuple[int, ...] = ()
     bidirectional: bool = True
     bisection_bandwidth: float | None = None
+    name: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -1,11 +1,14 @@
-"""Building any topology by kind from plain parameters, and the short spec strings of the CLI.
+"""The built-in topology kinds, registered like any user's, and the short spec strings of the CLI.
 
-:func:`build` is the one dispatch point: scenario files (after unit conversion) and short specs
-both end there. Short specs: ``ring:8`` (``ring:8:uni``), ``fc:8``, ``switch:16``, ``mesh2d:4x4``,
+Every kind, built-in or not, is a builder in the registry of :mod:`topologies.registry`, and
+:func:`build` (re-exported from there) is the one dispatch point: scenario files (after unit
+conversion), short specs and code all end there. Short specs of the built-in kinds: ``ring:8``
+(``ring:8:uni``), ``fc:8``, ``switch:16``, ``mesh2d:4x4``,
 ``torus2d:4x8``, ``torus3d:4x4x4``, ``fattree:k=4``, ``leafspine:leaves=4,hosts=8,spines=2``,
 ``superpod:nodes=4``, ``hier:fc8,switch16,ring4`` (a dimension may carry its own bandwidth in
 GB/s: ``fc8@150``), or a path to a YAML edge list or GraphML file. Numbers are in internal units:
-bandwidth bytes/ns (= GB/s), latency ns.
+bandwidth bytes/ns (= GB/s), latency ns. A registered kind without a reader of its own takes
+``key=value`` pairs: ``dragonfly:groups=4,routers_per_group=4``.
 """
 
 from __future__ import annotations
@@ -15,76 +18,185 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from des.core import schema
+from des.core.schema import SchemaError
 from topologies.base import Topology, TopologyError
 from topologies.builders import fully_connected, ring, switch
+from topologies.registry import (
+    PARAM_TYPES,
+    TopologyKind,
+    build,
+    get_topology_kind,
+    register_topology,
+    topology_kinds,
+)
 
-# kind -> (required parameters, optional parameters); every kind also takes bandwidth/latency
-PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "ring": (("npus",), ("bidirectional",)),
-    "fully_connected": (("npus",), ()),
-    "switch": (("npus",), ("switch_latency",)),
-    "mesh2d": (("x", "y"), ()),
-    "torus2d": (("x", "y"), ()),
-    "torus3d": (("x", "y", "z"), ()),
-    "fat_tree": (("k",), ("switch_latency", "seed")),
-    "leaf_spine": (("leaves", "hosts_per_leaf", "spines"),
-                   ("uplink_bandwidth", "oversubscription", "switch_latency", "seed")),
-    "superpod": (("nodes", "nic_bandwidth"),
-                 ("gpus_per_node", "spines", "nvswitch_latency", "leaf_latency", "seed")),
-    "hierarchical": (("dims",), ()),
-}
-KINDS = sorted(PARAMS)
-ALIASES = {"fc": "fully_connected", "fattree": "fat_tree", "leafspine": "leaf_spine",
-           "hier": "hierarchical", "mesh": "mesh2d", "torus": "torus2d"}
+ALIASES = {"fc": "fully_connected"}  # dimension kinds of hierarchical specs
+
+# ---------------------------------------------------------------------- short-spec readers
 
 
-def build(kind: str, params: Mapping[str, Any]) -> Topology:
-    """A topology of ``kind`` from converted parameters (``bandwidth`` in bytes/ns and
-    ``latency`` in ns, plus the kind's own; see :data:`PARAMS`)."""
-    kind = ALIASES.get(kind, kind)
-    if kind not in PARAMS:
-        raise TopologyError(f"unknown topology kind {kind!r}; expected one of {', '.join(KINDS)}")
-    required, optional = PARAMS[kind]
-    extra = set(params) - set(required) - set(optional) - {"bandwidth", "latency"}
-    if extra:
-        raise TopologyError(f"{kind}: unknown parameter(s) {sorted(extra)}; expected "
-                            f"{', '.join((*required, *optional, 'bandwidth', 'latency'))}")
-    missing = [k for k in required if k not in params]
-    if kind != "hierarchical" and "bandwidth" not in params:  # superpod: NVLink bandwidth
-        missing.append("bandwidth")
-    if missing:
-        raise TopologyError(f"{kind}: missing parameter(s) {', '.join(missing)}")
-    p = dict(params)
-    bw, lat = p.pop("bandwidth", None), p.pop("latency", 0.0)
-    if kind == "ring":
-        return ring(p["npus"], bw, lat, bidirectional=p.get("bidirectional", True))
-    if kind == "fully_connected":
-        return fully_connected(p["npus"], bw, lat)
-    if kind == "switch":
-        return switch(p["npus"], bw, lat, switch_latency=p.get("switch_latency", 0.0))
-    if kind in ("mesh2d", "torus2d", "torus3d"):
+def _count(rest: str, text: str, bandwidth: float, latency: float) -> dict[str, Any]:
+    count, _, flag = rest.partition(":")
+    params: dict[str, Any] = {"bandwidth": bandwidth, "latency": latency,
+                              "npus": _int(count, text)}
+    if flag:
+        if not text.lower().startswith("ring:"):
+            raise TopologyError(f"{text!r}: only ring takes a flag (ring:8:uni)")
+        if flag not in ("uni", "bi"):
+            raise TopologyError(f"{text!r}: ring flag must be 'uni' or 'bi', got {flag!r}")
+        params["bidirectional"] = flag == "bi"
+    return params
+
+
+def _sizes(want: int) -> Any:
+    def read(rest: str, text: str, bandwidth: float, latency: float) -> dict[str, Any]:
+        sizes = [_int(v, text) for v in rest.lower().split("x")]
+        if len(sizes) != want:
+            kind = text.partition(":")[0]
+            raise TopologyError(f"{text!r}: {kind} needs {want} sizes like "
+                                f"{'4x4x4' if want == 3 else '4x4'}")
+        return {"bandwidth": bandwidth, "latency": latency, **dict(zip("xyz", sizes,
+                                                                        strict=False))}
+    return read
+
+
+_HIER_DIM = re.compile(r"^(ring|fc|fully_connected|switch)(\d+)(?:@([\d.]+))?$")
+
+
+def _hier(rest: str, text: str, bandwidth: float, latency: float) -> dict[str, Any]:
+    dims = []
+    for part in rest.split(","):
+        m = _HIER_DIM.match(part.strip().lower())
+        if not m:
+            raise TopologyError(f"{text!r}: cannot read dimension {part!r}; expected "
+                                "e.g. fc8, switch16, ring4 or ring4@100 (GB/s)")
+        dim: dict[str, Any] = {"kind": ALIASES.get(m[1], m[1]), "size": int(m[2])}
+        if m[3]:
+            dim["bandwidth"] = float(m[3])
+        dims.append(dim)
+    return {"bandwidth": bandwidth, "latency": latency, "dims": dims}
+
+
+_SHORT_KEYS = {"hosts": "hosts_per_leaf", "oversub": "oversubscription",
+               "gpus": "gpus_per_node", "nic": "nic_bandwidth"}
+
+
+def key_values(rest: str, text: str, bandwidth: float, latency: float) -> dict[str, Any]:
+    """The default short-spec reader: ``key=value`` pairs, numbers in internal units."""
+    params: dict[str, Any] = {"bandwidth": bandwidth, "latency": latency}
+    for item in rest.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise TopologyError(f"{text!r}: expected key=value pairs, got {item!r}")
+        key = _SHORT_KEYS.get(key.strip(), key.strip())
+        params[key] = _number(value, text)
+    return params
+
+
+def _superpod_spec(rest: str, text: str, bandwidth: float, latency: float) -> dict[str, Any]:
+    params = key_values(rest, text, bandwidth, latency)
+    # --bandwidth is the NIC's; NVLink 4 gives 450 GB/s per direction
+    params.setdefault("nic_bandwidth", bandwidth)
+    params["bandwidth"] = 450.0
+    return params
+
+
+# ---------------------------------------------------------------------- built-in kinds
+@register_topology("ring", required=("npus",), optional=("bidirectional",), spec=_count,
+                   example="ring:8", builtin=True)
+def _ring(bandwidth: float, latency: float, npus: int, bidirectional: bool = True) -> Topology:
+    return ring(npus, bandwidth, latency, bidirectional=bidirectional)
+
+
+@register_topology("fully_connected", required=("npus",), aliases=("fc",), spec=_count,
+                   example="fc:8", builtin=True)
+def _fully_connected(bandwidth: float, latency: float, npus: int) -> Topology:
+    return fully_connected(npus, bandwidth, latency)
+
+
+@register_topology("switch", required=("npus",), optional=("switch_latency",), spec=_count,
+                   example="switch:16", builtin=True)
+def _switch(bandwidth: float, latency: float, npus: int, switch_latency: float = 0.0
+            ) -> Topology:
+    return switch(npus, bandwidth, latency, switch_latency=switch_latency)
+
+
+def _grid(kind: str) -> Any:
+    def make(bandwidth: float, latency: float, **sizes: int) -> Topology:
         from topologies import grid
 
-        sizes = [p[d] for d in ("x", "y", "z") if d in p]
-        return getattr(grid, kind)(*sizes, bw, lat)
-    if kind == "fat_tree":
-        from topologies.fattree import fat_tree
+        return getattr(grid, kind)(*(sizes[d] for d in "xyz" if d in sizes), bandwidth,
+                                   latency)
+    return make
 
-        return fat_tree(p.pop("k"), bw, lat, **p)
-    if kind == "leaf_spine":
-        from topologies.fattree import leaf_spine
 
-        return leaf_spine(p.pop("leaves"), p.pop("hosts_per_leaf"), p.pop("spines"), bw, lat,
-                          **p)
-    if kind == "superpod":
-        from topologies.fattree import superpod
+register_topology("mesh2d", required=("x", "y"), aliases=("mesh",), spec=_sizes(2),
+                  example="mesh2d:4x4", builtin=True)(_grid("mesh2d"))
+register_topology("torus2d", required=("x", "y"), aliases=("torus",), spec=_sizes(2),
+                  example="torus2d:4x8", builtin=True)(_grid("torus2d"))
+register_topology("torus3d", required=("x", "y", "z"), spec=_sizes(3), example="torus3d:4x4x4",
+                  builtin=True)(_grid("torus3d"))
 
-        return superpod(p.pop("nodes"), nvlink_bandwidth=bw, latency=lat, **p)
+
+@register_topology("fat_tree", required=("k",), optional=("switch_latency", "seed"),
+                   aliases=("fattree",), spec=key_values, example="fattree:k=4", builtin=True)
+def _fat_tree(bandwidth: float, latency: float, k: int, **options: Any) -> Topology:
+    from topologies.fattree import fat_tree
+
+    return fat_tree(k, bandwidth, latency, **options)
+
+
+@register_topology("leaf_spine", required=("leaves", "hosts_per_leaf", "spines"),
+                   optional=("uplink_bandwidth", "oversubscription", "switch_latency", "seed"),
+                   aliases=("leafspine",), spec=key_values,
+                   example="leafspine:leaves=4,hosts=8,spines=2", builtin=True)
+def _leaf_spine(bandwidth: float, latency: float, leaves: int, hosts_per_leaf: int,
+                spines: int, **options: Any) -> Topology:
+    from topologies.fattree import leaf_spine
+
+    return leaf_spine(leaves, hosts_per_leaf, spines, bandwidth, latency, **options)
+
+
+@register_topology("superpod", required=("nodes", "nic_bandwidth"),
+                   optional=("gpus_per_node", "spines", "nvswitch_latency", "leaf_latency",
+                             "seed"),
+                   spec=_superpod_spec, example="superpod:nodes=4", builtin=True)
+def _superpod(bandwidth: float, latency: float, nodes: int, **options: Any) -> Topology:
+    from topologies.fattree import superpod
+
+    return superpod(nodes, nvlink_bandwidth=bandwidth, latency=latency, **options)
+
+
+def _dims(value: Any, where: str) -> list[dict[str, Any]]:
+    """A scenario file's ``dims:`` list of a hierarchical topology (units converted)."""
+    if not isinstance(value, list) or not value:
+        raise SchemaError(f"{where}: expected a list of dimensions like "
+                          "{kind: ring, size: 4, bandwidth: 50 GB/s}")
+    dims = []
+    for i, item in enumerate(value):
+        sec = schema.Section(item, f"{where}[{i}]")
+        dim = {"kind": sec.choice("kind", ["ring", "fully_connected", "switch"]),
+               "size": sec.get("size", schema.positive_int)}
+        for key in ("bandwidth", "latency", "switch_latency", "bidirectional"):
+            if key in sec.data:
+                dim[key] = sec.get(key, PARAM_TYPES[key])
+            else:
+                sec.known.append(key)
+        sec.finish()
+        dims.append(dim)
+    return dims
+
+
+@register_topology("hierarchical", required=("dims",), types={"dims": _dims},
+                   aliases=("hier",), spec=_hier, bandwidth="optional",
+                   example="hier:fc8,switch16,ring4", builtin=True)
+def _hierarchical(bandwidth: float | None, latency: float, dims: list[Any]) -> Topology:
     from topologies.hierarchical import DimSpec, hierarchical
 
-    dims = [d if isinstance(d, DimSpec) else DimSpec(**_dim_defaults(d, bw, lat))
-            for d in p["dims"]]
-    return hierarchical(dims)
+    return hierarchical([d if isinstance(d, DimSpec) else DimSpec(**_dim_defaults(d, bandwidth,
+                                                                                   latency))
+                         for d in dims])
 
 
 def _dim_defaults(dim: Mapping[str, Any], bandwidth: float | None, latency: float
@@ -103,59 +215,22 @@ _HIER_DIM = re.compile(r"^(ring|fc|fully_connected|switch)(\d+)(?:@([\d.]+))?$")
 
 
 def parse_spec(text: str, bandwidth: float = 50.0, latency: float = 500.0) -> Topology:
-    """A topology from a short spec (see the module docstring) or a file path."""
+    """A topology from a short spec ``kind:rest`` of any registered kind (see the module
+    docstring; a kind with no reader of its own takes ``key=value`` pairs) or a file path."""
     text = text.strip()
     path = Path(text)
     if path.suffix.lower() in (".yaml", ".yml", ".graphml", ".xml") or path.is_file():
         return _from_file(path)
     kind, _, rest = text.partition(":")
-    kind = ALIASES.get(kind.lower(), kind.lower())
-    if kind not in PARAMS or not rest:
-        raise TopologyError(
-            f"cannot read topology spec {text!r}; expected e.g. ring:8, fc:8, switch:16, "
-            "mesh2d:4x4, torus2d:4x4, torus3d:4x4x4, fattree:k=4, "
-            "leafspine:leaves=4,hosts=8,spines=2, superpod:nodes=4, hier:fc8,switch16,ring4, "
-            "or a .yaml/.graphml file")
-    base = {"bandwidth": bandwidth, "latency": latency}
-    if kind in ("ring", "fully_connected", "switch"):
-        count, _, flag = rest.partition(":")
-        params: dict[str, Any] = {"npus": _int(count, text)}
-        if kind == "ring" and flag:
-            if flag not in ("uni", "bi"):
-                raise TopologyError(f"{text!r}: ring flag must be 'uni' or 'bi', got {flag!r}")
-            params["bidirectional"] = flag == "bi"
-        return build(kind, {**base, **params})
-    if kind in ("mesh2d", "torus2d", "torus3d"):
-        sizes = [_int(v, text) for v in rest.lower().split("x")]
-        want = 3 if kind == "torus3d" else 2
-        if len(sizes) != want:
-            raise TopologyError(f"{text!r}: {kind} needs {want} sizes like "
-                                f"{'4x4x4' if want == 3 else '4x4'}")
-        return build(kind, {**base, **dict(zip("xyz", sizes, strict=False))})
-    if kind == "hierarchical":
-        dims = []
-        for part in rest.split(","):
-            m = _HIER_DIM.match(part.strip().lower())
-            if not m:
-                raise TopologyError(f"{text!r}: cannot read dimension {part!r}; expected "
-                                    "e.g. fc8, switch16, ring4 or ring4@100 (GB/s)")
-            dim = {"kind": ALIASES.get(m[1], m[1]), "size": int(m[2])}
-            if m[3]:
-                dim["bandwidth"] = float(m[3])
-            dims.append(dim)
-        return build(kind, {**base, "dims": dims})
-    params = {}
-    for item in rest.split(","):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise TopologyError(f"{text!r}: expected key=value pairs, got {item!r}")
-        key = {"hosts": "hosts_per_leaf", "oversub": "oversubscription",
-               "gpus": "gpus_per_node", "nic": "nic_bandwidth"}.get(key.strip(), key.strip())
-        params[key] = _number(value, text)
-    if kind == "superpod":  # --bandwidth is the NIC's; NVLink 4 gives 450 GB/s per direction
-        params.setdefault("nic_bandwidth", bandwidth)
-        base = {"bandwidth": 450.0, "latency": latency}
-    return build(kind, {**base, **params})
+    try:
+        entry: TopologyKind | None = get_topology_kind(kind.lower())
+    except TopologyError:
+        entry = None
+    if entry is None or not rest:
+        examples = ", ".join(get_topology_kind(k).example for k in topology_kinds())
+        raise TopologyError(f"cannot read topology spec {text!r}; expected e.g. {examples}, "
+                            "or a .yaml/.graphml file")
+    return build(entry.kind, (entry.spec or key_values)(rest, text, bandwidth, latency))
 
 
 def _from_file(path: Path) -> Topology:

@@ -8,7 +8,7 @@ Files are read with ``yaml.safe_load``, so a scenario can never construct Python
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.abc import Traversable
 from pathlib import Path
@@ -17,38 +17,22 @@ from typing import Any
 import yaml
 
 from collectives import CollectiveError, check_algorithm
+from des.app.sections import ConfigError, Section
+from des.app.workload_kinds import get_workload_kind, scenario_kinds
 from des.core import schema, units
 from des.core.graph import CollectiveType, EventGraph, GraphError
-from des.core.hardware import (
-    DEFAULT_DTYPE_BYTES,
-    GpuSpec,
-    HardwareError,
-    gpu_from_dict,
-    load_gpu,
-)
+from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.core.paths import bundled
-from des.core.schema import SchemaError
 from des.sim.engine import EngineOptions
 from des.sim.hops import DEFAULT_PACKET_BYTES, TransportMode
 from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, ASTRA_LOCAL_MEM_BW, DEFAULT_CHUNKS
 from topologies import Topology, TopologyError
 from topologies.faults import LinkFault, apply_faults, random_faults
-from topologies.spec import KINDS as TOPOLOGY_KINDS
-from topologies.spec import PARAMS as TOPOLOGY_PARAMS
-from topologies.spec import build as build_topology_kind
+from topologies.registry import build as build_topology_kind
+from topologies.registry import get_topology_kind, topology_kinds
 from topologies.spec import parse_spec
-from workloads import CollectiveSpec, collective_sequence, data_parallel_step
-from workloads.gemm import SHARDS, build_gemm
-from workloads.inference import InferenceConfig, build_inference
-from workloads.llm import build_training
-from workloads.models import ModelConfig, load_model, model_from_dict
-from workloads.parallel import ParallelConfig, ParallelError
 
 DEFAULT_SCENARIO = "dp8_ring_overlap"
-
-
-class ConfigError(SchemaError):
-    """A scenario that cannot be used; the message names the key path and what is allowed."""
 
 
 @dataclass
@@ -76,15 +60,6 @@ class Scenario:
     kind: str = ""  # workload.kind (des.app.workload_kinds); "" for graphs from elsewhere
 
 
-# ---------------------------------------------------------------------- reading sections
-class Section(schema.Section):
-    """A scenario mapping read key by key (see :class:`des.core.schema.Section`); its errors,
-    and those of the sections nested in it, are :class:`ConfigError`."""
-
-    error = ConfigError
-
-
-_unknown = schema.unknown
 _show = schema.show
 _positive_int = schema.positive_int
 _nonneg_int = schema.nonneg_int
@@ -96,54 +71,11 @@ _fraction = schema.fraction
 _probability = schema.probability
 
 
-def _ranks(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where}: expected a non-empty list of ranks, got {_show(value)}")
-    return tuple(_nonneg_int(v, f"{where}[{i}]") for i, v in enumerate(value))
-
-
 # ---------------------------------------------------------------------- topology
-def _seed(value: Any, where: str) -> int:
-    return _nonneg_int(value, where)
-
-
-_TOPOLOGY_KEYS: dict[str, Callable[[Any, str], Any]] = {
-    "npus": _positive_int, "x": _positive_int, "y": _positive_int, "z": _positive_int,
-    "k": _positive_int, "leaves": _positive_int, "hosts_per_leaf": _positive_int,
-    "spines": _positive_int, "nodes": _positive_int, "gpus_per_node": _positive_int,
-    "seed": _seed,
-    "bandwidth": units.parse_bandwidth, "uplink_bandwidth": units.parse_bandwidth,
-    "nic_bandwidth": units.parse_bandwidth,
-    "latency": units.parse_time, "switch_latency": units.parse_time,
-    "nvswitch_latency": units.parse_time, "leaf_latency": units.parse_time,
-    "oversubscription": _positive_number, "bidirectional": _boolean,
-}
-_DIM_KEYS = ("kind", "size", "bandwidth", "latency", "switch_latency", "bidirectional")
-
-
-def _dims(value: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where}: expected a list of dimensions like "
-                          "{kind: ring, size: 4, bandwidth: 50 GB/s}")
-    dims = []
-    for i, item in enumerate(value):
-        sec = Section(item, f"{where}[{i}]")
-        dim = {"kind": sec.choice("kind", ["ring", "fully_connected", "switch"]),
-               "size": sec.get("size", _positive_int)}
-        for key in _DIM_KEYS[2:]:
-            parse = _TOPOLOGY_KEYS[key]
-            if key in sec.data:
-                dim[key] = sec.get(key, parse)
-            else:
-                sec.known.append(key)
-        sec.finish()
-        dims.append(dim)
-    return dims
-
-
 def build_topology(sec: Section, base: Path | None = None) -> Topology:
-    """``topology:`` -> Topology: a kind and its parameters, or ``kind: custom`` with a file."""
-    kind = sec.choice("kind", [*TOPOLOGY_KINDS, "custom"])
+    """``topology:`` -> Topology: a registered kind (:mod:`topologies.registry`) and its
+    parameters, each read by the kind's parser for it, or ``kind: custom`` with a file."""
+    kind = sec.choice("kind", [*topology_kinds(), "custom"])
     if kind == "custom":
         file = sec.get("file", _text)
         sec.finish()
@@ -152,15 +84,13 @@ def build_topology(sec: Section, base: Path | None = None) -> Topology:
             return parse_spec(str(path))
         except TopologyError as err:
             raise ConfigError(f"{sec.where('file')}: {err}") from None
-    required, optional = TOPOLOGY_PARAMS[kind]
+    entry = get_topology_kind(kind)
     params: dict[str, Any] = {}
-    for key in (*required, *optional, "bandwidth", "latency"):
-        if key == "dims":
-            params[key] = sec.get(key, _dims)
-        elif key in required or (key == "bandwidth" and kind != "hierarchical"):
-            params[key] = sec.get(key, _TOPOLOGY_KEYS[key])
+    for key in entry.params:
+        if key in entry.required or (key == "bandwidth" and entry.bandwidth == "required"):
+            params[key] = sec.get(key, entry.parser(key))
         else:
-            value = sec.get(key, _TOPOLOGY_KEYS[key], default=None)
+            value = sec.get(key, entry.parser(key), default=None)
             if value is not None:
                 params[key] = value
     sec.finish()
@@ -212,7 +142,7 @@ def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
             raise ConfigError(f"{r.where('kinds')}: expected a list of link kinds")
         try:
             faults += random_faults(
-                topology, seed=r.get("seed", _seed),
+                topology, seed=r.get("seed", _nonneg_int),
                 rate=r.get("rate", _probability, default=None),
                 count=r.get("count", _nonneg_int, default=None),
                 down=down, derate=r.get("derate", _fraction, default=0.5), kinds=kinds)
@@ -229,202 +159,18 @@ def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
 
 
 # ---------------------------------------------------------------------- workload
-def _size_range(value: Any, where: str) -> list[float]:
-    sec = Section(value, where)
-    low = sec.get("from", units.parse_size)
-    high = sec.get("to", units.parse_size)
-    factor = sec.get("factor", _positive_number, default=2.0)
-    sec.finish()
-    if not (low > 0 and high >= low and factor > 1):
-        raise ConfigError(f"{where}: need 0 < from <= to and factor > 1")
-    sizes = []
-    size = low
-    while size <= high * (1 + 1e-12) and len(sizes) < 64:
-        sizes.append(float(round(size)))
-        size *= factor
-    return sizes
-
-
-def _collective_specs(item: Any, where: str, num_ranks: int) -> list[CollectiveSpec]:
-    """One op: a collective at one ``size``, a list of ``sizes`` or a ``size_range`` (an
-    nccl-tests-style sweep: from, to, factor), each size run ``repeat`` times in turn."""
-    sec = Section(item, where)
-    ctype = sec.get("collective", lambda v, w: CollectiveType.parse(_text(v, w)))
-    given = [k for k in ("size", "sizes", "size_range") if k in sec.data]
-    if not given:
-        raise ConfigError(f"{sec.where('size')}: required key is missing (or give sizes: "
-                          "[...] or size_range: {from, to, factor})")
-    if len(given) > 1:
-        raise ConfigError(f"{where}: give only one of size, sizes or size_range, not "
-                          f"{' and '.join(given)}")
-    sizes = [sec.get("size", units.parse_size, default=None)]
-    if given[0] == "sizes":
-        raw = sec.get("sizes")
-        if not isinstance(raw, list) or not raw:
-            raise ConfigError(f"{sec.where('sizes')}: expected a non-empty list of sizes")
-        sizes = [units.parse_size(v, f"{sec.where('sizes')}[{i}]") for i, v in enumerate(raw)]
-    elif given[0] == "size_range":
-        sizes = sec.get("size_range", _size_range)
-    else:
-        sec.known += ["sizes", "size_range"]
-    group = sec.get("group", _ranks, default=None)
-    for i, rank in enumerate(group or ()):
-        if rank >= num_ranks:
-            raise ConfigError(f"{sec.where('group')}[{i}]: rank {rank} is outside the "
-                              f"topology's NPUs 0..{num_ranks - 1}")
-    algorithm = sec.get("algorithm", _text, default=None)
-    if algorithm != "auto":
-        try:
-            check_algorithm(ctype, algorithm)
-        except CollectiveError as err:
-            raise ConfigError(f"{sec.where('algorithm')}: {err}") from None
-    repeat = sec.get("repeat", _positive_int, default=1)
-    sec.finish()
-    return [CollectiveSpec(ctype, size, group, algorithm, repeat) for size in sizes]
-
-
-def _workload_collectives(sec: Section, num_ranks: int, name: str) -> EventGraph:
-    ops = sec.get("ops")
-    if not isinstance(ops, list) or not ops:
-        raise ConfigError(f"{sec.where('ops')}: expected a non-empty list of collectives")
-    specs = [spec for i, item in enumerate(ops)
-             for spec in _collective_specs(item, f"{sec.where('ops')}[{i}]", num_ranks)]
-    sec.finish()
-    return collective_sequence(num_ranks, specs, name=name)
-
-
-def _workload_dp_step(sec: Section, num_ranks: int, name: str) -> EventGraph:
-    graph = data_parallel_step(
-        num_ranks,
-        layers=sec.get("layers", _positive_int),
-        params_per_layer=sec.get("params_per_layer", _positive_number),
-        tokens_per_rank=sec.get("tokens_per_rank", _positive_number),
-        dtype_bytes=sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES),
-        algorithm=sec.get("algorithm", _text, default=None),
-        name=name,
-    )
-    sec.finish()
-    return graph
-
-
-def _model(value: Any, where: str) -> ModelConfig:
-    try:
-        if isinstance(value, str):
-            return load_model(value)
-        if isinstance(value, Mapping):
-            return model_from_dict(value, where)
-    except ValueError as err:
-        msg = str(err)
-        raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
-    raise ConfigError(f"{where}: expected a model preset name, a YAML path or a mapping, got "
-                      f"{_show(value)}")
-
-
-_PARALLEL_KEYS = {
-    "dp": _positive_int, "tp": _positive_int, "pp": _positive_int, "cp": _positive_int,
-    "ep": _positive_int, "sp": _boolean, "zero": _nonneg_int, "recompute": _text,
-    "micro_batch": _positive_int, "global_batch": _positive_int, "schedule": _text,
-    "virtual_stages": _positive_int, "order": _text, "bucket_size": units.parse_size,
-    "grad_bytes": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
-    "fold_tp": _boolean,
-}
-
-
-def _parallel(value: Any, where: str, seq: int | None) -> ParallelConfig:
-    sec = Section(value, where)
-    kwargs = {}
-    for key, parse in _PARALLEL_KEYS.items():
-        if key in sec.data:
-            kwargs["bucket_bytes" if key == "bucket_size" else key] = sec.get(key, parse)
-        else:
-            sec.known.append(key)
-    sec.finish()
-    try:
-        return ParallelConfig(seq=seq, **kwargs)
-    except ParallelError as err:
-        raise ConfigError(str(err).replace("parallel.", f"{where}.", 1)) from None
-
-
-def _workload_llm_training(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
-    model = sec.get("model", _model)
-    seq = sec.get("seq", _positive_int, default=None)
-    par = sec.get("parallel", lambda v, w: _parallel(v, w, seq))
-    sec.finish()
-    try:
-        workload = build_training(model, par, num_ranks)
-    except ParallelError as err:
-        raise ConfigError(f"{sec.path}: {err}") from None
-    return workload.graph, workload
-
-
-_INFERENCE_KEYS = {
-    "tp": _positive_int, "pp": _positive_int, "batch": _positive_int, "prompt": _positive_int,
-    "generate": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
-    "fold_tp": _boolean,
-}
-
-
-def _inference(value: Any, where: str) -> InferenceConfig:
-    sec = Section(value, where)
-    kwargs = {}
-    for key, parse in _INFERENCE_KEYS.items():
-        if key in sec.data:
-            kwargs[key] = sec.get(key, parse)
-        else:
-            sec.known.append(key)
-    sec.finish()
-    try:
-        return InferenceConfig(**kwargs)
-    except ParallelError as err:
-        raise ConfigError(str(err).replace("parallel.", f"{where}.", 1)) from None
-
-
-def _workload_llm_inference(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
-    model = sec.get("model", _model)
-    cfg = sec.get("parallel", _inference, default=None) or InferenceConfig()
-    sec.finish()
-    try:
-        workload = build_inference(model, cfg, num_ranks)
-    except ParallelError as err:
-        raise ConfigError(f"{sec.path}: {err}") from None
-    return workload.graph, workload
-
-
-def _workload_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
-    m, n, k = (sec.get(key, _positive_int) for key in ("m", "n", "k"))
-    tp = sec.get("tp", _positive_int, default=num_ranks)
-    shard = sec.choice("shard", list(SHARDS))
-    gather = sec.get("gather_output", _boolean, default=True)
-    dtype_bytes = sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES)
-    fold = sec.get("fold_tp", _boolean, default=False)
-    sec.finish()
-    try:
-        workload = build_gemm(m, n, k, tp=tp, shard=shard, npus=num_ranks,
-                              dtype_bytes=dtype_bytes, gather_output=gather, fold_tp=fold)
-    except ParallelError as err:
-        raise ConfigError(f"{sec.path}: {err}") from None
-    return workload.graph, workload
-
-
-#: The scenario parser of each workload kind. How a kind is reported, measured and ranked is
-#: its :class:`~des.app.workload_kinds.WorkloadKind` (a test keeps the two in step).
-WORKLOADS: dict[str, Callable[[Section, int, str], Any]] = {
-    "collectives": _workload_collectives,
-    "data_parallel_step": _workload_dp_step,
-    "gemm": _workload_gemm,
-    "llm_inference": _workload_llm_inference,
-    "llm_training": _workload_llm_training,
-}
-
-
 def build_workload(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any, str]:
-    """``workload:`` -> (EventGraph over ``num_ranks`` ranks, what built it or None, kind)."""
-    kind = sec.choice("kind", sorted(WORKLOADS))
+    """``workload:`` -> (EventGraph over ``num_ranks`` ranks, what built it or None, kind):
+    the kind's parser from the one registry of :mod:`des.app.workload_kinds`."""
+    kind = sec.choice("kind", scenario_kinds())
     try:
-        built = WORKLOADS[kind](sec, num_ranks, name)
+        built = get_workload_kind(kind).build(sec, num_ranks, name)
     except (GraphError, CollectiveError) as err:
         raise ConfigError(f"{sec.path}: {err}") from None
     graph, workload = built if isinstance(built, tuple) else (built, None)
+    if not isinstance(graph, EventGraph):
+        raise ConfigError(f"{sec.path}: the {kind} parser returned {type(graph).__name__}, "
+                          "not an EventGraph")
     return graph, workload, kind
 
 
@@ -600,3 +346,8 @@ def load_scenario(spec: str | os.PathLike[str] | None = None) -> Scenario:
         raise ConfigError(f"{text}: cannot read: {err}") from None
     base = path.parent if isinstance(source, Path) else Path.cwd()
     return scenario_from_dict(data, source=text, base=base)
+
+
+__all__ = ["DEFAULT_SCENARIO", "ConfigError", "Outputs", "Scenario", "Section", "build_faults",
+           "build_options", "build_topology", "build_workload", "load_scenario",
+           "scenario_from_dict"]

@@ -93,7 +93,9 @@ def _group_ranks(result: Result) -> list[tuple[str, object]]:
 
 def render_topology(info: dict, console: Console) -> None:
     """The ``topo show`` tables."""
-    console.print(f"[bold]{info['name']}[/] ({info['kind']}): {info['npus']} NPUs, "
+    kind = info["kind"] if info.get("builder", info["kind"]) == info["kind"] else \
+        f"{info['kind']}: {info['builder']}"
+    console.print(f"[bold]{info['name']}[/] ({kind}): {info['npus']} NPUs, "
                   f"{info['switches']} switches, {info['links']} directed links", highlight=False)
     diam = info["diameter_hops"]
     console.print(f"diameter: {diam if diam >= 0 else 'n/a'} hops ({info['diameter_method']})",

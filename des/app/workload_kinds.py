@@ -1,10 +1,11 @@
 """One interface per workload kind: how ``des simulate`` reports it and ``des sweep`` ranks it.
 
-A scenario's ``workload.kind`` names a :class:`WorkloadKind`. The kind says how its graph is
-built (the scenario parser of that kind in :data:`des.app.config.WORKLOADS`), what report a
-finished run gives (the ``llm`` or ``gemm`` section of the JSON result), the flat metrics a
-sweep records for a point, which metric ranks points and in which direction, the metric columns
-of the sweep's ranking table, and how the terminal shows the report. The command line and the
+A scenario's ``workload.kind`` names a :class:`WorkloadKind` in the one registry,
+:data:`WORKLOAD_KINDS`. The kind says how its graph is built (its scenario parser, which
+:mod:`des.app.config` calls), what report a finished run gives (the ``llm`` or ``gemm``
+section of the JSON result), the flat metrics a sweep records for a point, which metric ranks
+points and in which direction, the metric columns of the sweep's ranking table, and how the
+terminal shows the report. The command line and the
 sweep both call :func:`evaluate`, so a run is reported and ranked the same way in both:
 
 * ``llm_training``: iteration time, lowest first;
@@ -14,24 +15,40 @@ sweep both call :func:`evaluate`, so a run is reported and ranked the same way i
 
 Every kind's metrics hold ``iteration_s`` (the time of one iteration, request batch or GEMM:
 what the sweep plots draw), ``makespan_ns``, ``exposed_comm_s`` and ``workload`` (the kind).
+
+A new kind is one :func:`register_workload` call (see ``examples/custom_workload.py``)::
+
+    register_workload(WorkloadKind("parameter_server", "one parameter-server step",
+                                   build=parse_ps, metrics=ps_metrics))
+
+after which scenarios (``workload: {kind: parameter_server, ...}``), ``des simulate`` and
+``des sweep`` know it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from des.app.config import WORKLOADS, Scenario
+from des.app import workload_parsers as parsers
 from des.app.llm_report import inference_report, training_report
 from des.app.render import render_gemm, render_inference, render_llm
 from des.core.results import Result
 from workloads.gemm import gemm_report
 
+if TYPE_CHECKING:  # des.app.config dispatches through this module; it is imported for types
+    from des.app.config import Scenario
+    from des.app.sections import Section
+    from des.core.graph import EventGraph
+
 Report = dict[str, Any]
 Metrics = dict[str, Any]
+Parser = Callable[["Section", int, str], "EventGraph | tuple[EventGraph, Any]"]
+"""A scenario parser: ``parse(workload_section, num_ranks, scenario_name)`` -> the graph, or
+(graph, what built it) when the kind's report needs the builder (``scenario.workload``)."""
 
 #: The kind of a scenario whose graph did not come from a ``workload.kind`` (AstraSim inputs).
 GRAPH_KIND = "graph"
@@ -52,7 +69,8 @@ class Column:
 class WorkloadKind:
     """How one workload kind is built, reported, measured and ranked (see the module doc).
 
-    ``build`` parses the scenario's ``workload:`` section into (graph, what built it);
+    ``build`` parses the scenario's ``workload:`` section (a :data:`Parser`; None for the
+    ``graph`` kind, which no scenario names);
     ``report`` gives the JSON section ``report_key`` of a finished run (None: no report);
     ``metrics`` the flat figures a sweep records (from the report and the Result);
     ``rank_key`` the metric that ranks points, best first by ``higher_is_better``;
@@ -61,7 +79,7 @@ class WorkloadKind:
 
     name: str
     description: str
-    build: Callable[..., Any] | None
+    build: Parser | None
     metrics: Callable[[Report | None, Result], Metrics]
     rank_key: str = "iteration_s"
     higher_is_better: bool = False
@@ -149,40 +167,67 @@ def _gemm_report(result: Result, scenario: Scenario) -> Report:
 _MEMORY = Column("peak_memory_bytes", "memory", "memory")
 _TIME = Column("iteration_s", "time", "time")
 
-WORKLOAD_KINDS: dict[str, WorkloadKind] = {kind.name: kind for kind in (
-    WorkloadKind("llm_training", "one LLM training iteration", WORKLOADS["llm_training"],
+#: The one registry of workload kinds, by name (add to it with :func:`register_workload`).
+WORKLOAD_KINDS: dict[str, WorkloadKind] = {}
+
+
+def register_workload(kind: WorkloadKind) -> WorkloadKind:
+    """Add ``kind`` to the registry (scenarios, ``des simulate`` and ``des sweep`` then know
+    it) and return it. A name already registered is a ValueError."""
+    if not isinstance(kind, WorkloadKind):
+        raise TypeError(f"register_workload: expected a WorkloadKind, got {type(kind).__name__}")
+    if not kind.name or not isinstance(kind.name, str):
+        raise ValueError(f"register_workload: a workload kind needs a name, got {kind.name!r}")
+    if kind.name in WORKLOAD_KINDS:
+        raise ValueError(f"workload kind {kind.name!r} is already registered")
+    WORKLOAD_KINDS[kind.name] = kind
+    return kind
+
+
+def get_workload_kind(name: str) -> WorkloadKind:
+    """The registered kind called ``name``; a KeyError listing the registered ones otherwise."""
+    if name not in WORKLOAD_KINDS:
+        raise KeyError(f"unknown workload kind {name!r}; registered: "
+                       f"{', '.join(sorted(WORKLOAD_KINDS))}")
+    return WORKLOAD_KINDS[name]
+
+
+def scenario_kinds() -> list[str]:
+    """The kinds a scenario's ``workload.kind`` may name (those with a parser), sorted."""
+    return sorted(name for name, kind in WORKLOAD_KINDS.items() if kind.build is not None)
+
+
+for _kind in (
+    WorkloadKind("llm_training", "one LLM training iteration", parsers.parse_llm_training,
                  _training_metrics,
                  columns=(Column("iteration_s", "iteration", "time"),
                           Column("tokens_per_s", "tokens/s", "rate"),
                           Column("mfu", "MFU", "percent"), _MEMORY),
                  report=_training_report, report_key="llm", render=render_llm),
     WorkloadKind("llm_inference", "prefill and decode of one LLM request batch",
-                 WORKLOADS["llm_inference"], _inference_metrics,
+                 parsers.parse_llm_inference, _inference_metrics,
                  rank_key="output_tokens_per_s", higher_is_better=True,
                  columns=(Column("output_tokens_per_s", "output tokens/s", "rate"),
                           Column("ttft_s", "TTFT", "time"), Column("tpot_s", "TPOT", "time"),
                           Column("e2e_s", "end to end", "time"), _MEMORY),
                  report=_inference_report, report_key="llm", render=render_inference),
-    WorkloadKind("gemm", "one distributed GEMM", WORKLOADS["gemm"], _gemm_metrics,
+    WorkloadKind("gemm", "one distributed GEMM", parsers.parse_gemm, _gemm_metrics,
                  columns=(_TIME, Column("tflops", "TFLOP/s", "number"),
                           Column("fraction_of_peak", "of peak", "percent")),
                  report=_gemm_report, report_key="gemm", render=render_gemm),
-    WorkloadKind("collectives", "a sequence of collectives", WORKLOADS["collectives"],
+    WorkloadKind("collectives", "a sequence of collectives", parsers.parse_collectives,
                  _makespan),
     WorkloadKind("data_parallel_step", "a data-parallel training step",
-                 WORKLOADS["data_parallel_step"], _makespan),
+                 parsers.parse_data_parallel_step, _makespan),
     WorkloadKind(GRAPH_KIND, "an event graph from elsewhere (AstraSim inputs)", None,
                  _makespan),
-)}
+):
+    register_workload(_kind)
 
 
 def kind_of(scenario: Scenario) -> WorkloadKind:
     """The interface of a scenario's workload kind (``graph`` when it has none)."""
-    name = scenario.kind or GRAPH_KIND
-    if name not in WORKLOAD_KINDS:
-        raise KeyError(f"workload kind {name!r} has no interface in des.app.workload_kinds; "
-                       f"known: {', '.join(sorted(WORKLOAD_KINDS))}")
-    return WORKLOAD_KINDS[name]
+    return get_workload_kind(scenario.kind or GRAPH_KIND)
 
 
 def evaluate(result: Result, scenario: Scenario) -> Evaluation:
@@ -203,5 +248,6 @@ def ranking_kind(metrics: Iterable[Mapping[str, Any]]) -> WorkloadKind:
     return WORKLOAD_KINDS.get(only, WORKLOAD_KINDS[GRAPH_KIND])
 
 
-__all__ = ["GRAPH_KIND", "WORKLOAD_KINDS", "Column", "Evaluation", "WorkloadKind", "evaluate",
-           "kind_of", "ranking_kind"]
+__all__ = ["GRAPH_KIND", "WORKLOAD_KINDS", "Column", "Evaluation", "Parser", "WorkloadKind",
+           "evaluate", "get_workload_kind", "kind_of", "ranking_kind", "register_workload",
+           "scenario_kinds"]

@@ -1,0 +1,217 @@
+"""The scenario parsers of the built-in workload kinds: each reads a scenario's ``workload:``
+section into an event graph (and what built it, when a report needs it).
+
+A parser is ``parse(section, num_ranks, name) -> EventGraph | (EventGraph, built)``; the
+:class:`~des.app.workload_kinds.WorkloadKind` of each kind carries its parser, and
+:mod:`des.app.config` dispatches through that registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from collectives import CollectiveError, check_algorithm
+from des.app.sections import ConfigError, Section, ranks
+from des.core import schema, units
+from des.core.graph import CollectiveType, EventGraph
+from des.core.hardware import DEFAULT_DTYPE_BYTES
+from workloads import CollectiveSpec, collective_sequence, data_parallel_step
+from workloads.gemm import SHARDS, build_gemm
+from workloads.inference import InferenceConfig, build_inference
+from workloads.llm import build_training
+from workloads.models import ModelConfig, load_model, model_from_dict
+from workloads.parallel import ParallelConfig, ParallelError
+
+_show = schema.show
+_positive_int = schema.positive_int
+_nonneg_int = schema.nonneg_int
+_positive_number = schema.positive_number
+_boolean = schema.boolean
+_text = schema.text
+
+
+def _size_range(value: Any, where: str) -> list[float]:
+    sec = Section(value, where)
+    low = sec.get("from", units.parse_size)
+    high = sec.get("to", units.parse_size)
+    factor = sec.get("factor", _positive_number, default=2.0)
+    sec.finish()
+    if not (low > 0 and high >= low and factor > 1):
+        raise ConfigError(f"{where}: need 0 < from <= to and factor > 1")
+    sizes = []
+    size = low
+    while size <= high * (1 + 1e-12) and len(sizes) < 64:
+        sizes.append(float(round(size)))
+        size *= factor
+    return sizes
+
+
+def _collective_specs(item: Any, where: str, num_ranks: int) -> list[CollectiveSpec]:
+    """One op: a collective at one ``size``, a list of ``sizes`` or a ``size_range`` (an
+    nccl-tests-style sweep: from, to, factor), each size run ``repeat`` times in turn."""
+    sec = Section(item, where)
+    ctype = sec.get("collective", lambda v, w: CollectiveType.parse(_text(v, w)))
+    given = [k for k in ("size", "sizes", "size_range") if k in sec.data]
+    if not given:
+        raise ConfigError(f"{sec.where('size')}: required key is missing (or give sizes: "
+                          "[...] or size_range: {from, to, factor})")
+    if len(given) > 1:
+        raise ConfigError(f"{where}: give only one of size, sizes or size_range, not "
+                          f"{' and '.join(given)}")
+    sizes = [sec.get("size", units.parse_size, default=None)]
+    if given[0] == "sizes":
+        raw = sec.get("sizes")
+        if not isinstance(raw, list) or not raw:
+            raise ConfigError(f"{sec.where('sizes')}: expected a non-empty list of sizes")
+        sizes = [units.parse_size(v, f"{sec.where('sizes')}[{i}]") for i, v in enumerate(raw)]
+    elif given[0] == "size_range":
+        sizes = sec.get("size_range", _size_range)
+    else:
+        sec.known += ["sizes", "size_range"]
+    group = sec.get("group", ranks, default=None)
+    for i, rank in enumerate(group or ()):
+        if rank >= num_ranks:
+            raise ConfigError(f"{sec.where('group')}[{i}]: rank {rank} is outside the "
+                              f"topology's NPUs 0..{num_ranks - 1}")
+    algorithm = sec.get("algorithm", _text, default=None)
+    if algorithm != "auto":
+        try:
+            check_algorithm(ctype, algorithm)
+        except CollectiveError as err:
+            raise ConfigError(f"{sec.where('algorithm')}: {err}") from None
+    repeat = sec.get("repeat", _positive_int, default=1)
+    sec.finish()
+    return [CollectiveSpec(ctype, size, group, algorithm, repeat) for size in sizes]
+
+
+def parse_collectives(sec: Section, num_ranks: int, name: str) -> EventGraph:
+    """``kind: collectives``: a sequence of collectives (``ops:``), one after another."""
+    ops = sec.get("ops")
+    if not isinstance(ops, list) or not ops:
+        raise ConfigError(f"{sec.where('ops')}: expected a non-empty list of collectives")
+    specs = [spec for i, item in enumerate(ops)
+             for spec in _collective_specs(item, f"{sec.where('ops')}[{i}]", num_ranks)]
+    sec.finish()
+    return collective_sequence(num_ranks, specs, name=name)
+
+
+def parse_data_parallel_step(sec: Section, num_ranks: int, name: str) -> EventGraph:
+    """``kind: data_parallel_step``: per-layer compute with a gradient all-reduce each."""
+    graph = data_parallel_step(
+        num_ranks,
+        layers=sec.get("layers", _positive_int),
+        params_per_layer=sec.get("params_per_layer", _positive_number),
+        tokens_per_rank=sec.get("tokens_per_rank", _positive_number),
+        dtype_bytes=sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES),
+        algorithm=sec.get("algorithm", _text, default=None),
+        name=name,
+    )
+    sec.finish()
+    return graph
+
+
+def _model(value: Any, where: str) -> ModelConfig:
+    try:
+        if isinstance(value, str):
+            return load_model(value)
+        if isinstance(value, Mapping):
+            return model_from_dict(value, where)
+    except ValueError as err:
+        msg = str(err)
+        raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    raise ConfigError(f"{where}: expected a model preset name, a YAML path or a mapping, got "
+                      f"{_show(value)}")
+
+
+_PARALLEL_KEYS = {
+    "dp": _positive_int, "tp": _positive_int, "pp": _positive_int, "cp": _positive_int,
+    "ep": _positive_int, "sp": _boolean, "zero": _nonneg_int, "recompute": _text,
+    "micro_batch": _positive_int, "global_batch": _positive_int, "schedule": _text,
+    "virtual_stages": _positive_int, "order": _text, "bucket_size": units.parse_size,
+    "grad_bytes": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
+    "fold_tp": _boolean,
+}
+
+
+def _parallel(value: Any, where: str, seq: int | None) -> ParallelConfig:
+    sec = Section(value, where)
+    kwargs = {}
+    for key, parse in _PARALLEL_KEYS.items():
+        if key in sec.data:
+            kwargs["bucket_bytes" if key == "bucket_size" else key] = sec.get(key, parse)
+        else:
+            sec.known.append(key)
+    sec.finish()
+    try:
+        return ParallelConfig(seq=seq, **kwargs)
+    except ParallelError as err:
+        raise ConfigError(str(err).replace("parallel.", f"{where}.", 1)) from None
+
+
+def parse_llm_training(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
+    """``kind: llm_training``: one training iteration of ``model`` under ``parallel``."""
+    model = sec.get("model", _model)
+    seq = sec.get("seq", _positive_int, default=None)
+    par = sec.get("parallel", lambda v, w: _parallel(v, w, seq))
+    sec.finish()
+    try:
+        workload = build_training(model, par, num_ranks)
+    except ParallelError as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
+    return workload.graph, workload
+
+
+_INFERENCE_KEYS = {
+    "tp": _positive_int, "pp": _positive_int, "batch": _positive_int, "prompt": _positive_int,
+    "generate": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
+    "fold_tp": _boolean,
+}
+
+
+def _inference(value: Any, where: str) -> InferenceConfig:
+    sec = Section(value, where)
+    kwargs = {}
+    for key, parse in _INFERENCE_KEYS.items():
+        if key in sec.data:
+            kwargs[key] = sec.get(key, parse)
+        else:
+            sec.known.append(key)
+    sec.finish()
+    try:
+        return InferenceConfig(**kwargs)
+    except ParallelError as err:
+        raise ConfigError(str(err).replace("parallel.", f"{where}.", 1)) from None
+
+
+def parse_llm_inference(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
+    """``kind: llm_inference``: prefill and decode of one request batch."""
+    model = sec.get("model", _model)
+    cfg = sec.get("parallel", _inference, default=None) or InferenceConfig()
+    sec.finish()
+    try:
+        workload = build_inference(model, cfg, num_ranks)
+    except ParallelError as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
+    return workload.graph, workload
+
+
+def parse_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
+    """``kind: gemm``: one distributed GEMM, ``m x k @ k x n`` sharded over ``tp`` ranks."""
+    m, n, k = (sec.get(key, _positive_int) for key in ("m", "n", "k"))
+    tp = sec.get("tp", _positive_int, default=num_ranks)
+    shard = sec.choice("shard", list(SHARDS))
+    gather = sec.get("gather_output", _boolean, default=True)
+    dtype_bytes = sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES)
+    fold = sec.get("fold_tp", _boolean, default=False)
+    sec.finish()
+    try:
+        workload = build_gemm(m, n, k, tp=tp, shard=shard, npus=num_ranks,
+                              dtype_bytes=dtype_bytes, gather_output=gather, fold_tp=fold)
+    except ParallelError as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
+    return workload.graph, workload
+
+
+__all__ = ["parse_collectives", "parse_data_parallel_step", "parse_gemm",
+           "parse_llm_inference", "parse_llm_training"]
