@@ -11,6 +11,7 @@ All quantities are in the internal units of :mod:`des.core.units`: ns, bytes, FL
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -144,8 +145,9 @@ def _terms(
     spec: GpuSpec, flops: float, nbytes: float, op_class: str, dtype: str | None
 ) -> tuple[float, float]:
     """The roofline's compute and memory times (ns), without launch overhead."""
-    for label, value in (("flops", flops), ("nbytes", nbytes)):
-        check(nonneg_number, value, f"{spec.name}: {label}", HardwareError)
+    if not (0.0 <= flops < math.inf and 0.0 <= nbytes < math.inf):  # the hot path: no parse
+        for label, value in (("flops", flops), ("nbytes", nbytes)):
+            check(nonneg_number, value, f"{spec.name}: {label}", HardwareError)
     dtype = spec.default_dtype if dtype is None else dtype
     peak = spec.peak_flops.get(dtype)
     if peak is None:

@@ -51,6 +51,9 @@ from des.sim.choices import ModelError, algorithm_for, local_time
 from des.sim.options import EngineOptions, IssueOrder
 from topologies.base import Topology
 
+_COMPUTE, _MEMORY, _COLLECTIVE, _SEND = (NodeKind.COMPUTE, NodeKind.MEMORY, NodeKind.COLLECTIVE,
+                                         NodeKind.SEND)  # enum attribute reads cost a call
+
 
 class SimulationError(RuntimeError):
     """The simulation could not finish (e.g. a deadlock); the message names ranks and nodes."""
@@ -135,13 +138,18 @@ class Runtime:
         self.options = opts = options or EngineOptions()
         self.instances = graph.collective_instances()
         self.algorithms: list[str] = []
+        chosen: dict[tuple, str] = {}  # the same collective recurs every layer: choose once
         for inst in self.instances:  # fail before running, not halfway through
-            name = algorithm_for(inst, topology, opts)
-            try:
-                check_algorithm(inst.collective, name)
-            except CollectiveError as err:
-                first = graph.node(*next(iter(inst.members.items())))
-                raise CollectiveError(f"{first.label()}: {err}") from None
+            key = (inst.collective, inst.group, inst.span, inst.nbytes, inst.algorithm)
+            name = chosen.get(key)
+            if name is None:
+                name = algorithm_for(inst, topology, opts)
+                try:
+                    check_algorithm(inst.collective, name)
+                except CollectiveError as err:
+                    first = graph.node(*next(iter(inst.members.items())))
+                    raise CollectiveError(f"{first.label()}: {err}") from None
+                chosen[key] = name
             self.algorithms.append(name)
         self.model = model
         self.clock = model.clock
@@ -162,6 +170,7 @@ class Runtime:
         self._done = 0
         self._total = len(graph)
         self._progress: Callable[[int, int], None] | None = None
+        self._local: dict[tuple, float] = {}
         model.attach(self)
 
     # ------------------------------------------------------------------ running
@@ -196,20 +205,24 @@ class Runtime:
                     self._ready(node)
 
     def local_time(self, node: Node) -> float:
-        """Duration of a compute or memory node at full speed, in ns."""
-        try:
-            return local_time(node, self.hardware, self.options)
-        except ModelError as err:
-            raise SimulationError(str(err)) from None
+        """Duration of a compute or memory node at full speed, in ns (cached per shape: the
+        same kernels recur every layer and micro-batch)."""
+        key = (node.kind, node.op_class, node.duration_ns, node.kernels, node.flops, node.nbytes)
+        duration = self._local.get(key)
+        if duration is None:
+            try:
+                duration = self._local[key] = local_time(node, self.hardware, self.options)
+            except ModelError as err:
+                raise SimulationError(str(err)) from None
+        return duration
 
     def _ready(self, node: Node) -> None:
         kind = node.kind
-        if kind is NodeKind.COMPUTE or kind is NodeKind.MEMORY:
+        if kind is _COMPUTE or kind is _MEMORY:
             self._enqueue(self._compute[node.rank], node)
-        elif kind is NodeKind.COLLECTIVE or (kind is NodeKind.SEND
-                                             and self.options.sends_use_comm_stream):
+        elif kind is _COLLECTIVE or (kind is _SEND and self.options.sends_use_comm_stream):
             self._enqueue(self._comm[node.rank], node)
-        elif kind is NodeKind.SEND:
+        elif kind is _SEND:
             self._start_send(node, None)
         else:
             self._post_recv(node)
@@ -229,10 +242,11 @@ class Runtime:
             name = stream.free.popleft()
             stream.busy[name] = node
             now = self.clock.now
-            if node.kind is NodeKind.COMPUTE or node.kind is NodeKind.MEMORY:
+            kind = node.kind
+            if kind is _COMPUTE or kind is _MEMORY:
                 end = now + self.local_time(node) / self._speed[node.rank]
                 self.clock.call_at(end, self._stream_done, stream, name, node, now)
-            elif node.kind is NodeKind.SEND:
+            elif kind is _SEND:
                 self._start_send(node, (stream, name))
             else:
                 self.model.join(node, lambda s=stream, n=name, nd=node, t=now:
