@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from astra_bridge.chakra_io import write_trace
+from astra_bridge.chakra_write import write_trace
 from astra_bridge.configs import GIB_PER_GB
 from des.core.graph import CollectiveType, EventGraph
 from des.core.hardware import GpuSpec

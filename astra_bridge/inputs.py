@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astra_bridge.chakra_io import TraceGraph, read_trace
+from astra_bridge.chakra_read import TraceGraph, read_trace
 from astra_bridge.configs import (
     AstraConfigError,
     AstraNetwork,

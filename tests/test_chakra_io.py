@@ -1,4 +1,4 @@
-"""Chakra ET reader and writer (astra_bridge.chakra_io).
+"""Chakra ET reader and writer (astra_bridge.chakra_read, astra_bridge.chakra_write).
 
 Reference traces are AstraSim's own inputs under ``shared/reference/astra``; what each holds is
 recomputed here by decoding the files with chakra's decoder directly, independently of the
@@ -31,7 +31,9 @@ from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
 from chakra.src.third_party.utils.protolib import decodeMessage, encodeMessage, openFileRd
 from helpers import ASTRA_REFERENCE, astra_comm_groups, astra_expected, needs_reference
 
-from astra_bridge.chakra_io import ChakraError, TraceGraph, read_trace, write_trace
+from astra_bridge.chakra_mapping import ChakraError
+from astra_bridge.chakra_read import TraceGraph, read_trace
+from astra_bridge.chakra_write import write_trace
 from des.core.graph import CollectiveType, EventGraph, Node, NodeKind
 
 CASES = sorted(p.name for p in ASTRA_REFERENCE.iterdir() if (p / "workload").is_dir()) \
@@ -314,7 +316,7 @@ def test_duration_rounded_to_microseconds(tmp_path: Path, caplog: pytest.LogCapt
     g = EventGraph(1)
     g.compute(0, duration_ns=1500.4)
     g.compute(0, duration_ns=2000.0)
-    with caplog.at_level(logging.WARNING, logger="astra_bridge.chakra_io"):
+    with caplog.at_level(logging.WARNING, logger="astra_bridge.chakra_write"):
         write_trace(g, tmp_path / "d")
     assert "rounded to whole microseconds" in caplog.text and "1 compute durations" in caplog.text
     _, nodes = decode(tmp_path / "d.0.et")

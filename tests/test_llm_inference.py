@@ -17,6 +17,7 @@ from des.app.llm_report import inference_report
 from des.core.graph import CollectiveType, NodeKind
 from des.core.hardware import GpuSpec, compute_time_ns
 from des.sim.engine import simulate
+from workloads.hf_config import from_hf_config
 from workloads.inference import (
     InferenceConfig,
     InferenceWorkload,
@@ -25,7 +26,7 @@ from workloads.inference import (
     inference_memory,
 )
 from workloads.memory import kv_cache_bytes
-from workloads.models import ModelConfig, from_hf_config, load_model, model_from_dict
+from workloads.models import ModelConfig, load_model, model_from_dict
 from workloads.parallel import ParallelError
 
 BW, EFF_M = 3350.0, 0.8  # bytes/ns (3.35 TB/s) and the memory efficiency of every op class

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from des.core.paths import bundled
+from workloads.hf_config import from_hf_config
 from workloads.models import (
     ModelConfig,
     ModelConfigError,
     available_models,
-    from_hf_config,
     load_model,
     model_from_dict,
     model_to_yaml,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from workloads import ops
 from workloads.models import ModelConfig, load_model
-from workloads.ops import OpCost, OpsError, Shard
+from workloads.op_cost import OpCost, OpsError, Shard
 
 GEMM_LIKE = ("gemm", "attention")
 

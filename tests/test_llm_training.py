@@ -14,9 +14,9 @@ from des.app.llm_report import training_report
 from des.core.hardware import load_gpu
 from des.sim.engine import simulate
 from des.sim.options import EngineOptions
-from workloads.llm import build_training, pipeline_schedule
+from workloads.llm import build_training
 from workloads.models import ModelConfig, load_model
-from workloads.parallel import ParallelConfig, ParallelError
+from workloads.parallel import ParallelConfig, ParallelError, pipeline_schedule
 
 GPU = load_gpu("A100-SXM4-80GB")
 TINY = ModelConfig(name="tiny", layers=8, hidden=1024, heads=16, kv_heads=16, head_dim=64,

@@ -9,7 +9,8 @@ import pytest
 
 from astra_bridge.configs import AstraSystem, system_from_dict
 from des.app.config import ConfigError, scenario_from_dict
-from des.app.sweep import SweepError, sweep_from_dict
+from des.app.sweep_load import sweep_from_dict
+from des.app.sweep_types import SweepError
 from des.core import schema, units
 from des.core.hardware import HardwareError, gpu_from_dict
 from des.core.schema import SchemaError, Section

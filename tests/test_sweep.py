@@ -19,19 +19,11 @@ import pytest
 from helpers import REPO, checkout_env
 
 from des.app.plots import PlotError
-from des.app.sweep import (
-    LocalExecutor,
-    PointResult,
-    SweepError,
-    SweepPoint,
-    load_done,
-    ranking,
-    results_path,
-    run_point,
-    run_sweep,
-    sweep_from_dict,
-    write_table,
-)
+from des.app.sweep import run_sweep
+from des.app.sweep_exec import LocalExecutor, run_point
+from des.app.sweep_load import sweep_from_dict
+from des.app.sweep_results import load_done, ranking, results_path, write_table
+from des.app.sweep_types import PointResult, SweepError, SweepPoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -271,7 +263,9 @@ axes:
 def test_a_killed_sweep_resumes_without_repeating_or_losing_points(tmp_path):
     spec, out = tmp_path / "killed.yaml", tmp_path / "out"
     spec.write_text(KILL_SWEEP)
-    code = ("import sys\nfrom des.app.sweep import LocalExecutor, load_sweep, run_sweep\n"
+    code = ("import sys\nfrom des.app.sweep import run_sweep\n"
+            "from des.app.sweep_exec import LocalExecutor\n"
+            "from des.app.sweep_load import load_sweep\n"
             "run_sweep(load_sweep(sys.argv[1]), sys.argv[2], executor=LocalExecutor(1))\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(spec), str(out)], cwd=REPO,
                             env=checkout_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -288,7 +282,7 @@ def test_a_killed_sweep_resumes_without_repeating_or_losing_points(tmp_path):
         proc.stderr.close()
     before = keys_on_disk(out)
     assert 1 <= len(before) < 10, "the sweep should have been killed part-way"
-    from des.app.sweep import load_sweep
+    from des.app.sweep_load import load_sweep
 
     sweep = load_sweep(spec)
     results = run_sweep(sweep, out, executor=LocalExecutor(1))

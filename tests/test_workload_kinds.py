@@ -15,7 +15,10 @@ from rich.console import Console
 from des.app.cli import EXIT_OK, main
 from des.app.config import scenario_from_dict
 from des.app.render import render_sweep
-from des.app.sweep import LocalExecutor, ranking, run_point, run_sweep, sweep_from_dict
+from des.app.sweep import run_sweep
+from des.app.sweep_exec import LocalExecutor, run_point
+from des.app.sweep_load import sweep_from_dict
+from des.app.sweep_results import ranking
 from des.app.workload_kinds import (
     GRAPH_KIND,
     WORKLOAD_KINDS,
@@ -99,7 +102,7 @@ def test_an_inference_sweep_ranks_by_output_tokens_per_second(tmp_path: Path):
 
 
 def test_training_and_old_points_rank_by_time_lowest_first():
-    from des.app.sweep import PointResult
+    from des.app.sweep_types import PointResult
 
     old = [PointResult("a", 0, {}, "ok", metrics={"iteration_s": 2.0}),
            PointResult("b", 1, {}, "ok", metrics={"iteration_s": 1.0})]

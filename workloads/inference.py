@@ -8,7 +8,7 @@ generated tokens, under tensor parallelism (``tp``) and pipeline parallelism (``
   position goes through the LM head (``batch`` rows), as inference servers do;
 * decode step ``t{i}`` (``i = 0 .. generate-1``): a forward pass over ``batch x 1`` tokens, the
   token at position ``prompt + i`` of each sequence attending ``prompt + i + 1`` keys: the
-  cache plus itself (``ops.Shard(decode=True)``). Its GEMMs read all of the rank's weights for
+  cache plus itself (``op_cost.Shard(decode=True)``). Its GEMMs read all of the rank's weights for
   ``batch`` rows and its attention reads the whole KV cache, so the roofline makes decode
   memory bound through the op bytes (small batches: weight reads dominate);
 * tensor parallel: an all-reduce after the attention and MLP blocks of every layer (Megatron,
@@ -35,9 +35,10 @@ from dataclasses import dataclass, field, fields
 
 from des.core.graph import CollectiveType, EventGraph
 from des.core.hardware import DEFAULT_DTYPE_BYTES
-from workloads import ops
+from workloads import op_cost, ops
 from workloads.memory import MemoryBreakdown, kv_cache_bytes
 from workloads.models import ModelConfig
+from workloads.op_cost import OpCost, Shard
 from workloads.parallel import Layout, ParallelConfig, ParallelError, add_collective
 
 AR, AG = CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER
@@ -115,10 +116,6 @@ class InferenceWorkload:
         return self.cfg.batch * self.cfg.context
 
 
-def _kernels(costs: Iterable[ops.OpCost]) -> list[tuple[float, float, str]]:
-    return [(c.flops, c.bytes, c.op_class) for c in costs]
-
-
 def _check(model: ModelConfig, cfg: InferenceConfig, npus: int) -> None:
     if not isinstance(model, ModelConfig):
         raise ParallelError(f"model: expected a ModelConfig, got {type(model).__name__}")
@@ -190,12 +187,12 @@ class InferenceBuilder:
         self.layers_per_stage = model.layers // cfg.pp
 
     # ------------------------------------------------------------------ costs
-    def _shard(self, tokens: int, seq: int, decode: bool) -> ops.Shard:
+    def _shard(self, tokens: int, seq: int, decode: bool) -> Shard:
         c = self.cfg
-        return ops.Shard(tokens=tokens, seq=seq, tp=c.tp, flash=c.flash,
-                         dtype_bytes=c.dtype_bytes, decode=decode)
+        return Shard(tokens=tokens, seq=seq, tp=c.tp, flash=c.flash,
+                     dtype_bytes=c.dtype_bytes, decode=decode)
 
-    def _costs(self, shard: ops.Shard) -> tuple[list[ops.OpCost], list[ops.OpCost]]:
+    def _costs(self, shard: Shard) -> tuple[list[OpCost], list[OpCost]]:
         """(attention block, MLP block) op costs of one layer on one GPU."""
         m = self.model
         attn = ops.attention_forward(m, shard)
@@ -212,9 +209,9 @@ class InferenceBuilder:
         return add_collective(self.graph, rank, kind, nbytes, self.layout.group(rank, "tp"),
                               fold=self.cfg.fold_tp, name=name, deps=deps, category="tp")
 
-    def _compute(self, rank: int, cat: str, name: str, costs: list[ops.OpCost],
+    def _compute(self, rank: int, cat: str, name: str, costs: list[OpCost],
                  deps: Iterable[int]) -> int:
-        return self._kernels(rank, cat, name, _kernels(costs), deps)
+        return self._kernels(rank, cat, name, op_cost.kernels(costs), deps)
 
     def _kernels(self, rank: int, cat: str, name: str, kernels: list[tuple[float, float, str]],
                  deps: Iterable[int]) -> int:
@@ -234,7 +231,7 @@ class InferenceBuilder:
         cat = "decode" if decode else "prefill"
         phase = f"decode/t{step - 1}" if decode else "prefill"
         shard = self._shard(tokens, seq, decode)
-        attn, mlp = (_kernels(costs) for costs in self._costs(shard))
+        attn, mlp = (op_cost.kernels(costs) for costs in self._costs(shard))
         act_bytes = float(tokens * m.hidden * c.dtype_bytes)
         deps = [] if prev is None else [prev]
         if stage > 0:

@@ -38,7 +38,14 @@ from workloads.memory import (
     weights_and_optimizer,
 )
 from workloads.models import ModelConfig
-from workloads.parallel import Layout, ParallelConfig, ParallelError, add_collective
+from workloads.op_cost import OpCost, Shard, kernels
+from workloads.parallel import (
+    Layout,
+    ParallelConfig,
+    ParallelError,
+    add_collective,
+    pipeline_schedule,
+)
 
 AR, AG, RS, A2A = (CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER,
                    CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_TO_ALL)
@@ -61,51 +68,9 @@ class TrainingWorkload:
         return self.par.global_batch * self.seq
 
 
-def _kernels(costs: Iterable[ops.OpCost]) -> list[tuple[float, float, str]]:
-    return [(c.flops, c.bytes, c.op_class) for c in costs]
-
-
-def _is_core(cost: ops.OpCost) -> bool:
+def _is_core(cost: OpCost) -> bool:
     return cost.op_class == "attention" or (cost.name.startswith("attn_")
                                             and cost.name != "attn_out")
-
-
-def pipeline_schedule(schedule: str, pp: int, stage: int, micro_batches: int,
-                      virtual: int = 1) -> list[tuple[str, int, int]]:
-    """The passes a stage runs, in order: ``("F" or "B", model chunk, micro-batch)``.
-
-    GPipe: every forward, then every backward (Huang et al. 2019). 1F1B: ``pp - stage - 1``
-    warm-up forwards, then one forward and one backward alternately, then the remaining
-    backwards (PipeDream-Flush; Narayanan et al. 2021). Interleaved: Megatron-LM's schedule
-    over ``virtual`` model chunks per stage, micro-batches in groups of ``pp``.
-    """
-    m = micro_batches
-    if schedule == "gpipe":
-        return [("F", 0, i) for i in range(m)] + [("B", 0, i) for i in range(m)]
-    if schedule == "1f1b":
-        warm = min(pp - stage - 1, m)
-        out = [("F", 0, i) for i in range(warm)]
-        for i in range(m - warm):
-            out += [("F", 0, warm + i), ("B", 0, i)]
-        out += [("B", 0, i) for i in range(m - warm, m)]
-        return out
-    total = m * virtual
-    group = pp * virtual
-
-    def chunk(k: int, forward: bool) -> int:
-        c = (k % group) // pp
-        return c if forward else virtual - 1 - c
-
-    def micro(k: int) -> int:
-        return (k // group) * pp + k % pp
-
-    warm = min((pp - stage - 1) * 2 + (virtual - 1) * pp, total)
-    out = [("F", chunk(k, True), micro(k)) for k in range(warm)]
-    for i in range(total - warm):
-        k = warm + i
-        out += [("F", chunk(k, True), micro(k)), ("B", chunk(i, False), micro(i))]
-    out += [("B", chunk(k, False), micro(k)) for k in range(total - warm, total)]
-    return out
 
 
 class TrainingBuilder:
@@ -135,8 +100,8 @@ class TrainingBuilder:
         self.graph = EventGraph(npus, f"{model.name} {self._label()}")
         self.layers_per_chunk = model.layers // chunks
         self.tokens = par.micro_batch * self.seq // par.cp
-        self.shard = ops.Shard(tokens=self.tokens, seq=self.seq, tp=par.tp, sp=par.sp,
-                               cp=par.cp, flash=par.flash, dtype_bytes=par.dtype_bytes)
+        self.shard = Shard(tokens=self.tokens, seq=self.seq, tp=par.tp, sp=par.sp,
+                           cp=par.cp, flash=par.flash, dtype_bytes=par.dtype_bytes)
         self.act_bytes = float(self.tokens * model.hidden * par.dtype_bytes)
         self._tag = 0
         self._prepare_costs()
@@ -186,9 +151,9 @@ class TrainingBuilder:
                               fold=axis == "tp" and self.par.fold_tp, name=name, deps=deps,
                               category="dp" if axis == "edp" else axis)
 
-    def _compute(self, rank: int, cat: str, name: str, costs: list[ops.OpCost],
+    def _compute(self, rank: int, cat: str, name: str, costs: list[OpCost],
                  deps: Iterable[int]) -> int:
-        return self.graph.compute(rank, name=name, kernels=_kernels(costs), deps=deps,
+        return self.graph.compute(rank, name=name, kernels=kernels(costs), deps=deps,
                                   category=cat)
 
     # ------------------------------------------------------------------ one layer
@@ -214,7 +179,7 @@ class TrainingBuilder:
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
         return h
 
-    def _attention_core(self, rank: int, h: int, cat: str, g: str, core: list[ops.OpCost],
+    def _attention_core(self, rank: int, h: int, cat: str, g: str, core: list[OpCost],
                         passes: int = 1) -> int:
         """The attention core; with context parallelism, ring attention (Liu et al. 2023):
         each of cp blocks of KV is attended to while the next block travels round the ring
@@ -227,7 +192,7 @@ class TrainingBuilder:
         nxt, prv = ring[(pos + 1) % p.cp], ring[(pos - 1) % p.cp]
         m = self.model
         kv = passes * 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp
-        piece = [ops.OpCost(c.name, c.op_class, c.flops / p.cp, c.bytes / p.cp) for c in core]
+        piece = [OpCost(c.name, c.op_class, c.flops / p.cp, c.bytes / p.cp) for c in core]
         for i in range(p.cp):
             deps = [h]
             if i < p.cp - 1:
@@ -242,7 +207,7 @@ class TrainingBuilder:
                                        deps=(h, recv), category=cat)
         return h
 
-    def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[ops.OpCost]) -> int:
+    def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[OpCost]) -> int:
         p, m = self.par, self.model
         if not (m.experts and p.ep > 1):
             return self._compute(rank, cat, f"{g}.mlp", costs, (h,))
@@ -389,7 +354,7 @@ class TrainingBuilder:
             params = self._stage_params(stage)
             opt = self.graph.compute(
                 rank, name="optimizer/step",
-                kernels=_kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1)),
+                kernels=kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1)),
                 deps=(prev, *self._dp_grads), category="optimizer")
             if p.zero in (1, 2) and p.dp > 1:
                 self._coll(rank, AG, params * p.dtype_bytes, "dp", "dp/params", (opt,))
@@ -430,4 +395,4 @@ def build_training(model: ModelConfig, par: ParallelConfig, npus: int) -> Traini
     return TrainingBuilder(model, par, npus).build()
 
 
-__all__ = ["TrainingBuilder", "TrainingWorkload", "build_training", "pipeline_schedule"]
+__all__ = ["TrainingBuilder", "TrainingWorkload", "build_training"]

@@ -1,8 +1,8 @@
 """FLOPs and HBM bytes of the operations of a transformer layer, as run by one GPU.
 
-Each function returns :class:`OpCost` records (name, op class for the roofline of
-:mod:`des.core.hardware`, FLOPs, HBM bytes) for one GPU's share, described by a :class:`Shard`.
-Pure formulas: no graphs, no times. Units: FLOPs and bytes.
+Each function returns :class:`~workloads.op_cost.OpCost` records (name, op class for the
+roofline of :mod:`des.core.hardware`, FLOPs, HBM bytes) for one GPU's share, described by a
+:class:`~workloads.op_cost.Shard`. Pure formulas: no graphs, no times. Units: FLOPs and bytes.
 
 Conventions:
 
@@ -38,20 +38,15 @@ Conventions:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from des.core.hardware import DEFAULT_DTYPE_BYTES
 from workloads.models import ModelConfig, ModelConfigError
+from workloads.op_cost import OpCost, OpsError, Shard, finite_number, positive_int
 
 __all__ = [
     "ADAM_FLOPS_PER_PARAM",
     "BACKWARD_MULTIPLIERS",
-    "OP_CLASSES",
-    "OpCost",
-    "OpsError",
-    "Shard",
     "attention_forward",
     "backward",
     "balanced_tokens_per_expert",
@@ -68,9 +63,6 @@ __all__ = [
     "total_flops",
     "training_flops",
 ]
-
-#: Op classes used here (a subset of :data:`des.core.hardware.OP_CLASSES`).
-OP_CLASSES: tuple[str, ...] = ("gemm", "attention", "elementwise", "reduction")
 
 #: (FLOPs, bytes) multipliers of an op's backward relative to its forward, by op class.
 BACKWARD_MULTIPLIERS: dict[str, tuple[float, float]] = {
@@ -95,107 +87,6 @@ ADAM_FLOPS_PER_PARAM = 12.0
 MASTER_BYTES = 4
 ADAM_STATES = 2
 ADAM_STATE_BYTES = 4
-
-
-class OpsError(ValueError):
-    """An invalid shard, op or argument; the message names the value at fault."""
-
-
-def _finite(value: object, label: str, *, positive: bool = False) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise OpsError(f"{label}: must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        need = "> 0" if positive else ">= 0"
-        raise OpsError(f"{label}: must be a finite number {need}, got {value!r}")
-    return number
-
-
-def _positive_int(value: object, label: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise OpsError(f"{label}: must be a positive integer, got {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class OpCost:
-    """One operation's cost on one GPU: ``flops`` and HBM ``bytes`` (inputs read + outputs
-    written + weights read); ``weight_bytes`` is the parameter part of ``bytes``."""
-
-    name: str
-    op_class: str
-    flops: float
-    bytes: float
-    weight_bytes: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.op_class not in OP_CLASSES:
-            raise OpsError(
-                f"OpCost[{self.name}].op_class: unknown {self.op_class!r}; "
-                f"allowed: {', '.join(OP_CLASSES)}"
-            )
-        for label in ("flops", "bytes", "weight_bytes"):
-            value = _finite(getattr(self, label), f"OpCost[{self.name}].{label}")
-            object.__setattr__(self, label, value)
-        if self.weight_bytes > self.bytes:
-            raise OpsError(
-                f"OpCost[{self.name}].weight_bytes ({self.weight_bytes}) exceeds bytes "
-                f"({self.bytes})"
-            )
-
-
-@dataclass(frozen=True)
-class Shard:
-    """How one GPU's share of a layer is cut.
-
-    ``tokens``: tokens this GPU processes (micro-batch x local sequence, after the context
-    parallel split). ``seq``: the full sequence length its queries attend over (with or without
-    context parallelism). ``tp``/``sp``/``cp``: tensor, sequence and context parallelism;
-    ``flash``: FlashAttention vs the unfused attention; ``causal``: halve the attended keys;
-    ``dropout``: add dropout ops (GPT/Megatron training; Llama trains without);
-    ``decode``: each token is one new token of its own sequence attending ``seq`` cached keys
-    (incremental inference; no causal halving; ``cp`` must be 1).
-    """
-
-    tokens: int
-    seq: int
-    tp: int = 1
-    sp: bool = False
-    cp: int = 1
-    flash: bool = True
-    dtype_bytes: int = DEFAULT_DTYPE_BYTES
-    causal: bool = True
-    dropout: bool = False
-    decode: bool = False
-
-    def __post_init__(self) -> None:
-        for label in ("tokens", "seq", "tp", "cp", "dtype_bytes"):
-            _positive_int(getattr(self, label), f"Shard.{label}")
-        for label in ("sp", "flash", "causal", "dropout", "decode"):
-            if not isinstance(getattr(self, label), bool):
-                raise OpsError(f"Shard.{label}: must be True or False, got "
-                               f"{getattr(self, label)!r}")
-        if self.decode and self.cp != 1:
-            raise OpsError(f"Shard.cp: context-parallel decode is not modelled; cp must be 1 "
-                           f"with decode=True, got {self.cp}")
-
-    @property
-    def norm_tokens(self) -> float:
-        """Tokens of the norms, dropout and residual adds: ``tokens / tp`` with sequence
-        parallelism, else ``tokens``."""
-        return self.tokens / self.tp if self.sp else float(self.tokens)
-
-    @property
-    def keys_per_query(self) -> float:
-        """Keys each query attends on average: ``seq/2`` when causal (not decode), else
-        ``seq``."""
-        return self.seq / 2 if self.causal and not self.decode else float(self.seq)
-
-    @property
-    def kv_tokens(self) -> float:
-        """Key/value positions this GPU's attention reads: the ``cp`` chunks of its sequences
-        (``tokens * cp``), or ``tokens * seq`` cached positions when decoding."""
-        return float(self.tokens * self.seq) if self.decode else float(self.tokens * self.cp)
 
 
 def _dims(model: ModelConfig, shard: Shard) -> tuple[int, int]:
@@ -308,8 +199,8 @@ def balanced_tokens_per_expert(model: ModelConfig, tokens: float, ep: int = 1) -
     if not isinstance(model, ModelConfig) or not model.is_moe:
         raise OpsError("balanced_tokens_per_expert: model must be an MoE ModelConfig "
                        "(experts > 0)")
-    _positive_int(ep, "ep")
-    return _finite(tokens, "tokens") * ep * model.top_k / model.experts
+    positive_int(ep, "ep")
+    return finite_number(tokens, "tokens") * ep * model.top_k / model.experts
 
 
 def moe_forward(model: ModelConfig, shard: Shard, tokens_per_expert: float,
@@ -323,8 +214,8 @@ def moe_forward(model: ModelConfig, shard: Shard, tokens_per_expert: float,
     _dims(model, shard)
     if not model.is_moe:
         raise OpsError(f"{model.name}: moe_forward needs an MoE model (experts > 0)")
-    routed_per_expert = _finite(tokens_per_expert, "tokens_per_expert")
-    _positive_int(local_experts, "local_experts")
+    routed_per_expert = finite_number(tokens_per_expert, "tokens_per_expert")
+    positive_int(local_experts, "local_experts")
     if local_experts > model.experts:
         raise OpsError(f"local_experts: must be in 1..{model.experts} (the model's experts), "
                        f"got {local_experts}")
@@ -414,11 +305,11 @@ def optimizer_step(params_local: float, *, zero_shard: int = 1,
     ``2 + (4+4+4)*2 + 2 = 28`` bytes and :data:`ADAM_FLOPS_PER_PARAM` (12) FLOPs per parameter.
     ``master_bytes=0`` means no master copy (weights updated in place in ``param_bytes``).
     """
-    params = _finite(params_local, "params_local")
-    _positive_int(zero_shard, "zero_shard")
+    params = finite_number(params_local, "params_local")
+    positive_int(zero_shard, "zero_shard")
     for label, value in (("grad_bytes", grad_bytes), ("param_bytes", param_bytes),
                          ("state_bytes", state_bytes)):
-        _positive_int(value, label)
+        positive_int(value, label)
     for label, value in (("master_bytes", master_bytes), ("optimizer_states", optimizer_states)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise OpsError(f"{label}: must be an integer >= 0, got {value!r}")

@@ -1,4 +1,5 @@
-"""Parallelization strategy and where each parallel group lands on the NPUs.
+"""Parallelization strategy, where each parallel group lands on the NPUs, and the order of the
+passes each pipeline stage runs (:func:`pipeline_schedule`).
 
 Axes: ``tp`` (tensor, Megatron column/row parallel), ``cp`` (context: the sequence split, ring
 attention), ``ep`` (expert: taken out of data parallelism, as in Megatron), ``pp`` (pipeline
@@ -165,3 +166,41 @@ def add_collective(graph, rank: int, kind, nbytes: float, group: tuple[int, ...]
                                 deps=deps, category=category)
     return graph.collective(rank, kind, nbytes, group=group, name=name, deps=deps,
                             category=category)
+
+
+def pipeline_schedule(schedule: str, pp: int, stage: int, micro_batches: int,
+                      virtual: int = 1) -> list[tuple[str, int, int]]:
+    """The passes a stage runs, in order: ``("F" or "B", model chunk, micro-batch)``.
+
+    GPipe: every forward, then every backward (Huang et al. 2019). 1F1B: ``pp - stage - 1``
+    warm-up forwards, then one forward and one backward alternately, then the remaining
+    backwards (PipeDream-Flush; Narayanan et al. 2021). Interleaved: Megatron-LM's schedule
+    over ``virtual`` model chunks per stage, micro-batches in groups of ``pp``.
+    """
+    m = micro_batches
+    if schedule == "gpipe":
+        return [("F", 0, i) for i in range(m)] + [("B", 0, i) for i in range(m)]
+    if schedule == "1f1b":
+        warm = min(pp - stage - 1, m)
+        out = [("F", 0, i) for i in range(warm)]
+        for i in range(m - warm):
+            out += [("F", 0, warm + i), ("B", 0, i)]
+        out += [("B", 0, i) for i in range(m - warm, m)]
+        return out
+    total = m * virtual
+    group = pp * virtual
+
+    def chunk(k: int, forward: bool) -> int:
+        c = (k % group) // pp
+        return c if forward else virtual - 1 - c
+
+    def micro(k: int) -> int:
+        return (k // group) * pp + k % pp
+
+    warm = min((pp - stage - 1) * 2 + (virtual - 1) * pp, total)
+    out = [("F", chunk(k, True), micro(k)) for k in range(warm)]
+    for i in range(total - warm):
+        k = warm + i
+        out += [("F", chunk(k, True), micro(k)), ("B", chunk(i, False), micro(i))]
+    out += [("B", chunk(k, False), micro(k)) for k in range(total - warm, total)]
+    return out

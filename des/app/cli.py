@@ -34,7 +34,10 @@ from des.app.render import (
     render_crosscheck,
     render_sweep,
 )
-from des.app.sweep import LocalExecutor, load_sweep, run_sweep, write_table
+from des.app.sweep import run_sweep
+from des.app.sweep_exec import LocalExecutor
+from des.app.sweep_load import load_sweep
+from des.app.sweep_results import write_table
 from des.app.workload_kinds import evaluate
 from des.core.graph import GraphError
 from des.core.results import Result, write_chrome_trace, write_json, write_links_csv

@@ -16,7 +16,8 @@ from des.core.units import parse_bandwidth, parse_time
 from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
-from workloads.models import ModelConfigError, from_hf_config, model_to_yaml
+from workloads.hf_config import from_hf_config
+from workloads.models import ModelConfigError, model_to_yaml
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 

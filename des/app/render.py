@@ -202,7 +202,7 @@ def render_sweep(sweep, results: list, console: Console, top: int = 10) -> None:
     ranking and its metric columns are those of the points' workload kind."""
     from collections import Counter
 
-    from des.app.sweep import ranking
+    from des.app.sweep_results import ranking
     from des.app.workload_kinds import ranking_kind
 
     counts = Counter(r.status for r in results)

@@ -6,10 +6,11 @@ scheduler address it starts a ``LocalCluster`` of worker processes on this machi
 laptops and CI run it; with one it connects to a running scheduler, and dask-jobqueue starts
 schedulers and workers as SLURM or PBS jobs on HPC clusters (dask-kubernetes and others do the
 same elsewhere). Each point is a small, independent task -- one scenario in, one
-:class:`~des.app.sweep.PointResult` out -- so Dask's plain futures API is all that is needed: no
-separate runtime or object store to run and size, as Ray needs, and nothing to compile.
+:class:`~des.app.sweep_types.PointResult` out -- so Dask's plain futures API is all that is
+needed: no separate runtime or object store to run and size, as Ray needs, and nothing to
+compile.
 
-Points are submitted as ``des.app.sweep.run_point`` tasks and yielded as they complete, so
+Points are submitted as ``des.app.sweep_exec.run_point`` tasks and yielded as they complete, so
 :func:`des.app.sweep.run_sweep` streams them to ``points.jsonl`` (and resumes) exactly as with the
 local process pool. Workers import des themselves: on a remote cluster the same des version must
 be installed where the workers run.
@@ -24,7 +25,8 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from des.app.sweep import PointResult, SweepError, SweepPoint, run_point
+from des.app.sweep_exec import run_point
+from des.app.sweep_types import PointResult, SweepError, SweepPoint
 
 INSTALL_HINT = "pip install 'des[cluster]'"
 

@@ -1,7 +1,7 @@
 """Pictures of a sweep (the ``plot`` extra, matplotlib): iteration time per strategy, the
 time/memory Pareto front, and one axis compared across the others (e.g. topology kinds).
 
-Every function takes the sweep's results (:class:`~des.app.sweep.PointResult`, or their
+Every function takes the sweep's results (:class:`~des.app.sweep_types.PointResult`, or their
 ``points.jsonl`` mappings), writes one PNG and returns its path. Only finished points (status
 ok) are drawn; points that ran out of memory are hatched grey; invalid and failed points are
 left out.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from des.app.plots import PlotError, _pyplot
-from des.app.sweep import PointResult
+from des.app.sweep_types import PointResult
 
 GIB = 1024.0 ** 3
 _BAR = "#4477aa"

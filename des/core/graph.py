@@ -4,12 +4,11 @@ A graph holds, per rank, nodes that carry *sizes* (bytes, FLOPs) and dependency 
 holds times, which come from the hardware and network models when a backend runs it. Collectives
 are matched across ranks by (group, sequence) where the sequence is the order in which a rank adds
 its collectives on that group; send/recv pairs are matched by (src, dst, tag) in order of addition.
+The checks and the matching live in :mod:`des.core.graph_check`.
 """
 
 from __future__ import annotations
 
-import graphlib
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -299,148 +298,6 @@ class EventGraph:
             )
         if self._matched is not None:  # unchanged since it last passed: nothing to redo
             return
-        for node in self.all_nodes():
-            self._check_node(node)
-        collectives = self._match_collectives()
-        pairs = self._match_p2p()
-        self._check_acyclic(collectives, pairs)
-        self._matched = (collectives, pairs)
+        from des.core.graph_check import match  # it imports this module's node records
 
-    def _check_node(self, node: Node) -> None:
-        own = self._nodes[node.rank]
-        for dep in node.deps:
-            if dep not in own:
-                raise GraphError(
-                    f"{node.label()} depends on node {dep}, which rank {node.rank} does not have"
-                )
-        if node.nbytes < 0 or node.flops < 0 or (node.duration_ns or 0) < 0:
-            raise GraphError(f"{node.label()}: sizes and durations must be >= 0")
-        if node.kind in (NodeKind.SEND, NodeKind.RECV):
-            if not (0 <= node.peer < self.num_ranks):
-                raise GraphError(
-                    f"{node.label()}: peer {node.peer} is outside 0..{self.num_ranks - 1}"
-                )
-            if node.peer == node.rank:
-                raise GraphError(f"{node.label()}: a {node.kind} to itself")
-        if node.kind is NodeKind.COLLECTIVE:
-            group = node.group or ()
-            bad = [r for r in group if not (isinstance(r, int) and 0 <= r < self.num_ranks)]
-            if bad:
-                raise GraphError(
-                    f"{node.label()}: group members {bad} are outside 0..{self.num_ranks - 1}"
-                )
-            if len(set(group)) != len(group):
-                raise GraphError(f"{node.label()}: group {list(group)} repeats a rank")
-            if node.rank not in group:
-                raise GraphError(
-                    f"{node.label()}: rank {node.rank} is not in its group {list(group)}")
-            if node.root is not None and node.root not in (node.span or group):
-                raise GraphError(f"{node.label()}: root {node.root} is not in the group")
-            if node.span is not None:
-                if not set(group) <= set(node.span) or len(set(node.span)) != len(node.span):
-                    raise GraphError(f"{node.label()}: folded group {list(group)} must be "
-                                     f"distinct members of its span {list(node.span)}")
-                bad = [r for r in node.span if not 0 <= r < self.num_ranks]
-                if bad:
-                    raise GraphError(f"{node.label()}: span members {bad} are outside "
-                                     f"0..{self.num_ranks - 1}")
-
-    def _match_collectives(self) -> list[CollectiveInstance]:
-        instances: dict[tuple[tuple[int, ...], int], CollectiveInstance] = {}
-        order: list[CollectiveInstance] = []
-        for rank, nodes in enumerate(self._nodes):
-            seq: dict[tuple[int, ...], int] = defaultdict(int)
-            for node in nodes.values():
-                if node.kind is not NodeKind.COLLECTIVE:
-                    continue
-                key = (node.group, seq[node.group])
-                seq[node.group] += 1
-                inst = instances.get(key)
-                if inst is None:
-                    inst = CollectiveInstance(len(order), node.group, key[1], node.collective,
-                                              node.nbytes, node.algorithm, node.root,
-                                              span=node.span)
-                    instances[key] = inst
-                    order.append(inst)
-                else:
-                    self._check_agrees(inst, node)
-                inst.members[rank] = node.id
-        for inst in order:
-            missing = [r for r in inst.group if r not in inst.members]
-            if missing:
-                first = next(iter(inst.members.items()))
-                waiting = self.node(*first)
-                raise GraphError(
-                    f"collective #{inst.seq} ({inst.collective}) on group {list(inst.group)}: "
-                    f"ranks {missing} never issue it; {waiting.label()} would wait forever"
-                )
-        return order
-
-    def _check_agrees(self, inst: CollectiveInstance, node: Node) -> None:
-        first_rank, first_id = next(iter(inst.members.items()))
-        first = self.node(first_rank, first_id)
-        for attr in ("collective", "nbytes", "algorithm", "root", "span"):
-            if getattr(first, attr) != getattr(node, attr):
-                raise GraphError(
-                    f"collective #{inst.seq} on group {list(inst.group)}: {first.label()} has "
-                    f"{attr}={getattr(first, attr)!r} but {node.label()} has "
-                    f"{attr}={getattr(node, attr)!r}"
-                )
-
-    def _match_p2p(self) -> list[P2PPair]:
-        sends: dict[tuple[int, int, int], list[Node]] = defaultdict(list)
-        recvs: dict[tuple[int, int, int], list[Node]] = defaultdict(list)
-        for node in self.all_nodes():
-            if node.kind is NodeKind.SEND:
-                sends[(node.rank, node.peer, node.tag)].append(node)
-            elif node.kind is NodeKind.RECV:
-                recvs[(node.peer, node.rank, node.tag)].append(node)
-        pairs: list[P2PPair] = []
-        for key in sends.keys() | recvs.keys():
-            s_list, r_list = sends.get(key, []), recvs.get(key, [])
-            for s, r in zip(s_list, r_list, strict=False):
-                if s.nbytes != r.nbytes:
-                    raise GraphError(
-                        f"{s.label()} sends {s.nbytes:g} B but the matching {r.label()} "
-                        f"expects {r.nbytes:g} B"
-                    )
-                pairs.append(P2PPair(key[0], key[1], key[2], s.nbytes, s.id, r.id))
-            if len(s_list) != len(r_list):
-                extra = s_list[len(r_list):] or r_list[len(s_list):]
-                side = "receive" if len(s_list) > len(r_list) else "send"
-                raise GraphError(
-                    f"{extra[0].label()} has no matching {side} "
-                    f"(src {key[0]} -> dst {key[1]}, tag {key[2]})"
-                )
-        pairs.sort(key=lambda p: (p.src, p.send_id))
-        return pairs
-
-    def _check_acyclic(self, collectives: list[CollectiveInstance], pairs: list[P2PPair]) -> None:
-        """One global dependency graph: each collective is a single vertex shared by its members,
-        each receive also depends on its send. A cycle there deadlocks any backend."""
-        vertex: dict[tuple[int, int], tuple] = {}
-        for inst in collectives:
-            for rank, nid in inst.members.items():
-                vertex[(rank, nid)] = ("coll", inst.index)
-        sorter: graphlib.TopologicalSorter = graphlib.TopologicalSorter()
-        for node in self.all_nodes():
-            v = vertex.get((node.rank, node.id), (node.rank, node.id))
-            sorter.add(v, *(vertex.get((node.rank, d), (node.rank, d)) for d in node.deps))
-        for p in pairs:
-            sorter.add((p.dst, p.recv_id), (p.src, p.send_id))
-        try:
-            sorter.prepare()
-        except graphlib.CycleError as err:
-            raise GraphError(self._describe_cycle(err.args[1], collectives)) from None
-
-    def _describe_cycle(self, cycle: list[tuple], collectives: list[CollectiveInstance]) -> str:
-        names = []
-        for v in cycle[:12]:
-            if v[0] == "coll":
-                inst = collectives[v[1]]
-                names.append(f"collective #{inst.seq} ({inst.collective}) on {list(inst.group)}")
-            else:
-                names.append(self.node(*v).label())
-        ranks = sorted({v[0] for v in cycle if v[0] != "coll"})
-        where = f"within rank {ranks[0]}" if len(ranks) == 1 else f"across ranks {ranks}"
-        return f"dependency cycle {where}: " + " -> ".join(names)
+        self._matched = match(self._nodes)

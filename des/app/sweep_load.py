@@ -1,0 +1,130 @@
+"""Loading a sweep file (or a bundled sweep) and its base scenario, validated key by key."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from des.app.sweep import Sweep
+from des.app.sweep_expr import check_expression
+from des.app.sweep_types import SweepError
+from des.core.paths import bundled
+from des.core.schema import Section, entries, optional, short, show
+from des.core.schema import text as _text
+from des.sim.backends import DEFAULT_BACKEND, backend_names
+
+
+def load_scenario_data(spec: str, base_dir: Path | None = None) -> dict[str, Any]:
+    """The parsed (not yet built) mapping of a scenario file or bundled scenario."""
+    path = Path(spec)
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).is_file():
+        path = base_dir / path
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    else:
+        presets = bundled("scenarios")
+        if spec not in presets:
+            raise SweepError(f"base {spec!r}: no such scenario file or bundled scenario; "
+                             f"bundled: {', '.join(sorted(presets))}")
+        text = presets[spec].read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SweepError(f"base {spec!r}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise SweepError(f"base {spec!r}: a scenario is a mapping")
+    return data
+
+
+def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
+    """A sweep from a YAML file or a bundled sweep name (``configs/sweeps``)."""
+    text = os.fspath(spec)
+    path = Path(text)
+    if path.is_file():
+        source, base_dir = path.read_text(encoding="utf-8"), path.parent
+    else:
+        presets = bundled("sweeps")
+        if text not in presets:
+            raise SweepError(f"sweep {text!r}: no such file and no bundled sweep of that name; "
+                             f"bundled: {', '.join(sorted(presets)) or 'none'}")
+        source, base_dir = presets[text].read_text(encoding="utf-8"), Path.cwd()
+    try:
+        data = yaml.safe_load(source)
+    except yaml.YAMLError as err:
+        raise SweepError(f"{text}: not valid YAML: {err}") from None
+    return sweep_from_dict(data, Path(text).stem, base_dir)
+
+
+_SWEEP_KEYS = ("name", "description", "base", "axes", "groups", "constraints", "memory_limit",
+               "backend", "derive")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SweepError(f"{where}: must be a mapping, got {show(value)}")
+    return dict(value)
+
+
+def _axis_values(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise SweepError(f"{where}: must be a non-empty list of values, got {show(value)}")
+    seen = [json.dumps(v, sort_keys=True, default=str) for v in value]
+    if len(set(seen)) != len(seen):
+        repeated = next(v for v, t in zip(value, seen, strict=True) if seen.count(t) > 1)
+        raise SweepError(f"{where}: value {short(repeated)} appears more than once")
+    return value
+
+
+def _expression(value: Any, where: str) -> str:
+    check_expression(_text(value, where), where)
+    return value
+
+
+def _constraints(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise SweepError(f"{where}: must be a list of expressions like 'tp * dp == npus', "
+                         f"got {show(value)}")
+    return [_expression(item, f"{where}[{i}]") for i, item in enumerate(value)]
+
+
+def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | None = None
+                    ) -> Sweep:
+    """Validate a parsed sweep file (errors are :class:`SweepError` naming the key path)."""
+    from des.core import units
+
+    sec = Section(data, "", label="sweep file", keys=_SWEEP_KEYS, error=SweepError)
+    name = sec.get("name", _text, default=default_name)
+    sec.get("description", _text, default="")
+
+    def scenario(value: Any, where: str) -> dict[str, Any]:
+        loaded = load_scenario_data(value, base_dir) if isinstance(value, str) else value
+        if not isinstance(loaded, Mapping):
+            raise SweepError(f"{where}: must be a scenario mapping or a scenario file / bundled "
+                             f"name, got {show(value)}")
+        return dict(loaded)
+
+    base = sec.get("base", scenario)
+    axes = sec.get("axes", entries(_axis_values, nonempty=True,
+                                   expected="a mapping of scenario keys to lists of values"))
+    groups = sec.get("groups", optional(entries(
+        entries(_mapping), expected="a mapping of group names to named settings")),
+        default=None) or {}
+    for axis, values in axes.items():
+        if axis in groups:
+            missing = [v for v in values if v not in groups[axis]]
+            if missing:
+                raise sec.fail(f"axes.{axis}", f"{short(missing[0])} is not defined under "
+                               f"groups.{axis}; defined: {', '.join(groups[axis])}")
+    constraints = sec.get("constraints", optional(_constraints), default=None) or []
+    derive = sec.get("derive", optional(entries(
+        _expression, expected="a mapping of scenario keys to expressions")), default=None) or {}
+    memory_limit = sec.get("memory_limit", optional(units.parse_size), default=None)
+    backend = sec.choice("backend", backend_names(), default=DEFAULT_BACKEND, what="backend")
+    sec.finish()
+    return Sweep(name, base, dict(axes), groups, constraints, memory_limit, backend, derive)
+

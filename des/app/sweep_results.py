@@ -1,0 +1,63 @@
+"""A sweep's results: the ``points.jsonl`` stream a run appends to and resumes from, the
+``results.csv``/``results.json`` tables, and the ranking of finished points."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from des.app.sweep_types import PointResult
+
+
+def results_path(out: Path) -> Path:
+    """Where a sweep streams its results (one JSON object per line)."""
+    return out / "points.jsonl"
+
+
+def load_done(out: Path) -> dict[str, PointResult]:
+    """Results already on disk (resuming); a torn last line is ignored."""
+    done: dict[str, PointResult] = {}
+    path = results_path(out)
+    if not path.is_file():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[doc["key"]] = PointResult(**doc)
+    return done
+
+
+
+def write_table(results: list[PointResult], out: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``results.csv`` and ``results.json``: one row per point with every axis and metric."""
+    import csv
+
+    out = Path(out)
+    rows = [r.row() for r in results]
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    csv_path, json_path = out / "results.csv", out / "results.json"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    json_path.write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    return csv_path, json_path
+
+
+def ranking(results: list[PointResult], memory_limit: float | None = None
+            ) -> list[PointResult]:
+    """Finished points best first by their workload kind's rank key (iteration time for
+    training, output tokens/s for inference, the makespan otherwise; see
+    :mod:`des.app.workload_kinds`); with ``memory_limit``, only those that fit."""
+    from des.app.workload_kinds import ranking_kind
+
+    ok = [r for r in results if r.status == "ok"]
+    if memory_limit is not None:
+        ok = [r for r in ok if (r.metrics.get("peak_memory_bytes") or 0) <= memory_limit]
+    kind = ranking_kind(r.metrics for r in ok)
+    return sorted(ok, key=lambda r: (kind.sort_key(r.metrics), r.index))
