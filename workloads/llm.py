@@ -30,7 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from des.core.graph import CollectiveType, EventGraph
+from topologies.base import Topology
 from workloads import ops
+from workloads.folding import choose_fold
 from workloads.memory import (
     MemoryBreakdown,
     activations_per_layer,
@@ -76,7 +78,8 @@ def _is_core(cost: OpCost) -> bool:
 class TrainingBuilder:
     """Builds :class:`TrainingWorkload` for a model, a strategy and a number of NPUs."""
 
-    def __init__(self, model: ModelConfig, par: ParallelConfig, npus: int) -> None:
+    def __init__(self, model: ModelConfig, par: ParallelConfig, npus: int,
+                 topology: Topology | None = None, symmetric: bool = True) -> None:
         self.model, self.par = model, par
         self.seq = par.seq or model.seq
         if par.world != npus:
@@ -98,6 +101,8 @@ class TrainingBuilder:
             raise ParallelError(f"ep = {par.ep} but {model.name} has no experts")
         self.layout = Layout(par)
         self.graph = EventGraph(npus, f"{model.name} {self._label()}")
+        self.fold = choose_fold(self.layout, topology, par.fold_request, symmetric=symmetric)
+        self.graph.fold = self.fold
         self.layers_per_chunk = model.layers // chunks
         self.tokens = par.micro_batch * self.seq // par.cp
         self.shard = Shard(tokens=self.tokens, seq=self.seq, tp=par.tp, sp=par.sp,
@@ -147,8 +152,10 @@ class TrainingBuilder:
         """A collective over ``axis``: ``dp`` is every data-parallel replica (expert shards
         included), ``edp`` the replicas of one expert shard; ``tp`` groups fold when asked."""
         axes = {"dp": ("ep", "dp"), "edp": ("dp",)}.get(axis, (axis,))
+        sizes = self.layout.sizes
+        fold = self.fold is not None and all(a in self.fold.axes for a in axes if sizes[a] > 1)
         return add_collective(self.graph, rank, kind, nbytes, self.layout.group(rank, *axes),
-                              fold=axis == "tp" and self.par.fold_tp, name=name, deps=deps,
+                              fold=fold, name=name, deps=deps,
                               category="dp" if axis == "edp" else axis)
 
     def _compute(self, rank: int, cat: str, name: str, costs: list[OpCost],
@@ -340,7 +347,7 @@ class TrainingBuilder:
         """The graph of one iteration over every simulated rank."""
         p = self.par
         ranks = [r for r in range(p.world)
-                 if not (p.fold_tp and self.layout.coords(r)["tp"] != 0)]
+                 if self.fold is None or self.fold.is_representative(r)]
         for rank in ranks:
             stage = self.layout.coords(rank)["pp"]
             self._bucket, self._dp_grads = 0.0, []
@@ -390,9 +397,12 @@ class TrainingBuilder:
                                per_layer * self.layers_per_chunk * in_flight)
 
 
-def build_training(model: ModelConfig, par: ParallelConfig, npus: int) -> TrainingWorkload:
-    """One training iteration of ``model`` under ``par`` on ``npus`` NPUs."""
-    return TrainingBuilder(model, par, npus).build()
+def build_training(model: ModelConfig, par: ParallelConfig, npus: int,
+                   topology: Topology | None = None, symmetric: bool = True) -> TrainingWorkload:
+    """One training iteration of ``model`` under ``par`` on ``npus`` NPUs; with the
+    ``topology`` (and ``symmetric``: no stragglers or timed faults), ``fold: auto`` folds what
+    the topology proves symmetric (:func:`workloads.folding.choose_fold`)."""
+    return TrainingBuilder(model, par, npus, topology, symmetric).build()
 
 
 __all__ = ["TrainingBuilder", "TrainingWorkload", "build_training"]

@@ -35,9 +35,10 @@ class ParallelConfig:
     gradients: reduce-scatter, then an all-gather of updated parameters), 3 shards parameters
     too (FSDP: all-gather before each layer's forward and backward, reduce-scatter after its
     backward). ``bucket_bytes``: data-parallel gradient buckets, reduced as soon as the
-    backward pass has produced them. ``fold_tp``: simulate one rank per tensor-parallel group
-    and cost tensor-parallel collectives in closed form (exact when a group's links carry only
-    its own traffic, as in an NVSwitch node; off by default).
+    backward pass has produced them. ``fold``: which symmetric peers to simulate once
+    (:mod:`workloads.folding`): ``auto`` (default) folds tensor- and data-parallel peers where
+    the topology proves it exact, ``none`` simulates every rank, or a list of axes forces those.
+    ``fold_tp`` is the older switch for ``fold: [tp]``.
     """
 
     dp: int = 1
@@ -59,6 +60,7 @@ class ParallelConfig:
     flash: bool = True
     fold_tp: bool = False
     seq: int | None = None
+    fold: str | tuple[str, ...] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("dp", "tp", "pp", "cp", "ep", "micro_batch", "global_batch",
@@ -68,6 +70,13 @@ class ParallelConfig:
                 raise ParallelError(f"parallel.{name} must be a whole number >= 1, got {value!r}")
         if self.zero not in (0, 1, 2, 3):
             raise ParallelError(f"parallel.zero must be 0, 1, 2 or 3, got {self.zero!r}")
+        if isinstance(self.fold, str):
+            if self.fold not in ("auto", "none"):
+                raise ParallelError(f"parallel.fold must be auto, none or a list of axes "
+                                    f"(tp, dp), got {self.fold!r}")
+        elif not set(self.fold) <= {"tp", "dp"}:
+            raise ParallelError(f"parallel.fold: only tp and dp peers fold, got "
+                                f"{list(self.fold)}")
         if self.recompute not in RECOMPUTE:
             raise ParallelError(f"parallel.recompute {self.recompute!r}; expected one of "
                                 f"{', '.join(RECOMPUTE)}")
@@ -92,6 +101,11 @@ class ParallelConfig:
         if self.schedule == "interleaved" and self.micro_batches % self.pp:
             raise ParallelError(f"interleaved 1F1B needs the micro-batch count "
                                 f"({self.micro_batches}) to be a multiple of pp ({self.pp})")
+
+    @property
+    def fold_request(self) -> str | tuple[str, ...]:
+        """What to fold: ``fold``, or tensor-parallel peers when ``fold_tp`` is set."""
+        return ("tp",) if self.fold_tp else self.fold
 
     @property
     def world(self) -> int:

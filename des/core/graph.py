@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from des.core.fold import Fold
+
 
 class GraphError(ValueError):
     """An event graph that cannot be simulated; the message names the ranks and nodes at fault."""
@@ -141,6 +143,8 @@ class EventGraph:
         self._nodes: list[dict[int, Node]] = [{} for _ in range(self.num_ranks)]
         self._next_id = [0] * self.num_ranks
         self._matched: tuple[list[CollectiveInstance], list[P2PPair]] | None = None
+        # ranks this graph simulates for others (des.core.fold); None = every rank is here
+        self.fold: Fold | None = None
 
     # ----------------------------------------------------------------- building
     def add(self, node: Node) -> Node:

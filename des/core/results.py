@@ -53,6 +53,7 @@ class RankStats:
     exposed_comm_ns: float
     overlap_ns: float
     idle_ns: float
+    represented_by: int | None = None  # folded: these are that simulated rank's figures
 
 
 @dataclass(slots=True)

@@ -84,7 +84,7 @@ class CollectiveRun:
     """One collective instance being executed: its plan, chunks and every member's progress."""
 
     def __init__(self, model: ContendedModel, inst: CollectiveInstance, plan_algorithm: str,
-                 dims: tuple[int, ...] | None) -> None:
+                 dims: tuple[int, ...] | None, folded: bool = False) -> None:
         opts = model.options
         self.model = model
         self.options = opts
@@ -92,11 +92,15 @@ class CollectiveRun:
         self.env = model.clock.env
         self.send = model.transport.send
         self.inst = inst
+        # folded: the group runs over its full span, simulated for its representative only,
+        # whose message to offset o stands for its receive from offset -o (des.core.fold)
+        self.folded = folded
+        members = inst.span if folded else inst.group
         self.chunks, self.chunk_bytes = chunk_layout(
-            inst.collective, inst.nbytes, len(inst.group), model.topology.num_npus, opts.chunks,
+            inst.collective, inst.nbytes, len(members), model.topology.num_npus, opts.chunks,
             opts.chunking, opts.chunk_bytes)
         self.plan: CollectivePlan = make_plan(
-            inst.collective, inst.group, self.chunk_bytes, plan_algorithm, dims=dims,
+            inst.collective, members, self.chunk_bytes, plan_algorithm, dims=dims,
             root=inst.root, options=opts.plan_options)
         self.limit = opts.chunks_in_flight
         self.endpoint = opts.endpoint_delay_ns
@@ -113,7 +117,7 @@ class CollectiveRun:
         # see whether every member joins then (see des.sim.lockstep)
         self.batch: LockstepBatch | None = None
         self._pending: list[int] | None = None
-        self._lockstep = (opts.lockstep and len(inst.group) > 1
+        self._lockstep = (opts.lockstep and len(inst.group) > 1 and not folded
                           and self.plan.translation_dims() is not None)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -279,6 +283,8 @@ class CollectiveRun:
         dst = msg.dst
         if self.batch is not None:  # the representative's message stands for its own receive
             self.batch.delivered(msg)
+            dst = msg.src
+        elif self.folded:
             dst = msg.src
         part = self.parts.get(dst) or self.part(dst)
         if part.need[chunk] and part.step[chunk] == k:  # the step it belongs to is running

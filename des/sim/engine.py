@@ -21,18 +21,20 @@ import simpy
 
 from collectives.base import CollectivePlan
 from des.core import hardware as hw
+from des.core.fold import Fold
 from des.core.graph import EventGraph, Node, P2PPair
 from des.core.results import LinkStats, Result
 from des.sim.choices import logical_dims
 from des.sim.clock import SimPyClock
 from des.sim.collective_run import ClosedFormCollective, CollectiveRun
 from des.sim.costs import MessageCost
-from des.sim.lockstep import Symmetry, find_symmetry
+from des.sim.lockstep import Symmetry, find_symmetry, fold_matches
 from des.sim.options import EngineOptions
 from des.sim.runtime import Runtime, SimulationError
 from des.sim.transport import Message, Transport
 from topologies.base import Topology, TopologyError
 from topologies.faults import LinkFault, fault_links, set_fault
+from topologies.symmetry import LinkOrbits
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ class ContendedModel:
         self._cost: MessageCost | None = None
         self._durations: dict[tuple, float] = {}
         self._symmetries: dict[tuple, Symmetry | None] = {}
+        self.closed_form_spans = 0  # folded collectives timed in closed form (no symmetry)
 
     def attach(self, runtime: Runtime) -> None:
         """Keep the runtime's graph and algorithms; start the timed-fault processes."""
@@ -108,6 +111,48 @@ class ContendedModel:
                          for rank, nid in inst.members.items()}
         for fault in self.options.timed_faults:
             self.env.process(self._fault_process(fault))
+        self.fold = runtime.graph.fold if runtime.graph.fold and runtime.graph.fold.count > 1 \
+            else None
+        self.orbits: LinkOrbits | None = None
+        if self.fold is not None:
+            self._check_fold(self.fold)
+            orbits = LinkOrbits(self.topology, self.fold.table())
+            if all(orbits.route(a, b) is not None for a, b in self._fold_pairs()):
+                self.orbits = orbits
+                self.transport.route = self._folded_route
+
+    def _fold_pairs(self) -> set[tuple[int, int]]:
+        """The (source, destination) pairs whose routes an exact fold must map: sends, a span
+        collective's representative to its span, small groups' every pair."""
+        pairs = {(p.src, p.dst) for p in self.graph.p2p_pairs()}
+        for inst in self._instances:
+            if inst.span:
+                pairs.update((inst.group[0], m) for m in inst.span if m != inst.group[0])
+            elif len(inst.group) <= 64:
+                pairs.update((a, b) for a in inst.group for b in inst.group if a != b)
+        return pairs
+
+    def _check_fold(self, fold: Fold) -> None:
+        if self.options.timed_faults:
+            raise SimulationError("a folded graph cannot take timed faults (the folded ranks are "
+                                  "not simulated to reroute); build it unfolded (fold: none)")
+        speed = self.options.speed
+        for rank in speed:
+            rep, _ = fold.representative(rank)
+            if speed.get(rank, 1.0) != speed.get(rep, 1.0):
+                raise SimulationError(
+                    f"rank {rank} has speed {speed.get(rank, 1.0)} but the representative it is "
+                    f"folded onto, rank {rep}, has {speed.get(rep, 1.0)}: a straggler breaks the "
+                    "symmetry folding relies on; build the graph unfolded (fold: none)")
+
+    def _folded_route(self, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+        route = self.orbits.route(src, dst)
+        if route is None:
+            raise SimulationError(
+                f"the folded graph's translations do not map the route {src} -> {dst} onto "
+                f"identical, separate links in {self.topology.name}: folding is not exact "
+                "here; build the graph unfolded (fold: none)")
+        return route
 
     def run(self) -> None:
         """Run SimPy to the end; timed faults never leak into the caller's topology."""
@@ -135,11 +180,17 @@ class ContendedModel:
             inst = self._instances[index]
             algorithm = self.runtime.algorithms[index]
             dims = logical_dims(self.topology, inst.span or inst.group)
-            if inst.span:
+            run = None
+            if inst.span and self.orbits is not None:
+                run = CollectiveRun(self, inst, algorithm, dims, folded=True)
+                if not fold_matches(run.plan, self.fold):
+                    run = None
+            if run is None and inst.span:
                 run = ClosedFormCollective(self.options, self.topology.num_npus, self.clock,
                                            inst, algorithm, dims, self.message_cost,
                                            self._durations)
-            else:
+                self.closed_form_spans += 1
+            elif run is None:
                 run = CollectiveRun(self, inst, algorithm, dims)
             self.runs[index] = run
         return run
@@ -195,20 +246,38 @@ class ContendedModel:
             yield run, self.runtime.algorithms[index], run.chunks
 
     def links(self, makespan_ns: float) -> list[LinkStats]:
-        """Bytes, messages, busy time, utilization and peak queue of every link."""
-        return [
-            LinkStats(lk.spec.id, lk.spec.src, lk.spec.dst, lk.spec.kind, lk.spec.bandwidth,
-                      lk.spec.derate, lk.bytes, lk.messages, lk.busy_ns,
-                      lk.busy_ns / makespan_ns if makespan_ns > 0 else 0.0, lk.peak_queue,
-                      lk.mirrored)
-            for lk in self.transport.links
-        ]
+        """Bytes, messages, busy time, utilization and peak queue of every link; in a folded
+        run every link of an orbit shows its canonical link's figures, marked mirrored."""
+        source = {lk.spec.id: lk for lk in self.transport.links}
+        if self.orbits is not None:
+            for canonical, orbit in self.orbits.members.items():
+                for link in orbit:
+                    if link != canonical:
+                        source[link] = self.transport.links[canonical]
+        out = []
+        for lk in self.transport.links:
+            src = source[lk.spec.id]
+            out.append(LinkStats(
+                lk.spec.id, lk.spec.src, lk.spec.dst, lk.spec.kind, lk.spec.bandwidth,
+                lk.spec.derate, src.bytes, src.messages, src.busy_ns,
+                src.busy_ns / makespan_ns if makespan_ns > 0 else 0.0, src.peak_queue,
+                src.mirrored or src is not lk))
+        return out
 
     def meta(self) -> dict[str, Any]:
-        """Messages, hops and reroutes of the run."""
-        return {"messages": self.transport.messages, "hops": self.transport.hops,
-                "reroutes": self.transport.reroutes,
-                "mirrored_messages": self.transport.mirrored_messages}
+        """Messages and hops of the run (with the folded ranks' and lockstep members' own,
+        which were mirrored, not simulated), reroutes."""
+        t = self.transport
+        count = self.fold.count if self.orbits is not None else 1  # inexact: reps' own only
+        simulated = t.messages - t.mirrored_messages
+        out = {"messages": t.messages * count, "hops": t.hops * count,
+               "reroutes": t.reroutes * count,
+               "mirrored_messages": t.messages * count - simulated}
+        if self.fold is not None:
+            out["folded"] = {"axes": list(self.fold.axes), "copies": count,
+                             "exact": self.orbits is not None and not self.closed_form_spans,
+                             "closed_form_collectives": self.closed_form_spans}
+        return out
 
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:
         """Transmission intervals per link (when ``record_link_activity``)."""

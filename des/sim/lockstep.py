@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from collectives.base import CollectivePlan
+from des.core.fold import Fold
 from topologies.base import Topology
 
 if TYPE_CHECKING:
@@ -133,6 +134,27 @@ def find_symmetry(plan: CollectivePlan, topology: Topology,
                 elif images[position] != link:
                     return None  # one representative link would stand for two
     return Symmetry(group, tr, list(offsets), link_map)
+
+
+def fold_matches(plan: CollectivePlan, fold: Fold) -> bool:
+    """True when the plan's translation symmetry over its group is the fold's: for every
+    offset of the plan's group structure there is a fold translation moving every member by
+    that offset. Then a folded representative's message to offset o stands for its receive
+    from offset -o, as in a lockstep batch."""
+    dims = plan.translation_dims()
+    group = plan.group
+    if dims is None or group[0] != fold.representative(group[0])[0]:
+        return False
+    tr = GroupTranslation(dims)
+    for position in range(1, len(group)):
+        rep, k = fold.representative(group[position])
+        if rep != group[0]:
+            return False
+        offset = tr.coords(position)
+        for q in range(len(group)):
+            if fold.translate(group[q], k) != group[tr.add(q, offset)]:
+                return False
+    return True
 
 
 class LockstepBatch:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from heapq import heappop, heappush
 from typing import Any, Protocol
 
@@ -334,8 +335,14 @@ class Runtime:
                               if lk.up and lk.derate < 1.0],
             "wall_seconds": wall_seconds,
         }
-        return Result(makespan, rank_stats(ops, graph.num_ranks), self.model.links(makespan),
-                      collectives, ops, meta, self.model.link_activity())
+        ranks = rank_stats(ops, graph.num_ranks)
+        if graph.fold is not None and graph.fold.count > 1:  # folded ranks: their figures
+            for rank in range(graph.num_ranks):
+                rep, _ = graph.fold.representative(rank)
+                if rep != rank:
+                    ranks[rank] = replace(ranks[rep], represented_by=rep)
+        return Result(makespan, ranks, self.model.links(makespan), collectives, ops, meta,
+                      self.model.link_activity())
 
     def _diagnose_stall(self) -> str:
         lines = [f"simulation stalled at t={self.clock.now:.0f} ns: "

@@ -126,6 +126,8 @@ class Transport:
         self.hop_model = hop_model
         self.contention = contention
         self._hop = hop_model.hop
+        # where messages go: the topology's routes, or a folded graph's canonical routes
+        self.route: Callable[[int, int, int], tuple[int, ...]] = topology.route
         self.links = [Link(spec, record_activity, track_inflight) for spec in topology.links]
         self.switches = {sid: Switch(sid, lat) for sid, lat in topology.switch_latency.items()}
         self.hops = 0
@@ -145,7 +147,7 @@ class Transport:
              tag: Any = None, context: Any = None, flow: int = 0,
              post_delay: float = 0.0) -> Message:
         """Inject a message now; ``handler`` is called on delivery (+ ``post_delay``)."""
-        route = self.topology.route(src, dst, flow)
+        route = self.route(src, dst, flow)
         msg = Message(src, dst, nbytes, route, handler, tag, context, post_delay)
         msg.sent_at = self.env._now
         self.messages += 1

@@ -1,0 +1,92 @@
+"""Folding: a graph that simulates one representative for each set of symmetric ranks.
+
+A workload whose ranks are symmetric along some parallel axes (tensor-parallel peers,
+data-parallel replicas) can build its graph for the *representative* ranks only (coordinate 0 on
+every folded axis). The others are their images under the translations of those axes: the
+translation by offset ``o`` moves every rank ``o`` steps along the folded axes (modulo each
+axis's size). A collective over a folded axis keeps its full group as its ``span``.
+
+:class:`Fold` is that description, attached to the graph (``EventGraph.fold``). Backends use it
+to time span collectives and to report every rank: a folded rank's figures are its
+representative's (marked as such in the Result). Whether a fold is *exact* on a topology is a
+property of the routes (every translation must map the representative's routes onto routes with
+the same links' parameters, and no link may serve two images): :func:`topologies.symmetry` checks
+it before a workload folds, and the contended engine simulates each orbit of links once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import product
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Folded axes of a rank grid. ``sizes`` and ``strides`` give each folded axis's size and
+    rank stride (rank = sum of coordinate x stride over all axes); ``world`` is the number of
+    ranks. Translations are numbered in mixed radix over the folded axes (first fastest);
+    translation 0 is the identity."""
+
+    axes: tuple[str, ...]
+    sizes: tuple[int, ...]
+    strides: tuple[int, ...]
+    world: int
+    _table: list[tuple[int, ...]] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, axes: Sequence[str], sizes: Mapping[str, int], order: Sequence[str]) -> Fold:
+        """The fold of ``axes`` on a grid whose axes, innermost first, are ``order`` with
+        ``sizes``."""
+        strides, stride = {}, 1
+        for axis in order:
+            strides[axis] = stride
+            stride *= sizes[axis]
+        axes = tuple(a for a in order if a in axes and sizes[a] > 1)
+        return cls(axes, tuple(sizes[a] for a in axes), tuple(strides[a] for a in axes), stride)
+
+    @property
+    def count(self) -> int:
+        """Number of translations (the size of every orbit of ranks)."""
+        n = 1
+        for s in self.sizes:
+            n *= s
+        return n
+
+    def coords(self, rank: int) -> tuple[int, ...]:
+        """The rank's coordinates on the folded axes."""
+        return tuple((rank // st) % sz for st, sz in zip(self.strides, self.sizes, strict=True))
+
+    def is_representative(self, rank: int) -> bool:
+        """True for ranks at coordinate 0 on every folded axis."""
+        return not any(self.coords(rank))
+
+    def translate(self, rank: int, k: int) -> int:
+        """``rank`` moved by translation ``k``."""
+        for st, sz in zip(self.strides, self.sizes, strict=True):
+            step = k % sz
+            k //= sz
+            c = (rank // st) % sz
+            rank += (((c + step) % sz) - c) * st
+        return rank
+
+    def table(self) -> list[tuple[int, ...]]:
+        """``table()[k][r]``: rank ``r`` moved by translation ``k``, for every k and r."""
+        if not self._table:
+            self._table.extend(tuple(self.translate(r, k) for r in range(self.world))
+                               for k in range(self.count))
+        return self._table
+
+    def representative(self, rank: int) -> tuple[int, int]:
+        """(representative, k) with ``translate(representative, k) == rank``."""
+        k, mult, rep = 0, 1, rank
+        for st, sz in zip(self.strides, self.sizes, strict=True):
+            c = (rank // st) % sz
+            k += c * mult
+            mult *= sz
+            rep -= c * st
+        return rep, k
+
+    def offsets(self) -> list[tuple[int, ...]]:
+        """Every translation as a coordinate offset, in translation order."""
+        return [tuple(reversed(o)) for o in product(*(range(s) for s in reversed(self.sizes)))]
