@@ -159,12 +159,17 @@ def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
 
 
 # ---------------------------------------------------------------------- workload
-def build_workload(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any, str]:
+def build_workload(sec: Section, num_ranks: int, name: str, topology: Topology | None = None,
+                   symmetric: bool = True) -> tuple[EventGraph, Any, str]:
     """``workload:`` -> (EventGraph over ``num_ranks`` ranks, what built it or None, kind):
-    the kind's parser from the one registry of :mod:`des.app.workload_kinds`."""
+    the kind's parser from the one registry of :mod:`des.app.workload_kinds`. Kinds that fold
+    symmetric ranks get the ``topology`` and whether the run is ``symmetric`` (no stragglers
+    or timed faults) to prove folding exact."""
     kind = sec.choice("kind", scenario_kinds())
+    entry = get_workload_kind(kind)
+    extra = {"topology": topology, "symmetric": symmetric} if entry.folds else {}
     try:
-        built = get_workload_kind(kind).build(sec, num_ranks, name)
+        built = entry.build(sec, num_ranks, name, **extra)
     except (GraphError, CollectiveError) as err:
         raise ConfigError(f"{sec.path}: {err}") from None
     graph, workload = built if isinstance(built, tuple) else (built, None)
@@ -313,7 +318,9 @@ def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = No
                             topology.num_npus, hardware)
     options.timed_faults = timed_faults
     workload = root.section("workload", required=True)
-    graph, built_from, kind = build_workload(workload, topology.num_npus, name)
+    symmetric = not options.timed_faults and len(set(options.speed.values()) | {1.0}) == 1
+    graph, built_from, kind = build_workload(workload, topology.num_npus, name, topology,
+                                             symmetric)
     outputs = _build_outputs(root.section("outputs"), base)
     root.finish()
     try:

@@ -74,7 +74,9 @@ class WorkloadKind:
     ``report`` gives the JSON section ``report_key`` of a finished run (None: no report);
     ``metrics`` the flat figures a sweep records (from the report and the Result);
     ``rank_key`` the metric that ranks points, best first by ``higher_is_better``;
-    ``columns`` the ranking table's metric columns; ``render`` shows the report on a console.
+    ``columns`` the ranking table's metric columns; ``render`` shows the report on a console;
+    ``folds``: the parser takes ``topology`` and ``symmetric`` keywords to decide what it can
+    fold exactly (:mod:`workloads.folding`).
     """
 
     name: str
@@ -87,6 +89,7 @@ class WorkloadKind:
     report: Callable[[Result, Scenario], Report] | None = None
     report_key: str | None = None
     render: Callable[[Report, Console], None] | None = None
+    folds: bool = False
 
     def sort_key(self, metrics: Mapping[str, Any]) -> tuple[bool, float]:
         """Best first: ascending, or descending for ``higher_is_better``; missing last."""
@@ -203,7 +206,7 @@ for _kind in (
                  columns=(Column("iteration_s", "iteration", "time"),
                           Column("tokens_per_s", "tokens/s", "rate"),
                           Column("mfu", "MFU", "percent"), _MEMORY),
-                 report=_training_report, report_key="llm", render=render_llm),
+                 report=_training_report, report_key="llm", render=render_llm, folds=True),
     WorkloadKind("llm_inference", "prefill and decode of one LLM request batch",
                  parsers.parse_llm_inference, _inference_metrics,
                  rank_key="output_tokens_per_s", higher_is_better=True,

@@ -16,6 +16,7 @@ from des.app.sections import ConfigError, Section, ranks
 from des.core import schema, units
 from des.core.graph import CollectiveType, EventGraph
 from des.core.hardware import DEFAULT_DTYPE_BYTES
+from topologies.base import Topology
 from workloads import CollectiveSpec, collective_sequence, data_parallel_step
 from workloads.gemm import SHARDS, build_gemm
 from workloads.inference import InferenceConfig, build_inference
@@ -124,13 +125,22 @@ def _model(value: Any, where: str) -> ModelConfig:
                       f"{_show(value)}")
 
 
+def _fold(value: Any, where: str) -> str | tuple[str, ...]:
+    if value in ("auto", "none"):
+        return value
+    if isinstance(value, list) and value and all(a in ("tp", "dp") for a in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: expected auto, none or a list of axes from [tp, dp], got "
+                      f"{_show(value)}")
+
+
 _PARALLEL_KEYS = {
     "dp": _positive_int, "tp": _positive_int, "pp": _positive_int, "cp": _positive_int,
     "ep": _positive_int, "sp": _boolean, "zero": _nonneg_int, "recompute": _text,
     "micro_batch": _positive_int, "global_batch": _positive_int, "schedule": _text,
     "virtual_stages": _positive_int, "order": _text, "bucket_size": units.parse_size,
     "grad_bytes": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
-    "fold_tp": _boolean,
+    "fold_tp": _boolean, "fold": _fold,
 }
 
 
@@ -149,14 +159,17 @@ def _parallel(value: Any, where: str, seq: int | None) -> ParallelConfig:
         raise ConfigError(str(err).replace("parallel.", f"{where}.", 1)) from None
 
 
-def parse_llm_training(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
-    """``kind: llm_training``: one training iteration of ``model`` under ``parallel``."""
+def parse_llm_training(sec: Section, num_ranks: int, name: str,
+                       topology: Topology | None = None,
+                       symmetric: bool = True) -> tuple[EventGraph, Any]:
+    """``kind: llm_training``: one training iteration of ``model`` under ``parallel``
+    (folded where ``topology`` proves it exact and the run is ``symmetric``)."""
     model = sec.get("model", _model)
     seq = sec.get("seq", _positive_int, default=None)
     par = sec.get("parallel", lambda v, w: _parallel(v, w, seq))
     sec.finish()
     try:
-        workload = build_training(model, par, num_ranks)
+        workload = build_training(model, par, num_ranks, topology, symmetric)
     except ParallelError as err:
         raise ConfigError(f"{sec.path}: {err}") from None
     return workload.graph, workload

@@ -1,0 +1,125 @@
+"""Folding is exact where the guard allows it: a training graph built for one representative
+per orbit of tensor- and data-parallel peers gives what the unfolded graph gives, for every rank
+and every link, on both backends; where the topology or the run breaks the symmetry, auto does
+not fold, and an explicit fold says it is not exact."""
+
+from __future__ import annotations
+
+import pytest
+
+import topologies as topo
+from des.app.config import scenario_from_dict
+from des.core.hardware import load_gpu
+from des.sim.analytical import analyze
+from des.sim.engine import simulate
+from des.sim.options import EngineOptions
+from workloads.llm import build_training
+from workloads.models import ModelConfig
+from workloads.parallel import ParallelConfig
+
+MODEL = ModelConfig(name="tiny", layers=4, hidden=1024, heads=8, kv_heads=8, head_dim=128,
+                    ffn=4096, activation="gelu", vocab=4096, seq=512)
+GPU = load_gpu("A100-SXM4-80GB")
+OPTIONS = EngineOptions(chunks=4, comm_streams=2)
+
+CASES = [
+    ("superpod_tp8_pp2_dp2",
+     lambda: topo.superpod(4, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0),
+     dict(tp=8, pp=2, dp=2, global_batch=8)),
+    ("superpod_tp4_sp_dp2_interleaved",
+     lambda: topo.superpod(2, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0),
+     dict(tp=4, pp=2, dp=2, sp=True, global_batch=8, schedule="interleaved",
+          virtual_stages=2)),
+    ("switch_tp2_dp4_zero3", lambda: topo.switch(8, 50.0, 500.0),
+     dict(tp=2, dp=4, zero=3, global_batch=8)),
+]
+
+
+def run(build, par: dict, fold: str, backend=simulate):
+    topology = build()
+    workload = build_training(MODEL, ParallelConfig(fold=fold, **par), topology.num_npus,
+                              topology)
+    return workload, backend(topology, workload.graph, hardware=GPU, options=OPTIONS)
+
+
+@pytest.mark.parametrize(("name", "build", "par"), CASES, ids=[c[0] for c in CASES])
+def test_folded_training_equals_the_unfolded_run(name, build, par) -> None:
+    _, full = run(build, par, "none")
+    folded_workload, folded = run(build, par, "auto")
+    fold = folded_workload.graph.fold
+    assert fold is not None and fold.count > 1, "the guard should fold these"
+    assert folded.meta["folded"]["exact"]
+    assert len(folded_workload.simulated_ranks) * fold.count == folded.meta["npus"]
+    assert folded.makespan_ns == pytest.approx(full.makespan_ns, rel=1e-12)
+    for rank, st in full.ranks.items():
+        got = folded.ranks[rank]
+        assert got.finished_ns == pytest.approx(st.finished_ns, rel=1e-12), rank
+        assert got.exposed_comm_ns == pytest.approx(st.exposed_comm_ns, rel=1e-9, abs=1e-6)
+        assert (got.represented_by is None) == fold.is_representative(rank)
+    for a, b in zip(full.links, folded.links, strict=True):
+        assert b.bytes == pytest.approx(a.bytes, rel=1e-12), b.id
+        assert b.messages == a.messages, b.id
+        assert b.busy_ns == pytest.approx(a.busy_ns, rel=1e-9, abs=1e-6), b.id
+        assert b.peak_queue == a.peak_queue, b.id
+    assert folded.meta["messages"] == full.meta["messages"]
+    assert folded.meta["mirrored_messages"] > 0
+
+
+@pytest.mark.parametrize(("name", "build", "par"), CASES, ids=[c[0] for c in CASES])
+def test_folded_training_equals_the_unfolded_run_in_closed_form(name, build, par) -> None:
+    _, full = run(build, par, "none", analyze)
+    _, folded = run(build, par, "auto", analyze)
+    assert folded.makespan_ns == pytest.approx(full.makespan_ns, rel=1e-12)
+    assert {r: s.finished_ns for r, s in folded.ranks.items()} == pytest.approx(
+        {r: s.finished_ns for r, s in full.ranks.items()}, rel=1e-12)
+
+
+def test_auto_does_not_fold_what_the_topology_breaks() -> None:
+    # tp = 8 on a 4x4x4 torus spans two x-lines: translating by one rank is no symmetry
+    torus = topo.torus3d(4, 4, 4, 50.0, 500.0)
+    par = ParallelConfig(tp=8, dp=8, global_batch=8, fold="auto")
+    workload = build_training(MODEL, par, 64, torus)
+    assert workload.graph.fold is None or "tp" not in workload.graph.fold.axes
+
+
+def test_an_explicit_fold_on_an_asymmetric_topology_says_it_is_not_exact() -> None:
+    torus = topo.torus3d(4, 4, 4, 50.0, 500.0)
+    par = ParallelConfig(tp=8, dp=8, global_batch=8, fold=("tp",))
+    workload = build_training(MODEL, par, 64, torus)
+    result = simulate(torus, workload.graph, hardware=GPU, options=OPTIONS)
+    assert result.meta["folded"]["exact"] is False
+    assert result.meta["folded"]["closed_form_collectives"] > 0
+
+
+SCENARIO = {
+    "topology": {"kind": "switch", "npus": 8, "bandwidth": "50 GB/s", "latency": "500 ns"},
+    "hardware": "A100-SXM4-80GB",
+    "workload": {"kind": "llm_training",
+                 "model": {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024,
+                           "vocab": 64, "seq": 128, "activation": "gelu"},
+                 "parallel": {"tp": 2, "dp": 4, "global_batch": 8}},
+}
+
+
+def test_scenarios_fold_by_default_and_not_with_stragglers_or_fold_none() -> None:
+    assert scenario_from_dict(SCENARIO).graph.fold is not None
+    slow = {**SCENARIO, "stragglers": [{"rank": 3, "speed": 0.5}]}
+    assert scenario_from_dict(slow).graph.fold is None
+    off = {**SCENARIO, "workload": {**SCENARIO["workload"],
+                                    "parallel": {"tp": 2, "dp": 4, "global_batch": 8,
+                                                 "fold": "none"}}}
+    assert scenario_from_dict(off).graph.fold is None
+    bad = {**SCENARIO, "workload": {**SCENARIO["workload"],
+                                    "parallel": {"tp": 2, "dp": 4, "global_batch": 8,
+                                                 "fold": ["pp"]}}}
+    with pytest.raises(Exception, match=r"fold.*tp, dp"):
+        scenario_from_dict(bad)
+
+
+def test_folded_stragglers_are_refused_by_the_engine() -> None:
+    topology = topo.switch(8, 50.0, 500.0)
+    workload = build_training(MODEL, ParallelConfig(tp=2, dp=4, global_batch=8, fold=("tp",)),
+                              8, topology)
+    with pytest.raises(Exception, match="straggler breaks the symmetry"):
+        simulate(topology, workload.graph, hardware=GPU,
+                 options=EngineOptions(speed={1: 0.5}))
