@@ -22,12 +22,13 @@ import simpy
 from collectives.base import CollectivePlan
 from des.core import hardware as hw
 from des.core.fold import Fold
-from des.core.graph import EventGraph, Node, P2PPair
+from des.core.graph import CollectiveInstance, EventGraph, Node, P2PPair
 from des.core.results import LinkStats, Result
 from des.sim.choices import logical_dims
 from des.sim.clock import SimPyClock
-from des.sim.collective_run import ClosedFormCollective, CollectiveRun
+from des.sim.collective_run import ClosedFormCollective, CollectiveRun, chunk_layout
 from des.sim.costs import MessageCost
+from des.sim.folded import FoldedRouting, ReplayedCollective
 from des.sim.lockstep import Symmetry, find_symmetry, fold_matches
 from des.sim.options import EngineOptions
 from des.sim.runtime import Runtime, SimulationError
@@ -101,6 +102,7 @@ class ContendedModel:
         self._durations: dict[tuple, float] = {}
         self._symmetries: dict[tuple, Symmetry | None] = {}
         self.closed_form_spans = 0  # folded collectives timed in closed form (no symmetry)
+        self._recording: dict[int, tuple] = {}  # run id -> shape it is recording
 
     def attach(self, runtime: Runtime) -> None:
         """Keep the runtime's graph and algorithms; start the timed-fault processes."""
@@ -114,12 +116,16 @@ class ContendedModel:
         self.fold = runtime.graph.fold if runtime.graph.fold and runtime.graph.fold.count > 1 \
             else None
         self.orbits: LinkOrbits | None = None
+        self.folding: FoldedRouting | None = None
         if self.fold is not None:
             self._check_fold(self.fold)
             orbits = LinkOrbits(self.topology, self.fold.table())
             if all(orbits.route(a, b) is not None for a, b in self._fold_pairs()):
                 self.orbits = orbits
                 self.transport.route = self._folded_route
+                if self.options.sends_complete_collective and self.options.replay:
+                    self.folding = FoldedRouting(orbits, self.fold, self.graph,
+                                                 self._instances)
 
     def _fold_pairs(self) -> set[tuple[int, int]]:
         """The (source, destination) pairs whose routes an exact fold must map: sends, a span
@@ -171,7 +177,22 @@ class ContendedModel:
     # ------------------------------------------------------------------ communication
     def join(self, node: Node, done: Callable[[], None]) -> None:
         """Rank ``node.rank`` joins its collective (created when its first member arrives)."""
-        self._run_of(node).join(node.rank, done)
+        run = self._run_of(node)
+        shape = self._recording.pop(id(run), None)
+        if shape is not None:  # the first of a recurring shape: record what it does
+            plan, rep = run.plan, node.rank
+            sends = [b for k in range(plan.num_steps(rep)) for _, b in plan.step(rep, k).sends]
+            finish = self.folding.record(self.transport, self.folding.links_for(run.inst),
+                                         self.clock.now, len(sends) * run.chunks,
+                                         sum(sends) * run.chunks)
+
+            def recorded() -> None:
+                self.folding.recordings.setdefault(shape, finish(self.clock.now))
+                done()
+
+            run.join(node.rank, recorded)
+            return
+        run.join(node.rank, done)
 
     def _run_of(self, node: Node) -> CollectiveRun | ClosedFormCollective:
         index = self._by_node[(node.rank, node.id)]
@@ -182,9 +203,7 @@ class ContendedModel:
             dims = logical_dims(self.topology, inst.span or inst.group)
             run = None
             if inst.span and self.orbits is not None:
-                run = CollectiveRun(self, inst, algorithm, dims, folded=True)
-                if not fold_matches(run.plan, self.fold):
-                    run = None
+                run = self._folded_run(inst, algorithm, dims)
             if run is None and inst.span:
                 run = ClosedFormCollective(self.options, self.topology.num_npus, self.clock,
                                            inst, algorithm, dims, self.message_cost,
@@ -193,6 +212,26 @@ class ContendedModel:
             elif run is None:
                 run = CollectiveRun(self, inst, algorithm, dims)
             self.runs[index] = run
+        return run
+
+    def _folded_run(self, inst: CollectiveInstance, algorithm: str,
+                    dims: tuple[int, ...] | None) -> CollectiveRun | ReplayedCollective | None:
+        """A span collective of an exactly folded graph: a replay of its shape's recording
+        where that is exact (des.sim.folded), else its representative's messages."""
+        shape = FoldedRouting.shape(inst, algorithm)
+        replayable = self.folding is not None and self.folding.replayable(inst)
+        if replayable and shape in self.folding.recordings:
+            rec = self.folding.recordings[shape]
+            return ReplayedCollective(self.folding, self.transport, self.clock, inst, rec,
+                                      chunk_layout(inst.collective, inst.nbytes, len(inst.span),
+                                                   self.topology.num_npus, self.options.chunks,
+                                                   self.options.chunking,
+                                                   self.options.chunk_bytes)[0])
+        run = CollectiveRun(self, inst, algorithm, dims, folded=True)
+        if not fold_matches(run.plan, self.fold):
+            return None
+        if replayable:
+            self._recording[id(run)] = shape
         return run
 
     def symmetry(self, plan: CollectivePlan) -> Symmetry | None:
@@ -276,7 +315,9 @@ class ContendedModel:
         if self.fold is not None:
             out["folded"] = {"axes": list(self.fold.axes), "copies": count,
                              "exact": self.orbits is not None and not self.closed_form_spans,
-                             "closed_form_collectives": self.closed_form_spans}
+                             "closed_form_collectives": self.closed_form_spans,
+                             "replayed_collectives": self.folding.replays if self.folding
+                             else 0}
         return out
 
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:

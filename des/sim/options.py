@@ -65,6 +65,8 @@ class EngineOptions:
     ``hop_model`` replaces the built-in link timing (:class:`des.sim.hops.HopModel`).
     ``lockstep`` lets symmetric collectives run as one representative rank where that is
     provably exact (:mod:`des.sim.lockstep`); False simulates every message.
+    ``replay`` lets a folded graph's recurring collectives replay their first run where that
+    is provably exact (:mod:`des.sim.folded`).
     """
 
     transport: TransportMode = TransportMode.CUT_THROUGH
@@ -95,6 +97,7 @@ class EngineOptions:
     astra: bool = False
     hop_model: HopModel | None = None
     lockstep: bool = True
+    replay: bool = True
 
     def __post_init__(self) -> None:
         self.transport = TransportMode(self.transport)
