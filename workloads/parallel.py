@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from des.core.hardware import DEFAULT_DTYPE_BYTES
+from workloads.ring_attention import RING_ATTENTION
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved")
 RECOMPUTE = ("none", "selective", "full")
@@ -37,7 +38,11 @@ class ParallelConfig:
     backward). ``bucket_bytes``: data-parallel gradient buckets, reduced as soon as the
     backward pass has produced them. ``fold_tp``: simulate one rank per tensor-parallel group
     and cost tensor-parallel collectives in closed form (exact when a group's links carry only
-    its own traffic, as in an NVSwitch node; off by default).
+    its own traffic, as in an NVSwitch node; off by default). ``ring_attention``: how context
+    parallelism's ring attention is modelled, ``detailed`` (every KV exchange; the default) or
+    ``phased`` (the whole rotation as one send/recv and one compute phase per rank, layer and
+    pass: far fewer nodes, an approximation that omits per-exchange latency, see
+    :mod:`workloads.ring_attention`).
     """
 
     dp: int = 1
@@ -58,6 +63,7 @@ class ParallelConfig:
     dtype_bytes: int = DEFAULT_DTYPE_BYTES
     flash: bool = True
     fold_tp: bool = False
+    ring_attention: str = RING_ATTENTION[0]
     seq: int | None = None
 
     def __post_init__(self) -> None:
@@ -71,6 +77,9 @@ class ParallelConfig:
         if self.recompute not in RECOMPUTE:
             raise ParallelError(f"parallel.recompute {self.recompute!r}; expected one of "
                                 f"{', '.join(RECOMPUTE)}")
+        if self.ring_attention not in RING_ATTENTION:
+            raise ParallelError(f"parallel.ring_attention {self.ring_attention!r}; expected one "
+                                f"of {', '.join(RING_ATTENTION)}")
         if self.schedule not in SCHEDULES:
             raise ParallelError(f"parallel.schedule {self.schedule!r}; expected one of "
                                 f"{', '.join(SCHEDULES)}")
@@ -97,6 +106,15 @@ class ParallelConfig:
     def world(self) -> int:
         """NPUs the strategy uses."""
         return self.dp * self.tp * self.pp * self.cp
+
+    @property
+    def approximations(self) -> tuple[str, ...]:
+        """The approximate (opt-in) models this strategy uses, each with its key; empty when
+        every model is exact. Runs report them (graph name, LLM report)."""
+        if self.cp > 1 and self.ring_attention == "phased":
+            return ("ring_attention: phased (one transfer per ring: per-exchange latency "
+                    "omitted)",)
+        return ()
 
     @property
     def micro_batches(self) -> int:
