@@ -40,8 +40,8 @@ class ParallelConfig:
     and cost tensor-parallel collectives in closed form (exact when a group's links carry only
     its own traffic, as in an NVSwitch node; off by default). ``ring_attention``: how context
     parallelism's ring attention is modelled, ``detailed`` (every KV exchange; the default) or
-    ``phased`` (the whole rotation as one send/recv and one compute phase per rank, layer and
-    pass: far fewer nodes, an approximation that omits per-exchange latency, see
+    ``phased`` (the whole rotation as one ring all-gather and one compute phase per rank, layer
+    and pass: far fewer nodes and messages, an approximation of the per-exchange latency, see
     :mod:`workloads.ring_attention`).
     """
 
@@ -112,8 +112,8 @@ class ParallelConfig:
         """The approximate (opt-in) models this strategy uses, each with its key; empty when
         every model is exact. Runs report them (graph name, LLM report)."""
         if self.cp > 1 and self.ring_attention == "phased":
-            return ("ring_attention: phased (one transfer per ring: per-exchange latency "
-                    "omitted)",)
+            return ("ring_attention: phased (the KV rotation as one pipelined ring all-gather, "
+                    "not exchange by exchange)",)
         return ()
 
     @property

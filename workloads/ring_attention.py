@@ -20,36 +20,47 @@ Two models, chosen by ``parallel.ring_attention``:
     uncontended point-to-point time of one block of ``b`` bytes.
 
 ``phased`` (opt-in, approximate)
-    the whole rotation as one phase: one send of the ``cp - 1`` blocks to the successor and one
-    receive of as many from the predecessor (the same bytes on the same links, so the KV traffic
-    still crosses the real links and contends with other traffic in the SimPy engine), one
-    compute node for the ``cp - 1`` overlapped blocks (the block's kernels ``cp - 1`` times, so
-    launches count as in ``detailed``), and one for the last block, after both: 4 nodes per
-    rank, layer and pass, whatever ``cp``. Uncontended, a ring takes
-    ``max((cp - 1) t_c, T_x((cp - 1) b)) + t_c``.
+    the whole rotation as one phase: a ring all-gather of the ``cp`` blocks over the context
+    group in ring order (``algorithm="ring"``: ``cp - 1`` steps, in each of which every rank
+    sends one block to its successor, exactly the rotation's traffic: the same bytes on the
+    same links, so in the SimPy engine the KV traffic still crosses the real links and
+    contends with other traffic), one compute node for the ``cp - 1`` overlapped blocks (the
+    block's kernels ``cp - 1`` times, shared, so launches count as in ``detailed``) and one for
+    the last block, after both: 3 nodes per rank, layer and pass, whatever ``cp``. A collective
+    rather than one long send because the engine runs its steps as ``chunks`` pieces of a block
+    (lockstep-batched where the topology is symmetric) instead of every 1 MiB point-to-point
+    chunk, and because it keeps the per-step latency. Uncontended, a ring takes
+    ``max((cp - 1) t_c, T_rot) + t_c`` with ``T_rot`` the ring all-gather's closed form for
+    ``C`` pipelined chunks (:mod:`des.sim.costs`; Patarasuk & Yuan 2009):
+    ``max((cp - 1)(alpha + b/(C beta)) + (C - 1) b/(C beta), (cp - 1) b/beta + alpha')``.
 
-Why ``phased`` is an approximation, and how far it is: ``T_x`` is subadditive (a message pays
-its route latency and pipeline fill once, ``T_x(b) ~ alpha + b / beta``, Hockney 1994), so
-``T_x((cp - 1) b) <= (cp - 1) T_x(b)``. Hence, per ring, with nothing else contending::
+Why ``phased`` is an approximation, and how far it is: the two differ only in their transfer
+term, ``(cp - 1) T_x(b)`` against ``T_rot``, and ``max`` is 1-Lipschitz, so per ring, with
+nothing else contending::
 
-    0 <= detailed - phased <= (cp - 1) T_x(b) - T_x((cp - 1) b)   (~ (cp - 2) alpha)
+    |detailed - phased| <= |(cp - 1) T_x(b) - T_rot|
 
-and the two are equal (up to floating-point rounding) when the ring is compute-bound,
-``t_c >= T_x(b)``: both are then ``cp t_c``. When transfer-bound the phased ring omits the
-per-step latency of ``cp - 2`` exchanges (the closed form ``(cp - 1) max(t_c, T_x) + t_c`` of
-the literature counts one latency per step). Under contention the two also place the bytes
-differently in time (the phased send streams all blocks back to back instead of one per step).
-AstraSim-compatible options add ``min_compute_ns`` per ``kv_ready`` join and whole-ns flooring per
-node, which the phased ring pays fewer times. Since it is not exact, ``phased`` is never the
-default: a run that uses it says so (``ParallelConfig.approximations``, the graph's name, and the
-``approximations`` entry of the LLM report). Tests: ``tests/test_ring_attention.py``.
+which is 0 when the ring is compute-bound (``(cp - 1) t_c`` exceeds both: then both are
+``cp t_c``, equal up to floating-point rounding). When transfer-bound, with the default options
+(chunks pipelined), ``T_rot <= (cp - 1) T_x(b)``: the rotation's chunks overlap one step's
+latency with the next step's serialization, so ``phased`` is at most about ``(cp - 1) alpha``
+per ring faster than ``detailed``, whose steps each wait for a whole block (the literature's
+``(cp - 1) max(t_c, T_x) + t_c`` counts one latency per step). With one chunk in flight
+(AstraSim-compatible options) ``T_rot ~ C (cp - 1) alpha + (cp - 1) b / beta`` and ``phased`` is
+slower by about ``(C - 1)(cp - 1) alpha``. The rotation is a collective, so it holds a
+communication stream (the sends of ``detailed`` hold none unless ``sends_use_comm_stream``):
+with one stream, a gradient all-reduce overlapping the backward pass serializes with it. Under
+contention the two also place the bytes differently in time. Since it is not exact,
+``phased`` is never the default: a run that uses it says so (``ParallelConfig.approximations``,
+the graph's name, and the ``approximations`` entry of the LLM report). Tests:
+``tests/test_ring_attention.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from des.core.graph import EventGraph
+from des.core.graph import CollectiveType, EventGraph
 from workloads.op_cost import OpCost, kernels
 
 RING_ATTENTION = ("detailed", "phased")
@@ -82,7 +93,7 @@ class RingAttention:
         block = passes * self.block_bytes
         piece = self.piece(core)
         if self.mode == "phased":
-            return self._phased(rank, nxt, prv, h, cat, g, piece, block, next_tag())
+            return self._phased(rank, ring, h, cat, g, piece, block)
         return self._detailed(rank, nxt, prv, h, cat, g, piece, block, next_tag)
 
     def _detailed(self, rank: int, nxt: int, prv: int, h: int, cat: str, g: str,
@@ -103,13 +114,12 @@ class RingAttention:
                                   deps=(h, recv), category=cat)
         return h
 
-    def _phased(self, rank: int, nxt: int, prv: int, h: int, cat: str, g: str,
-                piece: list[OpCost], block: float, tag: int) -> int:
+    def _phased(self, rank: int, ring: tuple[int, ...], h: int, cat: str, g: str,
+                piece: list[OpCost], block: float) -> int:
         graph, steps = self.graph, self.cp - 1
-        graph.send(rank, nxt, steps * block, tag=tag, name=f"cp/{g}.kv", deps=(h,),
-                   category="cp")
-        recv = graph.recv(rank, prv, steps * block, tag=tag, name=f"cp/{g}.kv", deps=(h,),
-                          category="cp")
+        rotation = graph.collective(rank, CollectiveType.ALL_GATHER, self.cp * block,
+                                    group=ring, algorithm="ring", name=f"cp/{g}.kv", deps=(h,),
+                                    category="cp")
         blocks = graph.compute(rank, name=f"{g}.attn_ring", kernels=(), deps=(h,),
                                category=cat)
         node = graph.node(rank, blocks)
@@ -117,7 +127,7 @@ class RingAttention:
         node.flops = steps * sum(c.flops for c in piece)
         node.nbytes = steps * sum(c.bytes for c in piece)
         return graph.compute(rank, name=f"{g}.attn_last", kernels=kernels(piece),
-                             deps=(blocks, recv), category=cat)
+                             deps=(blocks, rotation), category=cat)
 
     def _repeated(self, piece: list[OpCost]) -> tuple[tuple[float, float, str], ...]:
         """The block's kernels ``cp - 1`` times, one tuple shared by every node that runs them."""
