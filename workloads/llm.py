@@ -9,7 +9,8 @@ from :mod:`workloads.ops`) and the communication the strategy implies, where Meg
   before each in the backward pass; with sequence parallelism an all-gather before and a
   reduce-scatter after each block instead (and the conjugates in the backward pass);
 * context parallel: ring attention, the KV blocks passed around the context group while each
-  block's attention runs;
+  block's attention runs, exchange by exchange or (opt-in, approximate) as one phase
+  (:mod:`workloads.ring_attention`);
 * expert parallel: an all-to-all dispatching tokens to experts and one combining them;
 * pipeline parallel: activations and gradients as send/recv between stages;
 * data parallel: gradients reduced in buckets as the last micro-batch's backward produces them
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from des.core.graph import CollectiveType, EventGraph
 from topologies.base import Topology
@@ -48,6 +50,7 @@ from workloads.parallel import (
     add_collective,
     pipeline_schedule,
 )
+from workloads.ring_attention import RingAttention
 
 AR, AG, RS, A2A = (CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER,
                    CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_TO_ALL)
@@ -115,7 +118,9 @@ class TrainingBuilder:
         p = self.par
         parts = [f"{k}{getattr(p, k)}" for k in ("dp", "tp", "pp", "cp", "ep")
                  if getattr(p, k) > 1]
-        return " x ".join(parts) or "1 GPU"
+        label = " x ".join(parts) or "1 GPU"
+        return f"{label} [approximate: {'; '.join(p.approximations)}]" if p.approximations \
+            else label
 
     # ------------------------------------------------------------------ per-layer costs
     def _prepare_costs(self) -> None:
@@ -188,31 +193,19 @@ class TrainingBuilder:
 
     def _attention_core(self, rank: int, h: int, cat: str, g: str, core: list[OpCost],
                         passes: int = 1) -> int:
-        """The attention core; with context parallelism, ring attention (Liu et al. 2023):
-        each of cp blocks of KV is attended to while the next block travels round the ring
-        (in the backward pass the KV gradients travel with them: ``passes`` = 2)."""
-        p = self.par
-        if p.cp == 1:
+        """The attention core; with context parallelism, ring attention, exchange by exchange
+        or by phase as ``parallel.ring_attention`` says (:mod:`workloads.ring_attention`; in
+        the backward pass the KV gradients travel with the blocks: ``passes`` = 2)."""
+        if self.par.cp == 1:
             return self._compute(rank, cat, f"{g}.attn", core, (h,))
-        ring = self.layout.group(rank, "cp")
-        pos = ring.index(rank)
-        nxt, prv = ring[(pos + 1) % p.cp], ring[(pos - 1) % p.cp]
-        m = self.model
-        kv = passes * 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp
-        piece = [OpCost(c.name, c.op_class, c.flops / p.cp, c.bytes / p.cp) for c in core]
-        for i in range(p.cp):
-            deps = [h]
-            if i < p.cp - 1:
-                tag = self._next_tag()
-                self.graph.send(rank, nxt, kv, tag=tag, name=f"cp/{g}.kv{i}", deps=(h,),
-                                category="cp")
-                recv = self.graph.recv(rank, prv, kv, tag=tag, name=f"cp/{g}.kv{i}",
-                                       deps=(h,), category="cp")
-            h = self._compute(rank, cat, f"{g}.attn{i}", piece, deps)
-            if i < p.cp - 1:
-                h = self.graph.compute(rank, name=f"{g}.kv_ready{i}", duration_ns=0.0,
-                                       deps=(h, recv), category=cat)
-        return h
+        return self._ring.build(rank, self.layout.group(rank, "cp"), h, cat, g, core, passes,
+                                self._next_tag)
+
+    @cached_property
+    def _ring(self) -> RingAttention:
+        p, m = self.par, self.model
+        block = 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp  # K and V
+        return RingAttention(self.graph, p.ring_attention, p.cp, block)
 
     def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[OpCost]) -> int:
         p, m = self.par, self.model

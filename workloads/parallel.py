@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from des.core.hardware import DEFAULT_DTYPE_BYTES
+from workloads.ring_attention import RING_ATTENTION
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved")
 RECOMPUTE = ("none", "selective", "full")
@@ -39,6 +40,10 @@ class ParallelConfig:
     (:mod:`workloads.folding`): ``auto`` (default) folds tensor- and data-parallel peers where
     the topology proves it exact, ``none`` simulates every rank, or a list of axes forces those.
     ``fold_tp`` is the older switch for ``fold: [tp]``.
+    ``ring_attention``: how context parallelism's ring attention is modelled, ``detailed``
+    (every KV exchange; the default) or ``phased`` (the whole rotation as one ring all-gather and
+    one compute phase per rank, layer and pass: far fewer nodes and messages, an approximation of
+    the per-exchange latency, see :mod:`workloads.ring_attention`).
     """
 
     dp: int = 1
@@ -59,6 +64,7 @@ class ParallelConfig:
     dtype_bytes: int = DEFAULT_DTYPE_BYTES
     flash: bool = True
     fold_tp: bool = False
+    ring_attention: str = RING_ATTENTION[0]
     seq: int | None = None
     fold: str | tuple[str, ...] = "auto"
 
@@ -80,6 +86,9 @@ class ParallelConfig:
         if self.recompute not in RECOMPUTE:
             raise ParallelError(f"parallel.recompute {self.recompute!r}; expected one of "
                                 f"{', '.join(RECOMPUTE)}")
+        if self.ring_attention not in RING_ATTENTION:
+            raise ParallelError(f"parallel.ring_attention {self.ring_attention!r}; expected one "
+                                f"of {', '.join(RING_ATTENTION)}")
         if self.schedule not in SCHEDULES:
             raise ParallelError(f"parallel.schedule {self.schedule!r}; expected one of "
                                 f"{', '.join(SCHEDULES)}")
@@ -111,6 +120,15 @@ class ParallelConfig:
     def world(self) -> int:
         """NPUs the strategy uses."""
         return self.dp * self.tp * self.pp * self.cp
+
+    @property
+    def approximations(self) -> tuple[str, ...]:
+        """The approximate (opt-in) models this strategy uses, each with its key; empty when
+        every model is exact. Runs report them (graph name, LLM report)."""
+        if self.cp > 1 and self.ring_attention == "phased":
+            return ("ring_attention: phased (the KV rotation as one pipelined ring all-gather, "
+                    "not exchange by exchange)",)
+        return ()
 
     @property
     def micro_batches(self) -> int:

@@ -163,6 +163,8 @@ def render_llm(llm: dict, console: Console) -> None:
     if "mfu" in llm:
         line += f", MFU {llm['mfu']:.1%} ({llm['mfu_with_attention']:.1%} with attention)"
     console.print(line, highlight=False)
+    for approximation in llm.get("approximations", ()):
+        console.print(f"[yellow]approximate model[/]: {approximation}", highlight=False)
     _breakdown(llm, console)
 
 
