@@ -95,9 +95,18 @@ class CollectiveRun:
         self.chunks, self.chunk_bytes = chunk_layout(
             inst.collective, inst.nbytes, len(inst.group), model.topology.num_npus, opts.chunks,
             opts.chunking, opts.chunk_bytes)
-        self.plan: CollectivePlan = make_plan(
-            inst.collective, inst.group, self.chunk_bytes, plan_algorithm, dims=dims,
-            root=inst.root, options=opts.plan_options)
+        # A step program depends only on this key; the same collective recurs every layer,
+        # so it is built once per model (plans are read-only once built).
+        plan_options = opts.plan_options
+        key = (inst.collective, inst.group, self.chunk_bytes, plan_algorithm,
+               None if dims is None else tuple(dims), inst.root, plan_options)
+        plans: dict[tuple, CollectivePlan] = model.__dict__.setdefault("_plan_cache", {})
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = make_plan(
+                inst.collective, inst.group, self.chunk_bytes, plan_algorithm, dims=dims,
+                root=inst.root, options=plan_options)
+        self.plan: CollectivePlan = plan
         self.limit = opts.chunks_in_flight
         self.endpoint = opts.endpoint_delay_ns
         self.wait_for_sends = opts.sends_complete_collective
