@@ -4,18 +4,23 @@ NPUs are numbered 0..N-1 and switches N, N+1, ... Links are directed and may be 
 links between the same pair, e.g. in different dimensions of a hierarchical stack), so the
 graph is a networkx MultiDiGraph whose edge keys are link ids. Routes are tuples of link ids,
 computed on first use and cached. This package never imports SimPy or the engine.
+
+The topology keeps its devices and links in plain lists and dicts; the networkx view
+(:attr:`Topology.graph`) is built on first access, because importing networkx costs more start-up
+time (~70 ms) than a whole small simulation and nothing on the simulate path needs it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
-
-import networkx as nx
+from typing import TYPE_CHECKING, TypeVar
 
 from topologies.meta import Layout, TopologyInfo
 from topologies.routing_state import RouterState
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class TopologyError(ValueError):
@@ -67,8 +72,9 @@ class Topology:
             raise TopologyError(f"{name}: needs at least 1 NPU, got {num_npus!r}")
         self.name = name
         self.num_npus = int(num_npus)
-        self.graph = nx.MultiDiGraph()
-        self.graph.add_nodes_from(range(self.num_npus), kind="npu")
+        self._kinds: list[str] = ["npu"] * self.num_npus  # device id -> kind
+        self._between: dict[tuple[int, int], list[int]] = {}  # (src, dst) -> link ids
+        self._graph: nx.MultiDiGraph | None = None  # the networkx view, built on demand
         self.links: list[LinkSpec] = []
         self.switch_latency: dict[int, float] = {}
         self._router: Router = router or shortest_path_router
@@ -83,8 +89,9 @@ class Topology:
     def add_switch(self, latency: float = 0.0, kind: str = "switch") -> int:
         """Add a switch after the NPUs and existing switches; return its device id."""
         _check_nonneg(latency, f"{self.name}: switch latency")
-        sid = self.graph.number_of_nodes()
-        self.graph.add_node(sid, kind=kind)
+        sid = len(self._kinds)
+        self._kinds.append(kind)
+        self._graph = None
         self.switch_latency[sid] = float(latency)
         return sid
 
@@ -92,7 +99,7 @@ class Topology:
                  kind: str = "") -> int:
         """Add a directed link and return its id."""
         for end in (src, dst):
-            if end not in self.graph:
+            if end not in range(len(self._kinds)):
                 raise TopologyError(f"{self.name}: link {src}->{dst} names unknown device {end}")
         if src == dst:
             raise TopologyError(f"{self.name}: link {src}->{dst} loops on itself")
@@ -102,7 +109,8 @@ class Topology:
         _check_nonneg(latency, f"{self.name}: link {src}->{dst} latency")
         link = LinkSpec(len(self.links), src, dst, float(bandwidth), float(latency), kind=kind)
         self.links.append(link)
-        self.graph.add_edge(src, dst, key=link.id)
+        self._between.setdefault((src, dst), []).append(link.id)
+        self._graph = None
         out = self._out.setdefault(src, [])
         out.append(link.id)
         if len(out) > 1 and (self.links[out[-2]].dst, out[-2]) > (dst, link.id):
@@ -128,7 +136,25 @@ class Topology:
     @property
     def num_devices(self) -> int:
         """NPUs plus switches."""
-        return self.graph.number_of_nodes()
+        return len(self._kinds)
+
+    def device_kind(self, device: int) -> str:
+        """``npu`` for NPUs; a switch's kind (``switch``, ``edge``, ``spine``...)."""
+        return self._kinds[device]
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The devices (attribute ``kind``) and links (edge key = link id, down links included)
+        as a networkx MultiDiGraph, for analysis and drawing. Built on first access and after
+        a change; networkx is imported here, not at module level, to keep start-up cheap."""
+        if self._graph is None:
+            import networkx as nx
+
+            graph = nx.MultiDiGraph()
+            graph.add_nodes_from((d, {"kind": k}) for d, k in enumerate(self._kinds))
+            graph.add_edges_from((lk.src, lk.dst, lk.id) for lk in self.links)
+            self._graph = graph
+        return self._graph
 
     def is_switch(self, device: int) -> bool:
         """True for switches, False for NPUs."""
@@ -136,8 +162,7 @@ class Topology:
 
     def links_between(self, src: int, dst: int, *, up_only: bool = True) -> list[LinkSpec]:
         """The links from ``src`` to ``dst`` (several when parallel)."""
-        data = self.graph.get_edge_data(src, dst) or {}
-        links = [self.links[k] for k in data]
+        links = [self.links[k] for k in self._between.get((src, dst), ())]
         return [lk for lk in links if lk.up] if up_only else links
 
     def out_links(self, device: int, *, up_only: bool = True) -> Iterator[LinkSpec]:

@@ -28,6 +28,16 @@ every run and process, and different flow ids spread over the equal-cost uplinks
 pass *through* another NPU unless no other path survives (then, as in
 :func:`~topologies.base.shortest_path_router`, NPUs may be transited).
 
+The expensive part of a route, the equal-cost candidates at each switch, depends on the
+destination only through its *last-hop switches* (the switches with an up link into it): a
+switch's distance to the destination is one more than its distance to the nearest of them.
+So the candidates are computed and cached per (switch, last-hop switch set), shared by every
+host pair whose destination hangs off the same switches (every host of an edge switch or leaf),
+and a host's route is assembled from them, hashing exactly as above: the routes are identical
+to a per-destination walk. Cases that walk does not cover (a direct NPU-to-NPU link to the
+destination, a route that must transit NPUs, a link that went down without
+:meth:`Topology.invalidate_routes`) take the per-destination walk.
+
 The distance tables live in ``Topology._trees`` under keys ``("ecmp-dist", dst, transit)``
 (plus ``("ecmp-in",)`` for the in-link index): :meth:`Topology.invalidate_routes`, which the
 fault code calls after changing links, clears that dict, so the tables never outlive a change.
@@ -68,6 +78,9 @@ def ecmp_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int,
     """
     state = topo.router_state
     seed = state.seed if isinstance(state, EcmpRouting) else 0
+    path = _ecmp_by_switches(topo, src, dst, flow, seed)
+    if path is not None:
+        return path
     for transit in (False, True):
         path = _ecmp_walk(topo, src, dst, flow, seed, transit)
         if path is not None:
@@ -101,6 +114,87 @@ def _ecmp_walk(topo: Topology, src: int, dst: int, flow: int, seed: int,
         else:
             return tuple(path)
     return None
+
+
+def _ecmp_by_switches(topo: Topology, src: int, dst: int, flow: int,
+                      seed: int) -> tuple[int, ...] | None:
+    """The route :func:`_ecmp_walk` takes without NPU transit, assembled from candidate lists
+    cached per (switch, last-hop switch set); None when this shortcut does not apply (then the
+    caller walks per destination)."""
+    trees = cast(dict[Any, Any], topo._trees)
+    n = topo.num_npus
+    links = topo.links
+    lasts = trees.get(("ecmp-last", dst))
+    if lasts is None:
+        lasts = tuple(sorted({links[i].src for i in _in_links(topo)[dst]
+                              if links[i].up and links[i].src >= n}))
+        trees[("ecmp-last", dst)] = lasts
+    if not lasts:
+        return None
+    table = _switch_distances(topo, lasts)
+    first: list[int] = []
+    best = None
+    for lk in topo.out_links(src):  # the host's own hop: toward the nearest switch
+        if lk.dst == dst:
+            return None  # a direct link: the per-destination walk handles it
+        d = table.get(lk.dst) if lk.dst >= n else None
+        if d is None:
+            continue
+        if best is None or d < best:
+            best, first = d, [lk.id]
+        elif d == best:
+            first.append(lk.id)
+    if best is None:
+        return None
+    options = first
+    path: list[int] = []
+    node = src
+    while True:
+        pick = options[0] if len(options) == 1 else options[
+            ecmp_hash(src, dst, flow, seed, len(path)) % len(options)]
+        path.append(pick)
+        node = links[pick].dst
+        if node == dst:
+            return tuple(path)
+        key = ("ecmp-opt", node, lasts) if table[node] else ("ecmp-opt", node, dst)
+        options = trees.get(key)
+        if options is None:
+            here = table[node]
+            if here:
+                options = [lk.id for lk in topo.out_links(node)
+                           if lk.dst >= n and table.get(lk.dst) == here - 1]
+            else:
+                options = [lk.id for lk in topo.out_links(node) if lk.dst == dst]
+            trees[key] = options
+        if not options or not all(links[i].up for i in options):
+            return None  # a link changed without invalidate_routes(): walk afresh
+
+
+def _switch_distances(topo: Topology, lasts: tuple[int, ...]) -> dict[int, int]:
+    """Hop distance over up switch-to-switch links from every switch that reaches one of
+    ``lasts`` to the nearest of them (0 at ``lasts``); cached per last-hop switch set."""
+    trees = cast(dict[Any, Any], topo._trees)
+    key = ("ecmp-sw", lasts)
+    table = trees.get(key)
+    if table is None:
+        into = _in_links(topo)
+        links = topo.links
+        n = topo.num_npus
+        table = dict.fromkeys(lasts, 0)
+        frontier = list(lasts)
+        depth = 0
+        while frontier:
+            depth += 1
+            nxt: list[int] = []
+            for node in frontier:
+                for link_id in into[node]:
+                    link = links[link_id]
+                    if link.up and link.src >= n and link.src not in table:
+                        table[link.src] = depth
+                        nxt.append(link.src)
+            frontier = nxt
+        trees[key] = table
+    return cast(dict[int, int], table)
 
 
 def _in_links(topo: Topology) -> list[list[int]]:

@@ -13,31 +13,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from astra_bridge.configs import AstraConfigError
-from astra_bridge.crosscheck import ENV_BINARY, crosscheck, find_binary
-from astra_bridge.export import ExportError
-from astra_bridge.inputs import load_inputs
-from astra_bridge.report import from_result
 from collectives import CollectiveError
 from des import __version__
 from des.app import cli_tools
 from des.app.cli_tools import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, check_writable
 from des.app.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
 from des.app.plots import PlotError
-from des.app.render import (
-    render,
-    render_astra_terms,
-    render_crosscheck,
-    render_sweep,
-)
-from des.app.sweep import run_sweep
-from des.app.sweep_exec import LocalExecutor
-from des.app.sweep_load import load_sweep
-from des.app.sweep_results import write_table
+from des.app.render import render
 from des.app.workload_kinds import evaluate
 from des.core.graph import GraphError
 from des.core.results import Result, write_chrome_trace, write_json, write_links_csv
@@ -53,11 +39,17 @@ from des.sim.backends import (
 from topologies import TopologyError
 from workloads.parallel import ParallelError
 
+# The AstraSim bridge (protobuf, Chakra), the sweep machinery and rich's progress bars are
+# imported inside the commands that use them: together they cost more start-up time than a
+# small ``des simulate`` run. Their error types join BAD_INPUT once their module is loaded (an
+# error cannot be raised by a module that was never imported): see _bad_input().
 BAD_INPUT = (  # SchemaError covers ConfigError, SweepError, HardwareError, UnitError, ...
-    AstraConfigError, ExportError, PlotError, SchemaError, GraphError, TopologyError,
+    PlotError, SchemaError, GraphError, TopologyError,
     BackendError, *RUN_ERRORS, CollectiveError, ParallelError,
     FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
 )
+LAZY_BAD_INPUT = (("astra_bridge.configs", "AstraConfigError"),
+                  ("astra_bridge.export", "ExportError"))
 BACKEND_HELP = "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
 
 
@@ -188,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "model":
             return cli_tools.model_import(args, console)
         return _simulate(args, console)
-    except BAD_INPUT as err:
+    except _bad_input() as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -201,7 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def _bad_input() -> tuple[type[BaseException], ...]:
+    """BAD_INPUT plus the lazily imported modules' input errors, for those already loaded."""
+    lazy = tuple(getattr(sys.modules[module], name) for module, name in LAZY_BAD_INPUT
+                 if module in sys.modules)
+    return BAD_INPUT + lazy
+
+
 def _astra_scenario(args: argparse.Namespace) -> tuple[Scenario, str]:
+    from astra_bridge.inputs import load_inputs  # protobuf/Chakra: only for AstraSim inputs
+
     missing = [flag for flag, value in (("--system-configuration", args.system_configuration),
                                         ("--network-configuration", args.network_configuration))
                if value is None]
@@ -256,6 +257,9 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         if evaluation.report is not None and evaluation.kind.render is not None:
             evaluation.kind.render(evaluation.report, console)
         if astra_model is not None:
+            from astra_bridge.report import from_result
+            from des.app.render import render_astra_terms
+
             render_astra_terms(from_result(result), console,
                                "Per rank in AstraSim's terms (ns)")
     for path, write in targets:
@@ -272,6 +276,14 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _sweep(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from des.app.render import render_sweep
+    from des.app.sweep import run_sweep
+    from des.app.sweep_exec import LocalExecutor
+    from des.app.sweep_load import load_sweep
+    from des.app.sweep_results import write_table
+
     sweep = load_sweep(args.sweep)
     out = args.out or Path("sweeps") / sweep.name
     if args.executor == "dask":
@@ -308,6 +320,9 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
 
 
 def _crosscheck(args: argparse.Namespace, console: Console) -> int:
+    from astra_bridge.crosscheck import ENV_BINARY, crosscheck, find_binary
+    from des.app.render import render_crosscheck
+
     scenario = load_scenario(args.scenario)
     binary = find_binary(args.astra_bin)
     check = crosscheck(scenario.graph, scenario.topology, args.out, options=scenario.options,
@@ -335,7 +350,7 @@ class _LazyProgress:
         self.console = console
         self.enabled = enabled
         self.started = time.perf_counter()
-        self.bar: Progress | None = None
+        self.bar: Any = None  # a rich Progress, imported when it first appears
         self.task = None
 
     def __call__(self, done: int, total: int) -> None:
@@ -344,6 +359,8 @@ class _LazyProgress:
         if self.bar is None:
             if time.perf_counter() - self.started < 0.5:
                 return
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
             self.bar = Progress(TextColumn("simulating"), BarColumn(),
                                 TextColumn("{task.completed}/{task.total} nodes"),
                                 TimeElapsedColumn(), console=self.console, transient=True)

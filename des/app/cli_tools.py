@@ -13,17 +13,19 @@ from rich.console import Console
 from des.app.config import ConfigError
 from des.app.render import render_topology
 from des.core.units import parse_bandwidth, parse_time
-from topologies.analysis import summary
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
-from workloads.hf_config import from_hf_config
-from workloads.models import ModelConfigError, model_to_yaml
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def model_import(args: argparse.Namespace, console: Console) -> int:
     """``des model import``: a HuggingFace config.json as des model YAML."""
+    # The model code is imported here, not at module level: every ``des`` run imports this
+    # module and only ``des model import`` needs it.
+    from workloads.hf_config import from_hf_config
+    from workloads.models import ModelConfigError, model_to_yaml
+
     path: Path = args.config
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -86,6 +88,8 @@ def topo(args: argparse.Namespace, console: Console) -> int:
             console.print(f"{topo.name}: {args.src} -> {args.dst} in {len(path)} hops: "
                           + " -> ".join(names))
         return EXIT_OK
+    from topologies.analysis import summary  # networkx: only ``topo show`` needs it
+
     info = summary(topo)
     if args.json:
         console.print_json(data=info)

@@ -16,12 +16,14 @@ its time.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from des.core.hardware import GpuSpec
 from des.core.results import Result, intersection_length, merge_intervals
-from workloads.inference import InferenceWorkload
-from workloads.llm import TrainingWorkload
+
+if TYPE_CHECKING:  # for annotations only: the LLM builders load only for LLM scenarios
+    from workloads.inference import InferenceWorkload
+    from workloads.llm import TrainingWorkload
 
 COMPUTE = ("fwd", "bwd", "recompute", "optimizer")
 COMM = ("tp", "cp", "ep", "pp", "dp")

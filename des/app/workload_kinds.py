@@ -37,7 +37,6 @@ from des.app import workload_parsers as parsers
 from des.app.llm_report import inference_report, training_report
 from des.app.render import render_gemm, render_inference, render_llm
 from des.core.results import Result
-from workloads.gemm import gemm_report
 
 if TYPE_CHECKING:  # des.app.config dispatches through this module; it is imported for types
     from des.app.config import Scenario
@@ -162,6 +161,8 @@ def _inference_report(result: Result, scenario: Scenario) -> Report:
 
 
 def _gemm_report(result: Result, scenario: Scenario) -> Report:
+    from workloads.gemm import gemm_report  # the GEMM workload: only for GEMM scenarios
+
     hw = scenario.hardware
     peak = hw.peak_flops[hw.default_dtype] * 1e9 if hw is not None else None
     return gemm_report(result, scenario.workload, peak)

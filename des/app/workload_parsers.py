@@ -9,7 +9,7 @@ A parser is ``parse(section, num_ranks, name) -> EventGraph | (EventGraph, built
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collectives import CollectiveError, check_algorithm
 from des.app.sections import ConfigError, Section, ranks
@@ -18,11 +18,13 @@ from des.core.graph import CollectiveType, EventGraph
 from des.core.hardware import DEFAULT_DTYPE_BYTES
 from topologies.base import Topology
 from workloads import CollectiveSpec, collective_sequence, data_parallel_step
-from workloads.gemm import SHARDS, build_gemm
-from workloads.inference import InferenceConfig, build_inference
-from workloads.llm import build_training
-from workloads.models import ModelConfig, load_model, model_from_dict
-from workloads.parallel import ParallelConfig, ParallelError
+from workloads.parallel import ParallelConfig, ParallelError  # cheap; the CLI needs the error
+
+# The GEMM and LLM builders are imported by the parsers of their kinds, not here: every
+# scenario loads this module, and a collectives scenario should not pay for the LLM code.
+if TYPE_CHECKING:
+    from workloads.inference import InferenceConfig
+    from workloads.models import ModelConfig
 
 _show = schema.show
 _positive_int = schema.positive_int
@@ -112,12 +114,18 @@ def parse_data_parallel_step(sec: Section, num_ranks: int, name: str) -> EventGr
     return graph
 
 
+def _models() -> Any:
+    from workloads import models  # model presets and YAML: only LLM kinds read them
+
+    return models
+
+
 def _model(value: Any, where: str) -> ModelConfig:
     try:
         if isinstance(value, str):
-            return load_model(value)
+            return _models().load_model(value)
         if isinstance(value, Mapping):
-            return model_from_dict(value, where)
+            return _models().model_from_dict(value, where)
     except ValueError as err:
         msg = str(err)
         raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
@@ -168,6 +176,8 @@ def parse_llm_training(sec: Section, num_ranks: int, name: str,
     seq = sec.get("seq", _positive_int, default=None)
     par = sec.get("parallel", lambda v, w: _parallel(v, w, seq))
     sec.finish()
+    from workloads.llm import build_training  # the LLM builder: only for this kind
+
     try:
         workload = build_training(model, par, num_ranks, topology, symmetric)
     except ParallelError as err:
@@ -183,6 +193,8 @@ _INFERENCE_KEYS = {
 
 
 def _inference(value: Any, where: str) -> InferenceConfig:
+    from workloads.inference import InferenceConfig
+
     sec = Section(value, where)
     kwargs = {}
     for key, parse in _INFERENCE_KEYS.items():
@@ -199,6 +211,8 @@ def _inference(value: Any, where: str) -> InferenceConfig:
 
 def parse_llm_inference(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
     """``kind: llm_inference``: prefill and decode of one request batch."""
+    from workloads.inference import InferenceConfig, build_inference  # only for this kind
+
     model = sec.get("model", _model)
     cfg = sec.get("parallel", _inference, default=None) or InferenceConfig()
     sec.finish()
@@ -211,6 +225,8 @@ def parse_llm_inference(sec: Section, num_ranks: int, name: str) -> tuple[EventG
 
 def parse_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
     """``kind: gemm``: one distributed GEMM, ``m x k @ k x n`` sharded over ``tp`` ranks."""
+    from workloads.gemm import SHARDS, build_gemm  # only for this kind
+
     m, n, k = (sec.get(key, _positive_int) for key in ("m", "n", "k"))
     tp = sec.get("tp", _positive_int, default=num_ranks)
     shard = sec.choice("shard", list(SHARDS))

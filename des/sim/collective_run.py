@@ -99,9 +99,17 @@ class CollectiveRun:
         self.chunks, self.chunk_bytes = chunk_layout(
             inst.collective, inst.nbytes, len(members), model.topology.num_npus, opts.chunks,
             opts.chunking, opts.chunk_bytes)
-        self.plan: CollectivePlan = make_plan(
-            inst.collective, members, self.chunk_bytes, plan_algorithm, dims=dims,
-            root=inst.root, options=opts.plan_options)
+        # A step program depends only on this key; the same collective recurs every layer,
+        # so it is built once per model (plans are read-only once built).
+        plan_options = opts.plan_options
+        key = (inst.collective, members, self.chunk_bytes, plan_algorithm,
+               None if dims is None else tuple(dims), inst.root, plan_options)
+        plan = model.plans.get(key)
+        if plan is None:
+            plan = model.plans[key] = make_plan(
+                inst.collective, members, self.chunk_bytes, plan_algorithm, dims=dims,
+                root=inst.root, options=plan_options)
+        self.plan: CollectivePlan = plan
         self.limit = opts.chunks_in_flight
         self.endpoint = opts.endpoint_delay_ns
         self.wait_for_sends = opts.sends_complete_collective

@@ -103,6 +103,7 @@ class ContendedModel:
         self._symmetries: dict[tuple, Symmetry | None] = {}
         self.closed_form_spans = 0  # folded collectives timed in closed form (no symmetry)
         self._recording: dict[int, tuple] = {}  # run id -> shape it is recording
+        self.plans: dict[tuple, CollectivePlan] = {}  # step programs, built once per shape
 
     def attach(self, runtime: Runtime) -> None:
         """Keep the runtime's graph and algorithms; start the timed-fault processes."""

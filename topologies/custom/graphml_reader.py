@@ -9,11 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import cast
-from xml.etree.ElementTree import Element, ParseError
-
-import defusedxml
-import defusedxml.ElementTree
+from typing import TYPE_CHECKING, cast
 
 from topologies.base import Topology, TopologyError, shortest_path_router
 from topologies.custom.common import (
@@ -24,6 +20,9 @@ from topologies.custom.common import (
 )
 from topologies.fattree import ecmp_router
 from topologies.meta import CustomLayout
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 __all__ = ["from_graphml"]
 
@@ -53,6 +52,13 @@ def from_graphml(path: str | os.PathLike[str], *, routing: str = "shortest_path"
         data = Path(source).read_bytes()
     except OSError as err:
         raise TopologyError(f"{source}: cannot read: {err}") from None
+    # Imported here: the XML stack is only needed when a GraphML file is read, and
+    # topologies is imported on every start-up.
+    from xml.etree.ElementTree import ParseError
+
+    import defusedxml
+    import defusedxml.ElementTree
+
     try:
         root = defusedxml.ElementTree.fromstring(data)
     except defusedxml.DefusedXmlException as err:
