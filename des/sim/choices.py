@@ -18,7 +18,8 @@ class ModelError(RuntimeError):
 
 def logical_dims(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...] | None:
     """The group's dimensions when it spans a grid or hierarchical topology in id order."""
-    if group != tuple(range(topology.num_npus)):
+    if len(group) != topology.num_npus or group[0] != 0 or group[-1] != len(group) - 1 \
+            or group != tuple(range(topology.num_npus)):
         return None
     dims = topology.info.dims
     return tuple(dims) if dims else None
