@@ -74,9 +74,12 @@ def estimate_cost(point: SweepPoint) -> tuple[str, float]:
 T = TypeVar("T")
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the sweep, which stops them itself (no tracebacks)."""
+def _worker_signals() -> None:
+    """Pool workers leave Ctrl-C to the sweep, which stops them itself, and die quietly on
+    SIGTERM (a forked worker would otherwise inherit the command's SIGTERM handler and print
+    a traceback when the sweep terminates it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -128,7 +131,7 @@ class LocalExecutor:
             return
         if not points:
             return
-        pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint)
+        pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_signals)
         futures = [pool.submit(fn, p, *args) for p in points]  # started first come first
         try:
             for future in as_completed(futures, timeout=_remaining(deadline)):
