@@ -1,7 +1,9 @@
 """Command line: parse arguments, load, run, render with rich. Thin on purpose.
 
 Exit codes: 0 success; 2 bad input (scenario, graph, topology, hardware, units, or a graph that
-deadlocks), with a one-paragraph message and no traceback; 1 an internal error.
+deadlocks; a sweep whose points are all invalid), with a one-paragraph message and no
+traceback; 1 an internal error; 3 a sweep stopped by its timeout, Ctrl-C or SIGTERM before every
+point finished (what finished is written; see :mod:`des.app.cli_sweep`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from rich.console import Console
 
 from collectives import CollectiveError
 from des import __version__
-from des.app import cli_tools
+from des.app import cli_sweep, cli_tools
 from des.app.cli_tools import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, check_writable
 from des.app.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
 from des.app.plots import PlotError
@@ -126,23 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser(
         "sweep", help="run a design-space sweep: every point of its axes, ranked",
         description="Run every point of a sweep file (or bundled sweep), stream results to "
-                    "DIR/points.jsonl (a rerun resumes), write results.csv/json and rank.")
-    sweep.add_argument("sweep", help="sweep YAML file or bundled sweep name")
-    sweep.add_argument("--out", type=Path, metavar="DIR",
-                       help="results folder (default sweeps/<name>)")
-    sweep.add_argument("--backend", choices=backend_names(),
-                       help="override the sweep's backend (analytical: fast first pass); "
-                            + BACKEND_HELP)
-    sweep.add_argument("--executor", choices=["local", "dask"], default="local",
-                       help="local process pool (default) or a Dask cluster")
-    sweep.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
-    sweep.add_argument("--scheduler", metavar="ADDRESS",
-                       help="Dask scheduler to connect to (default: a local cluster)")
-    sweep.add_argument("--top", type=int, default=10, metavar="N", help="ranking rows")
-    sweep.add_argument("--plots", action="store_true",
-                       help="time vs strategy and Pareto front PNGs (plot extra)")
-    sweep.add_argument("--compare", metavar="AXIS",
-                       help="also plot iteration time across the values of AXIS (plot extra)")
+                    "DIR/points.jsonl (a rerun resumes), write results.csv/json and rank. "
+                    "Exit 3 when stopped (--timeout, Ctrl-C) before every point finished.")
+    cli_sweep.add_arguments(sweep, BACKEND_HELP)
 
     cross = sub.add_parser(
         "crosscheck", help="run a scenario in des and in AstraSim on the same inputs",
@@ -176,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "crosscheck":
             return _crosscheck(args, console)
         if args.command == "sweep":
-            return _sweep(args, console)
+            return cli_sweep.run(args, console)
         if args.command == "model":
             return cli_tools.model_import(args, console)
         return _simulate(args, console)
@@ -272,50 +260,6 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         draw_link_heatmap(scenario.topology, result, args.plot_links)
         if not args.quiet:
             console.print(f"wrote {args.plot_links}")
-    return EXIT_OK
-
-
-def _sweep(args: argparse.Namespace, console: Console) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from des.app.render import render_sweep
-    from des.app.sweep import run_sweep
-    from des.app.sweep_exec import LocalExecutor
-    from des.app.sweep_load import load_sweep
-    from des.app.sweep_results import write_table
-
-    sweep = load_sweep(args.sweep)
-    out = args.out or Path("sweeps") / sweep.name
-    if args.executor == "dask":
-        from des.app.sweep_dask import DaskExecutor
-
-        executor = DaskExecutor(args.scheduler, workers=args.workers)
-    else:
-        executor = LocalExecutor(args.workers)
-    points = len(sweep.points())
-    console.print(f"sweep [bold]{sweep.name}[/]: {points} points, backend "
-                  f"{args.backend or sweep.backend}, executor {executor.name}, results in {out}",
-                  highlight=False)
-    with Progress(TextColumn("points"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("sweep", total=points)
-        results = run_sweep(sweep, out, executor=executor, backend=args.backend,
-                            progress=lambda done, total: bar.update(task, completed=done))
-    csv_path, json_path = write_table(results, out)
-    render_sweep(sweep, results, console, args.top)
-    console.print(f"wrote {csv_path} and {json_path}")
-    if args.plots:
-        from des.app.sweep_plots import pareto, time_vs_strategy
-
-        for path in (time_vs_strategy(results, out / "time_vs_strategy.png"),
-                     pareto(results, out / "pareto.png", memory_limit=sweep.memory_limit)):
-            console.print(f"wrote {path}")
-    if args.compare:
-        from des.app.sweep_plots import compare
-
-        path = compare(results, out / f"compare_{args.compare.rsplit('.', 1)[-1]}.png",
-                       by=args.compare)
-        console.print(f"wrote {path}")
     return EXIT_OK
 
 

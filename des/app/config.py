@@ -75,15 +75,27 @@ _probability = schema.probability
 def build_topology(sec: Section, base: Path | None = None) -> Topology:
     """``topology:`` -> Topology: a registered kind (:mod:`topologies.registry`) and its
     parameters, each read by the kind's parser for it, or ``kind: custom`` with a file."""
+    kind, params = topology_params(sec, base)
+    if kind == "custom":
+        try:
+            return parse_spec(str(params["file"]))
+        except TopologyError as err:
+            raise ConfigError(f"{sec.where('file')}: {err}") from None
+    try:
+        return build_topology_kind(kind, params)
+    except TopologyError as err:
+        raise ConfigError(f"{sec.path}: {err}") from None
+
+
+def topology_params(sec: Section, base: Path | None = None) -> tuple[str, dict[str, Any]]:
+    """``topology:`` read and checked but not built: its kind and converted parameters
+    (``custom`` with the resolved ``file``)."""
     kind = sec.choice("kind", [*topology_kinds(), "custom"])
     if kind == "custom":
         file = sec.get("file", _text)
         sec.finish()
-        path = Path(file) if Path(file).is_absolute() else (base or Path.cwd()) / file
-        try:
-            return parse_spec(str(path))
-        except TopologyError as err:
-            raise ConfigError(f"{sec.where('file')}: {err}") from None
+        return kind, {"file": Path(file) if Path(file).is_absolute()
+                      else (base or Path.cwd()) / file}
     entry = get_topology_kind(kind)
     params: dict[str, Any] = {}
     for key in entry.params:
@@ -94,10 +106,7 @@ def build_topology(sec: Section, base: Path | None = None) -> Topology:
             if value is not None:
                 params[key] = value
     sec.finish()
-    try:
-        return build_topology_kind(kind, params)
-    except TopologyError as err:
-        raise ConfigError(f"{sec.path}: {err}") from None
+    return kind, params
 
 
 def _cable_value(value: Any, where: str) -> tuple[int, int]:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from des.app.sweep_exec import run_point
+from des.app.sweep_exec import estimate_cost, run_point
 from des.app.sweep_types import PointResult, SweepError, SweepPoint
 
 INSTALL_HINT = "pip install 'des[cluster]'"
@@ -57,11 +58,28 @@ class DaskExecutor:
         self.address = address
         self.workers = workers
         self.client = client
+        self._open: contextlib.ExitStack | None = None
+        self._active: Any = None
+
+    def __enter__(self) -> DaskExecutor:
+        """Keep one client (and local cluster) for several calls, e.g. a sweep's estimates and
+        its runs; closed on exit."""
+        self._open = contextlib.ExitStack()
+        self._active = self._open.enter_context(self._session())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stack, self._open, self._active = self._open, None, None
+        if stack is not None:
+            stack.close()
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[Any]:
         """A client for one run; closes what it started (never a client it was given)."""
         dd = _distributed()
+        if self._active is not None:
+            yield self._active
+            return
         if self.client is not None:
             yield self.client
             return
@@ -79,25 +97,45 @@ class DaskExecutor:
                 client = stack.enter_context(dd.Client(cluster))
             yield client
 
-    def run(self, points: list[SweepPoint], backend: str, constraints: list[str]
-            ) -> Iterator[PointResult]:
-        """Results as they finish (not in point order). A point whose task keeps killing its
-        workers (a crash, the OS's out-of-memory killer) becomes an ``error`` result; any other
-        failure (a lost scheduler) is raised, and a rerun resumes from what was recorded."""
+    def run(self, points: list[SweepPoint], backend: str, constraints: list[str],
+            deadline: float | None = None) -> Iterator[PointResult]:
+        """Results as they finish (not in point order), points prioritised in the order given.
+        A point whose task keeps killing its workers (a crash, the OS's out-of-memory killer)
+        becomes an ``error`` result; any other failure (a lost scheduler) is raised, and a rerun
+        resumes from what was recorded. At ``deadline`` (or when the caller stops) the rest is
+        cancelled; a local cluster is closed with its workers, a running scheduler is asked to
+        cancel (a task already running there may finish on its own, unrecorded)."""
+        killed = _distributed().KilledWorker
+        for point, outcome in self._map(run_point, points, (backend, constraints), deadline):
+            if isinstance(outcome, killed):
+                yield PointResult(point.key, point.index, point.values, "error",
+                                  f"KilledWorker: {outcome}")
+            else:
+                yield outcome
+
+    def estimate(self, points: list[SweepPoint], deadline: float | None = None
+                 ) -> Iterator[tuple[str, float]]:
+        """Each point's ``(key, cost)`` (:func:`~des.app.sweep_exec.estimate_cost`)."""
+        for point, outcome in self._map(estimate_cost, points, (), deadline):
+            yield outcome if isinstance(outcome, tuple) else (point.key, 0.0)
+
+    def _map(self, fn: Any, points: list[SweepPoint], args: tuple[Any, ...],
+             deadline: float | None) -> Iterator[tuple[SweepPoint, Any]]:
         if not points:
             return
         dd = _distributed()
         killed = dd.KilledWorker
         with self._session() as client:
-            futures = {client.submit(run_point, point, backend, constraints, pure=False): point
-                       for point in points}
+            futures = {client.submit(fn, point, *args, pure=False, priority=len(points) - i):
+                       point for i, point in enumerate(points)}
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                for future in dd.as_completed(list(futures)):
+                for future in dd.as_completed(list(futures), timeout=timeout):
                     try:
-                        yield future.result()
+                        yield futures[future], future.result()
                     except killed as err:
-                        point = futures[future]
-                        yield PointResult(point.key, point.index, point.values, "error",
-                                          f"KilledWorker: {err}")
-            finally:  # stopped early (an error, or the caller closed us): drop the rest
-                client.cancel(list(futures))
+                        yield futures[future], err
+            except TimeoutError:
+                return
+            finally:  # stopped early (an error, a deadline, or the caller closed us)
+                client.cancel(list(futures), force=True)

@@ -61,7 +61,7 @@ def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
 
 
 _SWEEP_KEYS = ("name", "description", "base", "axes", "groups", "constraints", "memory_limit",
-               "backend", "derive")
+               "backend", "derive", "timeout")
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -78,6 +78,28 @@ def _axis_values(value: Any, where: str) -> list[Any]:
         repeated = next(v for v, t in zip(value, seen, strict=True) if seen.count(t) > 1)
         raise SweepError(f"{where}: value {short(repeated)} appears more than once")
     return value
+
+
+def _timeout(value: Any, where: str) -> float:
+    """Seconds from ``2 h``, ``30 min``, ``90 s`` (any time unit) or a bare number of seconds."""
+    from des.core import units
+
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SweepError(f"{where}: expected a duration like '30 min' or seconds, "
+                         f"got {show(value)}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        number, _, unit = value.strip().partition(" ")
+        scale = {"min": 60.0, "h": 3600.0}.get(unit.strip())
+        try:
+            seconds = float(number) * scale if scale else units.parse_time(value, where) / 1e9
+        except ValueError as err:
+            raise SweepError(f"{where}: expected a duration like '30 min', '2 h', '90 s' or "
+                             f"seconds: {err}") from None
+    if not seconds > 0:
+        raise SweepError(f"{where}: must be > 0, got {show(value)}")
+    return seconds
 
 
 def _expression(value: Any, where: str) -> str:
@@ -125,6 +147,8 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
         _expression, expected="a mapping of scenario keys to expressions")), default=None) or {}
     memory_limit = sec.get("memory_limit", optional(units.parse_size), default=None)
     backend = sec.choice("backend", backend_names(), default=DEFAULT_BACKEND, what="backend")
+    timeout = sec.get("timeout", optional(_timeout), default=None)
     sec.finish()
-    return Sweep(name, base, dict(axes), groups, constraints, memory_limit, backend, derive)
+    return Sweep(name, base, dict(axes), groups, constraints, memory_limit, backend, derive,
+                 timeout)
 

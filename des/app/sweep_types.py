@@ -41,3 +41,37 @@ class PointResult:
             row[f"result.{key}" if key in row else key] = value
         return row
 
+
+
+class SweepRun(list[PointResult]):
+    """The results of :func:`~des.app.sweep.run_sweep` in point order (a list, as before),
+    and how the run ended: ``total`` points in the sweep, ``cut_off`` valid points that never
+    finished because the run stopped, and ``stopped`` -- "" when it ran to the end, else
+    "timeout" or "interrupted" (rerunning resumes from ``points.jsonl``)."""
+
+    def __init__(self, results: list[PointResult], *, total: int, cut_off: int = 0,
+                 stopped: str = "") -> None:
+        super().__init__(results)
+        self.total = total
+        self.cut_off = cut_off
+        self.stopped = stopped
+
+    @property
+    def complete(self) -> bool:
+        """Every point has a result."""
+        return not self.stopped and not self.cut_off
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where a running sweep is, for a progress bar. ``phase`` is "estimating" (working out
+    each point's cost) or "running"; ``done``/``total`` count this run's points (resumed ones
+    are in ``resumed``), ``cost_done``/``cost_total`` weigh them by their estimated cost, so a
+    time-left estimate from the cost rate is not misled by cheap points finishing first."""
+
+    phase: str
+    done: int
+    total: int
+    cost_done: float
+    cost_total: float
+    resumed: int = 0
