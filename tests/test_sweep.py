@@ -469,3 +469,11 @@ def test_sweep_plots_without_matplotlib_raise_plot_error(monkeypatch, tmp_path):
 
     with pytest.raises(PlotError, match=r"des\[plot\]"):
         time_vs_strategy([fake(0, {TP: 1}, 1.0)], tmp_path / "t.png")
+
+
+def test_rerunning_a_sweep_with_another_backend_does_not_reuse_its_results(tmp_path):
+    sweep = make_sweep(RING_BASE, {"network.chunks": [1, 2]})
+    first = run_sweep(sweep, tmp_path, executor=LocalExecutor(1), backend="analytical")
+    second = run_sweep(sweep, tmp_path, executor=LocalExecutor(1), backend="simpy")
+    assert {r.key for r in first}.isdisjoint({r.key for r in second})
+    assert [r.metrics["backend"] for r in second] == ["simpy", "simpy"]

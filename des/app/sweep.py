@@ -78,8 +78,13 @@ class Sweep:
     timeout: float | None = None  # seconds
     _npus: Any = field(default=None, init=False, repr=False, compare=False)
 
-    def points(self) -> list[SweepPoint]:
-        """Every combination, in axis order (the first axis varies slowest)."""
+    def points(self, backend: str | None = None) -> list[SweepPoint]:
+        """Every combination, in axis order (the first axis varies slowest); keys depend on
+        the ``backend`` that runs them (default: the sweep's), so results of one backend are
+        never taken for another's when a sweep is rerun on the same folder."""
+        fingerprint = self.fingerprint()
+        if (backend or self.backend) != self.backend:
+            fingerprint += f"|backend={backend}"
         names = list(self.axes)
         out = []
         for index, combo in enumerate(itertools.product(*(self.axes[n] for n in names))):
@@ -92,8 +97,7 @@ class Sweep:
                 else:
                     set_path(scenario, axis, value)
             scenario["name"] = f"{self.name}#{index}"
-            out.append(SweepPoint(index, point_key(values, self.fingerprint()), values,
-                                  scenario))
+            out.append(SweepPoint(index, point_key(values, fingerprint), values, scenario))
         return out
 
     def fingerprint(self) -> str:
@@ -199,7 +203,7 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike[str], *, executor: Any = None
     executor = executor or LocalExecutor()
     timeout = sweep.timeout if timeout is None else timeout
     deadline = None if timeout is None else time.monotonic() + timeout
-    points = sweep.points()
+    points = sweep.points(backend)
     done = load_done(out)
     resumed = sum(1 for p in points if p.key in done)
     path = results_path(out)
