@@ -33,6 +33,19 @@ def render(name: str, description: str, links: int, result: Result, console: Con
     if faults:
         console.print(f"faults: {', '.join(faults)}; {meta['reroutes']} messages rerouted "
                       "mid-flight", highlight=False)
+    folded, mirrored = meta.get("folded"), meta.get("mirrored_messages", 0)
+    if folded:
+        how = ("exact: every link of an orbit simulated once, "
+               f"{folded.get('replayed_collectives', 0)} recurring collectives replayed"
+               if folded["exact"] else
+               "[yellow]not exact[/]: the topology breaks the symmetry, so "
+               f"{folded['closed_form_collectives']} folded collectives were closed-form")
+        reps = sum(1 for st in result.ranks.values() if st.represented_by is None)
+        console.print(f"folded {'+'.join(folded['axes'])}: {reps} ranks simulated for "
+                      f"{len(result.ranks)} ({how})", highlight=False)
+    elif mirrored:
+        console.print(f"lockstep: {mirrored:,} of {meta['messages']:,} messages mirrored from "
+                      "a representative rank (exact)", highlight=False)
     console.print(f"[bold green]makespan {format_time(result.makespan_ns)}[/]")
 
     worst = max(result.ranks.values(), key=lambda st: st.finished_ns, default=None)
