@@ -28,11 +28,12 @@ from des.sim.choices import logical_dims
 from des.sim.clock import SimPyClock
 from des.sim.collective_run import ClosedFormCollective, CollectiveRun, chunk_layout
 from des.sim.costs import MessageCost
+from des.sim.flows import Flow, Train, TrainRecording
 from des.sim.folded import FoldedRouting, ReplayedCollective
 from des.sim.lockstep import Symmetry, find_symmetry, fold_matches
 from des.sim.options import EngineOptions
 from des.sim.runtime import Runtime, SimulationError
-from des.sim.transport import Message, Transport
+from des.sim.transport import Transport
 from topologies.base import Topology, TopologyError
 from topologies.faults import LinkFault, fault_links, set_fault
 from topologies.symmetry import LinkOrbits
@@ -40,45 +41,6 @@ from topologies.symmetry import LinkOrbits
 log = logging.getLogger(__name__)
 
 __all__ = ["ContendedModel", "EngineOptions", "SimulationError", "Simulator", "simulate"]
-
-
-class _P2PFlow:
-    """One send in flight: chunks of at most ``p2p_chunk_bytes``, at most ``p2p_window`` of them
-    undelivered at a time; the next chunk leaves when one is delivered (credit return is taken
-    as instantaneous). The send completes when its last byte has arrived."""
-
-    __slots__ = ("chunk", "delivered", "landed", "node", "offset", "transport", "window")
-
-    def __init__(self, model: ContendedModel, node: Node, landed: Callable[[], None]) -> None:
-        self.transport = model.transport
-        self.node = node
-        self.landed = landed
-        self.chunk = model.options.p2p_chunk_bytes
-        self.window = model.options.p2p_window
-        self.offset = 0.0
-        self.delivered = 0.0
-
-    def start(self) -> None:
-        if self.node.nbytes == 0:  # an empty message still crosses the route
-            self.transport.send(self.node.rank, self.node.peer, 0.0, self._arrived)
-            return
-        for _ in range(self.window):
-            self._send_next()
-
-    def _send_next(self) -> None:
-        size = min(self.chunk, self.node.nbytes - self.offset)
-        if size <= 0:
-            return
-        self.offset += size
-        self.transport.send(self.node.rank, self.node.peer, size, self._arrived,
-                            tag=self.node.tag)
-
-    def _arrived(self, msg: Message) -> None:
-        self.delivered += msg.nbytes
-        if self.delivered >= self.node.nbytes:
-            self.landed()
-        else:
-            self._send_next()
 
 
 class ContendedModel:
@@ -104,6 +66,9 @@ class ContendedModel:
         self.closed_form_spans = 0  # folded collectives timed in closed form (no symmetry)
         self._recording: dict[int, tuple] = {}  # run id -> shape it is recording
         self.plans: dict[tuple, CollectivePlan] = {}  # step programs, built once per shape
+        self.trains: set[Train] = set()  # lone flows moved as one event (des.sim.flows)
+        self.train_count = 0
+        self.train_recordings: dict[tuple, TrainRecording] = {}
 
     def attach(self, runtime: Runtime) -> None:
         """Keep the runtime's graph and algorithms; start the timed-fault processes."""
@@ -251,8 +216,16 @@ class ContendedModel:
         return self._cost
 
     def send(self, node: Node, pair: P2PPair, landed: Callable[[], None]) -> None:
-        """Start a windowed, chunked flow for send ``node``."""
-        _P2PFlow(self, node, landed).start()
+        """Start a windowed, chunked flow for send ``node`` (a train while its route is idle
+        and it has more chunks than its window: des.sim.flows)."""
+        opts = self.options
+        if opts.trains and node.nbytes > opts.p2p_chunk_bytes * opts.p2p_window:
+            route = self.transport.route(node.rank, node.peer, 0)
+            if Train.possible(self.transport, route, self.clock.now):
+                Train(self, route, node.rank, node.peer, node.nbytes, node.tag, landed)
+                self.train_count += 1
+                return
+        Flow(self.transport, opts, node.rank, node.peer, node.nbytes, node.tag, landed).start()
 
     def _fault_process(self, fault: LinkFault):
         """SimPy process: apply a timed fault at ``at_ns`` and lift it at ``until_ns``. Going
@@ -277,6 +250,8 @@ class ContendedModel:
             batch = getattr(run, "batch", None)
             if batch is not None:
                 batch.materialize()
+        for train in list(self.trains):
+            train.materialize()
         self._symmetries.clear()
 
     # ------------------------------------------------------------------ results
@@ -312,7 +287,8 @@ class ContendedModel:
         simulated = t.messages - t.mirrored_messages
         out = {"messages": t.messages * count, "hops": t.hops * count,
                "reroutes": t.reroutes * count,
-               "mirrored_messages": t.messages * count - simulated}
+               "mirrored_messages": t.messages * count - simulated,
+               "trains": self.train_count}
         if self.fold is not None:
             out["folded"] = {"axes": list(self.fold.axes), "copies": count,
                              "exact": self.orbits is not None and not self.closed_form_spans,

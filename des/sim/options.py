@@ -66,7 +66,8 @@ class EngineOptions:
     ``lockstep`` lets symmetric collectives run as one representative rank where that is
     provably exact (:mod:`des.sim.lockstep`); False simulates every message.
     ``replay`` lets a folded graph's recurring collectives replay their first run where that
-    is provably exact (:mod:`des.sim.folded`).
+    is provably exact (:mod:`des.sim.folded`). ``trains`` moves a lone send on an idle route
+    as one event until something else shares its links (:mod:`des.sim.flows`).
     """
 
     transport: TransportMode = TransportMode.CUT_THROUGH
@@ -98,6 +99,7 @@ class EngineOptions:
     hop_model: HopModel | None = None
     lockstep: bool = True
     replay: bool = True
+    trains: bool = True
 
     def __post_init__(self) -> None:
         self.transport = TransportMode(self.transport)

@@ -35,6 +35,10 @@ from des.sim.hops import HopModel, route_summary
 from topologies.base import LinkSpec, Topology
 
 
+SAME_INSTANT_NS = 1e-6
+"""Times closer than this (ns) are one instant when counting a link's queue."""
+
+
 class Link:
     """A directed link as a FIFO server: a message occupies it for bytes / (bandwidth x derate)
     (longer in cut-through when its tail arrives late from upstream), then reaches the far end
@@ -205,7 +209,9 @@ class Transport:
         link.busy_ns += end - start
         link.messages += 1
         ends = link._ends
-        while ends and ends[0] <= now:
+        # a message that ends at the very instant another arrives has left: "the same instant"
+        # allows for float rounding (times reached by different sums, as replays and trains do)
+        while ends and ends[0] <= now + SAME_INSTANT_NS:
             ends.popleft()
         ends.append(end)
         if len(ends) > link.peak_queue:
