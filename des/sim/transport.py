@@ -34,7 +34,6 @@ from simpy.events import NORMAL
 from des.sim.hops import HopModel, route_summary
 from topologies.base import LinkSpec, Topology
 
-
 SAME_INSTANT_NS = 1e-6
 """Times closer than this (ns) are one instant when counting a link's queue."""
 
