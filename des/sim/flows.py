@@ -90,11 +90,9 @@ class _Alone:
                  src: int, dst: int, nbytes: float, tag: Any) -> None:
         self.env = simpy.Environment()
         self.transport = Transport(self.env, transport.topology, transport.hop_model,
-                                   record_activity=any(lk.activity is not None
-                                                       for lk in transport.links),
-                                   track_inflight=any(lk.inflight is not None
-                                                      for lk in transport.links),
-                                   contention=transport.contention)
+                                   record_activity=transport.record_activity,
+                                   track_inflight=transport.track_inflight,
+                                   contention=transport.contention, only=set(route))
         self.transport.route = lambda _s, _d, _f=0: route
         self.end: float | None = None
         self.flow = Flow(self.transport, options, src, dst, nbytes, tag, self._landed)

@@ -123,15 +123,19 @@ class Transport:
 
     def __init__(self, env: simpy.Environment, topology: Topology, hop_model: HopModel,
                  record_activity: bool = False, track_inflight: bool = False,
-                 contention: bool = True) -> None:
+                 contention: bool = True, only: set[int] | None = None) -> None:
         self.env = env
         self.topology = topology
         self.hop_model = hop_model
         self.contention = contention
+        self.record_activity = record_activity
+        self.track_inflight = track_inflight
         self._hop = hop_model.hop
         # where messages go: the topology's routes, or a folded graph's canonical routes
         self.route: Callable[[int, int, int], tuple[int, ...]] = topology.route
-        self.links = [Link(spec, record_activity, track_inflight) for spec in topology.links]
+        # ``only``: a private transport for a few links (a train's lone run) builds just those
+        self.links = [Link(spec, record_activity, track_inflight)
+                      if only is None or spec.id in only else None for spec in topology.links]
         self.switches = {sid: Switch(sid, lat) for sid, lat in topology.switch_latency.items()}
         self.hops = 0
         self.messages = 0
