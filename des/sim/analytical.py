@@ -66,7 +66,8 @@ class ClosedFormModel:
             members = inst.span or inst.group
             run = self.runs[inst.index] = ClosedFormCollective(
                 self.options, self.topology.num_npus, self.clock, inst,
-                self.runtime.algorithms[inst.index], logical_dims(self.topology, members),
+                self.runtime.algorithms[inst.index], logical_dims(self.topology, members,
+                                                                  not self.options.astra),
                 self.cost, self._durations)
         run.join(node.rank, done)
 

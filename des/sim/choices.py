@@ -16,13 +16,52 @@ class ModelError(RuntimeError):
     """The graph asks for something the models cannot time; names the node."""
 
 
-def logical_dims(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The group's dimensions when it spans a grid or hierarchical topology in id order."""
-    if len(group) != topology.num_npus or group[0] != 0 or group[-1] != len(group) - 1 \
-            or group != tuple(range(topology.num_npus)):
-        return None
+def logical_dims(topology: Topology, group: tuple[int, ...],
+                 subgrids: bool = True) -> tuple[int, ...] | None:
+    """The group's logical dimensions on a grid or hierarchical topology (NPU ids in mixed
+    radix over ``topology.info.dims``, dimension 0 fastest): the topology's dims for the whole
+    machine in id order; with ``subgrids``, also for a group that is a box of the grid (a
+    contiguous range of coordinates in every dimension, members in id order): the box's sides
+    longer than one. AstraSim modes pass ``subgrids=False``: AstraSim runs such a group as one
+    flat collective over its members."""
     dims = topology.info.dims
-    return tuple(dims) if dims else None
+    if not dims:
+        return None
+    n = len(group)
+    if n == topology.num_npus and group[0] == 0 and group[-1] == n - 1 \
+            and group == tuple(range(n)):
+        return tuple(dims)
+    if not subgrids or n < 2 or n > topology.num_npus:
+        return None
+    lows = list(divmod_coords(group[0], dims))
+    highs = list(divmod_coords(group[-1], dims))
+    sides = [hi - lo + 1 for lo, hi in zip(lows, highs, strict=True)]
+    if any(side < 1 for side in sides) or math.prod(sides) != n:
+        return None
+    strides = [math.prod(dims[:d]) for d in range(len(dims))]
+    expected = [sum((lo + c) * st for lo, c, st in zip(lows, box, strides, strict=True))
+                for box in _box(sides)]
+    if list(group) != expected:
+        return None
+    active = tuple(side for side in sides if side > 1)
+    return active or None
+
+
+def divmod_coords(rank: int, dims: tuple[int, ...]) -> tuple[int, ...]:
+    """``rank``'s coordinates in mixed radix over ``dims`` (dimension 0 fastest)."""
+    out = []
+    for d in dims:
+        out.append(rank % d)
+        rank //= d
+    return tuple(out)
+
+
+def _box(sides: list[int]) -> list[tuple[int, ...]]:
+    """Offsets of a box's cells in id order (dimension 0 fastest)."""
+    cells = [()]
+    for side in sides:
+        cells = [(*c, i) for i in range(side) for c in cells]
+    return cells
 
 
 def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineOptions) -> str:
@@ -38,7 +77,8 @@ def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineO
         members = inst.span or inst.group
         kind, _ = topology_hints(topology)
         name = choose_algorithm(inst.collective, len(members), inst.nbytes,
-                                topology_kind=kind, dims=logical_dims(topology, members))
+                                topology_kind=kind,
+                                dims=logical_dims(topology, members, not options.astra))
     return name
 
 

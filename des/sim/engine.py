@@ -166,7 +166,7 @@ class ContendedModel:
         if run is None:
             inst = self._instances[index]
             algorithm = self.runtime.algorithms[index]
-            dims = logical_dims(self.topology, inst.span or inst.group)
+            dims = logical_dims(self.topology, inst.span or inst.group, not self.options.astra)
             run = None
             if inst.span and self.orbits is not None:
                 run = self._folded_run(inst, algorithm, dims)
