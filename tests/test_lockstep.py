@@ -148,3 +148,22 @@ def test_ring1024_astra_reference_in_milliseconds() -> None:
     assert {s.finished_ns for s in result.ranks.values()} == {46_129_156.0}
     assert result.meta["messages"] == 2 * 1023 * 4 * 1024
     assert math.isclose(result.meta["mirrored_messages"], result.meta["messages"] * 1023 / 1024)
+
+
+def test_subgrid_groups_of_a_torus_get_dimensions_and_batch_exactly() -> None:
+    from des.sim.choices import logical_dims
+
+    torus = topo.torus3d(4, 4, 4, 50.0, 500.0)
+    assert logical_dims(torus, tuple(range(16))) == (4, 4)          # an x-y plane
+    assert logical_dims(torus, tuple(range(32))) == (4, 4, 2)       # two planes
+    assert logical_dims(torus, (0, 16, 32, 48)) == (4,)             # a z line
+    assert logical_dims(torus, (0, 2)) is None                      # not a box
+    assert logical_dims(torus, (1, 0)) is None                      # not in id order
+    assert logical_dims(torus, tuple(range(16)), subgrids=False) is None  # AstraSim modes
+    graph = EventGraph(64, "planes")
+    for z in range(4):  # four tensor-parallel planes at once, each a hierarchical all-reduce
+        graph.collective_all("all_reduce", 16 * MiB, group=list(range(16 * z, 16 * z + 16)))
+    off, on = both(lambda: topo.torus3d(4, 4, 4, 50.0, 500.0), graph)
+    assert_same(off, on)
+    assert {c.algorithm for c in on.collectives} == {"hierarchical"}
+    assert on.meta["mirrored_messages"] == on.meta["messages"] * 15 // 16
