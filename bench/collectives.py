@@ -8,8 +8,10 @@ Cases (each in its own process, so peak RSS is its own):
   46,129,156 ns. AstraSim's own binary takes about 17 s and 365 MB on this class of machine
   (``expected.json`` of that case records its wall time and peak RSS);
 * the same ring all-reduces in des's default model (cut-through, chunks pipelined);
-* a 1 GiB all-reduce on a 32x32 mesh (topology-aware ``torus2d`` algorithm) and a 64 MiB
-  all-to-all on a 1024-host k=16 fat tree, des model.
+* a 1 GiB all-reduce on a 32x32 mesh (topology-aware ``torus2d`` algorithm), a 64 MiB
+  all-reduce on a 16x16x16 torus with every setting left at its default (``auto`` picks the
+  hierarchical algorithm, lockstep batching runs it) and a 64 MiB all-to-all on a 1024-host k=16
+  fat tree, des model.
 
 Prints wall seconds, simulated ns, messages and events per wall second, and peak RSS; writes
 ``bench/results/collectives.json``. Never asserts anything about time.
@@ -29,7 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "astra" / "ring1024_allreduce_1GiB"
-CASES = ("ring_astra", "ring_astra_unaware", "ring_des", "mesh_des", "fattree_des")
+CASES = ("ring_astra", "ring_astra_unaware", "ring_des", "mesh_des", "torus3d_default",
+         "fattree_des")
 GB_ASTRA = 2**30 / 1e9  # AstraSim's GB/s in bytes/ns
 
 
@@ -58,6 +61,11 @@ def run_case(case: str, npus: int) -> dict:
         graph = EventGraph(side * side, case)
         graph.collective_all("all_reduce", 2**30, algorithm="torus2d")
         options = EngineOptions(chunks=4)
+    elif case == "torus3d_default":  # a 16x16x16 torus, 64 MiB, every setting left default
+        topo = topologies.torus3d(16, 16, 16, 50.0, 500.0)
+        graph = EventGraph(topo.num_npus, case)
+        graph.collective_all("all_reduce", 64 * 2**20)
+        options = EngineOptions()
     elif case == "fattree_des":
         topo = topologies.fat_tree(16, 50.0, 500.0)
         graph = EventGraph(topo.num_npus, case)
@@ -111,7 +119,7 @@ def main() -> None:
 
     console = Console(width=150)
     plan = [(c, n) for c in args.cases for n in
-            (args.sizes if c.startswith("ring") else [1024])]
+            (args.sizes if c.startswith("ring") else [4096 if c.startswith("torus") else 1024])]
     rows = []
     for case, npus in plan:
         console.print(f"running {case} on {npus} NPUs ...", style="dim")
