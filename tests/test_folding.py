@@ -32,6 +32,11 @@ CASES = [
           virtual_stages=2)),
     ("switch_tp2_dp4_zero3", lambda: topo.switch(8, 50.0, 500.0),
      dict(tp=2, dp=4, zero=3, global_batch=8)),
+    # context-parallel peers fold when ring attention is one rotation per phase
+    ("ring_cp8_phased", lambda: topo.ring(8, 50.0, 500.0),
+     dict(cp=8, ring_attention="phased", global_batch=2)),
+    ("torus_tp4_cp4_dp2_phased", lambda: topo.torus3d(4, 4, 2, 50.0, 500.0),
+     dict(tp=4, cp=4, dp=2, ring_attention="phased", recompute="full", global_batch=4)),
 ]
 
 
@@ -116,6 +121,20 @@ def test_scenarios_fold_by_default_and_not_with_stragglers_or_fold_none() -> Non
                                                  "fold": ["pp"]}}}
     with pytest.raises(Exception, match=r"fold.*tp, dp"):
         scenario_from_dict(bad)
+    detailed_cp = {**SCENARIO, "workload": {**SCENARIO["workload"],
+                                            "parallel": {"cp": 2, "dp": 4, "global_batch": 8,
+                                                         "fold": ["cp"]}}}
+    with pytest.raises(Exception, match=r"cp folds with ring_attention: phased"):
+        scenario_from_dict(detailed_cp)
+
+
+def test_auto_folds_context_parallel_peers_only_when_ring_attention_is_phased() -> None:
+    ring = topo.ring(8, 50.0, 500.0)
+    phased = build_training(MODEL, ParallelConfig(cp=8, ring_attention="phased",
+                                                  global_batch=2), 8, ring)
+    assert phased.graph.fold is not None and phased.graph.fold.axes == ("cp",)
+    detailed = build_training(MODEL, ParallelConfig(cp=8, global_batch=2), 8, ring)
+    assert detailed.graph.fold is None
 
 
 def test_folded_stragglers_are_refused_by_the_engine() -> None:

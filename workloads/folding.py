@@ -14,6 +14,8 @@ fold that holds, or None.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import combinations
+from math import prod
 
 from des.core.fold import Fold
 from topologies.base import Topology
@@ -21,9 +23,11 @@ from topologies.symmetry import LinkOrbits
 from workloads.parallel import Layout
 
 FOLDABLE = ("tp", "dp")
-"""Axes a training or inference graph can fold: their collectives run over the folded span and
-nothing else addresses a folded peer. (Context-parallel ring attention and expert-parallel
-all-to-all address peers point to point or across axes, so they stay unfolded.)"""
+"""Axes a training or inference graph can always fold: their collectives run over the folded
+span and nothing else addresses a folded peer. Context-parallel peers fold too when ring
+attention is modelled by phase (one ring all-gather over the context group,
+``ParallelConfig.foldable``); exchange by exchange it addresses peers point to point, and
+expert-parallel all-to-all crosses axes, so those stay unfolded."""
 
 
 def partners(layout: Layout, rank: int) -> set[int]:
@@ -71,9 +75,11 @@ def choose_fold(layout: Layout, topology: Topology | None, request: str | Sequen
     if topology is None or not symmetric or sizes["ep"] > 1:
         return None
     axes = [a for a in candidates if sizes[a] > 1]
-    for size in range(len(axes), 0, -1):
-        for start in range(len(axes) - size + 1):
-            fold = Fold.of(axes[start:start + size], sizes, order)
-            if fold.count > 1 and fold_holds(fold, layout, topology):
-                return fold
+    subsets = [c for size in range(len(axes), 0, -1) for c in combinations(axes, size)]
+    # most axes first, then the most ranks folded away
+    subsets.sort(key=lambda c: (-len(c), -prod(sizes[a] for a in c)))
+    for subset in subsets:
+        fold = Fold.of(subset, sizes, order)
+        if fold.count > 1 and fold_holds(fold, layout, topology):
+            return fold
     return None

@@ -104,7 +104,8 @@ class TrainingBuilder:
             raise ParallelError(f"ep = {par.ep} but {model.name} has no experts")
         self.layout = Layout(par)
         self.graph = EventGraph(npus, f"{model.name} {self._label()}")
-        self.fold = choose_fold(self.layout, topology, par.fold_request, symmetric=symmetric)
+        self.fold = choose_fold(self.layout, topology, par.fold_request, par.foldable,
+                                symmetric=symmetric)
         self.graph.fold = self.fold
         self.layers_per_chunk = model.layers // chunks
         self.tokens = par.micro_batch * self.seq // par.cp
@@ -205,7 +206,8 @@ class TrainingBuilder:
     def _ring(self) -> RingAttention:
         p, m = self.par, self.model
         block = 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp  # K and V
-        return RingAttention(self.graph, p.ring_attention, p.cp, block)
+        fold = self.fold is not None and "cp" in self.fold.axes
+        return RingAttention(self.graph, p.ring_attention, p.cp, block, fold=fold)
 
     def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[OpCost]) -> int:
         p, m = self.par, self.model

@@ -37,8 +37,9 @@ class ParallelConfig:
     too (FSDP: all-gather before each layer's forward and backward, reduce-scatter after its
     backward). ``bucket_bytes``: data-parallel gradient buckets, reduced as soon as the
     backward pass has produced them. ``fold``: which symmetric peers to simulate once
-    (:mod:`workloads.folding`): ``auto`` (default) folds tensor- and data-parallel peers where
-    the topology proves it exact, ``none`` simulates every rank, or a list of axes forces those.
+    (:mod:`workloads.folding`): ``auto`` (default) folds tensor- and data-parallel peers (and
+    context-parallel ones with ``ring_attention: phased``) where the topology proves it exact,
+    ``none`` simulates every rank, or a list of axes forces those.
     ``fold_tp`` is the older switch for ``fold: [tp]``.
     ``ring_attention``: how context parallelism's ring attention is modelled, ``detailed``
     (every KV exchange; the default) or ``phased`` (the whole rotation as one ring all-gather and
@@ -79,10 +80,12 @@ class ParallelConfig:
         if isinstance(self.fold, str):
             if self.fold not in ("auto", "none"):
                 raise ParallelError(f"parallel.fold must be auto, none or a list of axes "
-                                    f"(tp, dp), got {self.fold!r}")
-        elif not set(self.fold) <= {"tp", "dp"}:
-            raise ParallelError(f"parallel.fold: only tp and dp peers fold, got "
-                                f"{list(self.fold)}")
+                                    f"({', '.join(self.foldable)}), got {self.fold!r}")
+        elif not set(self.fold) <= set(self.foldable):
+            raise ParallelError(f"parallel.fold: only {', '.join(self.foldable)} peers fold "
+                                f"here, got {list(self.fold)}"
+                                + ("" if "cp" in self.foldable else
+                                   " (cp folds with ring_attention: phased)"))
         if self.recompute not in RECOMPUTE:
             raise ParallelError(f"parallel.recompute {self.recompute!r}; expected one of "
                                 f"{', '.join(RECOMPUTE)}")
@@ -110,6 +113,13 @@ class ParallelConfig:
         if self.schedule == "interleaved" and self.micro_batches % self.pp:
             raise ParallelError(f"interleaved 1F1B needs the micro-batch count "
                                 f"({self.micro_batches}) to be a multiple of pp ({self.pp})")
+
+    @property
+    def foldable(self) -> tuple[str, ...]:
+        """Axes whose peers this strategy can fold: tensor- and data-parallel ones, and
+        context-parallel ones when ring attention is one collective per phase (``phased``);
+        exchange by exchange, its sends address peers point to point."""
+        return ("tp", "dp", "cp") if self.ring_attention == "phased" else ("tp", "dp")
 
     @property
     def fold_request(self) -> str | tuple[str, ...]:

@@ -70,11 +70,17 @@ RING_ATTENTION = ("detailed", "phased")
 class RingAttention:
     """Adds the attention core of one rank, layer and pass under context parallelism."""
 
-    def __init__(self, graph: EventGraph, mode: str, cp: int, block_bytes: float) -> None:
-        """``block_bytes``: one KV block (K and V of a rank's tokens, its KV heads)."""
+    def __init__(self, graph: EventGraph, mode: str, cp: int, block_bytes: float,
+                 fold: bool = False) -> None:
+        """``block_bytes``: one KV block (K and V of a rank's tokens, its KV heads).
+        ``fold``: context-parallel peers are folded (``phased`` only): the rotation is built
+        for the representative with the context group as its span."""
         if mode not in RING_ATTENTION:
             raise ValueError(f"ring attention model {mode!r}; expected one of "
                              f"{', '.join(RING_ATTENTION)}")
+        if fold and mode != "phased":
+            raise ValueError("folding context-parallel peers needs ring attention 'phased'")
+        self.fold = fold
         self.graph, self.mode, self.cp, self.block_bytes = graph, mode, cp, block_bytes
         # one shared kernel sequence per core (the same core recurs every layer and pass)
         self._blocks: dict[tuple, tuple] = {}
@@ -117,9 +123,10 @@ class RingAttention:
     def _phased(self, rank: int, ring: tuple[int, ...], h: int, cat: str, g: str,
                 piece: list[OpCost], block: float) -> int:
         graph, steps = self.graph, self.cp - 1
+        group, span = ((rank,), ring) if self.fold else (ring, None)
         rotation = graph.collective(rank, CollectiveType.ALL_GATHER, self.cp * block,
-                                    group=ring, algorithm="ring", name=f"cp/{g}.kv", deps=(h,),
-                                    category="cp")
+                                    group=group, span=span, algorithm="ring",
+                                    name=f"cp/{g}.kv", deps=(h,), category="cp")
         blocks = graph.compute(rank, name=f"{g}.attn_ring", kernels=(), deps=(h,),
                                category=cat)
         node = graph.node(rank, blocks)

@@ -136,9 +136,9 @@ def _model(value: Any, where: str) -> ModelConfig:
 def _fold(value: Any, where: str) -> str | tuple[str, ...]:
     if value in ("auto", "none"):
         return value
-    if isinstance(value, list) and value and all(a in ("tp", "dp") for a in value):
-        return tuple(value)
-    raise ConfigError(f"{where}: expected auto, none or a list of axes from [tp, dp], got "
+    if isinstance(value, list) and value and all(a in ("tp", "dp", "cp") for a in value):
+        return tuple(value)  # ParallelConfig checks cp against the ring-attention model
+    raise ConfigError(f"{where}: expected auto, none or a list of axes from [tp, dp, cp], got "
                       f"{_show(value)}")
 
 
