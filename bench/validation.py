@@ -1,115 +1,135 @@
-"""Accuracy against published measurements: Megatron-LM iteration times (Korthikanti et al.
-2022, Table 5, A100-80GB DGX nodes).
+"""Accuracy against published measurements: every file of a measurement folder, on one machine
+description, with both backends.
 
-Every case is built from its published configuration only: the model dimensions, the parallel
-strategy, the recomputation mode, and a machine description that is the same for every case
-(DGX A100: 8 GPUs on NVSwitch at the ~230 GB/s NCCL achieves of NVLink's 300 GB/s, one
-200 Gb/s HDR NIC per GPU on rail-optimized leaves; the A100-SXM4-80GB preset with its stated
-efficiencies). Nothing is fitted per case. "full" is full recomputation with tensor-parallel
-all-reduces; "selective+sp" is sequence parallelism with selective (attention-only)
-recomputation. Attention is Megatron's 2022 standard (fused softmax, score matrices through
-HBM), not FlashAttention, which those runs predate. Tensor-parallel peers are folded (exact on
-this topology; tests/test_llm_training.py checks folding).
+Default data: ``../shared/validation`` (Megatron-LM on DGX A100: Korthikanti et al. 2022
+Table 5 iteration times; Narayanan et al. 2021 Table 1 throughputs, compared as iteration time
+through the paper's FLOP count). Default machine: ``configs/machines/selene-dgx-a100.yaml``
+(the same for every row; see :mod:`des.app.validation`). Nothing is fitted per case.
 
-Prints measured and predicted seconds with the error for the SimPy engine and the analytical
-backend, and writes ``bench/results/validation.json``.
+Prints, per row, measured and predicted seconds and the error for the SimPy engine and the
+analytical backend, and where the SimPy run's time goes on its slowest rank (compute by phase,
+exposed communication per parallel dimension, idle); ends with
+``mean |error| X%, max Y%, N rows`` per backend; writes JSON (``--json``, default
+``bench/results/validation.json``).
+
+Usage: ``python bench/validation.py [--data DIR] [--machine NAME|YAML] [--json OUT]
+[--backends simpy analytical] [--cases NAME ...]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "validation" / "megatron_korthikanti2022_table5.yaml"
+DATA = ROOT.parent / "shared" / "validation"
 sys.path.insert(0, str(ROOT))
 
-from des.core.hardware import load_gpu  # noqa: E402
+from des.app.config import scenario_from_dict  # noqa: E402
+from des.app.llm_report import breakdown  # noqa: E402
+from des.app.validation import load_machine, load_rows, scenario_dict  # noqa: E402
 from des.sim.backends import run_backend  # noqa: E402
-from des.sim.options import EngineOptions  # noqa: E402
-from topologies import superpod  # noqa: E402
-from workloads.llm import build_training  # noqa: E402
-from workloads.models import ModelConfig  # noqa: E402
-from workloads.parallel import ParallelConfig  # noqa: E402
 
-# Links carry data at the rate NCCL achieves, not the signalling rate: NVLink 3 is 300 GB/s
-# per direction per A100 (12 links x 25 GB/s), of which NCCL's all-reduce reaches ~230 GB/s bus
-# bandwidth on a DGX A100 (NVIDIA nccl-tests all_reduce_perf, 8 GPUs, large messages).
-NVLINK = 230.0
-NIC = 200 / 8       # GB/s: one HDR InfiniBand NIC (200 Gb/s) per GPU
-LATENCY = 1000.0    # ns per link
+BACKENDS = ("simpy", "analytical")
 
 
-def case_inputs(case: dict, mode: str) -> tuple[ModelConfig, ParallelConfig]:
-    """The model and strategy of one published case in one recomputation mode."""
-    m = case["model"]
-    model = ModelConfig(name=case["name"], layers=m["layers"], hidden=m["hidden"],
-                        heads=m["heads"], kv_heads=m["heads"], head_dim=m["head_dim"],
-                        ffn=m["ffn"], activation="gelu", vocab=m["vocab"], seq=m["seq"],
-                        position_embeddings=True)
-    p = case["parallel"]
-    v = p.get("pipeline_interleaving", 1)
-    par = ParallelConfig(dp=p["dp"], tp=p["tp"], pp=p["pp"], micro_batch=p["micro_batch"],
-                         global_batch=p["global_batch"], sp=mode == "selective+sp",
-                         recompute="selective" if mode == "selective+sp" else "full",
-                         schedule="interleaved" if v > 1 else "1f1b", virtual_stages=v,
-                         flash=False, fold_tp=True)
-    return model, par
+def run_row(row, machine: dict, backends: tuple[str, ...]) -> dict:
+    """Build one row's scenario and simulate it with each backend."""
+    out = {"source": row.source, "case": row.case, "mode": row.mode, "gpus": row.gpus,
+           "measured_s": row.measured_s, "measured_as": row.measured_as}
+    cpu = time.process_time()
+    scenario = scenario_from_dict(scenario_dict(row, machine))
+    out["build_cpu_s"] = time.process_time() - cpu
+    fold = scenario.graph.fold
+    out["folded_axes"] = list(fold.axes) if fold else []
+    out["nodes"] = len(scenario.graph)
+    for backend in backends:
+        cpu = time.process_time()
+        result = run_backend(backend, scenario.topology, scenario.graph,
+                             hardware=scenario.hardware, options=scenario.options)
+        seconds = result.makespan_ns * 1e-9
+        out[backend] = {"predicted_s": seconds, "error": seconds / row.measured_s - 1,
+                        "cpu_s": time.process_time() - cpu}
+        if backend == BACKENDS[0] or "breakdown_s" not in out:
+            ranks = scenario.workload.simulated_ranks
+            rank = max(ranks, key=lambda r: result.ranks[r].finished_ns)
+            out["breakdown_s"] = breakdown(result, rank)
+            out["breakdown_backend"] = backend
+    return out
 
 
-def main() -> None:
+def summary(rows: list[dict], backend: str) -> dict:
+    """Mean and max |error| of ``backend`` over ``rows``."""
+    errors = [abs(r[backend]["error"]) for r in rows if backend in r]
+    if not errors:
+        return {}
+    return {"mean_abs_error": sum(errors) / len(errors), "max_abs_error": max(errors),
+            "rows": len(errors)}
+
+
+def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=140)
-    if not DATA.is_file():
-        console.print(f"validation data not found at {DATA}")
-        return
-    cases = yaml.safe_load(DATA.read_text())["cases"]
-    gpu = load_gpu("A100-SXM4-80GB")
-    options = EngineOptions(chunks=4, comm_streams=2)
-    rows = []
-    for case in cases:
-        for mode, measured in case["measured_iteration_s"].items():
-            model, par = case_inputs(case, mode)
-            topo = superpod(par.world // 8, nvlink_bandwidth=NVLINK, nic_bandwidth=NIC,
-                            latency=LATENCY)
-            workload = build_training(model, par, topo.num_npus)
-            start = time.perf_counter()
-            sim = run_backend("simpy", topo, workload.graph, hardware=gpu, options=options)
-            wall = time.perf_counter() - start
-            ana = run_backend("analytical", topo, workload.graph, hardware=gpu,
-                              options=options)
-            rows.append({
-                "case": case["name"], "mode": mode, "measured_s": measured,
-                "simpy_s": sim.makespan_ns * 1e-9, "analytical_s": ana.makespan_ns * 1e-9,
-                "simpy_error": sim.makespan_ns * 1e-9 / measured - 1,
-                "analytical_error": ana.makespan_ns * 1e-9 / measured - 1,
-                "wall_s": wall, "nodes": len(workload.graph),
-            })
-    table = Table(title="Megatron-LM iteration time (Korthikanti et al. 2022, Table 5)")
-    for col in ("case", "mode", "measured", "des simpy", "error", "des analytical", "error",
-                "sim wall"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(r["case"], r["mode"], f"{r['measured_s']:.2f} s", f"{r['simpy_s']:.2f} s",
-                      f"{r['simpy_error']:+.1%}", f"{r['analytical_s']:.2f} s",
-                      f"{r['analytical_error']:+.1%}", f"{r['wall_s']:.1f} s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DATA), help="folder of measurement YAML files")
+    parser.add_argument("--machine", default="selene-dgx-a100",
+                        help="machine description (bundled name or YAML path)")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "validation.json"))
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--cases", nargs="*", help="only these case names")
+    args = parser.parse_args(argv)
+    console = Console(width=160)
+    if not Path(args.data).is_dir():
+        console.print(f"measurement folder not found: {args.data}")
+        return 2
+    rows = load_rows(args.data)
+    if args.cases:
+        rows = [r for r in rows if r.case in args.cases]
+    machine = load_machine(args.machine)
+    backends = tuple(args.backends)
+    results = []
+    for row in rows:
+        console.print(f"[dim]{row.case} {row.mode} ({row.gpus} GPUs)...[/dim]")
+        results.append(run_row(row, machine, backends))
+
+    table = Table(title=f"Measured vs des on {machine['name']} ({args.data})")
+    cols = ["case", "mode", "GPUs", "measured"]
+    for b in backends:
+        cols += [b, "error"]
+    cols += ["fwd", "bwd", "recomp", "other", "exp tp", "exp pp", "exp dp", "idle", "cpu s"]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in results:
+        bd = r["breakdown_s"]
+        cells = [r["case"], r["mode"], str(r["gpus"]), f"{r['measured_s']:.2f} s"]
+        for b in backends:
+            cells += [f"{r[b]['predicted_s']:.2f} s", f"{r[b]['error']:+.1%}"]
+        cells += [f"{bd.get(k, 0.0):.2f}" for k in ("compute_fwd", "compute_bwd",
+                                                  "compute_recompute", "compute_other",
+                                                  "exposed_tp", "exposed_pp", "exposed_dp",
+                                                  "idle")]
+        cells.append(f"{sum(r[b]['cpu_s'] for b in backends) + r['build_cpu_s']:.1f}")
+        table.add_row(*cells)
     console.print(table)
-    mean_abs = sum(abs(r["simpy_error"]) for r in rows) / len(rows)
-    console.print(f"mean absolute error (simpy): {mean_abs:.1%}")
-    out = ROOT / "bench" / "results" / "validation.json"
+    console.print("breakdown: seconds on the slowest simulated rank (SimPy run): compute by "
+                  "phase, communication no compute overlaps, idle (pipeline bubble, waits)")
+    summaries = {b: summary(results, b) for b in backends}
+    for b, s in summaries.items():
+        console.print(f"{b}: mean |error| {s['mean_abs_error']:.1%}, max "
+                      f"{s['max_abs_error']:.1%}, {s['rows']} rows")
+    out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "validation", "python": platform.python_version(),
-                               "source": str(DATA.name), "rows": rows,
-                               "mean_abs_error": mean_abs}, indent=1) + "\n")
+                               "data": str(args.data), "machine": machine["name"],
+                               "rows": results, "summary": summaries}, indent=1) + "\n")
     console.print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -110,7 +110,8 @@ class TrainingBuilder:
         self.layers_per_chunk = model.layers // chunks
         self.tokens = par.micro_batch * self.seq // par.cp
         self.shard = Shard(tokens=self.tokens, seq=self.seq, tp=par.tp, sp=par.sp,
-                           cp=par.cp, flash=par.flash, dtype_bytes=par.dtype_bytes)
+                           cp=par.cp, flash=par.flash, dtype_bytes=par.dtype_bytes,
+                           dropout=par.dropout)
         self.act_bytes = float(self.tokens * model.hidden * par.dtype_bytes)
         self._tag = 0
         self._prepare_costs()
@@ -270,14 +271,11 @@ class TrainingBuilder:
         p = self.par
         chunks = p.pp * p.virtual_stages
         g = local * p.pp + stage
-        pp_bytes = self.act_bytes / (p.tp if p.sp else 1)
         deps = [] if prev is None else [prev]
         last_chunk, first_chunk = g == chunks - 1, g == 0
         if kind == "F":
             if not first_chunk:
-                src, _ = self._neighbor(rank, g - 1)
-                deps.append(self.graph.recv(rank, src, pp_bytes, tag=self._pp_tag(micro, g,
-                            False), name=f"pp/F.m{micro}.g{g}", category="pp"))
+                deps.append(self._pp_recv(rank, g - 1, micro, g, False, "F", prev))
             h = self.graph.compute(rank, name=f"fwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                    deps=deps, category="fwd")
             if first_chunk:
@@ -290,21 +288,17 @@ class TrainingBuilder:
                                   ops.lm_head_forward(self.model, self.shard)
                                   + ops.loss_forward(self.model, self.shard), (h,))
             else:
-                dst, _ = self._neighbor(rank, g + 1)
-                self.graph.send(rank, dst, pp_bytes, tag=self._pp_tag(micro, g + 1, False),
-                                name=f"pp/F.m{micro}.g{g + 1}", deps=(h,), category="pp")
+                h = self._pp_send(rank, h, g + 1, micro, g + 1, False, "F")
             return h
         if not last_chunk:
-            src, _ = self._neighbor(rank, g + 1)
-            deps.append(self.graph.recv(rank, src, pp_bytes, tag=self._pp_tag(micro, g, True),
-                                        name=f"pp/B.m{micro}.g{g}", category="pp"))
+            deps.append(self._pp_recv(rank, g + 1, micro, g, True, "B", prev))
         h = self.graph.compute(rank, name=f"bwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                deps=deps, category="bwd")
         if last_chunk:
             h = self._compute(rank, "bwd", f"bwd/m{micro}.head", ops.backward(
                 ops.lm_head_forward(self.model, self.shard)
                 + ops.loss_forward(self.model, self.shard)), (h,))
-        final = micro == p.micro_batches - 1
+        final = micro == p.micro_batches - 1 and p.dp_overlap
         for layer in reversed(self._chunk_layers(g)):
             h = self._layer_backward(rank, h, layer)
             if final and p.zero < 3:
@@ -313,12 +307,47 @@ class TrainingBuilder:
             h = self._compute(rank, "bwd", f"bwd/m{micro}.embed",
                               ops.backward(ops.embedding_forward(self.model, self.shard)), (h,))
         if not first_chunk:
-            dst, _ = self._neighbor(rank, g - 1)
-            self.graph.send(rank, dst, pp_bytes, tag=self._pp_tag(micro, g - 1, True),
-                            name=f"pp/B.m{micro}.g{g - 1}", deps=(h,), category="pp")
+            h = self._pp_send(rank, h, g - 1, micro, g - 1, True, "B")
         if final and p.zero < 3:
             self._bucket_flush(rank, h)
         return h
+
+    def _pp_bytes(self) -> float:
+        """Bytes of one pipeline transfer: the activation, split ``tp`` ways with sequence
+        parallelism or the scatter/gather optimisation."""
+        p = self.par
+        split = p.tp > 1 and (p.sp or p.pp_scatter_gather)
+        return self.act_bytes / p.tp if split else self.act_bytes
+
+    def _pp_recv(self, rank: int, peer_chunk: int, micro: int, g: int, backward: bool,
+                 label: str, prev: int | None) -> int:
+        """Receive the activation (or its gradient) of global chunk ``g`` from the rank
+        holding ``peer_chunk``; with scatter/gather (no sequence parallelism), all-gather the
+        ``tp`` pieces over the tensor-parallel group. With ``pp_blocking`` the receive is
+        posted when the rank's previous pass (``prev``) is done, as a blocking p2p call is;
+        otherwise it is posted from the start."""
+        p = self.par
+        src, _ = self._neighbor(rank, peer_chunk)
+        name = f"pp/{label}.m{micro}.g{g}"
+        after = (prev,) if p.pp_blocking and prev is not None else ()
+        h = self.graph.recv(rank, src, self._pp_bytes(), tag=self._pp_tag(micro, g, backward),
+                            name=name, deps=after, category="pp")
+        if p.pp_scatter_gather and p.tp > 1 and not p.sp:
+            h = self._coll(rank, AG, self.act_bytes, "tp", f"{name}.gather", (h,))
+        return h
+
+    def _pp_send(self, rank: int, h: int, peer_chunk: int, micro: int, g: int, backward: bool,
+                 label: str) -> int:
+        """Send after node ``h`` to the rank holding ``peer_chunk``; returns the node the rank
+        continues from: ``h``, or with ``pp_blocking`` a join that waits for the landing."""
+        dst, _ = self._neighbor(rank, peer_chunk)
+        name = f"pp/{label}.m{micro}.g{g}"
+        send = self.graph.send(rank, dst, self._pp_bytes(), tag=self._pp_tag(micro, g, backward),
+                               name=name, deps=(h,), category="pp")
+        if not self.par.pp_blocking:
+            return h
+        return self.graph.compute(rank, name=f"{name}.sent", duration_ns=0.0, deps=(h, send),
+                                  category="pp")
 
     # ------------------------------------------------------------------ data parallel
     def _bucket_add(self, rank: int, params: float, h: int) -> None:
@@ -353,6 +382,8 @@ class TrainingBuilder:
             for kind, local, micro in pipeline_schedule(p.schedule, p.pp, stage,
                                                         p.micro_batches, p.virtual_stages):
                 prev = self._pass(rank, stage, kind, local, micro, prev)
+            if not p.dp_overlap and p.zero < 3:
+                prev = self._reduce_after_flush(rank, stage, prev)
             params = self._stage_params(stage)
             opt = self.graph.compute(
                 rank, name="optimizer/step",
@@ -363,6 +394,25 @@ class TrainingBuilder:
         workload = TrainingWorkload(self.graph, self.model, p, self.seq, ranks)
         workload.memory = {r: self.memory(self.layout.coords(r)["pp"]) for r in ranks}
         return workload
+
+    def _reduce_after_flush(self, rank: int, stage: int, prev: int) -> int:
+        """Megatron's local DDP: after the pipeline flush, one gradient reduction per model
+        chunk (a flat buffer each), one after the other; the optimizer waits for the last."""
+        p, m = self.par, self.model
+        if p.dp == 1:
+            return prev
+        chunks = p.pp * p.virtual_stages
+        for local in range(p.virtual_stages):
+            g = local * p.pp + stage
+            params = self.layers_per_chunk * self.layer_params_local
+            if g == 0:
+                params += m.embedding_params() / p.tp
+            if g == chunks - 1 and (not m.tied_embeddings or p.pp > 1):
+                params += m.vocab * m.hidden / p.tp
+            kind = AR if p.zero == 0 else RS
+            prev = self._coll(rank, kind, params * p.grad_bytes, "dp", f"dp/grads.chunk{local}",
+                              (prev,))
+        return prev
 
     def _stage_params(self, stage: int) -> float:
         """Parameters a rank of ``stage`` holds (its layers, plus embeddings at the ends)."""

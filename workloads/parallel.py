@@ -41,6 +41,17 @@ class ParallelConfig:
     context-parallel ones with ``ring_attention: phased``) where the topology proves it exact,
     ``none`` simulates every rank, or a list of axes forces those.
     ``fold_tp`` is the older switch for ``fold: [tp]``.
+    Training-software behaviour (Megatron-LM's choices differ between releases, so each is a
+    switch): ``dropout`` adds the dropout kernels (Megatron's defaults, attention and hidden
+    dropout 0.1; Llama recipes train without); ``pp_blocking``: the sender of a pipeline
+    transfer waits until it has landed before computing on (Megatron-LM 2021-22
+    ``p2p_communication``: ``batch_isend_irecv``, a wait on every request, then
+    ``torch.cuda.synchronize()``); ``pp_scatter_gather``: without sequence parallelism, a
+    pipeline transfer carries ``1/tp`` of the activation and the receiver all-gathers it over
+    its tensor-parallel group (Narayanan et al. 2021, Sec. 4.1; on by default in those
+    releases); ``dp_overlap``: data-parallel gradients are reduced in ``bucket_bytes`` buckets
+    while the last backward pass runs (PyTorch DDP), or, when False, in one reduction per
+    model chunk after the pipeline has flushed (Megatron's "local" DDP, ``train_step``).
     ``ring_attention``: how context parallelism's ring attention is modelled, ``detailed``
     (every KV exchange; the default) or ``phased`` (the whole rotation as one ring all-gather and
     one compute phase per rank, layer and pass: far fewer nodes and messages, an approximation of
@@ -68,6 +79,10 @@ class ParallelConfig:
     ring_attention: str = RING_ATTENTION[0]
     seq: int | None = None
     fold: str | tuple[str, ...] = "auto"
+    dropout: bool = False
+    pp_blocking: bool = False
+    pp_scatter_gather: bool = False
+    dp_overlap: bool = True
 
     def __post_init__(self) -> None:
         for name in ("dp", "tp", "pp", "cp", "ep", "micro_batch", "global_batch",

@@ -148,7 +148,8 @@ _PARALLEL_KEYS = {
     "micro_batch": _positive_int, "global_batch": _positive_int, "schedule": _text,
     "virtual_stages": _positive_int, "order": _text, "bucket_size": units.parse_size,
     "grad_bytes": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
-    "fold_tp": _boolean, "fold": _fold, "ring_attention": _text,
+    "fold_tp": _boolean, "fold": _fold, "ring_attention": _text, "dropout": _boolean,
+    "pp_blocking": _boolean, "pp_scatter_gather": _boolean, "dp_overlap": _boolean,
 }
 
 

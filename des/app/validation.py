@@ -1,0 +1,170 @@
+"""Accuracy against published measurements: read measurement files, build each case as a
+scenario on a shipped machine description, and compare.
+
+A measurement file (YAML, ``cases:``) lists published runs with their full configuration:
+``model`` (layers, hidden, heads, head_dim, ffn, seq, vocab), ``parallel`` (gpus, tp, pp, dp,
+global_batch, micro_batch, pipeline_interleaving, and optionally ``ddp`` and
+``grad_allreduce_bytes``), and what was measured, in one of two forms:
+
+* ``measured_iteration_s: {full: 1.42, selective+sp: 1.10}``: iteration seconds per
+  recomputation mode (``full``: full recomputation; ``selective+sp``: sequence parallelism with
+  selective recomputation), one row per mode;
+* ``measured: {metric: tflops_per_gpu, value: 137, flops_formula: narayanan2021_eq3}`` with
+  ``recompute`` and ``sp`` on the case: achieved teraFLOP/s per GPU, compared as iteration time
+  ``t = F / (n X)`` through the paper's own FLOP count ``F`` (Narayanan et al. 2021, eq. 3:
+  ``F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h))``).
+
+A machine description (``configs/machines/*.yaml``) is the same for every row: the topology
+(its ``nodes`` filled in per case from the GPU count), the GPU preset, the network options and
+the training software's behaviour (``software:``, keys of ``workload.parallel``). Nothing is set
+per case but what the measurement file records.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from des.core.paths import load_preset
+from des.core.schema import SchemaError
+
+
+class ValidationError(SchemaError):
+    """A measurement file or machine description that cannot be read; names what is wrong."""
+
+
+MODES = {"full": ("full", False), "selective+sp": ("selective", True)}
+"""Recomputation modes of ``measured_iteration_s``: (recompute, sequence parallelism)."""
+FLOP_FORMULAS = ("narayanan2021_eq3",)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured run to reproduce: where it came from, its scenario workload and the
+    measured iteration time in seconds."""
+
+    source: str
+    case: str
+    mode: str
+    gpus: int
+    measured_s: float
+    workload: dict[str, Any] = field(compare=False)
+    measured_as: str = "iteration_s"
+
+
+def narayanan_eq3_flops(model: dict[str, Any], global_batch: int) -> float:
+    """FLOPs of one iteration with full recomputation (Narayanan et al. 2021, eq. 3):
+    ``96 B s l h^2 (1 + s/(6h) + V/(16 l h))``."""
+    b, s, layers, h, v = (global_batch, model["seq"], model["layers"], model["hidden"],
+                          model["vocab"])
+    return 96.0 * b * s * layers * h * h * (1 + s / (6 * h) + v / (16 * layers * h))
+
+
+def _workload(case: dict[str, Any], recompute: str, sp: bool) -> dict[str, Any]:
+    m, p = case["model"], case["parallel"]
+    v = p.get("pipeline_interleaving", 1)
+    parallel: dict[str, Any] = {
+        "dp": p["dp"], "tp": p["tp"], "pp": p["pp"], "micro_batch": p["micro_batch"],
+        "global_batch": p["global_batch"], "sp": sp, "recompute": recompute,
+        "schedule": "interleaved" if v > 1 else "1f1b", "virtual_stages": v,
+    }
+    if "ddp" in p:
+        if p["ddp"] not in ("torch", "local"):
+            raise ValidationError(f"{case['name']}: parallel.ddp must be torch or local, got "
+                                  f"{p['ddp']!r}")
+        parallel["dp_overlap"] = p["ddp"] == "torch"
+    if "grad_allreduce_bytes" in p:
+        parallel["grad_bytes"] = p["grad_allreduce_bytes"]
+    model = {"name": case["name"], "layers": m["layers"], "hidden": m["hidden"],
+             "heads": m["heads"], "kv_heads": m["heads"], "head_dim": m["head_dim"],
+             "ffn": m["ffn"], "vocab": m["vocab"], "seq": m["seq"], "activation": "gelu",
+             "position_embeddings": True}
+    return {"kind": "llm_training", "model": model, "seq": m["seq"], "parallel": parallel}
+
+
+def rows_of(data: Any, source: str) -> list[Row]:
+    """The rows of one measurement file's parsed YAML."""
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+        raise ValidationError(f"{source}: expected a mapping with a 'cases' list")
+    rows = []
+    for i, case in enumerate(data["cases"]):
+        where = f"{source}: cases[{i}]"
+        try:
+            name, gpus = case["name"], case["parallel"]["gpus"]
+            if "measured_iteration_s" in case:
+                for mode, seconds in case["measured_iteration_s"].items():
+                    if mode not in MODES:
+                        raise ValidationError(f"{where}: measured mode {mode!r}; expected "
+                                              f"one of {', '.join(MODES)}")
+                    rows.append(Row(source, name, mode, gpus, float(seconds),
+                                    _workload(case, *MODES[mode])))
+            elif "measured" in case:
+                measured = case["measured"]
+                if measured.get("metric") != "tflops_per_gpu" or \
+                        measured.get("flops_formula") not in FLOP_FORMULAS:
+                    raise ValidationError(f"{where}: measured must be metric tflops_per_gpu "
+                                          f"with flops_formula {', '.join(FLOP_FORMULAS)}")
+                flops = narayanan_eq3_flops(case["model"], case["parallel"]["global_batch"])
+                seconds = flops / (gpus * float(measured["value"]) * 1e12)
+                recompute, sp = case.get("recompute", "none"), bool(case.get("sp", False))
+                mode = f"{recompute}{'+sp' if sp else ''}"
+                rows.append(Row(source, name, mode, gpus, seconds,
+                                _workload(case, recompute, sp), "tflops_per_gpu"))
+            else:
+                raise ValidationError(f"{where}: needs measured_iteration_s or measured")
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, ValidationError):
+                raise
+            raise ValidationError(f"{where}: cannot read the case ({err!r})") from None
+    return rows
+
+
+def load_rows(folder: str | Path) -> list[Row]:
+    """Every row of every ``*.yaml`` measurement file in ``folder``, files in name order."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise ValidationError(f"measurement folder not found: {path}")
+    rows: list[Row] = []
+    for file in sorted(path.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ValidationError(f"{file.name}: not valid YAML: {err}") from None
+        rows.extend(rows_of(data, file.name))
+    return rows
+
+
+def load_machine(name_or_path: str) -> dict[str, Any]:
+    """A machine description: bundled (``configs/machines``) by name, or a YAML path."""
+    def parse(data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise ValidationError("expected a mapping")
+        missing = [k for k in ("topology", "gpus_per_node", "hardware") if k not in data]
+        if missing:
+            raise ValidationError(f"missing {', '.join(missing)}")
+        return data
+    return load_preset("machines", name_or_path, parse, ValidationError, "machine")
+
+
+def scenario_dict(row: Row, machine: dict[str, Any]) -> dict[str, Any]:
+    """The scenario (as a mapping for :func:`des.app.config.scenario_from_dict`) of ``row``
+    on ``machine``: its topology sized to the row's GPUs, its GPU, network and software."""
+    per_node = machine["gpus_per_node"]
+    if row.gpus % per_node:
+        raise ValidationError(f"{row.case}: {row.gpus} GPUs are not whole nodes of {per_node}")
+    topology = {**machine["topology"], "nodes": row.gpus // per_node}
+    workload = copy.deepcopy(row.workload)
+    workload["parallel"] = {**machine.get("software", {}), **workload["parallel"]}
+    out = {"name": f"{row.case} {row.mode}", "topology": topology,
+           "hardware": machine["hardware"], "workload": workload}
+    if "network" in machine:
+        out["network"] = machine["network"]
+    return out
+
+
+__all__ = ["FLOP_FORMULAS", "MODES", "Row", "ValidationError", "load_machine", "load_rows",
+           "narayanan_eq3_flops", "rows_of", "scenario_dict"]

@@ -1,0 +1,90 @@
+"""Reading published measurements (des.app.validation): both file formats, the FLOP formula
+that turns throughput into iteration time, the machine description, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from des.app.config import scenario_from_dict
+from des.app.validation import (
+    ValidationError,
+    load_machine,
+    load_rows,
+    narayanan_eq3_flops,
+    rows_of,
+    scenario_dict,
+)
+
+GPT_1_7B = {"layers": 24, "hidden": 2304, "heads": 24, "head_dim": 96, "ffn": 9216,
+            "seq": 2048, "vocab": 51200}
+
+
+def test_eq3_flops_and_throughput_to_seconds():
+    # F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h)), written out for the 1.7B row
+    b, s, l_, h, v = 512, 2048, 24, 2304, 51200
+    expected = 96 * b * s * l_ * h ** 2 * (1 + s / (6 * h) + v / (16 * l_ * h))
+    assert narayanan_eq3_flops(GPT_1_7B, 512) == pytest.approx(expected, rel=1e-12)
+    data = {"cases": [{
+        "name": "x", "model": GPT_1_7B, "recompute": "full", "sp": False,
+        "parallel": {"gpus": 32, "tp": 1, "pp": 1, "dp": 32, "global_batch": 512,
+                     "micro_batch": 16, "ddp": "torch", "grad_allreduce_bytes": 2},
+        "measured": {"metric": "tflops_per_gpu", "value": 137,
+                     "flops_formula": "narayanan2021_eq3"}}]}
+    (row,) = rows_of(data, "t.yaml")
+    assert row.measured_s == pytest.approx(expected / (32 * 137e12))
+    assert row.mode == "full"
+    parallel = row.workload["parallel"]
+    assert parallel["dp_overlap"] is True and parallel["grad_bytes"] == 2
+
+
+def test_iteration_times_give_one_row_per_mode():
+    data = {"cases": [{
+        "name": "m", "model": GPT_1_7B,
+        "parallel": {"gpus": 8, "tp": 8, "pp": 1, "dp": 1, "global_batch": 4,
+                     "micro_batch": 4, "pipeline_interleaving": 1},
+        "measured_iteration_s": {"full": 1.42, "selective+sp": 1.10}}]}
+    full, selective = rows_of(data, "t.yaml")
+    assert (full.measured_s, selective.measured_s) == (1.42, 1.10)
+    assert full.workload["parallel"]["recompute"] == "full"
+    assert not full.workload["parallel"]["sp"]
+    assert selective.workload["parallel"]["recompute"] == "selective"
+    assert selective.workload["parallel"]["sp"]
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ({"name": "m"}, "cannot read the case"),
+    ({"name": "m", "model": GPT_1_7B, "parallel": {"gpus": 8}}, "needs measured"),
+    ({"name": "m", "model": GPT_1_7B, "parallel": {"gpus": 8},
+      "measured_iteration_s": {"partial": 1.0}}, "measured mode 'partial'"),
+    ({"name": "m", "model": GPT_1_7B, "parallel": {"gpus": 8},
+      "measured": {"metric": "samples_per_s", "value": 3}}, "tflops_per_gpu"),
+])
+def test_bad_cases_are_named(case, message):
+    with pytest.raises(ValidationError, match=message):
+        rows_of({"cases": [case]}, "t.yaml")
+    with pytest.raises(ValidationError, match="'cases' list"):
+        rows_of({"case": []}, "t.yaml")
+
+
+def test_machine_description_sizes_the_topology_and_sets_the_software(tmp_path):
+    machine = load_machine("selene-dgx-a100")
+    data = {"cases": [{
+        "name": "m", "model": {**GPT_1_7B, "layers": 4},
+        "parallel": {"gpus": 16, "tp": 8, "pp": 2, "dp": 1, "global_batch": 2,
+                     "micro_batch": 1},
+        "measured_iteration_s": {"full": 1.0}}]}
+    (row,) = rows_of(data, "t.yaml")
+    scenario = scenario_from_dict(scenario_dict(row, machine))
+    assert scenario.topology.num_npus == 16
+    par = scenario.workload.par
+    assert par.dropout and par.pp_blocking and par.pp_scatter_gather and not par.flash
+    odd = rows_of({"cases": [{**data["cases"][0],
+                              "parallel": {**data["cases"][0]["parallel"], "gpus": 12}}]},
+                  "t.yaml")[0]
+    with pytest.raises(ValidationError, match="not whole nodes of 8"):
+        scenario_dict(odd, machine)
+    (tmp_path / "a.yaml").write_text("cases: [\n")
+    with pytest.raises(ValidationError, match="a.yaml: not valid YAML"):
+        load_rows(tmp_path)
+    with pytest.raises(ValidationError, match="not found"):
+        load_rows(tmp_path / "missing")
