@@ -84,7 +84,7 @@ def test_machine_description_sizes_the_topology_and_sets_the_software(tmp_path):
     with pytest.raises(ValidationError, match="not whole nodes of 8"):
         scenario_dict(odd, machine)
     (tmp_path / "a.yaml").write_text("cases: [\n")
-    with pytest.raises(ValidationError, match="a.yaml: not valid YAML"):
+    with pytest.raises(ValidationError, match=r"a\.yaml: not valid YAML"):
         load_rows(tmp_path)
     with pytest.raises(ValidationError, match="not found"):
         load_rows(tmp_path / "missing")
