@@ -3,7 +3,9 @@ description, with both backends.
 
 Default data: ``../shared/validation`` (Megatron-LM on DGX A100: Korthikanti et al. 2022
 Table 5 iteration times; Narayanan et al. 2021 Table 1 throughputs, compared as iteration time
-through the paper's FLOP count). Default machine: ``configs/machines/selene-dgx-a100.yaml``
+through the paper's FLOP count) when present, and the repository's own ``validation/``
+(measurements transcribed for des, each file citing its source). Default machine:
+``configs/machines/selene-dgx-a100.yaml``
 (the same for every row; see :mod:`des.app.validation`). Nothing is fitted per case.
 
 Prints, per row, measured and predicted seconds and the error for the SimPy engine and the
@@ -12,7 +14,7 @@ exposed communication per parallel dimension, idle); ends with
 ``mean |error| X%, max Y%, N rows`` per backend; writes JSON (``--json``, default
 ``bench/results/validation.json``).
 
-Usage: ``python bench/validation.py [--data DIR] [--machine NAME|YAML] [--json OUT]
+Usage: ``python bench/validation.py [--data DIR ...] [--machine NAME|YAML] [--json OUT]
 [--backends simpy analytical] [--cases NAME ...]``.
 """
 
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "validation"
+DATA = [d for d in (ROOT.parent / "shared" / "validation", ROOT / "validation") if d.is_dir()]
 sys.path.insert(0, str(ROOT))
 
 from des.app.config import scenario_from_dict  # noqa: E402
@@ -76,18 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DATA), help="folder of measurement YAML files")
+    parser.add_argument("--data", nargs="+", default=[str(d) for d in DATA],
+                        help="folders of measurement YAML files")
     parser.add_argument("--machine", default="selene-dgx-a100",
                         help="machine description (bundled name or YAML path)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "validation.json"))
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--cases", nargs="*", help="only these case names")
     args = parser.parse_args(argv)
-    console = Console(width=160)
-    if not Path(args.data).is_dir():
-        console.print(f"measurement folder not found: {args.data}")
+    console = Console(width=180)
+    missing = [d for d in args.data if not Path(d).is_dir()]
+    if missing or not args.data:
+        console.print(f"measurement folder not found: {', '.join(missing) or '(none given)'}")
         return 2
-    rows = load_rows(args.data)
+    rows = [row for folder in args.data for row in load_rows(folder)]
     if args.cases:
         rows = [r for r in rows if r.case in args.cases]
     machine = load_machine(args.machine)
@@ -97,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[dim]{row.case} {row.mode} ({row.gpus} GPUs)...[/dim]")
         results.append(run_row(row, machine, backends))
 
-    table = Table(title=f"Measured vs des on {machine['name']} ({args.data})")
+    table = Table(title=f"Measured vs des on {machine['name']} ({', '.join(args.data)})")
     cols = ["case", "mode", "GPUs", "measured"]
     for b in backends:
         cols += [b, "error"]
     cols += ["fwd", "bwd", "recomp", "other", "exp tp", "exp pp", "exp dp", "idle", "cpu s"]
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", no_wrap=c in ("case", "mode"))
     for r in results:
         bd = r["breakdown_s"]
         cells = [r["case"], r["mode"], str(r["gpus"]), f"{r['measured_s']:.2f} s"]

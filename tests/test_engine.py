@@ -3,6 +3,7 @@ roofline, overlap, stragglers, byte conservation, determinism and stall diagnosi
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -321,6 +322,40 @@ def test_early_receive_waits_for_data():
     recv = next(op for op in r.ops if op.kind == "recv")
     assert recv.start_ns == 5000.0  # comm time starts when the sender is ready
     assert recv.end_ns == pytest.approx(5000.0 + size / BW + LAT)
+
+
+@pytest.mark.parametrize("backend", ["simpy", "analytical"])
+def test_rendezvous_sends_leave_when_the_receive_is_posted(backend):
+    from des.sim.backends import run_backend
+    size = 1e6
+    g = EventGraph(2)
+    g.send(0, 1, size)
+    wait = g.compute(1, duration_ns=1e6)
+    g.recv(1, 0, size, deps=[wait])
+    ring = topo.ring(2, BW, LAT)
+    eager = run_backend(backend, ring, g, options=one_message())
+    rdv = run_backend(backend, ring, g,
+                      options=dataclasses.replace(one_message(), p2p_rendezvous=True))
+    send = {r: next(op for op in res.ops if op.kind == "send")
+            for r, res in (("eager", eager), ("rdv", rdv))}
+    assert send["eager"].start_ns == 0.0
+    assert send["rdv"].start_ns == 1e6  # the receiver posted at 1 ms
+    assert send["rdv"].end_ns == pytest.approx(1e6 + size / BW + LAT)
+    assert rdv.makespan_ns == pytest.approx(eager.makespan_ns + size / BW + LAT)
+
+
+def test_a_send_whose_receive_never_posts_is_diagnosed():
+    # each rank receives only after its own send is done: fine when sends are eager, a
+    # deadlock when each send waits for the other's receive
+    g = EventGraph(2)
+    for rank, peer in ((0, 1), (1, 0)):
+        sent = g.send(rank, peer, 1e6, tag=rank)
+        g.recv(rank, peer, 1e6, tag=peer, deps=[sent])
+    ring = topo.ring(2, BW, LAT)
+    assert simulate(ring, g, options=one_message()).makespan_ns > 0
+    options = dataclasses.replace(one_message(), p2p_rendezvous=True)
+    with pytest.raises(SimulationError, match=r"waits for its receive .* \(p2p: rendezvous\)"):
+        simulate(ring, g, options=options)
 
 
 # ---------------------------------------------------------------------- stalls, determinism

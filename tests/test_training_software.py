@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 import topologies as topo
-from des.app.config import scenario_from_dict
+from des.app.config import ConfigError, scenario_from_dict
 from des.core.hardware import load_gpu
 from des.sim.engine import simulate
 from des.sim.options import EngineOptions
@@ -126,7 +126,14 @@ def test_scenarios_take_the_switches():
                      "parallel": {"pp": 2, "dp": 2, "global_batch": 4, "dropout": True,
                                   "pp_blocking": True, "pp_scatter_gather": True,
                                   "dp_overlap": False}},
+        "network": {"p2p": "rendezvous"},
     })
     par = sc.workload.par
     assert (par.dropout, par.pp_blocking, par.pp_scatter_gather, par.dp_overlap) == (
         True, True, True, False)
+    assert sc.options.p2p_rendezvous
+    with pytest.raises(ConfigError, match=r"network\.p2p.*eager, rendezvous"):
+        scenario_from_dict({"topology": {"kind": "ring", "npus": 2, "bandwidth": "1 GB/s",
+                                         "latency": "1 us"},
+                            "workload": {"kind": "collectives", "ops": []},
+                            "network": {"p2p": "lazy"}})

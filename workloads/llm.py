@@ -275,7 +275,7 @@ class TrainingBuilder:
         last_chunk, first_chunk = g == chunks - 1, g == 0
         if kind == "F":
             if not first_chunk:
-                deps.append(self._pp_recv(rank, g - 1, micro, g, False, "F", prev))
+                deps.append(self._pp_recv(rank, g - 1, micro, g, False, "F"))
             h = self.graph.compute(rank, name=f"fwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                    deps=deps, category="fwd")
             if first_chunk:
@@ -287,11 +287,12 @@ class TrainingBuilder:
                 h = self._compute(rank, "fwd", f"fwd/m{micro}.head",
                                   ops.lm_head_forward(self.model, self.shard)
                                   + ops.loss_forward(self.model, self.shard), (h,))
-            else:
+            self._compute_end = h
+            if not last_chunk:
                 h = self._pp_send(rank, h, g + 1, micro, g + 1, False, "F")
             return h
         if not last_chunk:
-            deps.append(self._pp_recv(rank, g + 1, micro, g, True, "B", prev))
+            deps.append(self._pp_recv(rank, g + 1, micro, g, True, "B"))
         h = self.graph.compute(rank, name=f"bwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                deps=deps, category="bwd")
         if last_chunk:
@@ -306,6 +307,7 @@ class TrainingBuilder:
         if first_chunk:
             h = self._compute(rank, "bwd", f"bwd/m{micro}.embed",
                               ops.backward(ops.embedding_forward(self.model, self.shard)), (h,))
+        self._compute_end = h
         if not first_chunk:
             h = self._pp_send(rank, h, g - 1, micro, g - 1, True, "B")
         if final and p.zero < 3:
@@ -320,16 +322,19 @@ class TrainingBuilder:
         return self.act_bytes / p.tp if split else self.act_bytes
 
     def _pp_recv(self, rank: int, peer_chunk: int, micro: int, g: int, backward: bool,
-                 label: str, prev: int | None) -> int:
+                 label: str) -> int:
         """Receive the activation (or its gradient) of global chunk ``g`` from the rank
         holding ``peer_chunk``; with scatter/gather (no sequence parallelism), all-gather the
         ``tp`` pieces over the tensor-parallel group. With ``pp_blocking`` the receive is
-        posted when the rank's previous pass (``prev``) is done, as a blocking p2p call is;
-        otherwise it is posted from the start."""
+        posted when the rank's previous pass has computed, in the same blocking p2p call as
+        that pass's send; otherwise it is posted from the start."""
         p = self.par
         src, _ = self._neighbor(rank, peer_chunk)
         name = f"pp/{label}.m{micro}.g{g}"
-        after = (prev,) if p.pp_blocking and prev is not None else ()
+        # a blocking call batches this receive with the previous pass's send (Megatron's
+        # send_forward_recv_backward and kin): posted when that pass's compute is done
+        last = self._compute_end
+        after = (last,) if p.pp_blocking and last is not None else ()
         h = self.graph.recv(rank, src, self._pp_bytes(), tag=self._pp_tag(micro, g, backward),
                             name=name, deps=after, category="pp")
         if p.pp_scatter_gather and p.tp > 1 and not p.sp:
@@ -378,6 +383,7 @@ class TrainingBuilder:
             # context-parallel peers run the same passes in the same order, so a counter
             # restarted per rank gives both ends of every ring exchange the same tag
             self._tag = 0
+            self._compute_end: int | None = None  # the last pass's compute, before its send
             prev = None
             for kind, local, micro in pipeline_schedule(p.schedule, p.pp, stage,
                                                         p.micro_batches, p.virtual_stages):

@@ -244,6 +244,8 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
         algorithms=sec.get("algorithms", _algorithms, default={}),
         dim_algorithms=sec.get("dim_algorithms", _names, default=()),
         window=sec.get("window", _nonneg_int, default=0),
+        p2p_rendezvous=sec.choice("p2p", ["eager", "rendezvous"], default="eager")
+        == "rendezvous",
     )
     endpoint = sec.get("endpoint_delay", units.parse_time, default=None)
     reduction = sec.get("reduction", lambda v, w: _reduction(v, w, hardware), default=None)

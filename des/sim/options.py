@@ -59,6 +59,10 @@ class EngineOptions:
     (AstraSim's statistics) rather than from when its sender is ready.
     Point to point: a send moves in chunks of at most ``p2p_chunk_bytes`` with at most
     ``p2p_window`` undelivered (NCCL's slotted buffers), so flows sharing a link interleave.
+    ``p2p_rendezvous``: a send's data leaves only once its matching receive is posted, as
+    with NCCL's two-sided send/recv ("Rank peer needs to call ncclRecv ...; this operation is
+    blocking for the GPU", NCCL user guide, point-to-point functions); default False: data
+    leaves when the send is ready (eager, AstraSim's behaviour).
     Faults: ``timed_faults`` start (and maybe end) during the run; untimed ones are applied to
     the topology before it (:func:`topologies.faults.apply_faults`).
     ``record_link_activity`` keeps every transmission interval per link (trace counters).
@@ -92,6 +96,7 @@ class EngineOptions:
     speed: dict[int, float] = field(default_factory=dict)
     p2p_chunk_bytes: float = 1 << 20
     p2p_window: int = 4
+    p2p_rendezvous: bool = False
     timed_faults: list[LinkFault] = field(default_factory=list)
     record_link_activity: bool = False
     progress_every: int = 2000

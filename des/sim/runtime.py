@@ -165,6 +165,8 @@ class Runtime:
         self._arrived: set[tuple[int, int]] = set()          # recv key: data has landed
         self._send_start: dict[tuple[int, int], float] = {}  # recv key -> its send's start
         self._posted: dict[tuple[int, int], float] = {}      # recv key -> posting time
+        # recv key -> a ready send waiting for that receive to be posted (rendezvous)
+        self._unmatched: dict[tuple[int, int], tuple[Node, tuple[_Stream, str] | None]] = {}
         self._pending: list[dict[int, int]] = []
         self._dependents: list[dict[int, list[int]]] = []
         self.records: list[OpRecord] = []
@@ -279,6 +281,10 @@ class Runtime:
     # ------------------------------------------------------------------ point to point
     def _start_send(self, node: Node, slot: tuple[_Stream, str] | None) -> None:
         pair = self._pairs_by_send[(node.rank, node.id)]
+        key = (pair.dst, pair.recv_id)
+        if self.options.p2p_rendezvous and key not in self._posted:
+            self._unmatched[key] = (node, slot)  # leaves when the receive is posted
+            return
         start = self.clock.now
         self._send_start[(pair.dst, pair.recv_id)] = start
         self.model.send(node, pair, lambda: self._send_landed(node, pair, start, slot))
@@ -298,6 +304,8 @@ class Runtime:
         self._posted[key] = self.clock.now
         if key in self._arrived:
             self._complete_recv(key)
+        elif key in self._unmatched:
+            self._start_send(*self._unmatched.pop(key))
 
     def _complete_recv(self, key: tuple[int, int]) -> None:
         # A receive counts as communication from when both sides were ready, not from posting:
@@ -362,5 +370,8 @@ class Runtime:
                     + "; ".join(blockers))
         for key in list(self._posted)[:8]:
             lines.append(f"  {self.graph.node(*key).label()} waits for a send that never started")
+        for key, (send, _slot) in list(self._unmatched.items())[:8]:
+            lines.append(f"  {send.label()} waits for its receive "
+                         f"({self.graph.node(*key).label()}) to be posted (p2p: rendezvous)")
         return "\n".join(lines[:40])
 
