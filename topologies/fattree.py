@@ -371,6 +371,11 @@ def superpod(nodes: int, *, gpus_per_node: int = 8, nvlink_bandwidth: float,
     common SuperPOD scalable-unit ratio); NVSwitches add ``nvswitch_latency``, rail leaves and
     spines ``leaf_latency``.
 
+    ``info.dims`` is ``(gpus_per_node, nodes)``: NPU ids in mixed radix, GPU within its node
+    fastest. Collectives of groups spanning several GPUs of several nodes run per dimension
+    (:mod:`collectives.auto`), so their inter-node traffic stays on the rails, as NCCL's
+    rail-aligned rings do.
+
     Routes (ECMP, fewest hops): within a node GPU -> NVSwitch -> GPU (2 hops); across nodes on
     the same rail GPU -> rail leaf -> GPU (2 hops); across nodes on different rails GPU -> rail
     leaf a -> spine -> rail leaf b -> GPU (4 hops, ECMP over the spines). NICs are rail-only and
@@ -416,7 +421,10 @@ def superpod(nodes: int, *, gpus_per_node: int = 8, nvlink_bandwidth: float,
         nvlink_bandwidth=float(nvlink_bandwidth), nic_bandwidth=float(nic_bandwidth),
         uplink_bandwidth=uplink, latency=float(latency),
     )
-    topo.info = TopologyInfo("superpod", bisection_bandwidth=bisection)
+    # logical dimensions (GPU within its node fastest, then node): a group that spans nodes
+    # with several GPUs in each runs per dimension, its inter-node phase one ring per rail
+    topo.info = TopologyInfo("superpod", dims=(gpus_per_node, nodes),
+                             bisection_bandwidth=bisection)
     return topo
 
 
