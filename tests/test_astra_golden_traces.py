@@ -12,39 +12,50 @@ communication, GPU and communication time) are checked where AstraSim printed th
 from __future__ import annotations
 
 import pytest
-from helpers import ASTRA_REFERENCE, assert_finished_like_astra, astra_comm_groups, astra_expected
+import json
+
+from helpers import ASTRA_REFERENCE, assert_finished_like_astra
 
 from astra_bridge.inputs import load_inputs
 from astra_bridge.report import from_result
 from des.sim.engine import simulate
 
-CASES = sorted(p.name for p in ASTRA_REFERENCE.iterdir() if p.is_dir()) \
-    if ASTRA_REFERENCE.is_dir() else []
+# ../astra holds the cases des reproduces; ../astra_next the ones added later (communicator
+# groups on multi-dimensional networks, a custom collective): both are golden now
+FOLDERS = [f for f in (ASTRA_REFERENCE, ASTRA_REFERENCE.parent / "astra_next") if f.is_dir()]
+CASES = {p.name: p for f in FOLDERS for p in sorted(f.iterdir()) if p.is_dir()}
 SLOW = {"ring1024_allreduce_1GiB"}  # the speed anchor: measured in bench/collectives.py
+NOT_YET = {"custom_collective_ring8": "custom collectives from a Chakra ET are not run yet"}
 
 pytestmark = pytest.mark.skipif(not CASES, reason="reference data not present")
 
 
+def expected_of(name: str) -> dict:
+    return json.loads((CASES[name] / "expected.json").read_text())
+
+
 def load(name: str):
-    folder = ASTRA_REFERENCE / name
+    folder = CASES[name]
+    groups = folder / "comm_group.json"
     return load_inputs(folder / "workload" / "workload", folder / "system.json",
-                       folder / "network.yml", comm_groups=astra_comm_groups(name),
+                       folder / "network.yml", comm_groups=groups if groups.exists() else None,
                        remote_memory=folder / "remote_memory.json")
 
 
 def cases_for(backend: str) -> list:
     out = []
-    for name in CASES:
+    for name in sorted(CASES):
         if name in SLOW:
             continue
-        expected = astra_expected(name)
-        if expected["results"][backend]["all_ranks_finished"]:
-            out.append(name)
+        if expected_of(name)["results"][backend]["all_ranks_finished"]:
+            out.append(pytest.param(name, marks=pytest.mark.xfail(reason=NOT_YET[name],
+                                                                  strict=True))
+                       if name in NOT_YET else name)
     return out
 
 
 def check(name: str, backend: str) -> None:
-    expected = astra_expected(name)["results"][backend]
+    expected = expected_of(name)["results"][backend]
     inputs = load(name)
     model = "aware" if backend == "congestion_aware" else "unaware"
     result = simulate(inputs.topology, inputs.graph, hardware=inputs.hardware,

@@ -209,6 +209,24 @@ def _hierarchical_router(topo: Topology, src: int, dst: int, flow: int = 0) -> t
     return tuple(path)
 
 
+def first_dimension_route(topo: Topology, src: int, dst: int) -> tuple[int, ...]:
+    """The links AstraSim's congestion-unaware backend charges a message on a hierarchical
+    stack: only the segment in the first dimension in which ``src`` and ``dst`` differ, between
+    their coordinates in that dimension (astra-network-analytical,
+    ``congestion_unaware/multi-dim-topology/MultiDimTopology.cc``: ``send`` translates both
+    ids to addresses, ``get_dim_to_transfer`` returns the first differing dimension, and only
+    that dimension's topology times the chunk). Other topologies: their route."""
+    state = topo.router_state
+    if not isinstance(state, HierarchicalRouting):
+        return topo.route(src, dst)
+    for t in state.tables:
+        here, there = (src // t.stride) % t.size, (dst // t.stride) % t.size
+        if here != there:
+            nxt = src + (there - here) * t.stride
+            return tuple(_segment(topo.links, t, src, nxt, here, there))
+    return ()
+
+
 def _segment(links: list[LinkSpec], t: DimTables, cur: int, nxt: int, here: int,
              there: int) -> list[int]:
     """Link ids from ``cur`` to ``nxt`` (same group, coordinates here -> there) in one dim."""

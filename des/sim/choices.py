@@ -4,6 +4,7 @@ dimensions of a group, how long local work takes, and what a step's overhead cos
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from collectives.base import DEFAULT_ALGORITHM, Step
 from des.core import hardware as hw
@@ -95,6 +96,18 @@ def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineO
                                 topology_kind=kind,
                                 dims=logical_dims(topology, members, not options.astra))
     return name
+
+
+def message_route(topology: Topology, options: EngineOptions
+                  ) -> Callable[[int, int, int], tuple[int, ...]]:
+    """Where a message goes: the topology's route; in AstraSim's congestion-unaware mode on a
+    hierarchical stack, only the segment in the first dimension in which the ends differ, the
+    one AstraSim charges (:func:`topologies.hierarchical.first_dimension_route`)."""
+    if options.astra and not options.contention:
+        from topologies.hierarchical import first_dimension_route
+
+        return lambda src, dst, flow=0: first_dimension_route(topology, src, dst)
+    return topology.route
 
 
 NOOP = "noop"  # op class of nodes that take no time at all (AstraSim skips some nodes)

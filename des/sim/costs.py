@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from collectives.base import CollectivePlan, Step, dry_run
+from des.sim.choices import message_route
 from des.sim.hops import route_summary
 from des.sim.options import EngineOptions
 from topologies.base import Topology
@@ -36,6 +37,7 @@ class MessageCost:
         self.topology = topology
         self.options = options
         self.hop_model = options.hop_model_instance()
+        self.route = message_route(topology, options)
         self._cache: dict[tuple[int, int, float], float] = {}
 
     def __call__(self, src: int, dst: int, nbytes: float) -> float:
@@ -47,7 +49,7 @@ class MessageCost:
 
     def _compute(self, src: int, dst: int, nbytes: float) -> float:
         topo = self.topology
-        route = topo.route(src, dst)
+        route = self.route(src, dst)
         if not route:
             return 0.0
         specs = [topo.links[i] for i in route]
@@ -59,7 +61,7 @@ class MessageCost:
 
     def serialization(self, src: int, dst: int, nbytes: float) -> float:
         """Time the message holds its slowest link."""
-        route = self.topology.route(src, dst)
+        route = self.route(src, dst)
         if not route:
             return 0.0
         return max(nbytes / (self.topology.links[i].bandwidth * self.topology.links[i].derate)

@@ -24,7 +24,7 @@ from des.core import hardware as hw
 from des.core.fold import Fold
 from des.core.graph import CollectiveInstance, EventGraph, Node, P2PPair
 from des.core.results import LinkStats, Result
-from des.sim.choices import logical_dims
+from des.sim.choices import logical_dims, message_route
 from des.sim.clock import SimPyClock
 from des.sim.collective_run import ClosedFormCollective, CollectiveRun, chunk_layout
 from des.sim.costs import MessageCost
@@ -57,6 +57,7 @@ class ContendedModel:
                                    record_activity=options.record_link_activity,
                                    track_inflight=bool(options.timed_faults),
                                    contention=options.contention)
+        self.transport.route = message_route(topology, options)
         for fault in options.timed_faults:
             fault_links(topology, fault)  # names real links: fail now, not mid-run
         self.runs: dict[int, CollectiveRun | ClosedFormCollective] = {}
