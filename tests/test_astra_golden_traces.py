@@ -11,9 +11,9 @@ communication, GPU and communication time) are checked where AstraSim printed th
 
 from __future__ import annotations
 
-import pytest
 import json
 
+import pytest
 from helpers import ASTRA_REFERENCE, assert_finished_like_astra
 
 from astra_bridge.inputs import load_inputs
