@@ -1,0 +1,103 @@
+"""Roofline statistics of a finished run, per rank: how much of its GPU time was compute-bound,
+and its time-weighted compute utilization, memory utilization and operation intensity.
+
+The definitions are AstraSim's (``astra-sim/workload/Workload.cc``, ``issue_comp``, and
+``Statistics::extract_utilizations``, printed with ``roofline-enabled``): for each compute
+operation timed by the roofline, with operation intensity ``I = FLOPs / bytes``, attainable
+rate ``P = min(peak x eff_c, I x bandwidth x eff_m)`` (AstraSim: efficiencies 1),
+
+* compute utilization ``P / peak``, memory utilization ``(P / I) / bandwidth``;
+* compute-bound when its compute term is at least its memory term (``P`` reaches the compute
+  roof; AstraSim: not ``P < peak``);
+
+and per rank each figure is the sum over those operations weighted by their time, divided by
+the rank's whole compute time, so operations with a given duration (AstraSim's replayed
+nodes) count in the denominator only. A compute node made of several kernels contributes each
+kernel with its share of the node's time (shares in proportion to the kernels' roofline times).
+Peaks are the datasheet ones (``GpuSpec.peak_flops[default_dtype]``, ``hbm_bandwidth``), so
+with des's efficiencies below 1 utilization says how far below the datasheet the run is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from des.core import hardware as hw
+from des.core.graph import EventGraph
+from des.core.results import Result
+
+__all__ = ["RooflineStats", "roofline_stats"]
+
+
+@dataclass(frozen=True)
+class RooflineStats:
+    """One rank's roofline statistics (fractions in [0, 1]; intensity in FLOP/byte) over
+    ``compute_ns`` of compute time, of which ``roofline_ns`` was timed by the roofline."""
+
+    compute_bound: float
+    compute_utilization: float
+    memory_utilization: float
+    operation_intensity: float
+    compute_ns: float
+    roofline_ns: float
+
+    def as_dict(self) -> dict[str, float]:
+        """JSON form, percentages as AstraSim prints them."""
+        return {"compute_bound_pct": 100 * self.compute_bound,
+                "avg_compute_util_pct": 100 * self.compute_utilization,
+                "avg_memory_util_pct": 100 * self.memory_utilization,
+                "avg_operation_intensity": self.operation_intensity,
+                "compute_ns": self.compute_ns, "roofline_ns": self.roofline_ns}
+
+
+def _kernel_figures(spec: hw.GpuSpec, flops: float, nbytes: float, op_class: str
+                    ) -> tuple[bool, float, float, float] | None:
+    """(compute-bound, compute utilization, memory utilization, intensity) of one kernel, or
+    None when the roofline does not time it (no bytes: AstraSim skips such nodes)."""
+    if nbytes <= 0:
+        return None
+    compute_ns, memory_ns = hw._terms(spec, flops, nbytes, op_class, None)
+    peak = spec.peak_flops[spec.default_dtype]
+    intensity = flops / nbytes
+    longest = max(compute_ns, memory_ns)
+    rate = flops / longest if longest > 0 else 0.0  # the attainable FLOP rate P
+    memory_util = (rate / intensity) / spec.hbm_bandwidth if intensity > 0 else 0.0
+    return compute_ns >= memory_ns, rate / peak, memory_util, intensity
+
+
+def roofline_stats(graph: EventGraph, result: Result,
+                   hardware: hw.GpuSpec | None) -> dict[int, RooflineStats]:
+    """Per-rank statistics of ``result`` (a run of ``graph``); empty without ``hardware`` or
+    when no rank computed."""
+    if hardware is None:
+        return {}
+    sums: dict[int, list[float]] = {}
+    for op in result.ops:
+        if op.kind != "compute" or op.end_ns <= op.start_ns:
+            continue
+        duration = op.end_ns - op.start_ns
+        acc = sums.setdefault(op.rank, [0.0] * 6)  # bound, cu, mu, oi, total, roofline
+        acc[4] += duration
+        node = graph.node(op.rank, op.node)
+        if node.kernels:
+            kernels = list(node.kernels)
+        elif node.flops or node.nbytes:
+            kernels = [(node.flops, node.nbytes, node.op_class or "")]
+        else:
+            continue
+        times = [hw.compute_time_ns(hardware, f, b, c) - hardware.launch_overhead_ns
+                 for f, b, c in kernels]
+        total = sum(times)
+        for (f, b, c), t in zip(kernels, times, strict=True):
+            figures = _kernel_figures(hardware, f, b, c)
+            if figures is None:
+                continue
+            share = duration * (t / total if total > 0 else 1.0 / len(kernels))
+            is_compute, cu, mu, oi = figures
+            acc[0] += share if is_compute else 0.0
+            acc[1] += cu * share
+            acc[2] += mu * share
+            acc[3] += oi * share
+            acc[5] += share
+    return {rank: RooflineStats(a[0] / a[4], a[1] / a[4], a[2] / a[4], a[3] / a[4], a[4], a[5])
+            for rank, a in sorted(sums.items()) if a[4] > 0}
