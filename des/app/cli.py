@@ -235,7 +235,7 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     if trace_path:
         scenario.options.record_link_activity = True
     result = _run_with_progress(scenario, args.backend, console, quiet=args.quiet)
-    evaluation = evaluate(result, scenario)  # the same report and metrics a sweep records
+    evaluation = evaluate(result, scenario, roofline_figures=True)  # as a sweep records
     evaluation.attach(result)
     if args.quiet:
         console.print(f"{result.makespan_ns:.0f}")
@@ -244,6 +244,10 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
                console)
         if evaluation.report is not None and evaluation.kind.render is not None:
             evaluation.kind.render(evaluation.report, console)
+        if evaluation.roofline:
+            from des.app.render import render_roofline
+
+            render_roofline(evaluation.roofline, result, console)
         if astra_model is not None:
             from astra_bridge.report import from_result
             from des.app.render import render_astra_terms

@@ -104,6 +104,18 @@ def _group_ranks(result: Result) -> list[tuple[str, object]]:
     return [(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}", st) for r, _, st in rows]
 
 
+def render_roofline(stats: dict[int, dict[str, float]], result: Result,
+                    console: Console) -> None:
+    """One line of roofline statistics for the rank that finished last (all ranks in JSON)."""
+    rank = max(stats, key=lambda r: result.ranks[r].finished_ns if r in result.ranks else 0.0)
+    st = stats[rank]
+    console.print(f"roofline (rank {rank}): {st['compute_bound_pct']:.1f}% of compute time "
+                  f"compute-bound, compute utilization {st['avg_compute_util_pct']:.1f}%, "
+                  f"memory utilization {st['avg_memory_util_pct']:.1f}%, operation intensity "
+                  f"{st['avg_operation_intensity']:.1f} FLOP/B (of datasheet peaks)",
+                  highlight=False, markup=False)
+
+
 def render_topology(info: dict, console: Console) -> None:
     """The ``topo show`` tables."""
     kind = info["kind"] if info.get("builder", info["kind"]) == info["kind"] else \

@@ -28,7 +28,7 @@ after which scenarios (``workload: {kind: parameter_server, ...}``), ``des simul
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -105,12 +105,16 @@ class Evaluation:
     kind: WorkloadKind
     report: Report | None
     metrics: Metrics
+    roofline: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def attach(self, result: Result) -> None:
-        """Put the report (under the kind's key) and the metrics into ``result.meta``."""
+        """Put the report (under the kind's key), the metrics and the per-rank roofline
+        statistics (:mod:`des.sim.roofline_stats`) into ``result.meta``."""
         if self.report is not None and self.kind.report_key:
             result.meta[self.kind.report_key] = self.report
         result.meta["metrics"] = self.metrics
+        if self.roofline:
+            result.meta["roofline"] = self.roofline
 
 
 # ---------------------------------------------------------------------- per kind
@@ -234,14 +238,21 @@ def kind_of(scenario: Scenario) -> WorkloadKind:
     return get_workload_kind(scenario.kind or GRAPH_KIND)
 
 
-def evaluate(result: Result, scenario: Scenario) -> Evaluation:
-    """The report and metrics of a finished run of ``scenario``, as its kind defines them."""
+def evaluate(result: Result, scenario: Scenario, roofline_figures: bool = False) -> Evaluation:
+    """The report and metrics of a finished run of ``scenario``, as its kind defines them;
+    with ``roofline_figures``, also each rank's roofline statistics."""
     kind = kind_of(scenario)
     report = kind.report(result, scenario) if kind.report is not None else None
     exposed = max((st.exposed_comm_ns for st in result.ranks.values()), default=0.0)
     metrics: Metrics = {"workload": kind.name, "makespan_ns": result.makespan_ns,
                         "exposed_comm_s": exposed * 1e-9, **kind.metrics(report, result)}
-    return Evaluation(kind, report, metrics)
+    roofline = {}
+    if roofline_figures:
+        from des.sim.roofline_stats import roofline_stats
+
+        roofline = {rank: st.as_dict() for rank, st in
+                    roofline_stats(scenario.graph, result, scenario.hardware).items()}
+    return Evaluation(kind, report, metrics, roofline)
 
 
 def ranking_kind(metrics: Iterable[Mapping[str, Any]]) -> WorkloadKind:

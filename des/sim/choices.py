@@ -34,6 +34,15 @@ def logical_dims(topology: Topology, group: tuple[int, ...],
     dims = topology.info.dims
     if not dims:
         return None
+    cache = topology._trees  # the topology's own cache (cleared when routes are invalidated)
+    key = ("logical_dims", group, subgrids)
+    if key not in cache:
+        cache[key] = _logical_dims(topology, dims, group, subgrids)
+    return cache[key]
+
+
+def _logical_dims(topology: Topology, dims: tuple[int, ...], group: tuple[int, ...],
+                  subgrids: bool) -> tuple[int, ...] | None:
     n = len(group)
     if n == topology.num_npus and group[0] == 0 and group[-1] == n - 1 \
             and group == tuple(range(n)):

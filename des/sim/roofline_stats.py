@@ -65,13 +65,36 @@ def _kernel_figures(spec: hw.GpuSpec, flops: float, nbytes: float, op_class: str
     return compute_ns >= memory_ns, rate / peak, memory_util, intensity
 
 
+def _node_figures(spec: hw.GpuSpec, kernels: list[tuple[float, float, str]]
+                  ) -> tuple[float, float, float, float, float]:
+    """Per unit of a node's time: (compute-bound share, compute utilization, memory
+    utilization, intensity, share timed by the roofline), its kernels weighted by their
+    roofline times."""
+    times = [max(hw._terms(spec, f, b, c, None)) for f, b, c in kernels]
+    total = sum(times)
+    out = [0.0] * 5
+    for (f, b, c), t in zip(kernels, times, strict=True):
+        figures = _kernel_figures(spec, f, b, c)
+        if figures is None:
+            continue
+        share = t / total if total > 0 else 1.0 / len(kernels)
+        is_compute, cu, mu, oi = figures
+        out[0] += share if is_compute else 0.0
+        out[1] += cu * share
+        out[2] += mu * share
+        out[3] += oi * share
+        out[4] += share
+    return out[0], out[1], out[2], out[3], out[4]
+
+
 def roofline_stats(graph: EventGraph, result: Result,
                    hardware: hw.GpuSpec | None) -> dict[int, RooflineStats]:
     """Per-rank statistics of ``result`` (a run of ``graph``); empty without ``hardware`` or
-    when no rank computed."""
+    when no rank computed. Nodes with the same kernels are evaluated once."""
     if hardware is None:
         return {}
     sums: dict[int, list[float]] = {}
+    cache: dict[tuple, tuple[float, float, float, float, float]] = {}
     for op in result.ops:
         if op.kind != "compute" or op.end_ns <= op.start_ns:
             continue
@@ -80,24 +103,16 @@ def roofline_stats(graph: EventGraph, result: Result,
         acc[4] += duration
         node = graph.node(op.rank, op.node)
         if node.kernels:
-            kernels = list(node.kernels)
+            key: tuple = tuple(node.kernels)
         elif node.flops or node.nbytes:
-            kernels = [(node.flops, node.nbytes, node.op_class or "")]
+            key = ((node.flops, node.nbytes, node.op_class or ""),)
         else:
             continue
-        times = [hw.compute_time_ns(hardware, f, b, c) - hardware.launch_overhead_ns
-                 for f, b, c in kernels]
-        total = sum(times)
-        for (f, b, c), t in zip(kernels, times, strict=True):
-            figures = _kernel_figures(hardware, f, b, c)
-            if figures is None:
-                continue
-            share = duration * (t / total if total > 0 else 1.0 / len(kernels))
-            is_compute, cu, mu, oi = figures
-            acc[0] += share if is_compute else 0.0
-            acc[1] += cu * share
-            acc[2] += mu * share
-            acc[3] += oi * share
-            acc[5] += share
+        figures = cache.get(key)
+        if figures is None:
+            figures = cache[key] = _node_figures(hardware, list(key))
+        for i in range(4):
+            acc[i] += figures[i] * duration
+        acc[5] += figures[4] * duration
     return {rank: RooflineStats(a[0] / a[4], a[1] / a[4], a[2] / a[4], a[3] / a[4], a[4], a[5])
             for rank, a in sorted(sums.items()) if a[4] > 0}
