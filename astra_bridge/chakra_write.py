@@ -93,21 +93,23 @@ def _check_issue_order(graph: EventGraph) -> list[str]:
 
 
 def _chakra_node(node: Node, group_names: Mapping[tuple[int, ...], str], num_ranks: int,
-                 notes: Notes, inexact: list[str]) -> ChakraNode:
+                 notes: Notes, inexact: list[str], duration_ns: float | None = None
+                 ) -> ChakraNode:
     label = node.label()
     out = ChakraNode(id=node.id, name=node.name)
     out.data_deps.extend(dict.fromkeys(node.deps))
     attrs = [_attr("is_cpu_op", bool_val=False)]
     if node.kind is NodeKind.COMPUTE:
         out.type = COMP_NODE
-        if node.duration_ns is not None:
-            micros = math.floor(node.duration_ns / 1000.0 + 0.5)
-            if micros * 1000.0 != node.duration_ns:
+        fixed = node.duration_ns if duration_ns is None else duration_ns
+        if fixed is not None:
+            micros = math.floor(fixed / 1000.0 + 0.5)
+            if micros * 1000.0 != fixed:
                 notes.add("compute durations rounded to whole microseconds (Chakra "
                           "duration_micros is uint64)",
-                          f"{label} {node.duration_ns:g} ns -> {micros} us")
+                          f"{label} {fixed:g} ns -> {micros} us")
             out.duration_micros = micros
-        if node.duration_ns is None or node.flops or node.nbytes:
+        if duration_ns is None and (node.duration_ns is None or node.flops or node.nbytes):
             attrs.append(_attr("num_ops", int64_val=_whole(node.flops, "flops", label, inexact)))
             attrs.append(_attr("tensor_size",
                                uint64_val=_whole(node.nbytes, "nbytes", label, inexact)))
@@ -152,7 +154,8 @@ def _chakra_node(node: Node, group_names: Mapping[tuple[int, ...], str], num_ran
 
 
 def write_trace(graph: EventGraph, prefix: str | Path, *,
-                comm_groups_path: str | Path | None = None) -> list[Path]:
+                comm_groups_path: str | Path | None = None,
+                durations: Mapping[tuple[int, int], float] | None = None) -> list[Path]:
     """Write ``graph`` as ``{prefix}.{rank}.et`` files AstraSim can run; return their paths.
 
     Each file is a GlobalMetadata (version ``0.0.4``) then one Node per des node in graph
@@ -164,6 +167,8 @@ def write_trace(graph: EventGraph, prefix: str | Path, *,
     input). Collectives on a group other than all ranks in order get ``pg_name`` "1", "2",
     ... in order of first appearance, and the comm-group JSON ``{pg_name: ranks}`` is written
     to ``comm_groups_path`` (default ``{prefix}.comm_groups.json``) and returned last.
+    ``durations`` (ns by ``(rank, node id)``) replaces those compute nodes' FLOPs and bytes by
+    a fixed duration (AstraSim replays it), so a run there has exactly des's compute times.
     """
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +181,9 @@ def write_trace(graph: EventGraph, prefix: str | Path, *,
         messages = []
         for node in graph.nodes(rank):
             try:
+                fixed = durations.get((rank, node.id)) if durations else None
                 messages.append(_chakra_node(node, group_names, graph.num_ranks, notes,
-                                             inexact))
+                                             inexact, fixed))
             except (ValueError, TypeError, OverflowError) as err:
                 if isinstance(err, ChakraError):
                     raise

@@ -69,11 +69,21 @@ class Crosscheck:
             diff = None
             if theirs is not None and theirs.finished_ns:
                 diff = (ours.finished_ns - theirs.finished_ns) / theirs.finished_ns
+            compute_diff = comm_diff = None
+            if theirs is not None and theirs.finished_ns:
+                # the makespan difference, split: compute time (GPU time) and the rest
+                # (communication, and waiting on it)
+                compute_diff = ((ours.gpu_ns or 0.0) - (theirs.gpu_ns or 0.0)) \
+                    / theirs.finished_ns
+                comm_diff = diff - compute_diff
             out.append({"rank": rank, "des_finished_ns": ours.finished_ns,
                         "des_exposed_comm_ns": ours.exposed_comm_ns,
+                        "des_gpu_ns": ours.gpu_ns,
                         "astra_finished_ns": theirs.finished_ns if theirs else None,
                         "astra_exposed_comm_ns": theirs.exposed_comm_ns if theirs else None,
-                        "difference": diff})
+                        "astra_gpu_ns": theirs.gpu_ns if theirs else None,
+                        "difference": diff, "compute_difference": compute_diff,
+                        "communication_difference": comm_diff})
         return out
 
     def overall_difference(self) -> float | None:
@@ -137,7 +147,7 @@ def find_binary(explicit: str | Path | None) -> Path | None:
     candidate = explicit or os.environ.get(ENV_BINARY)
     if not candidate:
         return None
-    path = Path(candidate)
+    path = Path(candidate).resolve()  # the binary starts from the export folder
     if not path.is_file():
         raise FileNotFoundError(f"AstraSim binary not found: {path} (from "
                                 f"{'--astra-bin' if explicit else ENV_BINARY})")
@@ -148,9 +158,12 @@ def crosscheck(graph: EventGraph, topology: Topology, folder: str | Path, *,
                options: EngineOptions | None = None, hardware: GpuSpec | None = None,
                binary: str | Path | None = None, congestion_aware: bool = True,
                timeout: float = 600.0) -> Crosscheck:
-    """Export, simulate the exported files in des, run the binary if any, compare."""
+    """Export, simulate the exported files in des, run the binary if any, compare. Compute
+    goes out as des's own per-node durations (efficiencies included), so both sides compute
+    for the same time and the difference left is communication."""
     options = options or EngineOptions()
-    files = export(graph, topology, folder, options=options, hardware=hardware)
+    files = export(graph, topology, folder, options=options, hardware=hardware,
+                   compute="durations")
     inputs: AstraInputs = load_inputs(files.workload_prefix, files.system, files.network,
                                       comm_groups=files.comm_groups,
                                       remote_memory=files.remote_memory)

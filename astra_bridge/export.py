@@ -19,9 +19,9 @@ from pathlib import Path
 
 from astra_bridge.chakra_write import write_trace
 from astra_bridge.configs import GIB_PER_GB
-from des.core.graph import CollectiveType, EventGraph
+from des.core.graph import CollectiveType, EventGraph, NodeKind
 from des.core.hardware import GpuSpec
-from des.sim.choices import algorithm_for
+from des.sim.choices import algorithm_for, local_time
 from des.sim.options import ASTRA_LOCAL_MEM_BW, EngineOptions
 from topologies.base import Topology
 from topologies.meta import HierarchicalLayout, LeafSpineLayout, SuperpodLayout
@@ -148,15 +148,36 @@ def system_json(topology: Topology, graph: EventGraph, options: EngineOptions,
     return system
 
 
+COMPUTE_EXPORTS = ("roofline", "durations")
+"""How compute nodes go out: ``roofline``, their FLOPs and bytes for AstraSim's roofline at
+the GPU's datasheet peaks (des's per-class efficiencies and launch overhead are lost);
+``durations``, the time des gives each node on ``hardware`` (efficiencies included), which
+AstraSim replays, so both sides compute for the same time (to whole microseconds)."""
+
+
 def export(graph: EventGraph, topology: Topology, folder: str | Path, *,
            options: EngineOptions | None = None, hardware: GpuSpec | None = None,
-           prefix: str = "workload") -> ExportedFiles:
-    """Write AstraSim's inputs for this graph and topology into ``folder``."""
+           prefix: str = "workload", compute: str = "roofline") -> ExportedFiles:
+    """Write AstraSim's inputs for this graph and topology into ``folder``; ``compute``: one
+    of :data:`COMPUTE_EXPORTS`."""
+    if compute not in COMPUTE_EXPORTS:
+        raise ExportError(f"compute export {compute!r}; expected one of "
+                          f"{', '.join(COMPUTE_EXPORTS)}")
     options = options or EngineOptions()
     folder = Path(folder)
     dims = network_dims(topology)
     notes: list[str] = []
     system = system_json(topology, graph, options, hardware, len(dims), notes)
+    durations = None
+    if compute == "durations" and hardware is not None:
+        durations = {(n.rank, n.id): local_time(n, hardware, options)
+                     for n in graph.all_nodes()
+                     if n.kind is NodeKind.COMPUTE and n.duration_ns is None}
+        system["roofline-enabled"] = 0
+        if durations:
+            notes.append("compute exported as des's per-node durations on "
+                         f"{hardware.name} (efficiencies and launch overhead included), "
+                         "rounded to whole microseconds; AstraSim replays them")
     (folder / "workload").mkdir(parents=True, exist_ok=True)
     network = {
         "topology": [d["topology"] for d in dims],
@@ -173,7 +194,8 @@ def export(graph: EventGraph, topology: Topology, folder: str | Path, *,
     remote.write_text(json.dumps({"memory-type": "NO_MEMORY_EXPANSION"}) + "\n")
     workload_prefix = folder / "workload" / prefix
     groups_path = folder / "comm_group.json"
-    written = write_trace(graph, workload_prefix, comm_groups_path=groups_path)
+    written = write_trace(graph, workload_prefix, comm_groups_path=groups_path,
+                          durations=durations)
     comm_groups = groups_path if groups_path in written or groups_path.exists() else None
     return ExportedFiles(folder, workload_prefix, system_path, network_path, remote,
                          comm_groups, notes)

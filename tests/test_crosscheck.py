@@ -172,3 +172,54 @@ def test_astra_terms_of_a_des_result():
     assert terms.finished_ns == r.ranks[0].finished_ns
     assert terms.gpu_ns == pytest.approx(r.ranks[0].compute_ns)
     assert terms.exposed_comm_ns == pytest.approx(r.ranks[0].finished_ns - r.ranks[0].compute_ns)
+
+
+def test_crosscheck_exports_des_durations_so_both_sides_compute_alike(tmp_path):
+    from des.core.hardware import load_gpu
+    from des.sim.choices import local_time
+
+    gpu = load_gpu("A100-SXM4-80GB")  # efficiencies below 1 and a launch overhead
+    g = EventGraph(4, "kernels")
+    pre = {r: (g.compute(r, kernels=[(2e12, 1e9, "gemm"), (0.0, 4e8, "elementwise")]),)
+           for r in range(4)}
+    g.collective_all("all_reduce", 2**20, deps=pre)
+    t = topo.ring(4, 50.0, 500.0)
+    options = EngineOptions.astra_compat()
+    check = crosscheck(g, t, tmp_path / "d", options=options, hardware=gpu)
+    system = json.loads((tmp_path / "d" / "system.json").read_text())
+    assert system["roofline-enabled"] == 0
+    want = local_time(g.node(0, pre[0][0]), gpu, options)  # des's time, efficiencies in
+    exported = check.des_compat_result
+    compute = [op for op in exported.ops if op.rank == 0 and op.kind == "compute"]
+    assert compute[0].end_ns - compute[0].start_ns == pytest.approx(
+        round(want / 1000) * 1000)
+    assert any("per-node durations" in note for note in check.to_dict()["notes"])
+    # with the roofline instead, AstraSim would compute at datasheet peak: faster
+    roof = export(g, t, tmp_path / "r", options=options, hardware=gpu)
+    assert json.loads(roof.system.read_text())["roofline-enabled"] == 1
+
+
+def test_crosscheck_splits_the_difference_into_compute_and_communication(tmp_path):
+    g, t = small_graph()
+    ours = crosscheck(g, t, tmp_path / "a", options=EngineOptions.astra_compat())
+    finish = max(r.finished_ns for r in ours.des_compat.values())
+    gpu = ours.des_compat[0].gpu_ns
+    body = (f"for r in range(4):\n"
+            f"    print(f'sys[{{r}}] finished, {int(finish) + 1000} cycles, exposed "
+            f"communication 7 cycles.')\n"
+            f"    print(f'sys[{{r}}], GPU time: {int(gpu) + 400}')")
+    check = crosscheck(g, t, tmp_path / "b", options=EngineOptions.astra_compat(),
+                       binary=fake_binary(tmp_path, body))
+    row = check.rows()[0]
+    assert row["compute_difference"] == pytest.approx(-400 / (int(finish) + 1000))
+    assert row["compute_difference"] + row["communication_difference"] == pytest.approx(
+        row["difference"])
+
+
+def test_a_relative_binary_path_still_runs_from_the_export_folder(tmp_path, monkeypatch):
+    g, t = small_graph()
+    binary = fake_binary(tmp_path, "print('sys[0] finished, 10 cycles, exposed communication "
+                                   "0 cycles.')")
+    monkeypatch.chdir(tmp_path)
+    check = crosscheck(g, t, tmp_path / "rel", binary=find_binary(binary.name))
+    assert check.astra.exit_code == 0 and check.astra.ranks

@@ -160,14 +160,18 @@ def render_crosscheck(check, console: Console) -> None:
     """The side-by-side table of a cross-check, the overall difference and the critical path."""
     table = Table(title=f"des (AstraSim-compatible, {check.backend}) vs AstraSim",
                   title_justify="left")
-    for col in ("rank", "des finished", "AstraSim finished", "difference"):
+    for col in ("rank", "des finished", "AstraSim finished", "difference", "of which compute",
+                "communication"):
         table.add_column(col, justify="right")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.2%}"
+
     for row in check.rows()[:RANK_ROWS * 4]:
         theirs = row["astra_finished_ns"]
-        diff = row["difference"]
         table.add_row(str(row["rank"]), f"{row['des_finished_ns']:,.0f}",
-                      "-" if theirs is None else f"{theirs:,.0f}",
-                      "-" if diff is None else f"{diff:+.2%}")
+                      "-" if theirs is None else f"{theirs:,.0f}", pct(row["difference"]),
+                      pct(row["compute_difference"]), pct(row["communication_difference"]))
     console.print(table)
     overall = check.overall_difference()
     if overall is not None:
