@@ -61,7 +61,8 @@ def _sizes(want: int) -> Any:
     return read
 
 
-_HIER_DIM = re.compile(r"^(ring|fc|fully_connected|switch)(\d+)(?:@([\d.]+))?$")
+_HIER_DIM = re.compile(r"^(ring|fc|fully_connected|switch)(\d+)(?:@(\d+(?:\.\d*)?(?:e[+-]?\d+)?|"
+                       r"\.\d+(?:e[+-]?\d+)?))?$")
 
 
 def _hier(rest: str, text: str, bandwidth: float, latency: float) -> dict[str, Any]:
@@ -209,9 +210,6 @@ def _dim_defaults(dim: Mapping[str, Any], bandwidth: float | None, latency: floa
         out["bandwidth"] = bandwidth
     out.setdefault("latency", latency)
     return out
-
-
-_HIER_DIM = re.compile(r"^(ring|fc|fully_connected|switch)(\d+)(?:@([\d.]+))?$")
 
 
 def parse_spec(text: str, bandwidth: float = 50.0, latency: float = 500.0) -> Topology:
