@@ -86,7 +86,7 @@ _TABLE = (
     Limit("max_expression_text", 10_000, "characters of a string a sweep expression computes"),
     # physics
     Limit("min_bandwidth", 1e-6, "link bandwidth", "bytes/ns, i.e. 1 kB/s"),
-    Limit("max_bandwidth", 1e6, "link bandwidth", "bytes/ns, i.e. 1 PB/s"),
+    Limit("max_bandwidth", 1e12, "link bandwidth", "bytes/ns, i.e. 1 ZB/s"),
     Limit("max_latency", 1e12, "link or switch latency", "ns, i.e. 1000 s"),
     Limit("max_model_dim", 1 << 24, "a model dimension (hidden size, layers, heads, "
           "vocabulary, sequence)"),
