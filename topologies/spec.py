@@ -217,7 +217,7 @@ def parse_spec(text: str, bandwidth: float = 50.0, latency: float = 500.0) -> To
     docstring; a kind with no reader of its own takes ``key=value`` pairs) or a file path."""
     text = text.strip()
     path = Path(text)
-    if path.suffix.lower() in (".yaml", ".yml", ".graphml", ".xml") or path.is_file():
+    if path.suffix.lower() in (".yaml", ".yml", ".graphml", ".xml") or _is_file(path):
         return _from_file(path)
     kind, _, rest = text.partition(":")
     try:
@@ -231,8 +231,16 @@ def parse_spec(text: str, bandwidth: float = 50.0, latency: float = 500.0) -> To
     return build(entry.kind, (entry.spec or key_values)(rest, text, bandwidth, latency))
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for names the system cannot even look up (too long, NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _from_file(path: Path) -> Topology:
-    if not path.is_file():
+    if not _is_file(path):
         raise TopologyError(f"topology file not found: {path}")
     from topologies import custom
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -38,7 +39,9 @@ def check_expression(text: str, where: str) -> ast.Expression:
         raise SweepError(f"{where}: an expression must be text, got {type(text).__name__}")
     limits.check("max_expression_chars", len(text), where, what="characters")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" and such: not for users
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as err:
         raise SweepError(f"{where}: cannot read {short(text)}: {err.msg}") from None
     except (RecursionError, MemoryError, ValueError) as err:  # the parser's own limits
