@@ -64,6 +64,8 @@ def bisection_bandwidth(topo: Topology, seed: int = 0) -> tuple[float, str]:
     closed_form = topo.info.bisection_bandwidth
     if clean and closed_form is not None:
         return float(closed_form), "closed form"
+    if topo.num_npus < 2:
+        return 0.0, "one NPU: nothing to cut"
     undirected = nx.Graph()
     undirected.add_nodes_from(range(topo.num_devices))
     for lk in topo.links:
@@ -102,6 +104,29 @@ def link_classes(topo: Topology) -> list[dict[str, Any]]:
             "derated": sum(1 for lk in links if lk.up and lk.derate < 1.0),
         })
     return rows
+
+
+def disconnected(topo: Topology) -> str:
+    """"" when every NPU reaches every other over up links (through switches or NPUs), else
+    which NPUs cannot (as simulating would find out at the first message between them)."""
+    if topo.num_npus < 2:
+        return ""
+    for src in (0, topo.num_npus - 1):  # reach all from 0, and 0 from the last: a quick test
+        tree = topo.bfs_tree(src, transit_npus=True)
+        missing = [n for n in range(topo.num_npus) if n not in tree]
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            return (f"NPU {src} cannot reach NPU(s) "
+                    f"{', '.join(map(str, missing[:5]))}{more}")
+    import networkx as nx  # the thorough test: one strongly connected NPU set
+
+    for part in nx.strongly_connected_components(topo.graph):
+        npus = [d for d in part if d < topo.num_npus]
+        if npus and len(npus) < topo.num_npus:
+            return f"NPUs {sorted(npus)[:5]} cannot reach every other NPU"
+        if npus:
+            return ""
+    return ""
 
 
 def summary(topo: Topology) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from des.core import limits
+from des.core.schema import SchemaError
 from topologies.meta import Layout, TopologyInfo
 from topologies.routing_state import RouterState
 
@@ -23,8 +25,9 @@ if TYPE_CHECKING:
     import networkx as nx
 
 
-class TopologyError(ValueError):
-    """A topology that cannot be built, or a route that does not exist; names what is wrong."""
+class TopologyError(SchemaError):
+    """A topology that cannot be built, or a route that does not exist; names what is wrong.
+    A :class:`~des.core.schema.SchemaError`: topologies come from user input."""
 
 
 @dataclass(slots=True)
@@ -70,6 +73,10 @@ class Topology:
     def __init__(self, name: str, num_npus: int, router: Router | None = None) -> None:
         if int(num_npus) != num_npus or num_npus < 1:
             raise TopologyError(f"{name}: needs at least 1 NPU, got {num_npus!r}")
+        limits.check("max_npus", num_npus, name)
+        bounds = limits.current()  # read once: add_link checks every link against them
+        self._bounds = (bounds["min_bandwidth"], bounds["max_bandwidth"],
+                        bounds["max_latency"], bounds["max_links"])
         self.name = name
         self.num_npus = int(num_npus)
         self._kinds: list[str] = ["npu"] * self.num_npus  # device id -> kind
@@ -89,6 +96,8 @@ class Topology:
     def add_switch(self, latency: float = 0.0, kind: str = "switch") -> int:
         """Add a switch after the NPUs and existing switches; return its device id."""
         _check_nonneg(latency, f"{self.name}: switch latency")
+        if not latency <= self._bounds[2]:
+            limits.check("max_latency", latency, f"{self.name}: switch latency")
         sid = len(self._kinds)
         self._kinds.append(kind)
         self._graph = None
@@ -103,10 +112,17 @@ class Topology:
                 raise TopologyError(f"{self.name}: link {src}->{dst} names unknown device {end}")
         if src == dst:
             raise TopologyError(f"{self.name}: link {src}->{dst} loops on itself")
-        if not bandwidth > 0:
-            raise TopologyError(f"{self.name}: link {src}->{dst} bandwidth must be > 0, "
-                                f"got {bandwidth!r}")
+        if not 0 < bandwidth < float("inf"):
+            raise TopologyError(f"{self.name}: link {src}->{dst} bandwidth must be a finite "
+                                f"number > 0, got {bandwidth!r}")
         _check_nonneg(latency, f"{self.name}: link {src}->{dst} latency")
+        low, high, slow, most = self._bounds
+        if not (low <= bandwidth <= high and latency <= slow) or len(self.links) >= most:
+            where = f"{self.name}: link {src}->{dst}"
+            limits.check("min_bandwidth", bandwidth, f"{where} bandwidth")
+            limits.check("max_bandwidth", bandwidth, f"{where} bandwidth")
+            limits.check("max_latency", latency, f"{where} latency")
+            limits.check("max_links", len(self.links) + 1, self.name, what="links so far")
         link = LinkSpec(len(self.links), src, dst, float(bandwidth), float(latency), kind=kind)
         self.links.append(link)
         self._between.setdefault((src, dst), []).append(link.id)
@@ -271,5 +287,5 @@ def _unwind(prev: dict[int, tuple[int, int]], src: int, dst: int) -> tuple[int, 
 
 
 def _check_nonneg(value: float, what: str) -> None:
-    if not value >= 0:
-        raise TopologyError(f"{what} must be >= 0, got {value!r}")
+    if not value >= 0 or value == float("inf"):
+        raise TopologyError(f"{what} must be a finite number >= 0, got {value!r}")

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from des.core import limits
 from topologies.base import Topology, TopologyError
 
 
@@ -79,6 +80,8 @@ def fault_links(topo: Topology, fault: LinkFault) -> list[int]:
 def set_fault(topo: Topology, fault: LinkFault, active: bool = True) -> list[int]:
     """Apply (or, with ``active=False``, lift) a fault now; returns the affected link ids."""
     ids = fault_links(topo, fault)
+    if active:
+        _check_derate(topo, fault, ids)
     for i in ids:
         link = topo.links[i]
         if fault.down:
@@ -89,12 +92,22 @@ def set_fault(topo: Topology, fault: LinkFault, active: bool = True) -> list[int
     return ids
 
 
+def _check_derate(topo: Topology, fault: LinkFault, ids: list[int]) -> None:
+    """A derate must not leave a link below ``min_bandwidth`` (an infinite makespan)."""
+    if not fault.down:
+        for i in ids:
+            limits.check("min_bandwidth", topo.links[i].bandwidth * fault.derate,
+                         f"fault {fault.src}-{fault.dst}",
+                         what=f"bandwidth after derate {fault.derate:g}")
+
+
 def apply_faults(topo: Topology, faults: Iterable[LinkFault]) -> list[LinkFault]:
     """Apply the untimed faults to the topology; return the timed ones for the engine."""
     timed = []
     for fault in faults:
         if fault.timed:
-            fault_links(topo, fault)  # check it names real links now, not mid-run
+            # check it names real links, and leaves a sane bandwidth, now, not mid-run
+            _check_derate(topo, fault, fault_links(topo, fault))
             timed.append(fault)
         else:
             set_fault(topo, fault)

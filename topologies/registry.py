@@ -164,6 +164,10 @@ def build(kind: str, params: Mapping[str, Any]) -> Topology:
         missing.append("bandwidth")
     if missing:
         raise TopologyError(f"{entry.kind}: missing parameter(s) {', '.join(missing)}")
+    if entry.builtin:  # a size worked out from the parameters: refused before building
+        from topologies.sizes import check_size
+
+        check_size(entry.kind, params)
     p = dict(params)
     topo = entry.build(p.pop("bandwidth", None), p.pop("latency", 0.0), **p)
     if not isinstance(topo, Topology):

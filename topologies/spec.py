@@ -61,7 +61,8 @@ def _sizes(want: int) -> Any:
     return read
 
 
-_HIER_DIM = re.compile(r"^(ring|fc|fully_connected|switch)(\d+)(?:@([\d.]+))?$")
+_HIER_DIM = re.compile(r"^(ring|fc|fully_connected|switch)(\d+)(?:@(\d+(?:\.\d*)?(?:e[+-]?\d+)?|"
+                       r"\.\d+(?:e[+-]?\d+)?))?$")
 
 
 def _hier(rest: str, text: str, bandwidth: float, latency: float) -> dict[str, Any]:
@@ -211,15 +212,12 @@ def _dim_defaults(dim: Mapping[str, Any], bandwidth: float | None, latency: floa
     return out
 
 
-_HIER_DIM = re.compile(r"^(ring|fc|fully_connected|switch)(\d+)(?:@([\d.]+))?$")
-
-
 def parse_spec(text: str, bandwidth: float = 50.0, latency: float = 500.0) -> Topology:
     """A topology from a short spec ``kind:rest`` of any registered kind (see the module
     docstring; a kind with no reader of its own takes ``key=value`` pairs) or a file path."""
     text = text.strip()
     path = Path(text)
-    if path.suffix.lower() in (".yaml", ".yml", ".graphml", ".xml") or path.is_file():
+    if path.suffix.lower() in (".yaml", ".yml", ".graphml", ".xml") or _is_file(path):
         return _from_file(path)
     kind, _, rest = text.partition(":")
     try:
@@ -233,8 +231,16 @@ def parse_spec(text: str, bandwidth: float = 50.0, latency: float = 500.0) -> To
     return build(entry.kind, (entry.spec or key_values)(rest, text, bandwidth, latency))
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for names the system cannot even look up (too long, NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _from_file(path: Path) -> Topology:
-    if not path.is_file():
+    if not _is_file(path):
         raise TopologyError(f"topology file not found: {path}")
     from topologies import custom
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from des.core import limits
 from des.core.paths import bundled, load_preset
 from des.core.schema import (
     SchemaError,
@@ -75,26 +76,41 @@ class ModelConfigError(SchemaError):
     """An invalid model description; the message names the key at fault and what is allowed."""
 
 
+def _dim(value: Any, where: str) -> int:
+    """A positive whole model dimension no larger than ``max_model_dim``
+    (:mod:`des.core.limits`): a 10^200-wide model is refused, not overflowed."""
+    number = positive_int(value, where)
+    limits.check("max_model_dim", number, where)
+    return number
+
+
+def _count(value: Any, where: str) -> int:
+    """A whole count >= 0 no larger than ``max_model_dim``."""
+    number = nonneg_int(value, where)
+    limits.check("max_model_dim", number, where)
+    return number
+
+
 def _read(sec: Section) -> dict[str, Any]:
     """Every :class:`ModelConfig` field from ``sec``, checked, with defaults resolved:
     ``kv_heads`` -> ``heads``, ``head_dim`` -> ``hidden // heads`` (which must divide),
     ``expert_ffn`` 0 -> ``ffn`` for MoE, ``bias`` None -> the GPT-style rule."""
     out: dict[str, Any] = {"name": sec.get("name", nonempty_text)}
     for key in ("layers", "hidden", "heads"):
-        out[key] = sec.get(key, positive_int)
-    out["kv_heads"] = sec.get("kv_heads", optional(positive_int), default=None) or out["heads"]
-    out["head_dim"] = sec.get("head_dim", optional(positive_int), default=None)
+        out[key] = sec.get(key, _dim)
+    out["kv_heads"] = sec.get("kv_heads", optional(_dim), default=None) or out["heads"]
+    out["head_dim"] = sec.get("head_dim", optional(_dim), default=None)
     if out["head_dim"] is None:
         if out["hidden"] % out["heads"]:
             raise sec.fail("head_dim", f"missing, and hidden ({out['hidden']}) is not a multiple "
                            f"of heads ({out['heads']}); give head_dim explicitly")
         out["head_dim"] = out["hidden"] // out["heads"]
     for key in ("ffn", "vocab", "seq"):
-        out[key] = sec.get(key, positive_int)
+        out[key] = sec.get(key, _dim)
     out["activation"] = sec.choice("activation", ACTIVATIONS, what="activation")
     out["norm"] = sec.choice("norm", NORMS, default="layernorm", what="norm")
     for key in ("experts", "top_k", "expert_ffn"):
-        out[key] = sec.get(key, nonneg_int, default=0)
+        out[key] = sec.get(key, _count, default=0)
     for key in ("tied_embeddings", "position_embeddings"):
         out[key] = sec.get(key, boolean, default=False)
     bias = sec.get("bias", default=None)

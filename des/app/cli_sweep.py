@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if timeout is not None and not timeout > 0:
         raise SweepError(f"--timeout: must be > 0 seconds, got {timeout}")
     limit = f", timeout {timeout:g} s" if timeout is not None else ""
-    console.print(f"sweep [bold]{sweep.name}[/]: {len(sweep.points())} points, backend "
+    console.print(f"sweep [bold]{sweep.name}[/]: {sweep.count()} points, backend "
                   f"{args.backend or sweep.backend}, executor {executor.name}{limit}, "
                   f"results in {out}", highlight=False)
     with SweepBar(console) as bar, sigterm_as_interrupt():
@@ -180,7 +181,8 @@ def _plots(args: argparse.Namespace, results: SweepRun, out: Path, memory_limit:
     if args.compare:
         from des.app.sweep_plots import compare
 
-        name = f"compare_{args.compare.rsplit('.', 1)[-1]}.png"
+        leaf = re.sub(r"[^A-Za-z0-9_.+=@,-]", "_", args.compare.rsplit(".", 1)[-1])
+        name = f"compare_{leaf.lstrip('.') or 'axis'}.png"  # stays inside the results folder
         jobs.append(lambda: compare(results, out / name, by=args.compare))
     for job in jobs:
         try:

@@ -88,19 +88,36 @@ def topo(args: argparse.Namespace, console: Console) -> int:
             console.print(f"{topo.name}: {args.src} -> {args.dst} in {len(path)} hops: "
                           + " -> ".join(names))
         return EXIT_OK
-    from topologies.analysis import summary  # networkx: only ``topo show`` needs it
+    from topologies.analysis import disconnected, summary  # networkx: only ``topo show``
 
+    broken = disconnected(topo)
+    if broken:  # refused as ``des simulate`` refuses it (there, at the first such message)
+        cause = " with the links --fail takes down" if args.fail else ""
+        raise ConfigError(f"topology {topo.name}{cause} is disconnected: {broken}")
+    png = _png_path(args.png) if args.png else None
     info = summary(topo)
     if args.json:
         console.print_json(data=info)
     else:
         render_topology(info, console)
-    if args.png:
+    if png:
         from des.app.plots import draw_topology
 
-        draw_topology(topo, args.png)
-        console.print(f"wrote {args.png}")
+        draw_topology(topo, png)
+        console.print(f"wrote {png}")
     return EXIT_OK
+
+
+def _png_path(path: Path) -> Path:
+    """Where ``--png PATH`` writes: PATH itself, which must name a file ending in .png (a
+    folder is refused rather than written beside as PATH.png by matplotlib)."""
+    if path.is_dir():
+        raise ConfigError(f"--png {path}: is a directory; give a file name such as "
+                          f"{path / 'topology.png'}")
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--png {path}: expected a file name ending in .png")
+    check_writable(path)
+    return path
 
 
 def _cable(text: str, flag: str) -> tuple[int, int]:

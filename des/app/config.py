@@ -16,16 +16,17 @@ from typing import Any
 
 import yaml
 
-from collectives import CollectiveError, check_algorithm
+from collectives import CollectiveError, algorithms_for, check_algorithm
 from des.app.sections import ConfigError, Section
 from des.app.workload_kinds import get_workload_kind, scenario_kinds
-from des.core import schema, units
+from des.core import limits, schema, units
 from des.core.graph import CollectiveType, EventGraph, GraphError
 from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.core.paths import bundled
 from des.sim.engine import EngineOptions
 from des.sim.hops import DEFAULT_PACKET_BYTES, TransportMode
 from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, ASTRA_LOCAL_MEM_BW, DEFAULT_CHUNKS
+from des.sim.work import check_work
 from topologies import Topology, TopologyError
 from topologies.faults import LinkFault, apply_faults, random_faults
 from topologies.registry import build as build_topology_kind
@@ -211,10 +212,43 @@ def _algorithms(value: Any, where: str) -> dict[str, str]:
     return out
 
 
+def _dim_algorithm_names() -> list[str]:
+    """The algorithms a dimension of a hierarchical collective may run: those its phases
+    (reduce-scatter, all-gather, all-reduce) all know, not the multi-dimensional ones."""
+    phases = (CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_GATHER,
+              CollectiveType.ALL_REDUCE)
+    common = set.intersection(*(set(algorithms_for(c)) for c in phases))
+    return sorted(common - {"hierarchical", "torus2d"})
+
+
 def _names(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: expected a list of algorithm names, one per dimension")
+        raise ConfigError(f"{where}: expected a list of algorithm names, one per dimension, "
+                          f"from {', '.join(_dim_algorithm_names())}; got {_show(value)}")
+    allowed = _dim_algorithm_names()
+    for i, name in enumerate(value):
+        if name not in allowed:
+            raise ConfigError(schema.unknown(f"{where}[{i}]", name, allowed, "algorithm"))
     return tuple(value)
+
+
+def _packet_size(value: Any, where: str) -> float:
+    size = units.parse_size(value, where)
+    if not size >= 1:
+        raise ConfigError(f"{where}: must be at least 1 byte, got {schema.short(value)}")
+    return size
+
+
+def _chunks(value: Any, where: str) -> int:
+    count = _positive_int(value, where)
+    limits.check("max_chunks", count, where)
+    return count
+
+
+def _delay(value: Any, where: str) -> float:
+    ns = units.parse_time(value, where)
+    limits.check("max_latency", ns, where)
+    return ns
 
 
 def _reduction(value: Any, where: str, hardware: GpuSpec | None) -> float | None:
@@ -224,7 +258,12 @@ def _reduction(value: Any, where: str, hardware: GpuSpec | None) -> float | None
         if hardware is None:
             raise ConfigError(f"{where}: 'hbm' needs a hardware model to take the bandwidth from")
         return hardware.hbm_bandwidth
-    return units.parse_bandwidth(value, where)
+    bandwidth = units.parse_bandwidth(value, where)
+    if not bandwidth > 0:
+        raise ConfigError(f"{where}: must be > 0, or off; got {schema.short(value)}")
+    limits.check("min_bandwidth", bandwidth, where)
+    limits.check("max_bandwidth", bandwidth, where)
+    return bandwidth
 
 
 def build_options(sec: Section, stragglers: Any, num_npus: int,
@@ -247,16 +286,16 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
         p2p_rendezvous=sec.choice("p2p", ["eager", "rendezvous"], default="eager")
         == "rendezvous",
     )
-    endpoint = sec.get("endpoint_delay", units.parse_time, default=None)
+    endpoint = sec.get("endpoint_delay", _delay, default=None)
     reduction = sec.get("reduction", lambda v, w: _reduction(v, w, hardware), default=None)
-    chunks = sec.get("chunks", _positive_int, default=DEFAULT_CHUNKS)
+    chunks = sec.get("chunks", _chunks, default=DEFAULT_CHUNKS)
     try:
         if model == "des":
             opts = EngineOptions(
                 transport=TransportMode(sec.choice(
                     "transport", [m.value for m in TransportMode],
                     default=TransportMode.CUT_THROUGH.value)),
-                packet_bytes=sec.get("packet_size", _positive_size,
+                packet_bytes=sec.get("packet_size", _packet_size,
                                      default=DEFAULT_PACKET_BYTES),
                 contention=sec.get("contention", _boolean, default=True),
                 chunks=chunks, chunk_bytes=sec.get("chunk_size", _positive_size,
@@ -318,8 +357,13 @@ def _build_outputs(sec: Section, base: Path) -> Outputs:
 # ---------------------------------------------------------------------- entry points
 def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = None) -> Scenario:
     """Build a Scenario from parsed YAML; ``base`` resolves relative file and output paths."""
-    base = base or Path.cwd()
     root = Section(data, "", label=source)
+    with limits.using(root.get("limits", default=None)):
+        return _scenario(root, source, base or Path.cwd())
+
+
+def _scenario(root: Section, source: str, base: Path) -> Scenario:
+    """The scenario of ``root``, read with its ``limits:`` in force."""
     name = root.get("name", _text, default=Path(source).stem)
     description = root.get("description", _text, default="")
     topology = build_topology(root.section("topology", required=True), base)
@@ -338,6 +382,7 @@ def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = No
         graph.validate(num_npus=topology.num_npus)
     except GraphError as err:
         raise ConfigError(f"workload: {err}") from None
+    check_work(graph, options, topology.num_npus, "workload")
     return Scenario(name, description, topology, graph, hardware, options, outputs, source,
                     built_from, kind)
 

@@ -48,6 +48,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -60,6 +61,7 @@ from des.app.sweep_exec import LocalExecutor
 from des.app.sweep_expr import check_expression, evaluate, scenario_names
 from des.app.sweep_results import load_done, results_path
 from des.app.sweep_types import PointResult, SweepError, SweepPoint, SweepProgress, SweepRun
+from des.core import limits
 from des.sim.backends import DEFAULT_BACKEND
 
 
@@ -76,12 +78,18 @@ class Sweep:
     backend: str = DEFAULT_BACKEND
     derive: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None  # seconds
+    limits: dict[str, float] = field(default_factory=dict)  # the file's limits: section
     _npus: Any = field(default=None, init=False, repr=False, compare=False)
 
     def points(self, backend: str | None = None) -> list[SweepPoint]:
         """Every combination, in axis order (the first axis varies slowest); keys depend on
         the ``backend`` that runs them (default: the sweep's), so results of one backend are
         never taken for another's when a sweep is rerun on the same folder."""
+        count = self.count()
+        with limits.using(self.limits):  # refused before one point is expanded or copied
+            limits.check("max_sweep_points", count, f"sweep {self.name}",
+                         what=" x ".join(str(len(v)) for v in self.axes.values())
+                         + " axis values")
         fingerprint = self.fingerprint()
         if (backend or self.backend) != self.backend:
             fingerprint += f"|backend={backend}"
@@ -99,6 +107,11 @@ class Sweep:
             scenario["name"] = f"{self.name}#{index}"
             out.append(SweepPoint(index, point_key(values, fingerprint), values, scenario))
         return out
+
+    def count(self) -> int:
+        """How many points the sweep has (the product of its axes' lengths), without
+        expanding any."""
+        return math.prod(len(values) for values in self.axes.values())
 
     def fingerprint(self) -> str:
         """What else decides a point's result: a changed base, group, derived value or
@@ -127,7 +140,7 @@ class Sweep:
             for text in self.constraints:
                 if not evaluate(check_expression(text, "constraint"), names):
                     return point, f"violates {text!r}"
-        except (SweepError, ArithmeticError, TypeError, ValueError) as err:
+        except (SweepError, ArithmeticError, TypeError, ValueError, RecursionError) as err:
             return point, f"{type(err).__name__}: {err}"
         return SweepPoint(point.index, point.key, point.values, scenario), ""
 
@@ -195,6 +208,15 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike[str], *, executor: Any = None
     ``timeout`` (seconds; default the sweep's own) or Ctrl-C (KeyboardInterrupt) stops the run:
     no new point starts, running ones are stopped, and what finished is returned with
     ``stopped`` set and ``cut_off`` counting the points without a result."""
+    with limits.using(sweep.limits):
+        return _run_sweep(sweep, out, executor=executor, backend=backend, timeout=timeout,
+                          progress=progress)
+
+
+def _run_sweep(sweep: Sweep, out: str | os.PathLike[str], *, executor: Any, backend: str | None,
+               timeout: float | None, progress: Callable[[SweepProgress], None] | None
+               ) -> SweepRun:
+    """:func:`run_sweep` with the sweep's limits in force."""
     from des.sim.backends import get_backend
 
     backend = get_backend(backend or sweep.backend).name  # an unknown name fails here, once

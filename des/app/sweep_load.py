@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import yaml
 from des.app.sweep import Sweep
 from des.app.sweep_expr import check_expression
 from des.app.sweep_types import SweepError
+from des.core import limits
 from des.core.paths import bundled
 from des.core.schema import Section, entries, optional, short, show
 from des.core.schema import text as _text
@@ -61,13 +64,39 @@ def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
 
 
 _SWEEP_KEYS = ("name", "description", "base", "axes", "groups", "constraints", "memory_limit",
-               "backend", "derive", "timeout")
+               "backend", "derive", "timeout", "limits")
+
+#: What a sweep name may hold: it names the results folder ``sweeps/<name>``.
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*$")
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """A group's settings: a mapping of dotted scenario keys to values."""
     if not isinstance(value, Mapping):
-        raise SweepError(f"{where}: must be a mapping, got {show(value)}")
+        raise SweepError(f"{where}: must be a mapping of scenario keys to values, like "
+                         f"{{topology.bandwidth: 100 GB/s}}, got {show(value)}")
+    for key in value:
+        _key(key, f"{where}.{key}")
     return dict(value)
+
+
+def _key(key: Any, where: str) -> str:
+    """A dotted scenario key (``workload.parallel.tp``): non-empty parts joined by dots."""
+    if not isinstance(key, str) or not all(part.strip() for part in key.split(".")):
+        raise SweepError(f"{where}: a scenario key must be dotted text like "
+                         f"workload.parallel.tp, got {show(key)}")
+    return key
+
+
+def _name(value: Any, where: str) -> str:
+    """A sweep name: it becomes the folder ``sweeps/<name>``, so it may not hold a path."""
+    name = _text(value, where)
+    if not _NAME.match(name) or name in (".", ".."):
+        raise SweepError(f"{where}: {short(name)} cannot name the results folder "
+                         "sweeps/<name>; use letters, digits and _ . + = @ , - (no path "
+                         "separators, no leading dot or dash); --out DIR puts the results "
+                         "anywhere")
+    return name
 
 
 def _axis_values(value: Any, where: str) -> list[Any]:
@@ -116,11 +145,22 @@ def _constraints(value: Any, where: str) -> list[str]:
 
 def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | None = None
                     ) -> Sweep:
-    """Validate a parsed sweep file (errors are :class:`SweepError` naming the key path)."""
+    """Validate a parsed sweep file (errors are :class:`SweepError` naming the key path).
+    Its ``limits:`` (:mod:`des.core.limits`) apply while it is read and are copied into the
+    base scenario, so every point runs under them too."""
+    sec = Section(data, "", label="sweep file", keys=_SWEEP_KEYS, error=SweepError)
+    overrides = sec.get("limits", optional(limits.parse_overrides), default=None) or {}
+    with limits.using(overrides):
+        return _sweep(sec, default_name, base_dir, overrides)
+
+
+def _sweep(sec: Section, default_name: str, base_dir: Path | None,
+           overrides: dict[str, float]) -> Sweep:
+    """The sweep of ``sec``, read with its ``limits:`` in force."""
     from des.core import units
 
-    sec = Section(data, "", label="sweep file", keys=_SWEEP_KEYS, error=SweepError)
-    name = sec.get("name", _text, default=default_name)
+    default_name = re.sub(r"[^A-Za-z0-9_.+=@,-]", "_", default_name).lstrip(".-") or "sweep"
+    name = sec.get("name", _name, default=default_name)
     sec.get("description", _text, default="")
 
     def scenario(value: Any, where: str) -> dict[str, Any]:
@@ -133,11 +173,20 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
     base = sec.get("base", scenario)
     axes = sec.get("axes", entries(_axis_values, nonempty=True,
                                    expected="a mapping of scenario keys to lists of values"))
+    for axis in axes:
+        _key(axis, sec.where(f"axes.{axis}"))
+    points = math.prod(len(values) for values in axes.values())  # before any is expanded
+    limits.check("max_sweep_points", points, sec.where("axes"),
+                 what=" x ".join(str(len(v)) for v in axes.values()) + " axis values")
     groups = sec.get("groups", optional(entries(
         entries(_mapping), expected="a mapping of group names to named settings")),
         default=None) or {}
     for axis, values in axes.items():
         if axis in groups:
+            for i, value in enumerate(values):
+                if not isinstance(value, str):
+                    raise sec.fail(f"axes.{axis}[{i}]", f"must name a group under "
+                                   f"groups.{axis}, got {show(value)}")
             missing = [v for v in values if v not in groups[axis]]
             if missing:
                 raise sec.fail(f"axes.{axis}", f"{short(missing[0])} is not defined under "
@@ -149,6 +198,9 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
     backend = sec.choice("backend", backend_names(), default=DEFAULT_BACKEND, what="backend")
     timeout = sec.get("timeout", optional(_timeout), default=None)
     sec.finish()
+    if overrides:  # every point's scenario runs under the sweep's limits
+        base["limits"] = {**base.get("limits", {}), **overrides} if isinstance(
+            base.get("limits", {}), Mapping) else overrides
     return Sweep(name, base, dict(axes), groups, constraints, memory_limit, backend, derive,
-                 timeout)
+                 timeout, overrides)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from collectives import CollectiveError, check_algorithm
 from des.app.sections import ConfigError, Section, ranks
-from des.core import schema, units
+from des.core import limits, schema, units
 from des.core.graph import CollectiveType, EventGraph
 from des.core.hardware import DEFAULT_DTYPE_BYTES
 from topologies.base import Topology
@@ -32,6 +32,14 @@ _nonneg_int = schema.nonneg_int
 _positive_number = schema.positive_number
 _boolean = schema.boolean
 _text = schema.text
+
+
+def _dim(value: Any, where: str) -> int:
+    """A positive whole number no larger than ``max_model_dim`` (sequence lengths, batches,
+    GEMM shapes): a 10^200 is refused here, not overflowed in a FLOP count."""
+    number = _positive_int(value, where)
+    limits.check("max_model_dim", number, where)
+    return number
 
 
 def _size_range(value: Any, where: str) -> list[float]:
@@ -84,7 +92,14 @@ def _collective_specs(item: Any, where: str, num_ranks: int) -> list[CollectiveS
         except CollectiveError as err:
             raise ConfigError(f"{sec.where('algorithm')}: {err}") from None
     repeat = sec.get("repeat", _positive_int, default=1)
+    limits.check("max_repeat", repeat, sec.where("repeat"))
     sec.finish()
+    if ctype is not CollectiveType.BARRIER:  # one rule for size, sizes and size_range
+        for size in sizes:
+            if not size > 0:
+                key = given[0] if given[0] != "sizes" else "sizes"
+                raise ConfigError(f"{sec.where(key)}: {ctype.value} must move more than 0 "
+                                  "bytes (only a barrier takes size: 0)")
     return [CollectiveSpec(ctype, size, group, algorithm, repeat) for size in sizes]
 
 
@@ -96,14 +111,20 @@ def parse_collectives(sec: Section, num_ranks: int, name: str) -> EventGraph:
     specs = [spec for i, item in enumerate(ops)
              for spec in _collective_specs(item, f"{sec.where('ops')}[{i}]", num_ranks)]
     sec.finish()
+    nodes = sum(spec.repeat * len(spec.group or range(num_ranks)) for spec in specs)
+    limits.check("max_graph_nodes", nodes, sec.where("ops"),
+                 what="collective nodes: repeats x sizes x ranks")
     return collective_sequence(num_ranks, specs, name=name)
 
 
 def parse_data_parallel_step(sec: Section, num_ranks: int, name: str) -> EventGraph:
     """``kind: data_parallel_step``: per-layer compute with a gradient all-reduce each."""
+    layers = sec.get("layers", _positive_int)
+    limits.check("max_graph_nodes", 3 * layers * num_ranks, sec.where("layers"),
+                 what="nodes: forward, backward and all-reduce per layer and rank")
     graph = data_parallel_step(
         num_ranks,
-        layers=sec.get("layers", _positive_int),
+        layers=layers,
         params_per_layer=sec.get("params_per_layer", _positive_number),
         tokens_per_rank=sec.get("tokens_per_rank", _positive_number),
         dtype_bytes=sec.get("dtype_bytes", _positive_int, default=DEFAULT_DTYPE_BYTES),
@@ -145,7 +166,7 @@ def _fold(value: Any, where: str) -> str | tuple[str, ...]:
 _PARALLEL_KEYS = {
     "dp": _positive_int, "tp": _positive_int, "pp": _positive_int, "cp": _positive_int,
     "ep": _positive_int, "sp": _boolean, "zero": _nonneg_int, "recompute": _text,
-    "micro_batch": _positive_int, "global_batch": _positive_int, "schedule": _text,
+    "micro_batch": _dim, "global_batch": _dim, "schedule": _text,
     "virtual_stages": _positive_int, "order": _text, "bucket_size": units.parse_size,
     "grad_bytes": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
     "fold_tp": _boolean, "fold": _fold, "ring_attention": _text, "dropout": _boolean,
@@ -174,9 +195,13 @@ def parse_llm_training(sec: Section, num_ranks: int, name: str,
     """``kind: llm_training``: one training iteration of ``model`` under ``parallel``
     (folded where ``topology`` proves it exact and the run is ``symmetric``)."""
     model = sec.get("model", _model)
-    seq = sec.get("seq", _positive_int, default=None)
+    seq = sec.get("seq", _dim, default=None)
     par = sec.get("parallel", lambda v, w: _parallel(v, w, seq))
     sec.finish()
+    # at least a forward and a backward node per layer and micro-batch (many more in practice)
+    limits.check("max_graph_nodes", 2 * par.micro_batches * model.layers, sec.where("parallel"),
+                 what=f"at least 2 nodes x {par.micro_batches:,} micro-batches x "
+                      f"{model.layers} layers")
     from workloads.llm import build_training  # the LLM builder: only for this kind
 
     try:
@@ -187,8 +212,8 @@ def parse_llm_training(sec: Section, num_ranks: int, name: str,
 
 
 _INFERENCE_KEYS = {
-    "tp": _positive_int, "pp": _positive_int, "batch": _positive_int, "prompt": _positive_int,
-    "generate": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
+    "tp": _positive_int, "pp": _positive_int, "batch": _dim, "prompt": _dim,
+    "generate": _dim, "dtype_bytes": _positive_int, "flash": _boolean,
     "fold_tp": _boolean,
 }
 
@@ -217,6 +242,9 @@ def parse_llm_inference(sec: Section, num_ranks: int, name: str) -> tuple[EventG
     model = sec.get("model", _model)
     cfg = sec.get("parallel", _inference, default=None) or InferenceConfig()
     sec.finish()
+    limits.check("max_graph_nodes", (cfg.generate + 1) * model.layers, sec.where("parallel"),
+                 what=f"at least a node per layer of the prefill and {cfg.generate:,} decode "
+                      "steps")
     try:
         workload = build_inference(model, cfg, num_ranks)
     except ParallelError as err:
@@ -228,7 +256,7 @@ def parse_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any
     """``kind: gemm``: one distributed GEMM, ``m x k @ k x n`` sharded over ``tp`` ranks."""
     from workloads.gemm import SHARDS, build_gemm  # only for this kind
 
-    m, n, k = (sec.get(key, _positive_int) for key in ("m", "n", "k"))
+    m, n, k = (sec.get(key, _dim) for key in ("m", "n", "k"))
     tp = sec.get("tp", _positive_int, default=num_ranks)
     shard = sec.choice("shard", list(SHARDS))
     gather = sec.get("gather_output", _boolean, default=True)

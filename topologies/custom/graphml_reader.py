@@ -93,7 +93,11 @@ def _graphml_topology(root: Element, source: str, routing: str, seed: int) -> To
     if len(graphs) != 1:
         raise TopologyError(f"expected one <graph>, found {len(graphs)}")
     graph = graphs[0]
-    undirected = graph.get("edgedefault", "undirected") == "undirected"
+    edgedefault = graph.get("edgedefault", "undirected")
+    if edgedefault not in ("directed", "undirected"):
+        raise TopologyError(f"<graph edgedefault={edgedefault!r}>: expected 'directed' or "
+                            "'undirected'")
+    undirected = edgedefault == "undirected"
 
     def attributes(element: Element, domain: str, what: str) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -166,7 +170,9 @@ def _graphml_topology(root: Element, source: str, routing: str, seed: int) -> To
                                f"{what}: latency")
         kind = values.get("kind") or DEFAULT_LINK_KIND
         directed = element.get("directed")
-        duplex = undirected if directed is None else directed.lower() == "false"
+        if directed is not None and directed not in ("true", "false"):
+            raise TopologyError(f"{what}: directed={directed!r}; expected 'true' or 'false'")
+        duplex = undirected if directed is None else directed == "false"
         if duplex:
             topo.add_duplex(src, dst, bandwidth, latency, kind)
         else:
