@@ -8,14 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from des.app.sweep import Sweep
 from des.app.sweep_expr import check_expression
 from des.app.sweep_types import SweepError
 from des.core.paths import bundled
 from des.core.schema import Section, entries, optional, short, show
 from des.core.schema import text as _text
+from des.core.yaml_safe import YamlError, load_yaml, read_text
 from des.sim.backends import DEFAULT_BACKEND, backend_names
 
 
@@ -25,17 +24,17 @@ def load_scenario_data(spec: str, base_dir: Path | None = None) -> dict[str, Any
     if not path.is_absolute() and base_dir is not None and (base_dir / path).is_file():
         path = base_dir / path
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "scenario file")
     else:
         presets = bundled("scenarios")
         if spec not in presets:
             raise SweepError(f"base {spec!r}: no such scenario file or bundled scenario; "
                              f"bundled: {', '.join(sorted(presets))}")
-        text = presets[spec].read_text(encoding="utf-8")
+        text = read_text(presets[spec], "scenario preset")
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise SweepError(f"base {spec!r}: not valid YAML: {err}") from None
+        data = load_yaml(text, f"base {spec}")
+    except YamlError as err:
+        raise SweepError(str(err)) from None
     if not isinstance(data, dict):
         raise SweepError(f"base {spec!r}: a scenario is a mapping")
     return data
@@ -46,17 +45,17 @@ def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
     text = os.fspath(spec)
     path = Path(text)
     if path.is_file():
-        source, base_dir = path.read_text(encoding="utf-8"), path.parent
+        source, base_dir = read_text(path, "sweep file"), path.parent
     else:
         presets = bundled("sweeps")
         if text not in presets:
             raise SweepError(f"sweep {text!r}: no such file and no bundled sweep of that name; "
                              f"bundled: {', '.join(sorted(presets)) or 'none'}")
-        source, base_dir = presets[text].read_text(encoding="utf-8"), Path.cwd()
+        source, base_dir = read_text(presets[text], "sweep preset"), Path.cwd()
     try:
-        data = yaml.safe_load(source)
-    except yaml.YAMLError as err:
-        raise SweepError(f"{text}: not valid YAML: {err}") from None
+        data = load_yaml(source, text)
+    except YamlError as err:
+        raise SweepError(str(err)) from None
     return sweep_from_dict(data, Path(text).stem, base_dir)
 
 
