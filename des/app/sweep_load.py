@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
 from des.app.sweep import Sweep
 from des.app.sweep_expr import check_expression
-from des.app.sweep_types import SweepError
+from des.app.sweep_types import SweepError, canonical_json
 from des.core.paths import bundled
 from des.core.schema import Section, entries, optional, short, show
 from des.core.schema import text as _text
@@ -66,13 +65,29 @@ _SWEEP_KEYS = ("name", "description", "base", "axes", "groups", "constraints", "
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise SweepError(f"{where}: must be a mapping, got {show(value)}")
-    return dict(value)
+    return _key_paths(dict(value), where)
+
+
+def _key_paths(value: dict[Any, Any], where: str) -> dict[str, Any]:
+    """``value`` whose keys are scenario key paths (``network.chunks``): non-empty text."""
+    for key in value:
+        if not isinstance(key, str) or not key.strip() or "" in key.split("."):
+            raise SweepError(f"{where}: key {short(key)} is not a scenario key path like "
+                             "'network.chunks'")
+    return value
+
+
+def _keyed(parse: Any) -> Any:
+    """``parse`` (an :func:`entries` parser), then every key must be a key path."""
+    def parse_keyed(value: Any, where: str) -> Any:
+        return None if value is None else _key_paths(parse(value, where), where)
+    return parse_keyed
 
 
 def _axis_values(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise SweepError(f"{where}: must be a non-empty list of values, got {show(value)}")
-    seen = [json.dumps(v, sort_keys=True, default=str) for v in value]
+    seen = [canonical_json(v) for v in value]
     if len(set(seen)) != len(seen):
         repeated = next(v for v, t in zip(value, seen, strict=True) if seen.count(t) > 1)
         raise SweepError(f"{where}: value {short(repeated)} appears more than once")
@@ -130,20 +145,20 @@ def sweep_from_dict(data: Any, default_name: str = "sweep", base_dir: Path | Non
         return dict(loaded)
 
     base = sec.get("base", scenario)
-    axes = sec.get("axes", entries(_axis_values, nonempty=True,
-                                   expected="a mapping of scenario keys to lists of values"))
+    axes = sec.get("axes", _keyed(entries(
+        _axis_values, nonempty=True, expected="a mapping of scenario keys to lists of values")))
     groups = sec.get("groups", optional(entries(
         entries(_mapping), expected="a mapping of group names to named settings")),
         default=None) or {}
     for axis, values in axes.items():
         if axis in groups:
-            missing = [v for v in values if v not in groups[axis]]
+            missing = [v for v in values if not isinstance(v, Hashable) or v not in groups[axis]]
             if missing:
                 raise sec.fail(f"axes.{axis}", f"{short(missing[0])} is not defined under "
                                f"groups.{axis}; defined: {', '.join(groups[axis])}")
     constraints = sec.get("constraints", optional(_constraints), default=None) or []
-    derive = sec.get("derive", optional(entries(
-        _expression, expected="a mapping of scenario keys to expressions")), default=None) or {}
+    derive = sec.get("derive", _keyed(optional(entries(
+        _expression, expected="a mapping of scenario keys to expressions"))), default=None) or {}
     memory_limit = sec.get("memory_limit", optional(units.parse_size), default=None)
     backend = sec.choice("backend", backend_names(), default=DEFAULT_BACKEND, what="backend")
     timeout = sec.get("timeout", optional(_timeout), default=None)
