@@ -10,11 +10,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from des.app.config import scenario_from_dict
+from des.app.sweep_expr import check_expression, evaluate
 from des.app.sweep_load import sweep_from_dict
+from des.app.sweep_types import SweepError
 from des.core.paths import bundled
 from des.core.schema import SchemaError
 from des.core.yaml_safe import load_yaml, read_text
@@ -115,7 +118,8 @@ SWEEPS = {
 }
 EXPRESSIONS = ["npus", "npus * 2", "chunks ** 300", "1 / 0", "'a' * 3", "not npus",
                "npus > 4 and chunks < 2", "x.y.z", "__import__('os')", "(lambda: 1)()",
-               "npus ** 256 ** 2", "[1]", "1 if npus else 2", "-npus % 0", "'[/x]'"]
+               "npus ** 256 ** 2", "[1]", "1 if npus else 2", "-npus % 0", "'[/x]'",
+               "'x' * 10 ** 9", "(9 ** 256) ** 256", "1" + "+1" * 500, "-" * 500 + "1"]
 
 
 def sweep_values() -> st.SearchStrategy[Any]:
@@ -157,3 +161,10 @@ def mutated_sweep(draw: st.DrawFn) -> Any:
 @given(mutated_sweep())
 def test_mutated_sweeps_load_or_fail_cleanly(data: Any) -> None:
     run_sweep_loader(data)
+
+
+@pytest.mark.parametrize("text", ["'x' * 10 ** 9", "(9 ** 256) ** 256 ** 256", "1" + "+1" * 500,
+                                  "(" * 300 + "1" + ")" * 300, "x" * 5000])
+def test_expressions_that_would_exhaust_memory_or_recursion_are_refused(text: str) -> None:
+    with pytest.raises(SweepError):
+        evaluate(check_expression(text, "constraints[0]"), {"npus": 8})

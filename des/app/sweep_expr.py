@@ -1,7 +1,10 @@
 """The sweep's safe expression interpreter: constraints and derived values are arithmetic and
 comparisons over a point's scenario values, parsed with :mod:`ast` and evaluated by walking only
 the node types listed here (numbers, names, + - * / // % **, comparisons, and/or/not), so a sweep
-file cannot run code."""
+file cannot run code. Work is bounded too: an expression has at most :data:`MAX_TEXT`
+characters and :data:`MAX_DEPTH` levels, and no intermediate value may exceed
+:data:`MAX_RESULT` (bits of an integer, characters of a string) -- refused before it is
+computed, so ``'x' * 10 ** 9`` or ``(9 ** 256) ** 256 ** 256`` cannot exhaust memory."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from des.app.sweep_types import SweepError
+from des.core.schema import short
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -23,12 +27,22 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
 }
 
 
+#: Longest expression text, deepest expression tree, largest value (bits or characters).
+MAX_TEXT, MAX_DEPTH, MAX_RESULT = 1000, 40, 10_000
+
+
 def check_expression(text: str, where: str) -> ast.Expression:
     """Parse a constraint, allowing only the nodes :func:`evaluate` knows."""
+    if len(text) > MAX_TEXT:
+        raise SweepError(f"{where}: an expression of {len(text):,} characters; at most "
+                         f"{MAX_TEXT} are read")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError as err:
-        raise SweepError(f"{where}: cannot read {text!r}: {err.msg}") from None
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as err:
+        why = err.msg if isinstance(err, SyntaxError) else "too complex"
+        raise SweepError(f"{where}: cannot read {short(text)}: {why}") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise SweepError(f"{where}: {short(text)} nests deeper than {MAX_DEPTH} levels")
     allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Name,
                ast.Constant, ast.Load, ast.And, ast.Or, ast.Not, ast.USub, ast.UAdd,
                ast.Attribute, *_BINARY, *_COMPARE)
@@ -56,7 +70,8 @@ def evaluate(tree: ast.AST, names: Mapping[str, Any]) -> Any:
     if isinstance(tree, ast.BinOp):
         left, right = evaluate(tree.left, names), evaluate(tree.right, names)
         if isinstance(tree.op, ast.Pow) and isinstance(right, int | float) and abs(right) > 256:
-            raise SweepError(f"exponent {right!r} is too large in {ast.unparse(tree)!r}")
+            raise SweepError(f"exponent {short(right)} is too large in {short(ast.unparse(tree))}")
+        _check_size(tree, left, right)
         return _BINARY[type(tree.op)](left, right)
     if isinstance(tree, ast.UnaryOp):
         value = evaluate(tree.operand, names)
@@ -74,6 +89,41 @@ def evaluate(tree: ast.AST, names: Mapping[str, Any]) -> Any:
             left = right
         return True
     raise SweepError(f"cannot evaluate {ast.unparse(tree)!r}")
+
+
+def _depth(tree: ast.AST) -> int:
+    """Levels of an expression tree (iteratively: the tree may be deep)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, int):
+        return abs(value).bit_length()
+    return 0
+
+
+def _check_size(tree: ast.BinOp, left: Any, right: Any) -> None:
+    """Refuse a binary operation whose result would exceed MAX_RESULT, before computing it."""
+    estimate = 0
+    if isinstance(tree.op, ast.Mult) and isinstance(left, str | int) and isinstance(
+            right, str | int):
+        if isinstance(left, str) or isinstance(right, str):  # repetition
+            text, count = (left, right) if isinstance(left, str) else (right, left)
+            estimate = len(text) * max(count, 0) if isinstance(count, int) else 0
+        else:
+            estimate = _size(left) + _size(right)
+    elif isinstance(tree.op, ast.Pow) and isinstance(left, int) and isinstance(right, int):
+        estimate = _size(left) * max(right, 0)
+    if max(estimate, _size(left), _size(right)) > MAX_RESULT:
+        raise SweepError(f"{short(ast.unparse(tree))}: the value would exceed {MAX_RESULT:,} "
+                         "bits or characters")
 
 
 def _leaves(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -80,7 +80,8 @@ def _key_paths(value: dict[Any, Any], where: str) -> dict[str, Any]:
 def _keyed(parse: Any) -> Any:
     """``parse`` (an :func:`entries` parser), then every key must be a key path."""
     def parse_keyed(value: Any, where: str) -> Any:
-        return None if value is None else _key_paths(parse(value, where), where)
+        parsed = parse(value, where)
+        return None if parsed is None else _key_paths(parsed, where)
     return parse_keyed
 
 
