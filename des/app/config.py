@@ -24,7 +24,7 @@ from des.core.graph import CollectiveType, EventGraph, GraphError
 from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.core.paths import bundled
 from des.core.schema import SchemaError
-from des.core.yaml_safe import load_yaml, read_text
+from des.core.yaml_safe import is_file, load_yaml, read_text
 from des.sim.engine import EngineOptions
 from des.sim.hops import DEFAULT_PACKET_BYTES, TransportMode
 from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, ASTRA_LOCAL_MEM_BW, DEFAULT_CHUNKS
@@ -349,7 +349,7 @@ def load_scenario(spec: str | os.PathLike[str] | None = None) -> Scenario:
     text = os.fspath(spec) if spec is not None else DEFAULT_SCENARIO
     path = Path(text)
     source: Traversable | Path
-    if path.is_file():
+    if is_file(path):
         source = path
     else:
         presets = bundled("scenarios")

@@ -13,16 +13,16 @@ from des.app.sweep_types import SweepError, canonical_json
 from des.core.paths import bundled
 from des.core.schema import Section, entries, optional, short, show
 from des.core.schema import text as _text
-from des.core.yaml_safe import YamlError, load_yaml, read_text
+from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
 from des.sim.backends import DEFAULT_BACKEND, backend_names
 
 
 def load_scenario_data(spec: str, base_dir: Path | None = None) -> dict[str, Any]:
     """The parsed (not yet built) mapping of a scenario file or bundled scenario."""
     path = Path(spec)
-    if not path.is_absolute() and base_dir is not None and (base_dir / path).is_file():
+    if not path.is_absolute() and base_dir is not None and is_file(base_dir / path):
         path = base_dir / path
-    if path.is_file():
+    if is_file(path):
         text = read_text(path, "scenario file")
     else:
         presets = bundled("scenarios")
@@ -43,7 +43,7 @@ def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
     """A sweep from a YAML file or a bundled sweep name (``configs/sweeps``)."""
     text = os.fspath(spec)
     path = Path(text)
-    if path.is_file():
+    if is_file(path):
         source, base_dir = read_text(path, "sweep file"), path.parent
     else:
         presets = bundled("sweeps")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from des.core.schema import SchemaError
-from des.core.yaml_safe import YamlError, load_yaml, read_text
+from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
 
 T = TypeVar("T")
 
@@ -43,14 +43,14 @@ def read_preset(kind: str, name_or_path: str | os.PathLike[str]) -> tuple[str, s
     text = os.fspath(name_or_path)
     path = Path(text)
     if path.suffix.lower() in (".yaml", ".yml") or "/" in text or os.sep in text:
-        if not path.is_file():
+        if not is_file(path):
             raise FileNotFoundError(f"{kind} file not found: {text}")
         return read_text(path, f"{kind} file"), text
     presets = bundled(kind)
     stem = {s.lower(): s for s in presets}.get(text.strip().lower())
     if stem is not None:
         return read_text(presets[stem], f"{kind} preset"), f"preset {stem}"
-    if path.is_file():
+    if is_file(path):
         return read_text(path, f"{kind} file"), text
     return None
 

@@ -32,8 +32,8 @@ import yaml
 
 from des.core.schema import SchemaError, short
 
-__all__ = ["LIMITS", "FileError", "YamlError", "YamlLimits", "load_json", "load_yaml",
-           "read_text"]
+__all__ = ["LIMITS", "FileError", "YamlError", "YamlLimits", "is_file", "load_json",
+           "load_yaml", "read_text"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,15 @@ class FileError(SchemaError):
 
 class YamlError(SchemaError):
     """A YAML (or JSON) document that is not valid or exceeds a :class:`YamlLimits` bound."""
+
+
+def is_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` names a readable regular file; False, not an OSError, for a name
+    the system refuses (too long, bad characters): user input is tried as a path first."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def read_text(path: str | os.PathLike[str] | Any, what: str = "file",

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from des.core.schema import SchemaError
-from des.core.yaml_safe import YamlError, load_yaml, read_text
+from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
 from topologies.base import Topology, TopologyError, shortest_path_router
 from topologies.custom.common import (
     DEFAULT_LINK_KIND,
@@ -72,7 +72,7 @@ def from_yaml(path_or_text: str | os.PathLike[str]) -> Topology:
     source = ""
     if isinstance(path_or_text, os.PathLike) or (
             "\n" not in path_or_text
-            and (Path(path_or_text).is_file() or path_or_text.endswith((".yaml", ".yml")))):
+            and (is_file(path_or_text) or path_or_text.endswith((".yaml", ".yml")))):
         path = Path(path_or_text)
         source = str(path)
         try:
