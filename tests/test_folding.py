@@ -68,6 +68,8 @@ def test_folded_training_equals_the_unfolded_run(name, build, par) -> None:
         assert b.peak_queue == a.peak_queue, b.id
     assert folded.meta["messages"] == full.meta["messages"]
     assert folded.meta["mirrored_messages"] > 0
+    for key in ("bytes_injected", "bytes_delivered"):  # represented bytes, like messages
+        assert folded.meta[key] == pytest.approx(full.meta[key], rel=1e-9), key
     if name.startswith("superpod_tp8"):  # NVLink groups of their own: recurring TP replays
         assert folded.meta["folded"]["replayed_collectives"] > 0
 

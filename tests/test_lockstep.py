@@ -35,6 +35,12 @@ def assert_same(off, on) -> None:
     assert on.meta["hops"] == off.meta["hops"]
     assert [(c.start_ns, c.end_ns) for c in on.collectives] == \
         [(c.start_ns, c.end_ns) for c in off.collectives]
+    # mirrored members count what they injected and delivered, per run and per collective
+    for key in ("bytes_injected", "bytes_delivered"):
+        assert on.meta[key] == pytest.approx(off.meta[key], rel=1e-12), key
+    assert [(c.bytes_injected, c.bytes_delivered) for c in on.collectives] == \
+        pytest.approx([(c.bytes_injected, c.bytes_delivered) for c in off.collectives],
+                      rel=1e-12)
 
 
 def all_reduce(n: int, size: float = 64 * MiB, algorithm: str | None = None,

@@ -275,7 +275,7 @@ def small_result() -> Result:
     ops = [op(0, "compute", 0, 10), op(0, "collective", 5, 20, node=1)]
     links = [link(0, 100, 0.2), link(1, 0, 0.0), link(2, 300, 0.9), link(3, 200, 0.2),
              link(4, 50, 0.5)]
-    return Result(20.0, rank_stats(ops, 1), links, [], ops, {"wall_seconds": 0.1})
+    return Result(20.0, rank_stats(ops, 1), links, [], ops, {"graph": "g"})
 
 
 def test_to_dict_with_and_without_ops() -> None:

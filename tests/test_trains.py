@@ -35,6 +35,8 @@ def assert_same(off, on) -> None:
         assert b.bytes == pytest.approx(a.bytes, rel=1e-12), b.id
         assert b.busy_ns == pytest.approx(a.busy_ns, rel=1e-9, abs=1e-6), b.id
     assert (on.meta["messages"], on.meta["hops"]) == (off.meta["messages"], off.meta["hops"])
+    for key in ("bytes_injected", "bytes_delivered"):  # trains add what they carried
+        assert on.meta[key] == pytest.approx(off.meta[key], rel=1e-12), key
 
 
 def flows(n: int, sends: list[tuple[int, int, float, float]]) -> EventGraph:

@@ -1,9 +1,15 @@
 """Command line: parse arguments, load, run, render with rich. Thin on purpose.
 
-Exit codes: 0 success; 2 bad input (scenario, graph, topology, hardware, units, or a graph that
-deadlocks; a sweep whose points are all invalid), with a one-paragraph message and no
-traceback; 1 an internal error; 3 a sweep stopped by its timeout, Ctrl-C or SIGTERM before every
-point finished (what finished is written; see :mod:`des.app.cli_sweep`).
+Exit codes: 0 success; 2 bad input (scenario, sweep, topology spec or file, hardware and model
+presets, Chakra traces, AstraSim and HuggingFace configs, units, a graph that deadlocks, a sweep
+whose points are all invalid, a file that cannot be read or written), with a one-paragraph
+message and no traceback; 1 an internal error (a bug); 3 a sweep stopped by its timeout, Ctrl-C
+or SIGTERM before every point finished (what finished is written; see :mod:`des.app.cli_sweep`).
+
+:func:`main` is the one error boundary: every input error is a :class:`SchemaError` (the agreed
+base class) or one of :data:`BAD_INPUT`. Its consoles print with rich markup and emoji codes
+off, so text quoted from the user's files (``[/bold]``, ``:smile:``) is printed as written;
+the few styled lines opt in with ``markup=True`` and escape what they quote.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
+from rich.text import Text
 
 from collectives import CollectiveError
 from des import __version__
@@ -48,8 +56,12 @@ from workloads.parallel import ParallelError
 BAD_INPUT = (  # SchemaError covers ConfigError, SweepError, HardwareError, UnitError, ...
     PlotError, SchemaError, GraphError, TopologyError,
     BackendError, *RUN_ERRORS, CollectiveError, ParallelError,
-    FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+    # reading or writing the files the user named; YAML and encoding errors of a reader that
+    # does not go through des.core.yaml_safe yet
+    OSError, yaml.YAMLError, UnicodeError,
 )
+#: The longest error message printed: messages quote values shortened, but a library's may not.
+MAX_MESSAGE = 2000
 LAZY_BAD_INPUT = (("astra_bridge.configs", "AstraConfigError"),
                   ("astra_bridge.export", "ExportError"))
 BACKEND_HELP = "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
@@ -153,8 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    console = Console()
-    errors = Console(stderr=True)
+    console = Console(markup=False, emoji=False)
+    errors = Console(stderr=True, markup=False, emoji=False, highlight=False)
     if args.command is None:
         build_parser().print_help()
         return EXIT_OK
@@ -169,16 +181,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_tools.model_import(args, console)
         return _simulate(args, console)
     except _bad_input() as err:
-        errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+        errors.print(Text.assemble(("error: ", "bold red"), _message(err)))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         errors.print("interrupted")
         return 130
     except Exception as err:
         logging.getLogger("des").debug("internal error", exc_info=True)
-        errors.print(f"[bold red]internal error:[/] {type(err).__name__}: {err} "
-                     "(run with -v for details)")
+        errors.print(Text.assemble(("internal error: ", "bold red"),
+                                   f"{type(err).__name__}: {_message(err)} "
+                                   "(run with -v for details)"))
         return EXIT_INTERNAL
+
+
+def _message(err: BaseException) -> str:
+    """An error's text for the terminal: never longer than :data:`MAX_MESSAGE` (the middle is
+    elided), and for an OS error the file it concerns."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    if len(text) > MAX_MESSAGE:
+        half = MAX_MESSAGE // 2
+        text = f"{text[:half]} [... {len(text) - MAX_MESSAGE:,} characters ...] {text[-half:]}"
+    return text
 
 
 def _bad_input() -> tuple[type[BaseException], ...]:
@@ -221,7 +247,7 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         scenario = load_scenario(args.scenario)
     if args.scenario is None and astra_model is None and not args.quiet:
         console.print(f"No scenario given: running the embedded default "
-                      f"[bold]{DEFAULT_SCENARIO}[/].")
+                      f"[bold]{DEFAULT_SCENARIO}[/].", markup=True)
     outputs = scenario.outputs
     json_path = args.json or (args.out / "result.json" if args.out else outputs.json)
     trace_path = args.trace or (args.out / "trace.json" if args.out else outputs.trace)
@@ -284,8 +310,9 @@ def _crosscheck(args: argparse.Namespace, console: Console) -> int:
                       + " ".join(check.files.flags()), highlight=False)
     elif not check.astra.ok:
         code = "timed out" if check.astra.timed_out else f"exit code {check.astra.exit_code}"
-        console.print(f"[bold red]AstraSim failed ({code})[/]; last lines of its output:\n"
-                      f"{check.astra.tail}", highlight=False, markup=True)
+        console.print(Text.assemble((f"AstraSim failed ({code})", "bold red"),
+                                    f"; last lines of its output:\n{check.astra.tail}"),
+                      highlight=False)
         return EXIT_BAD_INPUT
     console.print(f"wrote {args.out / 'crosscheck.json'}")
     return EXIT_OK

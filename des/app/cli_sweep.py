@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -142,9 +143,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if timeout is not None and not timeout > 0:
         raise SweepError(f"--timeout: must be > 0 seconds, got {timeout}")
     limit = f", timeout {timeout:g} s" if timeout is not None else ""
-    console.print(f"sweep [bold]{sweep.name}[/]: {sweep.count()} points, backend "
-                  f"{args.backend or sweep.backend}, executor {executor.name}{limit}, "
-                  f"results in {out}", highlight=False)
+    console.print(f"sweep [bold]{escape(str(sweep.name))}[/]: {sweep.count()} points, "
+                  f"backend {args.backend or sweep.backend}, executor {executor.name}{limit}, "
+                  f"results in {escape(str(out))}", highlight=False, markup=True)
     with SweepBar(console) as bar, sigterm_as_interrupt():
         results = run_sweep(sweep, out, executor=executor, backend=args.backend,
                             timeout=timeout, progress=bar)
@@ -161,7 +162,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                else results.stopped or "stopped")
         console.print(f"[bold yellow]sweep {why}:[/] {len(results)} of {results.total} points "
                       f"finished, {results.cut_off} cut off; rerun the same command to resume "
-                      f"(finished points are kept in {out / 'points.jsonl'})", highlight=False)
+                      f"(finished points are kept in {escape(str(out / 'points.jsonl'))})",
+                      highlight=False, markup=True)
         return EXIT_CUT_OFF
     return 0
 
@@ -190,4 +192,5 @@ def _plots(args: argparse.Namespace, results: SweepRun, out: Path, memory_limit:
         except PlotError as err:
             if not partial:
                 raise
-            console.print(f"[yellow]no plot:[/] {err}", highlight=False)
+            console.print(f"[yellow]no plot:[/] {escape(str(err))}", highlight=False,
+                          markup=True)

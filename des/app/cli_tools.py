@@ -5,14 +5,16 @@ and the output-path check every command that writes files uses. Rendering only; 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from des.app.config import ConfigError
 from des.app.render import render_topology
+from des.core.schema import SchemaError
 from des.core.units import parse_bandwidth, parse_time
+from des.core.yaml_safe import load_json, read_text
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
 
@@ -27,12 +29,10 @@ def model_import(args: argparse.Namespace, console: Console) -> int:
     from workloads.models import ModelConfigError, model_to_yaml
 
     path: Path = args.config
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
+    try:  # bounded like every input: nesting, integer length, duplicate keys, UTF-8
+        config = load_json(read_text(path, "HuggingFace config"), str(path))
+    except SchemaError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(config).__name__}")
     name = args.name
@@ -85,8 +85,8 @@ def topo(args: argparse.Namespace, console: Console) -> int:
                                      "flow": args.flow, "devices": devices, "hops": hops})
         else:
             names = [f"{d}" if d < topo.num_npus else f"[dim]sw{d}[/]" for d in devices]
-            console.print(f"{topo.name}: {args.src} -> {args.dst} in {len(path)} hops: "
-                          + " -> ".join(names))
+            console.print(f"{escape(topo.name)}: {args.src} -> {args.dst} in {len(path)} hops: "
+                          + " -> ".join(names), markup=True)
         return EXIT_OK
     from topologies.analysis import disconnected, summary  # networkx: only ``topo show``
 

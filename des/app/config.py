@@ -2,7 +2,9 @@
 
 Quantities take explicit units (``50 GB/s``, ``500 ns``, ``1 MiB``; see :mod:`des.core.units`).
 Every error is a :class:`ConfigError` naming the key path, the bad value and what is allowed.
-Files are read with ``yaml.safe_load``, so a scenario can never construct Python objects.
+Files are read with :func:`des.core.yaml_safe.load_yaml` (a safe loader with bounds on
+nesting, aliases, integer length and duplicate keys), so a scenario can never construct Python
+objects or make the loader do unbounded work.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from collectives import CollectiveError, algorithms_for, check_algorithm
 from des.app.sections import ConfigError, Section
 from des.app.workload_kinds import get_workload_kind, scenario_kinds
@@ -23,6 +23,8 @@ from des.core import limits, schema, units
 from des.core.graph import CollectiveType, EventGraph, GraphError
 from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.core.paths import bundled
+from des.core.schema import SchemaError
+from des.core.yaml_safe import is_file, load_yaml, read_text
 from des.sim.engine import EngineOptions
 from des.sim.hops import DEFAULT_PACKET_BYTES, TransportMode
 from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, ASTRA_LOCAL_MEM_BW, DEFAULT_CHUNKS
@@ -392,7 +394,7 @@ def load_scenario(spec: str | os.PathLike[str] | None = None) -> Scenario:
     text = os.fspath(spec) if spec is not None else DEFAULT_SCENARIO
     path = Path(text)
     source: Traversable | Path
-    if path.is_file():
+    if is_file(path):
         source = path
     else:
         presets = bundled("scenarios")
@@ -402,11 +404,9 @@ def load_scenario(spec: str | os.PathLike[str] | None = None) -> Scenario:
                               f"name; bundled: {names}")
         source = presets[text]
     try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{text}: not valid YAML: {err}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{text}: cannot read: {err}") from None
+        data = load_yaml(read_text(source, "scenario file"), text)
+    except SchemaError as err:  # unreadable, not UTF-8, not valid YAML or over a limit
+        raise ConfigError(str(err)) from None
     base = path.parent if isinstance(source, Path) else Path.cwd()
     return scenario_from_dict(data, source=text, base=base)
 

@@ -1,9 +1,14 @@
 """Rich rendering of results for the terminal: the simulation summary, topology summaries and
-the AstraSim comparison tables. Library code returns data; only the CLI calls these."""
+the AstraSim comparison tables. Library code returns data; only the CLI calls these.
+
+Text that comes from the user's files (names, descriptions, notes, axis values) is never read
+as rich markup: the CLI's consoles have markup off, and the few lines styled here opt in with
+``markup=True`` and pass every user-derived part through :func:`rich.markup.escape`."""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from des.core.results import Result
@@ -16,15 +21,16 @@ def render(name: str, description: str, links: int, result: Result, console: Con
            ) -> None:
     """The terminal summary: what ran, the makespan, per-rank time, hottest links, collectives."""
     meta = result.meta
-    console.print(f"[bold]{name}[/]: {description}" if description else f"[bold]{name}[/]",
-                  highlight=False)
+    title = f"[bold]{escape(name)}[/]"
+    console.print(f"{title}: {escape(description)}" if description else title,
+                  highlight=False, markup=True)
     hw = meta["hardware"] or "no hardware model (explicit durations)"
     work = (f"{meta['nodes']} nodes, {meta['hops']} chunk-hops" if meta["backend"] == "simpy"
             else f"{meta['nodes']} nodes list-scheduled at closed-form cost, no contention")
     console.print(f"topology {meta['topology']} ({meta['npus']} NPUs, "
                   f"{links} links) | {hw} | backend {meta['backend']} "
-                  f"({meta['transport']}) | {work} in {meta['wall_seconds']:.2f} s",
-                  highlight=False)
+                  f"({meta['transport']}) | {work}{_wall(result)}",
+                  highlight=False, markup=False)
     faults = [f"{len(meta['failed_links'])} links down"] if meta["failed_links"] else []
     if meta["derated_links"]:
         faults.append(f"{len(meta['derated_links'])} derated")
@@ -42,11 +48,11 @@ def render(name: str, description: str, links: int, result: Result, console: Con
                f"{folded['closed_form_collectives']} folded collectives were closed-form")
         reps = sum(1 for st in result.ranks.values() if st.represented_by is None)
         console.print(f"folded {'+'.join(folded['axes'])}: {reps} ranks simulated for "
-                      f"{len(result.ranks)} ({how})", highlight=False)
+                      f"{len(result.ranks)} ({how})", highlight=False, markup=True)
     elif mirrored:
         console.print(f"lockstep: {mirrored:,} of {meta['messages']:,} messages mirrored from "
                       "a representative rank (exact)", highlight=False)
-    console.print(f"[bold green]makespan {format_time(result.makespan_ns)}[/]")
+    console.print(f"[bold green]makespan {format_time(result.makespan_ns)}[/]", markup=True)
 
     worst = max(result.ranks.values(), key=lambda st: st.finished_ns, default=None)
     if worst is not None and worst.finished_ns > 0:
@@ -87,6 +93,11 @@ def render(name: str, description: str, links: int, result: Result, console: Con
         console.print(colls)
 
 
+def _wall(result: Result) -> str:
+    """" in 1.23 s" when the run measured its wall-clock time (kept out of the JSON)."""
+    return "" if result.wall_seconds is None else f" in {result.wall_seconds:.2f} s"
+
+
 def _share(part: float, whole: float) -> str:
     return f"{format_time(part)} ({part / whole:.0%})"
 
@@ -120,8 +131,9 @@ def render_topology(info: dict, console: Console) -> None:
     """The ``topo show`` tables."""
     kind = info["kind"] if info.get("builder", info["kind"]) == info["kind"] else \
         f"{info['kind']}: {info['builder']}"
-    console.print(f"[bold]{info['name']}[/] ({kind}): {info['npus']} NPUs, "
-                  f"{info['switches']} switches, {info['links']} directed links", highlight=False)
+    console.print(f"[bold]{escape(str(info['name']))}[/] ({escape(str(kind))}): "
+                  f"{info['npus']} NPUs, {info['switches']} switches, {info['links']} directed "
+                  "links", highlight=False, markup=True)
     diam = info["diameter_hops"]
     console.print(f"diameter: {diam if diam >= 0 else 'n/a'} hops ({info['diameter_method']})",
                   highlight=False)
@@ -182,30 +194,32 @@ def render_crosscheck(check, console: Console) -> None:
         console.print("critical path (des): " + " -> ".join(
             f"r{s.rank}:{s.name or s.kind}" for s in check.critical[-8:]), highlight=False)
     for note in check.notes + check.files.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(str(note))}", highlight=False, markup=True)
 
 
 def render_llm(llm: dict, console: Console) -> None:
     """Iteration time, throughput, MFU, the breakdown and memory of an LLM training run."""
-    line = (f"[bold]{llm['model']}[/]: iteration {llm['iteration_s']:.3f} s, "
+    line = (f"[bold]{escape(str(llm['model']))}[/]: iteration {llm['iteration_s']:.3f} s, "
             f"{llm['tokens_per_s']:,.0f} tokens/s")
     if "mfu" in llm:
         line += f", MFU {llm['mfu']:.1%} ({llm['mfu_with_attention']:.1%} with attention)"
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, markup=True)
     for approximation in llm.get("approximations", ()):
-        console.print(f"[yellow]approximate model[/]: {approximation}", highlight=False)
+        console.print(f"[yellow]approximate model[/]: {escape(str(approximation))}",
+                      highlight=False, markup=True)
     _breakdown(llm, console)
 
 
 def render_inference(llm: dict, console: Console) -> None:
     """TTFT, time per output token, throughput, the breakdown and memory of an inference run."""
     serving = llm["serving"]
-    console.print(f"[bold]{llm['model']}[/]: batch {serving['batch']}, {serving['prompt']} "
-                  f"prompt + {serving['generate']} generated tokens: TTFT "
+    console.print(f"[bold]{escape(str(llm['model']))}[/]: batch {serving['batch']}, "
+                  f"{serving['prompt']} prompt + {serving['generate']} generated tokens: TTFT "
                   f"{format_time(llm['ttft_s'] * 1e9)}, TPOT {format_time(llm['tpot_s'] * 1e9)}"
                   f", end to end {format_time(llm['e2e_s'] * 1e9)}; "
                   f"{llm['output_tokens_per_s']:,.0f} output tokens/s, "
-                  f"{llm['total_tokens_per_s']:,.0f} total tokens/s", highlight=False)
+                  f"{llm['total_tokens_per_s']:,.0f} total tokens/s", highlight=False,
+                  markup=True)
     steps = llm["decode_step_s"]
     if steps:
         console.print(f"decode steps: first {steps[0] * 1e3:.3f} ms, last "
@@ -221,7 +235,7 @@ def render_gemm(gemm: dict, console: Console) -> None:
             f"{gemm['tflops']:,.1f} TFLOP/s")
     if "fraction_of_peak" in gemm:
         line += f" ({gemm['fraction_of_peak']:.1%} of peak)"
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, markup=True)
     console.print(f"compute {format_time(gemm['compute_s'] * 1e9)} "
                   f"({gemm['compute_share']:.1%}), exposed communication "
                   f"{format_time(gemm['communication_s'] * 1e9)} "
@@ -302,4 +316,4 @@ def _breakdown(llm: dict, console: Console) -> None:
             verdict = (" [bold red]does not fit[/]" if llm["out_of_memory"] else " fits") + \
                 f" in {format_size(llm['memory_capacity_bytes'])}"
         console.print(f"peak memory {format_size(llm['memory_peak_bytes'])} per GPU "
-                      f"({listed}){verdict}", highlight=False)
+                      f"({escape(listed)}){verdict}", highlight=False, markup=True)

@@ -60,7 +60,14 @@ from des.app.sweep_cost import ESTIMATED_BACKENDS, cheapest_first, estimate
 from des.app.sweep_exec import LocalExecutor
 from des.app.sweep_expr import check_expression, evaluate, scenario_names
 from des.app.sweep_results import load_done, results_path
-from des.app.sweep_types import PointResult, SweepError, SweepPoint, SweepProgress, SweepRun
+from des.app.sweep_types import (
+    PointResult,
+    SweepError,
+    SweepPoint,
+    SweepProgress,
+    SweepRun,
+    canonical_json,
+)
 from des.core import limits
 from des.sim.backends import DEFAULT_BACKEND
 
@@ -116,8 +123,7 @@ class Sweep:
     def fingerprint(self) -> str:
         """What else decides a point's result: a changed base, group, derived value or
         constraint gives every point a new key, so old results are not reused."""
-        return json.dumps([self.base, self.groups, self.derive, self.constraints],
-                          sort_keys=True, default=str)
+        return canonical_json([self.base, self.groups, self.derive, self.constraints])
 
     def screen(self, point: SweepPoint) -> tuple[SweepPoint, str]:
         """Apply derived values and constraints before anything is built: the point to run,
@@ -147,7 +153,7 @@ class Sweep:
 
 def point_key(values: Mapping[str, Any], fingerprint: str = "") -> str:
     """A stable id of a point (the same values and sweep give the same key in every run)."""
-    text = json.dumps(values, sort_keys=True, default=str) + fingerprint
+    text = canonical_json(values) + fingerprint
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 

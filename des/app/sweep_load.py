@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -10,35 +9,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from des.app.sweep import Sweep
 from des.app.sweep_expr import check_expression
-from des.app.sweep_types import SweepError
+from des.app.sweep_types import SweepError, canonical_json
 from des.core import limits
 from des.core.paths import bundled
 from des.core.schema import Section, entries, optional, short, show
 from des.core.schema import text as _text
+from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
 from des.sim.backends import DEFAULT_BACKEND, backend_names
 
 
 def load_scenario_data(spec: str, base_dir: Path | None = None) -> dict[str, Any]:
     """The parsed (not yet built) mapping of a scenario file or bundled scenario."""
     path = Path(spec)
-    if not path.is_absolute() and base_dir is not None and (base_dir / path).is_file():
+    if not path.is_absolute() and base_dir is not None and is_file(base_dir / path):
         path = base_dir / path
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
+    if is_file(path):
+        text = read_text(path, "scenario file")
     else:
         presets = bundled("scenarios")
         if spec not in presets:
             raise SweepError(f"base {spec!r}: no such scenario file or bundled scenario; "
                              f"bundled: {', '.join(sorted(presets))}")
-        text = presets[spec].read_text(encoding="utf-8")
+        text = read_text(presets[spec], "scenario preset")
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise SweepError(f"base {spec!r}: not valid YAML: {err}") from None
+        data = load_yaml(text, f"base {spec}")
+    except YamlError as err:
+        raise SweepError(str(err)) from None
     if not isinstance(data, dict):
         raise SweepError(f"base {spec!r}: a scenario is a mapping")
     return data
@@ -48,18 +46,18 @@ def load_sweep(spec: str | os.PathLike[str]) -> Sweep:
     """A sweep from a YAML file or a bundled sweep name (``configs/sweeps``)."""
     text = os.fspath(spec)
     path = Path(text)
-    if path.is_file():
-        source, base_dir = path.read_text(encoding="utf-8"), path.parent
+    if is_file(path):
+        source, base_dir = read_text(path, "sweep file"), path.parent
     else:
         presets = bundled("sweeps")
         if text not in presets:
             raise SweepError(f"sweep {text!r}: no such file and no bundled sweep of that name; "
                              f"bundled: {', '.join(sorted(presets)) or 'none'}")
-        source, base_dir = presets[text].read_text(encoding="utf-8"), Path.cwd()
+        source, base_dir = read_text(presets[text], "sweep preset"), Path.cwd()
     try:
-        data = yaml.safe_load(source)
-    except yaml.YAMLError as err:
-        raise SweepError(f"{text}: not valid YAML: {err}") from None
+        data = load_yaml(source, text)
+    except YamlError as err:
+        raise SweepError(str(err)) from None
     return sweep_from_dict(data, Path(text).stem, base_dir)
 
 
@@ -78,6 +76,21 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     for key in value:
         _key(key, f"{where}.{key}")
     return dict(value)
+
+
+def _key_paths(value: dict[Any, Any], where: str) -> dict[str, Any]:
+    """``value`` whose keys are scenario key paths (``network.chunks``): non-empty text."""
+    for key in value:
+        _key(key, where)
+    return value
+
+
+def _keyed(parse: Any) -> Any:
+    """``parse`` (an :func:`entries` parser), then every key must be a key path."""
+    def parse_keyed(value: Any, where: str) -> Any:
+        parsed = parse(value, where)
+        return None if parsed is None else _key_paths(parsed, where)
+    return parse_keyed
 
 
 def _key(key: Any, where: str) -> str:
@@ -102,7 +115,7 @@ def _name(value: Any, where: str) -> str:
 def _axis_values(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise SweepError(f"{where}: must be a non-empty list of values, got {show(value)}")
-    seen = [json.dumps(v, sort_keys=True, default=str) for v in value]
+    seen = [canonical_json(v) for v in value]
     if len(set(seen)) != len(seen):
         repeated = next(v for v, t in zip(value, seen, strict=True) if seen.count(t) > 1)
         raise SweepError(f"{where}: value {short(repeated)} appears more than once")
@@ -192,8 +205,8 @@ def _sweep(sec: Section, default_name: str, base_dir: Path | None,
                 raise sec.fail(f"axes.{axis}", f"{short(missing[0])} is not defined under "
                                f"groups.{axis}; defined: {', '.join(groups[axis])}")
     constraints = sec.get("constraints", optional(_constraints), default=None) or []
-    derive = sec.get("derive", optional(entries(
-        _expression, expected="a mapping of scenario keys to expressions")), default=None) or {}
+    derive = sec.get("derive", _keyed(optional(entries(
+        _expression, expected="a mapping of scenario keys to expressions"))), default=None) or {}
     memory_limit = sec.get("memory_limit", optional(units.parse_size), default=None)
     backend = sec.choice("backend", backend_names(), default=DEFAULT_BACKEND, what="backend")
     timeout = sec.get("timeout", optional(_timeout), default=None)

@@ -6,10 +6,10 @@ custom files and registered kinds (or parameters the closed form is unsure of)."
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from des.app.config import ConfigError, Section, build_topology, topology_params
+from des.app.sweep_types import canonical_json
 from topologies.npus import npu_count
 
 
@@ -23,7 +23,7 @@ class NpuCounter:
         self.built = 0
 
     def __call__(self, spec: Any) -> int:
-        key = json.dumps(spec, sort_keys=True, default=str)
+        key = canonical_json(spec)
         if key not in self._known:
             try:
                 self._known[key] = self._count(spec)

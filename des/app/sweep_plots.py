@@ -9,13 +9,12 @@ left out.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from des.app.plots import PlotError, _pyplot
-from des.app.sweep_types import PointResult
+from des.app.sweep_types import PointResult, canonical_json
 
 GIB = 1024.0 ** 3
 _BAR = "#4477aa"
@@ -52,7 +51,7 @@ def _axes(results: Sequence[PointResult]) -> list[str]:
 
 
 def _ident(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    return canonical_json(value)
 
 
 def _varying(results: Sequence[PointResult], axes: Sequence[str]) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,24 @@ from des.core.schema import SchemaError
 
 class SweepError(SchemaError):
     """A sweep file that cannot be used; names the key and what is allowed."""
+
+
+def canonical_json(value: Any) -> str:
+    """``value`` as JSON with sorted keys, the same text for equal values: what point keys,
+    fingerprints and duplicate checks compare. Non-string keys are written with their type
+    (``int:0``) so that a mapping mixing ``0`` and ``'a'`` sorts instead of raising; values
+    of string keys only are written exactly as ``json.dumps(sort_keys=True)`` writes them,
+    so the keys of earlier sweeps' points do not change."""
+    return json.dumps(_text_keys(value), sort_keys=True, default=str)
+
+
+def _text_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else f"{type(k).__name__}:{k}": _text_keys(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

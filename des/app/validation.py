@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from des.core.paths import load_preset
 from des.core.schema import SchemaError
+from des.core.yaml_safe import load_yaml, read_text
 
 
 class ValidationError(SchemaError):
@@ -131,9 +130,9 @@ def load_rows(folder: str | Path) -> list[Row]:
     rows: list[Row] = []
     for file in sorted(path.glob("*.yaml")):
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise ValidationError(f"{file.name}: not valid YAML: {err}") from None
+            data = load_yaml(read_text(file, "measurement file"), file.name)
+        except SchemaError as err:
+            raise ValidationError(str(err)) from None
         rows.extend(rows_of(data, file.name))
     return rows
 

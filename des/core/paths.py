@@ -9,7 +9,8 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+from des.core.schema import SchemaError
+from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
 
 T = TypeVar("T")
 
@@ -42,15 +43,15 @@ def read_preset(kind: str, name_or_path: str | os.PathLike[str]) -> tuple[str, s
     text = os.fspath(name_or_path)
     path = Path(text)
     if path.suffix.lower() in (".yaml", ".yml") or "/" in text or os.sep in text:
-        if not path.is_file():
+        if not is_file(path):
             raise FileNotFoundError(f"{kind} file not found: {text}")
-        return path.read_text(encoding="utf-8"), text
+        return read_text(path, f"{kind} file"), text
     presets = bundled(kind)
     stem = {s.lower(): s for s in presets}.get(text.strip().lower())
     if stem is not None:
-        return presets[stem].read_text(encoding="utf-8"), f"preset {stem}"
-    if path.is_file():
-        return path.read_text(encoding="utf-8"), text
+        return read_text(presets[stem], f"{kind} preset"), f"preset {stem}"
+    if is_file(path):
+        return read_text(path, f"{kind} file"), text
     return None
 
 
@@ -60,7 +61,7 @@ def load_preset(kind: str, name_or_path: str | os.PathLike[str], parse: Callable
     name, missing file, bad YAML, bad content) is an ``error`` naming the source."""
     try:
         found = read_preset(kind, name_or_path)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, YamlError, SchemaError) as err:
         raise error(str(err)) from None
     if found is None:
         names = ", ".join(sorted(bundled(kind), key=str.lower)) or "none"
@@ -68,9 +69,9 @@ def load_preset(kind: str, name_or_path: str | os.PathLike[str], parse: Callable
                     "(or give the path of a YAML file)")
     text, source = found
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise error(f"{source}: not valid YAML: {err}") from err
+        data = load_yaml(text, source)
+    except YamlError as err:
+        raise error(str(err)) from None
     try:
         return parse(data)
     except error as err:

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 #: Version of the JSON document. Additions keep the version (readers ignore unknown keys):
-#: ``ops[].category`` was added within ``des.result/1``.
+#: ``ops[].category``, ``collectives[].bytes_injected``/``bytes_delivered`` and
+#: ``meta.bytes_injected``/``bytes_delivered`` were added within ``des.result/1``;
+#: ``meta.wall_seconds`` was removed (see :attr:`Result.wall_seconds`).
 SCHEMA = "des.result/1"
 
 COMM_KINDS = frozenset({"collective", "send", "recv"})
@@ -78,7 +80,9 @@ class LinkStats:
 
 @dataclass(slots=True)
 class CollectiveStats:
-    """One collective instance: from the first member joining to the last member finishing."""
+    """One collective instance: from the first member joining to the last member finishing.
+    ``bytes_injected`` and ``bytes_delivered``: the bytes its messages carried, counted for
+    every member a folded or lockstep run stands for; equal at the end of every run."""
 
     index: int
     collective: str
@@ -91,6 +95,8 @@ class CollectiveStats:
     time_ns: float
     algbw_GBps: float
     busbw_GBps: float
+    bytes_injected: float | None = None  # what its messages carried (None: not moved as
+    bytes_delivered: float | None = None  # messages, e.g. timed in closed form)
 
 
 @dataclass
@@ -104,9 +110,13 @@ class Result:
     ops: list[OpRecord]
     meta: dict[str, Any] = field(default_factory=dict)
     link_activity: dict[int, list[tuple[float, float]]] = field(default_factory=dict, repr=False)
+    #: Wall-clock seconds the run took; never written to the JSON, so the same input gives the
+    #: same bytes (the terminal summary shows it). None when not measured.
+    wall_seconds: float | None = field(default=None, compare=False)
 
     def to_dict(self, *, include_ops: bool = True) -> dict[str, Any]:
-        """The JSON document (schema ``des.result/1``)."""
+        """The JSON document (schema ``des.result/1``): a function of the inputs alone (no
+        wall-clock time), so two runs of the same input write identical bytes."""
         doc: dict[str, Any] = {
             "schema": SCHEMA,
             "makespan_ns": self.makespan_ns,

@@ -16,7 +16,10 @@ Section's error class, adding the key path when the message lacks it.
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import enum
+import itertools
 import math
 import numbers
 import reprlib
@@ -31,6 +34,7 @@ __all__ = [
     "check",
     "entries",
     "fraction",
+    "key_text",
     "nonempty_text",
     "nonneg_int",
     "nonneg_number",
@@ -56,17 +60,86 @@ class SchemaError(ValueError):
     allowed. The errors of scenarios, hardware, models and sweeps derive from it."""
 
 
-_REPR = reprlib.Repr()
+class _BoundedRepr(reprlib.Repr):
+    """:class:`reprlib.Repr` bounded in time and memory whatever it is given: types are
+    dispatched with isinstance (a subclass of list is cut like a list), mappings and sets are
+    shown in their own order without sorting them whole, huge integers are never converted to
+    text in full, and objects of other types show only their type name. Nested values stop at
+    ``maxlevel``, so a structure that aliases share exponentially often costs at most
+    ``maxlist ** maxlevel`` small reprs."""
+
+    def repr1(self, x: Any, level: int) -> str:
+        if x is None or isinstance(x, bool):
+            return repr(x)
+        if isinstance(x, int):
+            return self.repr_int(x, level)
+        if isinstance(x, float):
+            return float.__repr__(x)
+        if isinstance(x, str):
+            return self.repr_str(str.__str__(x), level)
+        if isinstance(x, (bytes, bytearray)):
+            cut = bytes(x[:self.maxstring])
+            return repr(cut) + ("..." if len(x) > self.maxstring else "")
+        if isinstance(x, Mapping):
+            return self._mapping(x, level)
+        if isinstance(x, (list, tuple, set, frozenset)):
+            kind = next(t for t in (list, tuple, set, frozenset) if isinstance(x, t))
+            return getattr(self, f"repr_{kind.__name__}")(kind(itertools.islice(
+                x, self.maxlist + 1)) if len(x) > self.maxlist else x, level)
+        if isinstance(x, (complex, datetime.date, datetime.time, enum.Enum)):
+            text = repr(x)
+            return text if len(text) <= self.maxother else text[:self.maxother - 3] + "..."
+        return f"<{type(x).__name__}>"
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # str() of a huge int costs quadratic time, or raises
+            digits = int(x.bit_length() * math.log10(2)) + 1
+            return f"<{'-' if x < 0 else ''}int of about {digits} digits>"
+        return super().repr_int(int(x), level)
+
+    def repr_set(self, x: Any, level: int) -> str:
+        return self._items(x, level, "{", "}") if x else "set()"
+
+    def repr_frozenset(self, x: Any, level: int) -> str:
+        return f"frozenset({self._items(x, level, '{', '}')})" if x else "frozenset()"
+
+    def _items(self, x: Any, level: int, left: str, right: str) -> str:
+        if level <= 0:
+            return f"{left}...{right}"
+        parts = [self.repr1(item, level - 1) for item in itertools.islice(x, self.maxlist)]
+        if len(x) > self.maxlist:
+            parts.append("...")
+        return left + ", ".join(parts) + right
+
+    def _mapping(self, x: Mapping[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        parts = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+                 for k, v in itertools.islice(x.items(), self.maxdict)]
+        if len(x) > self.maxdict:
+            parts.append("...")
+        return "{" + ", ".join(parts) + "}"
+
+
+_REPR = _BoundedRepr()
 _REPR.maxstring = 60
 _REPR.maxother = 60
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 8
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 8
 _REPR.maxdict = 6
 _REPR.maxlevel = 3
 
+#: The longest text :func:`short` returns.
+SHORT_MAX = 120
+
 
 def short(value: Any) -> str:
-    """``repr(value)`` cut to a readable length (long strings, lists and mappings elided)."""
-    return _REPR.repr(value)
+    """``repr(value)`` cut to a readable length (long strings, lists and mappings elided),
+    in bounded time and memory whatever ``value`` is, and never longer than
+    :data:`SHORT_MAX` characters."""
+    text = _REPR.repr(value)
+    return text if len(text) <= SHORT_MAX else text[:SHORT_MAX - 3] + "..."
 
 
 def show(value: Any) -> str:
@@ -74,10 +147,19 @@ def show(value: Any) -> str:
     return f"{type(value).__name__} {short(value)}"
 
 
+def key_text(key: Any) -> str:
+    """A mapping key as it appears in a key path: a short string as is, anything else (or a
+    long string) shortened like a value."""
+    if isinstance(key, str) and len(key) <= 60 and key.isprintable():
+        return key
+    return short(key)
+
+
 def unknown(where: str, value: Any, allowed: Iterable[Any], what: str = "value") -> str:
     """The message for a value (or key) outside ``allowed``, suggesting the closest one."""
     names = [str(a) for a in dict.fromkeys(allowed)]
-    hint = difflib.get_close_matches(str(value), names, n=1)
+    hint = (difflib.get_close_matches(value, names, n=1)
+            if isinstance(value, str) and len(value) <= 100 else [])
     maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
     return f"{where}: unknown {what} {short(value)}{maybe}; expected one of {', '.join(names)}"
 
@@ -148,10 +230,11 @@ class Section:
         extra = [k for k in self.data if k not in self.known]
         if extra:
             bad = extra[0]
-            raise self.error(unknown(self.where(str(bad)), bad, self.known, what="key"))
+            raise self.error(unknown(self.where(key_text(bad)), bad, self.known, what="key"))
 
     def _typo_hint(self, key: str) -> str:
-        strays = [str(k) for k in self.data if k not in self.known]
+        strays = [k for k in self.data if isinstance(k, str) and len(k) <= 100
+                  and k not in self.known]
         hint = difflib.get_close_matches(key, strays, n=1, cutoff=0.75)
         return f" (is {hint[0]!r} a typo for it?)" if hint else ""
 
@@ -282,6 +365,6 @@ def entries(parse: Parser, *, keys: Iterable[str] | None = None, what: str = "ke
         for key, item in value.items():
             if allowed is not None and key not in allowed:
                 raise SchemaError(unknown(where, key, allowed, what))
-            out[key] = parse(item, f"{where}.{key}")
+            out[key] = parse(item, f"{where}.{key_text(key)}")
         return out
     return parse_entries

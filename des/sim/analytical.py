@@ -86,6 +86,13 @@ class ClosedFormModel:
         return [LinkStats(lk.id, lk.src, lk.dst, lk.kind, lk.bandwidth, lk.derate, 0.0, 0,
                           0.0, 0.0, 0) for lk in self.topology.links]
 
+    def traffic(self, run: Any) -> None:
+        """No collective is moved as messages."""
+        return None
+
+    def verify(self) -> None:
+        """Nothing to conserve: no messages are moved."""
+
     def meta(self) -> dict[str, Any]:
         """No messages are moved."""
         return {"messages": 0, "hops": 0, "reroutes": 0}

@@ -120,6 +120,8 @@ class CollectiveRun:
         self.parts: dict[int, _RankPart] = {}
         self.first_join = math.inf
         self.last_done = 0.0
+        self.bytes_injected = 0.0  # what its messages carried, sent and delivered (members
+        self.bytes_delivered = 0.0  # mirrored by a lockstep batch included)
         self.joined_done: dict[int, Callable[[], None]] = {}  # join order
         # lockstep: the first member's start waits for the end of the instant it joined in, to
         # see whether every member joins then (see des.sim.lockstep)
@@ -262,6 +264,8 @@ class CollectiveRun:
             if sends:
                 if self.wait_for_sends:
                     part.outstanding += len(sends)
+                for _peer, nbytes in sends:
+                    self.bytes_injected += nbytes
                 if not overhead:
                     for peer, nbytes in sends:
                         send(rank, peer, nbytes, delivered, tag, self, 0, 0.0)
@@ -289,6 +293,7 @@ class CollectiveRun:
     def _delivered(self, msg: Message) -> None:
         chunk, k = msg.tag
         dst = msg.dst
+        self.bytes_delivered += msg.nbytes
         if self.batch is not None:  # the representative's message stands for its own receive
             self.batch.delivered(msg)
             dst = msg.src

@@ -14,6 +14,7 @@ chunk-hop or per stream transition.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,7 +33,7 @@ from des.sim.flows import Flow, Train, TrainRecording
 from des.sim.folded import FoldedRouting, ReplayedCollective
 from des.sim.lockstep import Symmetry, find_symmetry, fold_matches
 from des.sim.options import EngineOptions
-from des.sim.runtime import Runtime, SimulationError
+from des.sim.runtime import ConservationError, Runtime, SimulationError
 from des.sim.transport import Transport
 from topologies.base import Topology, TopologyError
 from topologies.faults import LinkFault, fault_links, set_fault
@@ -280,14 +281,49 @@ class ContendedModel:
                 src.mirrored or src is not lk))
         return out
 
+    @property
+    def copies(self) -> int:
+        """How many ranks each simulated rank stands for in the figures: the fold's count when
+        the fold is exact, else 1 (an inexact fold reports its representatives' own)."""
+        return self.fold.count if self.orbits is not None else 1
+
+    def traffic(self, run: Any) -> tuple[float, float] | None:
+        """A collective's injected and delivered bytes, for every rank it stands for; None
+        for one timed in closed form."""
+        if not hasattr(run, "bytes_injected"):
+            return None
+        return run.bytes_injected * self.copies, run.bytes_delivered * self.copies
+
+    def verify(self) -> None:
+        """Every byte injected was delivered, in the run and per collective (lockstep members,
+        trains, replays, reroutes around failed links included); else ConservationError."""
+        t = self.transport
+        problems = []
+        if not _same(t.bytes_injected, t.bytes_delivered):
+            problems.append(f"the run injected {t.bytes_injected:,.0f} B and delivered "
+                            f"{t.bytes_delivered:,.0f} B (difference "
+                            f"{t.bytes_injected - t.bytes_delivered:+,.0f} B)")
+        for index, run in sorted(self.runs.items()):
+            sent = getattr(run, "bytes_injected", None)
+            if sent is not None and not _same(sent, run.bytes_delivered):
+                problems.append(f"collective #{index} ({run.inst.collective.value} on "
+                                f"{list(run.inst.group)[:8]}) injected {sent:,.0f} B and "
+                                f"delivered {run.bytes_delivered:,.0f} B (difference "
+                                f"{sent - run.bytes_delivered:+,.0f} B)")
+        if problems:
+            raise ConservationError("bytes not conserved (an engine bug): "
+                                    + "; ".join(problems[:5]))
+
     def meta(self) -> dict[str, Any]:
         """Messages and hops of the run (with the folded ranks' and lockstep members' own,
-        which were mirrored, not simulated), reroutes."""
+        which were mirrored, not simulated), reroutes, bytes injected and delivered."""
         t = self.transport
-        count = self.fold.count if self.orbits is not None else 1  # inexact: reps' own only
+        count = self.copies  # inexact: reps' own only
         simulated = t.messages - t.mirrored_messages
         out = {"messages": t.messages * count, "hops": t.hops * count,
                "reroutes": t.reroutes * count,
+               "bytes_injected": t.bytes_injected * count,
+               "bytes_delivered": t.bytes_delivered * count,
                "mirrored_messages": t.messages * count - simulated,
                "trains": self.train_count}
         if self.fold is not None:
@@ -301,6 +337,11 @@ class ContendedModel:
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:
         """Transmission intervals per link (when ``record_link_activity``)."""
         return {lk.spec.id: lk.activity for lk in self.transport.links if lk.activity}
+
+
+def _same(a: float, b: float) -> bool:
+    """Equal byte counts, up to the rounding of summing them in different orders."""
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
 
 
 class Simulator(Runtime):

@@ -81,6 +81,7 @@ class TrainRecording:
     delivered: float
     links: list[tuple[int, float, float, int, int, list[tuple[float, float]]]] = field(
         default_factory=list)
+    injected: float = 0.0
 
 
 class _Alone:
@@ -143,7 +144,8 @@ class Train:
                        self.nbytes, self.tag)
         alone.run()
         t = alone.transport
-        rec = TrainRecording(alone.end, t.messages, t.hops, t.bytes_delivered)
+        rec = TrainRecording(alone.end, t.messages, t.hops, t.bytes_delivered,
+                             injected=t.bytes_injected)
         for i in sorted(set(self.route)):
             lk = t.links[i]
             rec.links.append((i, lk.bytes, lk.busy_ns, lk.messages, lk.peak_queue,
@@ -163,6 +165,7 @@ class Train:
         rec, t, start = self.recording, self.transport, self.start
         t.messages += rec.messages
         t.hops += rec.hops
+        t.bytes_injected += rec.injected
         t.bytes_delivered += rec.delivered
         for i, nbytes, busy, msgs, peak, activity in rec.links:
             lk = t.links[i]
@@ -187,6 +190,7 @@ class Train:
         a = alone.transport
         t.messages += a.messages
         t.hops += a.hops
+        t.bytes_injected += a.bytes_injected  # its undelivered chunks land in t, below
         t.bytes_delivered += a.bytes_delivered
         for i in set(self.route):
             mine, theirs = t.links[i], a.links[i]

@@ -137,6 +137,7 @@ class FoldedRouting:
         self.replays += 1
         transport.messages += rec.messages
         transport.hops += rec.hops
+        transport.bytes_injected += rec.delivered  # a recorded run delivered all it sent
         transport.bytes_delivered += rec.delivered
         for i, nbytes, busy, msgs, peak, activity in rec.links:
             lk = transport.links[i]
@@ -183,6 +184,7 @@ class ReplayedCollective:
         self.first_join = float("inf")
         self.last_done = 0.0
         self.joined: dict[int, Callable[[], None]] = {}
+        self.bytes_injected = self.bytes_delivered = 0.0
 
     def join(self, rank: int, done: Callable[[], None]) -> None:
         """The representative joins; it is done after the recorded duration."""
@@ -194,6 +196,7 @@ class ReplayedCollective:
 
     def _finish(self, start: float, done: Callable[[], None]) -> None:
         self.routing.replay(self.transport, self.recording, start)
+        self.bytes_injected = self.bytes_delivered = self.recording.delivered
         done()
 
     def waiting_for(self) -> list[int]:

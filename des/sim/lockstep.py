@@ -173,7 +173,8 @@ class LockstepBatch:
         self.base = {link: (links[link].bytes, links[link].busy_ns, links[link].messages,
                             len(links[link].activity or ()))
                      for link in symmetry.link_map}
-        self.sent_count = 0  # the representative's messages and delivered bytes so far
+        self.sent_count = 0  # the representative's messages, sent and delivered bytes so far
+        self.sent_bytes = 0.0
         self.delivered_bytes = 0.0
         for images in symmetry.link_map.values():
             for link in images:
@@ -191,6 +192,7 @@ class LockstepBatch:
         """The representative sent ``msg``."""
         self.inflight[id(msg)] = msg
         self.sent_count += 1
+        self.sent_bytes += msg.nbytes
 
     def delivered(self, msg: Any) -> None:
         """``msg`` (the representative's) has landed."""
@@ -239,7 +241,12 @@ class LockstepBatch:
         t.mirrored_messages += (members - 1) * self.sent_count
         t.messages += (members - 1) * self.sent_count
         t.hops += (members - 1) * hops
+        # every member sent what the representative sent; what it has not delivered yet is
+        # cloned per member on materializing and delivered (and counted) then
+        t.bytes_injected += (members - 1) * self.sent_bytes
         t.bytes_delivered += (members - 1) * self.delivered_bytes
+        self.run.bytes_injected += (members - 1) * self.sent_bytes
+        self.run.bytes_delivered += (members - 1) * self.delivered_bytes
         return members - 1
 
     def finish(self) -> None:

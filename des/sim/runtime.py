@@ -60,6 +60,11 @@ class SimulationError(RuntimeError):
     """The simulation could not finish (e.g. a deadlock); the message names ranks and nodes."""
 
 
+class ConservationError(RuntimeError):
+    """The run delivered a different number of bytes than its senders injected: a bug in the
+    engine (never bad input), named with the difference."""
+
+
 class Clock(Protocol):
     """What the runtime needs of an event loop (:mod:`des.sim.clock`)."""
 
@@ -112,6 +117,13 @@ class CommModel(Protocol):
 
     def run(self) -> None:
         """Run the clock to the end (the model may set up and tear down around it)."""
+
+    def traffic(self, run: Any) -> tuple[float, float] | None:
+        """(bytes injected, bytes delivered) of a collective's messages, or None when the model
+        did not move it as messages."""
+
+    def verify(self) -> None:
+        """After a complete run: raise :class:`ConservationError` if bytes were lost or made."""
 
 
 class _Stream:
@@ -195,9 +207,12 @@ class Runtime:
         self.model.run()
         if self._done != self._total:
             raise SimulationError(self._diagnose_stall())
+        self.model.verify()
         if progress:
             progress(self._done, self._total)
-        return self._result(time.perf_counter() - wall)
+        result = self._result()
+        result.wall_seconds = time.perf_counter() - wall
+        return result
 
     def _start(self) -> None:
         """Ready every node without dependencies (inside the clock's run, so a model's errors
@@ -316,7 +331,7 @@ class Runtime:
         self.finish(self.graph.node(*key), start, "p2p")
 
     # ------------------------------------------------------------------ results
-    def _result(self, wall_seconds: float) -> Result:
+    def _result(self) -> Result:
         graph, topo, opts = self.graph, self.topology, self.options
         ops = sorted(self.records, key=lambda op: (op.rank, op.start_ns, op.node))
         makespan = max((op.end_ns for op in ops), default=0.0)
@@ -326,10 +341,11 @@ class Runtime:
             members = inst.span or inst.group
             elapsed = run.last_done - run.first_join
             algbw = inst.nbytes / elapsed if elapsed > 0 else 0.0
+            injected, delivered = self.model.traffic(run) or (None, None)
             collectives.append(CollectiveStats(
                 inst.index, inst.collective.value, algorithm, list(members), inst.nbytes,
                 chunks, run.first_join, run.last_done, elapsed, algbw,
-                algbw * bus_factor(inst.collective.value, len(members))))
+                algbw * bus_factor(inst.collective.value, len(members)), injected, delivered))
         collectives.sort(key=lambda c: c.index)
         meta = {
             "graph": graph.name, "topology": topo.name, "npus": topo.num_npus,
@@ -341,7 +357,6 @@ class Runtime:
             "failed_links": [f"{lk.src}->{lk.dst}" for lk in topo.links if not lk.up],
             "derated_links": [f"{lk.src}->{lk.dst}:{lk.derate:g}" for lk in topo.links
                               if lk.up and lk.derate < 1.0],
-            "wall_seconds": wall_seconds,
         }
         ranks = rank_stats(ops, graph.num_ranks)
         if graph.fold is not None and graph.fold.count > 1:  # folded ranks: their figures

@@ -140,6 +140,7 @@ class Transport:
         self.hops = 0
         self.messages = 0
         self.reroutes = 0
+        self.bytes_injected = 0.0  # what senders handed over; the engine checks it all lands
         self.bytes_delivered = 0.0
         self.mirrored_messages = 0  # messages of lockstep members that were not simulated
         # one event per hop is the hot path: schedule straight onto SimPy's heap (what
@@ -158,6 +159,7 @@ class Transport:
         msg = Message(src, dst, nbytes, route, handler, tag, context, post_delay)
         msg.sent_at = self.env._now
         self.messages += 1
+        self.bytes_injected += nbytes
         if not route:
             self._schedule(post_delay, msg, self._to_dst)
         elif self.contention:

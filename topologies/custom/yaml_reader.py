@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from des.core.schema import SchemaError
+from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
 from topologies.base import Topology, TopologyError, shortest_path_router
 from topologies.custom.common import (
     DEFAULT_LINK_KIND,
@@ -65,26 +65,6 @@ ROUTE_KEYS = ("src", "dst", "path")
 ROUTINGS = ("shortest_path", "ecmp", "explicit")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode,
-                       deep: bool = False) -> dict[Hashable, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, Hashable) and key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                              _construct_mapping)
-
-
 def from_yaml(path_or_text: str | os.PathLike[str]) -> Topology:
     """A topology from a YAML file (a path, or a one-line string naming an existing file) or
     from YAML text; see the module docstring for the format. Loaded safely (no Python objects)
@@ -92,19 +72,19 @@ def from_yaml(path_or_text: str | os.PathLike[str]) -> Topology:
     source = ""
     if isinstance(path_or_text, os.PathLike) or (
             "\n" not in path_or_text
-            and (Path(path_or_text).is_file() or path_or_text.endswith((".yaml", ".yml")))):
+            and (is_file(path_or_text) or path_or_text.endswith((".yaml", ".yml")))):
         path = Path(path_or_text)
         source = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise TopologyError(f"{source}: cannot read: {err}") from None
+            text = read_text(path, "topology file")
+        except SchemaError as err:
+            raise TopologyError(str(err)) from None
     else:
         text = path_or_text
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: never builds objects
-    except yaml.YAMLError as err:
-        raise TopologyError(f"{source or 'topology'}: not valid YAML: {err}") from None
+    try:  # des's one safe loader: no Python objects, bounded work, no duplicate keys
+        data = load_yaml(text, source or "topology")
+    except YamlError as err:
+        raise TopologyError(str(err)) from None
     return from_dict(data, source=source)
 
 
