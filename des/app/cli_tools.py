@@ -5,13 +5,13 @@ and the output-path check every command that writes files uses. Rendering only; 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 
 from des.app.config import ConfigError
 from des.app.render import render_topology
+from des.core.schema import show
 from des.core.units import parse_bandwidth, parse_time
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
@@ -23,22 +23,17 @@ def model_import(args: argparse.Namespace, console: Console) -> int:
     """``des model import``: a HuggingFace config.json as des model YAML."""
     # The model code is imported here, not at module level: every ``des`` run imports this
     # module and only ``des model import`` needs it.
-    from workloads.hf_config import from_hf_config
+    from workloads.hf_config import from_hf_config, read_hf_config
     from workloads.models import ModelConfigError, model_to_yaml
 
     path: Path = args.config
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    config = read_hf_config(path)  # a ModelConfigError (a SchemaError) naming the file
     name = args.name
     if not name:
         source = config.get("_name_or_path")
-        name = (Path(str(source)).name if source else "") or (
+        if source is not None and not isinstance(source, str):
+            raise ConfigError(f"{path}: _name_or_path must be a string, got {show(source)}")
+        name = (Path(source).name if source else "") or (
             path.resolve().parent.name if path.stem == "config" else path.stem)
     if args.seq is not None and args.seq < 1:
         raise ConfigError(f"--seq: expected a whole number >= 1, got {args.seq}")
