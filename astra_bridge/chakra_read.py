@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,11 @@ from des.core.schema import short, show
 __all__ = ["TraceGraph", "read_comm_groups", "read_trace"]
 
 log = logging.getLogger(__name__)
+
+#: Dependencies that nodes may inherit through skipped nodes, per rank file: a chain of skipped
+#: nodes each adding new dependencies grows quadratically, so a small hostile file could
+#: otherwise ask for billions.
+MAX_INHERITED_DEPS = 10_000_000
 
 
 @dataclass
@@ -202,19 +207,40 @@ def _resolve_deps(nodes: dict[int, ChakraNode], skipped: set[int], path: Path, r
                                   f"node {dep}, which the file does not contain")
         raw[nid] = merged
     expanded: dict[int, tuple[int, ...]] = {}
+    inherited = 0
 
-    def through(nid: int, seen: set[int]) -> tuple[int, ...]:  # deps of a skipped node
-        if nid in expanded:
-            return expanded[nid]
-        if nid in seen:
-            raise ChakraError(f"{path}: rank {rank}: dependency cycle through skipped node "
-                              f"{nid}")
-        seen.add(nid)
-        out: list[int] = []
-        for dep in raw[nid]:
-            out.extend(through(dep, seen) if dep in skipped else (dep,))
-        expanded[nid] = tuple(dict.fromkeys(out))
-        return expanded[nid]
+    def through(start: int) -> tuple[int, ...]:
+        """The kept nodes skipped node ``start`` stands for: its deps, skipped ones replaced
+        by theirs. Iterative (a chain of skipped nodes can be as long as the file) and
+        memoised; the total is bounded by MAX_INHERITED_DEPS."""
+        nonlocal inherited
+        if start in expanded:
+            return expanded[start]
+        on_path = {start}
+        stack: list[tuple[int, Iterator[int]]] = [(start, iter(raw[start]))]
+        while stack:
+            nid, pending = stack[-1]
+            for dep in pending:
+                if dep in skipped and dep not in expanded:
+                    if dep in on_path:
+                        raise ChakraError(f"{path}: rank {rank}: dependency cycle through "
+                                          f"skipped node {dep}")
+                    on_path.add(dep)
+                    stack.append((dep, iter(raw[dep])))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(nid)
+                out: list[int] = []
+                for dep in raw[nid]:
+                    out.extend(expanded[dep] if dep in skipped else (dep,))
+                expanded[nid] = tuple(dict.fromkeys(out))
+                inherited += len(expanded[nid])
+                if inherited > MAX_INHERITED_DEPS:
+                    raise ChakraError(f"{path}: rank {rank}: more than {MAX_INHERITED_DEPS} "
+                                      "dependencies inherited through skipped (METADATA or "
+                                      "unknown) nodes; des reads traces up to that")
+        return expanded[start]
 
     result = {}
     for nid in nodes:
@@ -223,7 +249,7 @@ def _resolve_deps(nodes: dict[int, ChakraNode], skipped: set[int], path: Path, r
         if any(d in skipped for d in raw[nid]):
             out: list[int] = []
             for dep in raw[nid]:
-                out.extend(through(dep, set()) if dep in skipped else (dep,))
+                out.extend(through(dep) if dep in skipped else (dep,))
             result[nid] = tuple(dict.fromkeys(out))
         else:
             result[nid] = raw[nid]
