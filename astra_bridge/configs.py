@@ -204,14 +204,19 @@ def _count(high: int, what: str) -> Callable[[Any, str], int]:
     return parse
 
 
-def _choice(allowed: Mapping[str, Any] | tuple[str, ...], what: str
-            ) -> Callable[[Any, str], Any]:
-    """A parser of one of ``allowed``'s names (listed, with the closest, on an error)."""
+def one_of(allowed: Mapping[str, Any] | tuple[str, ...], what: str
+           ) -> Callable[[Any, str], Any]:
+    """A parser of one of ``allowed``'s names (a mapping gives the parsed value), listing them
+    and suggesting the closest (whatever its case) on an error."""
     def parse(value: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise AstraConfigError(f"{where}: must be a {what} name, one of "
                                    f"{', '.join(allowed)}; got {show(value)}")
         if value not in allowed:
+            same = [name for name in allowed if name.lower() == value.lower()]
+            if same:  # AstraSim compares names exactly: say which spelling it wants
+                raise AstraConfigError(f"{where}: unknown {what} {short(value)} (did you mean "
+                                       f"{same[0]!r}?); expected one of {', '.join(allowed)}")
             raise AstraConfigError(unknown(where, value, allowed, what))
         return allowed[value] if isinstance(allowed, Mapping) else value
     return parse
@@ -263,7 +268,7 @@ def network_from_dict(data: Any, source: str = "network.yml") -> AstraNetwork:
         return tuple(check(parse, v, f"{source}: {key}[{i}]", AstraConfigError)
                      for i, v in enumerate(lists[key]))
 
-    kinds = each("topology", _choice(_TOPOLOGY_KINDS, "topology kind"))
+    kinds = each("topology", one_of(_TOPOLOGY_KINDS, "topology kind"))
     sizes = each("npus_count", _count(MAX_NPUS, "NPUs"))
     bandwidths = each("bandwidth", _bounded(MIN_BANDWIDTH_GBPS, MAX_BANDWIDTH_GBPS, "GB/s"))
     latencies = each("latency", _bounded(0.0, MAX_DELAY_NS, "ns"))
@@ -299,13 +304,13 @@ def system_from_dict(data: Any, dims: int, source: str = "system.json") -> Astra
         return check(parse, data[key], f"{source}: {key}", AstraConfigError)
 
     implementations = {}
-    algorithm = _choice(_ALGORITHMS, "implementation")
+    algorithm = one_of(_ALGORITHMS, "implementation")
     for ctype, key in _IMPLEMENTATION_KEYS.items():
         names = _per_dim(data, key, source, dims) if key in data else ["ring"] * dims
         implementations[ctype.value] = tuple(
             check(algorithm, name, f"{source}: {key}[{i}]", AstraConfigError)
             for i, name in enumerate(names))
-    optimization = get("collective-optimization", _choice(_OPTIMIZATIONS, "optimization"),
+    optimization = get("collective-optimization", one_of(_OPTIMIZATIONS, "optimization"),
                        "localBWAware")
     if optimization != "localBWAware":
         log.warning("%s: collective-optimization %r is modelled as localBWAware", source,
@@ -322,7 +327,7 @@ def system_from_dict(data: Any, dims: int, source: str = "system.json") -> Astra
         peak_tflops=get("peak-perf", _bounded(1e-9, MAX_PEAK_TFLOPS, "TFLOP/s", zero=True),
                         0.0),
         roofline=get("roofline-enabled", _flag, False),
-        scheduling_policy=get("scheduling-policy", _choice(_POLICIES, "policy"), "LIFO"),
+        scheduling_policy=get("scheduling-policy", one_of(_POLICIES, "policy"), "LIFO"),
         optimization=optimization, implementations=implementations)
     if system.roofline and (system.peak_tflops <= 0 or system.local_mem_bw <= 0):
         raise AstraConfigError(f"{source}: roofline-enabled needs peak-perf and local-mem-bw "

@@ -27,11 +27,12 @@ from astra_bridge.configs import (
     AstraSystem,
     load_network,
     load_system,
+    one_of,
     read_config,
 )
 from des.core.graph import EventGraph
 from des.core.hardware import GpuSpec
-from des.core.schema import show, unknown
+from des.core.schema import check, show
 from des.sim.choices import NOOP
 from des.sim.options import EngineOptions
 from topologies.base import Topology
@@ -107,10 +108,8 @@ def _check_remote_memory(path: str | Path | None) -> list[str]:
     if "memory-type" not in data:
         raise AstraConfigError(f"remote memory file {path}: memory-type: required key is "
                                f"missing; expected one of {', '.join(MEMORY_TYPES)}")
-    kind = data["memory-type"]
-    if not isinstance(kind, str) or kind not in MEMORY_TYPES:
-        raise AstraConfigError(unknown(f"remote memory file {path}: memory-type", kind,
-                                       MEMORY_TYPES, "memory type"))
+    kind = check(one_of(MEMORY_TYPES, "memory type"), data["memory-type"],
+                 f"remote memory file {path}: memory-type", AstraConfigError)
     if kind == "NO_MEMORY_EXPANSION":
         return []
     return [f"{path}: memory-type {kind!r} is not modelled; memory nodes use local HBM"]
