@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from collectives import algorithms_for
 from des.core.graph import CollectiveType
 from des.core.schema import (
     SchemaError,
@@ -52,6 +53,7 @@ MAX_FILE_BYTES = 64 << 20  #: a configuration file larger than this is not a con
 _TOPOLOGY_KINDS = {"Ring": "ring", "FullyConnected": "fully_connected", "Switch": "switch"}
 _ALGORITHMS = {"ring": "ring", "direct": "direct", "halvingDoubling": "halving_doubling",
                "doubleBinaryTree": "double_binary_tree"}
+_ASTRA_NAMES = {des: astra for astra, des in _ALGORITHMS.items()}
 _IMPLEMENTATION_KEYS = {
     CollectiveType.ALL_REDUCE: "all-reduce-implementation",
     CollectiveType.REDUCE_SCATTER: "reduce-scatter-implementation",
@@ -118,22 +120,76 @@ class AstraSystem:
     optimization: str = "localBWAware"
     implementations: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def engine_options(self, *, congestion_aware: bool = True, **overrides: Any
-                       ) -> EngineOptions:
-        """AstraSim-compatible engine options for this system."""
-        algorithms, dim_algorithms = {}, ()
+    def algorithms(self) -> tuple[dict[str, str], tuple[str, ...]]:
+        """des algorithm per collective, and the per-dimension algorithms of the hierarchical
+        ones (all-reduce's, which des uses for every hierarchical collective). Over several
+        dimensions a collective with no hierarchical algorithm in des (all-to-all) runs as one
+        flat collective with its first dimension's algorithm."""
+        algorithms: dict[str, str] = {}
+        dim_algorithms: tuple[str, ...] = ()
         for ctype, per_dim in self.implementations.items():
             if len(per_dim) == 1:
                 algorithms[ctype] = per_dim[0]
-            else:
+            elif "hierarchical" in algorithms_for(CollectiveType(ctype)):
                 algorithms[ctype] = "hierarchical"
                 if ctype == CollectiveType.ALL_REDUCE.value:
                     dim_algorithms = per_dim
+            else:
+                algorithms[ctype] = per_dim[0]
+        return algorithms, dim_algorithms
+
+    def check_runnable(self, used: Iterable[CollectiveType], sizes: tuple[int, ...],
+                       source: str = "system.json") -> list[str]:
+        """Raise an :class:`AstraConfigError` naming the key when an implementation chosen for
+        a collective the workload has (``used``) has no des algorithm on a network of
+        ``sizes`` (AstraSim users often list one name for all four collectives, so this is
+        checked only for the collectives used); the warnings about approximations."""
+        algorithms, dim_algorithms = self.algorithms()
+        active = [d for d, n in enumerate(sizes) if n > 1]
+        warnings = []
+        for ctype in sorted(set(used) & set(_IMPLEMENTATION_KEYS), key=lambda c: c.value):
+            key = _IMPLEMENTATION_KEYS[ctype]
+            name = algorithms[ctype.value]
+            if name != "hierarchical":
+                _require(name, ctype, f"{source}: {key}[0]", f"{ctype} collectives")
+                if len(sizes) > 1:
+                    warnings.append(f"{source}: {key}: des has no per-dimension {ctype}; "
+                                    f"it runs as one flat {_ASTRA_NAMES[name]!r} over the "
+                                    "whole group")
+                continue
+            for d in active:
+                phases = [CollectiveType.ALL_REDUCE] if (
+                    ctype is CollectiveType.ALL_REDUCE and d == active[-1]) else [
+                    CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_GATHER]
+                for phase in phases:
+                    if ctype in (CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_GATHER) \
+                            and phase is not ctype:
+                        continue
+                    _require(dim_algorithms[d], phase,
+                             f"{source}: {_IMPLEMENTATION_KEYS[CollectiveType.ALL_REDUCE]}[{d}]",
+                             f"the {phase} phase of multi-dimensional {ctype} collectives "
+                             "(des uses all-reduce's per-dimension list for every "
+                             "hierarchical collective)")
+        return warnings
+
+    def engine_options(self, *, congestion_aware: bool = True, **overrides: Any
+                       ) -> EngineOptions:
+        """AstraSim-compatible engine options for this system."""
+        algorithms, dim_algorithms = self.algorithms()
         return EngineOptions.astra_compat(
             congestion_aware=congestion_aware, endpoint_delay_ns=self.endpoint_delay_ns,
             local_mem_bw=self.local_mem_bw or 1e-9, splits=self.splits,
             algorithms=algorithms, dim_algorithms=dim_algorithms,
             chunks_in_flight=self.active_chunks, **overrides)
+
+
+def _require(name: str, ctype: CollectiveType, where: str, needed_for: str) -> None:
+    """Raise unless des algorithm ``name`` can run ``ctype``."""
+    available = algorithms_for(ctype)
+    if name not in available:
+        allowed = [astra for astra, des in _ALGORITHMS.items() if des in available]
+        raise AstraConfigError(f"{where}: {_ASTRA_NAMES[name]!r} has no des algorithm for "
+                               f"{needed_for}; use one of {', '.join(allowed)}")
 
 
 def read_config(path: str | Path, what: str, *, json_only: bool = False) -> Any:

@@ -30,7 +30,7 @@ from astra_bridge.configs import (
     one_of,
     read_config,
 )
-from des.core.graph import EventGraph
+from des.core.graph import EventGraph, NodeKind
 from des.core.hardware import GpuSpec
 from des.core.schema import check, show
 from des.sim.choices import NOOP
@@ -153,6 +153,9 @@ def load_inputs(workload: str | Path, system: str | Path, network: str | Path, *
     topology = net.topology()
     trace = read_trace(workload, num_ranks=net.npus, comm_groups=comm_groups,
                        name=Path(str(workload)).name)
+    used = {node.collective for node in trace.graph.all_nodes()
+            if node.kind is NodeKind.COLLECTIVE and node.collective is not None}
+    warnings += sysc.check_runnable(used, net.sizes, str(system))
     hardware = astra_hardware(sysc)
     warnings = list(trace.warnings) + warnings
     if hardware is None:  # AstraSim times FLOP-only compute nodes at its minimum without one

@@ -432,3 +432,53 @@ def test_cli_model_import_exit_code_2(tmp_path: Path) -> None:
     done = run_cli("model", "import", str(path))
     assert done.returncode == 2, done.stderr
     assert "architectures must be a list" in done.stderr
+
+
+# ---------------------------------------------------------------------- algorithms per collective
+def implementations(*names: str) -> dict:
+    return {key: list(names) for key in ("all-reduce-implementation",
+                                         "reduce-scatter-implementation",
+                                         "all-gather-implementation",
+                                         "all-to-all-implementation")}
+
+
+def two_dim_case(tmp_path: Path, collective: str, system: dict) -> Case:
+    g = EventGraph(8)
+    g.collective_all(collective, 2**20)
+    c = Case(tmp_path / collective)
+    write_trace(g, c.prefix, comm_groups_path=c.groups)
+    c.system.write_text(json.dumps({**SYSTEM, **system}))
+    c.network.write_text("topology: [ Ring, Switch ]\nnpus_count: [ 4, 2 ]\n"
+                         "bandwidth: [ 50, 25 ]\nlatency: [ 500, 500 ]\n")
+    c.remote.write_text(json.dumps({"memory-type": "NO_MEMORY_EXPANSION"}))
+    if not c.groups.exists():
+        c.groups.write_text("{}")
+    return c
+
+
+def test_implementation_des_lacks_is_named_when_the_workload_uses_it(case: Case) -> None:
+    # AstraSim users list one name for all four: unused ones are not held against them
+    case.system.write_text(json.dumps({**SYSTEM, **implementations("ring"),
+                                       "all-to-all-implementation": ["halvingDoubling"]}))
+    case.load()
+    case.system.write_text(json.dumps({**SYSTEM, **implementations("doubleBinaryTree")}))
+    case.load()  # the case has all-reduces only
+    g = EventGraph(4)
+    g.collective_all("all_gather", 4096)
+    write_trace(g, case.prefix)
+    refused(case.load, AstraConfigError, str(case.system), "all-gather-implementation[0]",
+            "'doubleBinaryTree' has no des algorithm for all_gather", "use one of ring")
+
+
+def test_multi_dimensional_phase_algorithm_checked(tmp_path: Path) -> None:
+    c = two_dim_case(tmp_path, "all_reduce", implementations("doubleBinaryTree", "ring"))
+    refused(c.load, AstraConfigError, "all-reduce-implementation[0]", "reduce_scatter phase")
+    c.system.write_text(json.dumps({**SYSTEM, **implementations("ring", "doubleBinaryTree")}))
+    c.load()  # the last dimension runs an all-reduce: a double binary tree can
+
+
+def test_multi_dimensional_all_to_all_runs_flat(tmp_path: Path) -> None:
+    c = two_dim_case(tmp_path, "all_to_all", implementations("direct", "direct"))
+    inputs = c.load()  # used to fail at run time: no 'hierarchical' all-to-all
+    assert inputs.options("aware").algorithms["all_to_all"] == "direct"
+    assert any("no per-dimension all_to_all" in w for w in inputs.warnings)
