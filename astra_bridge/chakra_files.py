@@ -20,27 +20,51 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from astra_bridge.chakra_mapping import ChakraError, trace_path
 
-__all__ = ["decode_file", "discover_ranks"]
+__all__ = ["MAX_TRACE_BYTES", "check_rank_files", "decode_file", "discover_ranks", "rank_files"]
+
+#: Largest rank file read (after gzip decompression): far beyond AstraSim's and STAGE's traces,
+#: small enough that a corrupt or hostile file cannot exhaust memory.
+MAX_TRACE_BYTES = 2 << 30
+
+
+def rank_files(prefix: Path) -> set[int]:
+    """The ranks that have a ``{prefix}.{rank}.et`` file (a listing: no file is opened)."""
+    folder = prefix.parent if str(prefix.parent) else Path(".")
+    pattern = re.compile(re.escape(prefix.name) + r"\.(0|[1-9]\d{0,8})\.et")
+    try:
+        names = os.listdir(folder)
+    except OSError as err:
+        raise ChakraError(f"{trace_path(prefix, 0)}: cannot list {folder}: {err}") from None
+    return {int(m.group(1)) for n in names if (m := pattern.fullmatch(n))}
 
 
 def discover_ranks(prefix: Path) -> int:
     """How many ranks have ``{prefix}.{rank}.et`` files (they must be 0..N-1, no gap)."""
     folder = prefix.parent if str(prefix.parent) else Path(".")
-    pattern = re.compile(re.escape(prefix.name) + r"\.(\d+)\.et")
-    try:
-        names = os.listdir(folder)
-    except OSError as err:
-        raise ChakraError(f"{trace_path(prefix, 0)}: cannot list {folder}: {err}") from None
-    ranks = {int(m.group(1)) for n in names if (m := pattern.fullmatch(n))}
+    ranks = rank_files(prefix)
     if not ranks:
         raise ChakraError(f"{trace_path(prefix, 0)}: no trace files {prefix.name}.<rank>.et "
                           f"in {folder}")
     num_ranks = max(ranks) + 1
-    missing = [r for r in range(num_ranks) if r not in ranks]
-    if missing:
-        raise ChakraError(f"{trace_path(prefix, missing[0])}: missing rank file (ranks "
-                          f"{missing} of 0..{num_ranks - 1} have no trace)")
+    if len(ranks) != num_ranks:  # the first gap, found in at most len(ranks) + 1 steps
+        first = next(r for r in range(num_ranks) if r not in ranks)
+        gaps = num_ranks - len(ranks)
+        raise ChakraError(f"{trace_path(prefix, first)}: missing rank file ({gaps} of ranks "
+                          f"0..{num_ranks - 1} have no trace)")
     return num_ranks
+
+
+def check_rank_files(prefix: Path, num_ranks: int, why: str = "") -> None:
+    """Raise a :class:`ChakraError` naming the first of ranks 0..num_ranks-1 without a
+    ``{prefix}.{rank}.et`` file, before any file is read (``why`` says where ``num_ranks``
+    came from). Costs one directory listing, whatever ``num_ranks`` is."""
+    ranks = rank_files(prefix)
+    have = next((r for r in range(min(num_ranks, len(ranks) + 1)) if r not in ranks),
+                min(num_ranks, len(ranks) + 1))
+    if have < num_ranks:
+        found = f"only ranks 0..{have - 1} have files" if have else "rank 0 has no file"
+        raise ChakraError(f"{trace_path(prefix, have)}: missing rank file: {num_ranks} ranks "
+                          f"needed{why}, {found}")
 
 
 class _Buffer(io.BytesIO):
@@ -62,9 +86,13 @@ def _read_bytes(path: Path, rank: int) -> bytes:
         raise ChakraError(f"{path}: rank {rank}: file is not readable")
     try:
         with openFileRd(str(path)) as fh:  # plain or gzip-compressed, as chakra reads it
-            return fh.read()
+            data = fh.read(MAX_TRACE_BYTES + 1)
     except (OSError, EOFError, zlib.error) as err:
         raise ChakraError(f"{path}: rank {rank}: cannot read (corrupt gzip?): {err}") from None
+    if len(data) > MAX_TRACE_BYTES:
+        raise ChakraError(f"{path}: rank {rank}: more than {MAX_TRACE_BYTES} bytes (after "
+                          "decompression); des reads trace files up to that size")
+    return data
 
 
 def decode_file(path: Path, rank: int) -> tuple[GlobalMetadata, list[ChakraNode], int]:

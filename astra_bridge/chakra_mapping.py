@@ -63,6 +63,7 @@ from chakra.schema.protobuf.et_def_pb2 import (
 )
 
 from des.core.graph import CollectiveType
+from des.core.schema import SchemaError
 
 __all__ = ["ASTRA_REJECTS", "COLLECTIVE_FROM_CHAKRA", "COLLECTIVE_TO_CHAKRA", "ROOTED",
            "SCHEMA_VERSION", "ChakraError", "Notes", "issue_order", "trace_path"]
@@ -84,8 +85,9 @@ ASTRA_REJECTS = {CollectiveType.REDUCE, CollectiveType.BARRIER}
 ROOTED = {CollectiveType.BROADCAST, CollectiveType.REDUCE}
 
 
-class ChakraError(ValueError):
-    """A Chakra trace or comm-group file des cannot use; names the file, rank and node."""
+class ChakraError(SchemaError):
+    """A Chakra trace or comm-group file des cannot use; names the file, rank and node (a
+    :class:`~des.core.schema.SchemaError`: bad input, not a bug)."""
 
 
 def trace_path(prefix: str | Path, rank: int) -> Path:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from chakra.schema.protobuf.et_def_pb2 import (
 )
 from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
 
-from astra_bridge.chakra_files import decode_file, discover_ranks
+from astra_bridge.chakra_files import check_rank_files, decode_file, discover_ranks
 from astra_bridge.chakra_mapping import (
     ASTRA_REJECTS,
     COLLECTIVE_FROM_CHAKRA,
@@ -38,11 +39,18 @@ from astra_bridge.chakra_mapping import (
     issue_order,
     trace_path,
 )
-from des.core.graph import CollectiveType, EventGraph, Node, NodeKind
+from astra_bridge.configs import MAX_FILE_BYTES, MAX_NPUS
+from des.core.graph import CollectiveType, EventGraph, GraphError, Node, NodeKind
+from des.core.schema import short, show
 
 __all__ = ["TraceGraph", "read_comm_groups", "read_trace"]
 
 log = logging.getLogger(__name__)
+
+#: Dependencies that nodes may inherit through skipped nodes, per rank file: a chain of skipped
+#: nodes each adding new dependencies grows quadratically, so a small hostile file could
+#: otherwise ask for billions.
+MAX_INHERITED_DEPS = 10_000_000
 
 
 @dataclass
@@ -76,21 +84,39 @@ def read_comm_groups(source: Mapping[str, Sequence[int]] | str | Path
         where = "comm groups (mapping)"
     else:
         where = str(source)
+        path = Path(source)
         try:
-            raw = json.loads(Path(source).read_text(encoding="utf-8"))
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ChakraError(f"{where}: comm-group file of {size} bytes is too large (at "
+                                  f"most {MAX_FILE_BYTES})")
+            raw = json.loads(path.read_text(encoding="utf-8"))
         except OSError as err:
             raise ChakraError(f"{where}: cannot read comm-group file: {err}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ChakraError(f"{where}: comm-group file is not valid JSON: {err}") from None
+        except RecursionError:
+            raise ChakraError(f"{where}: comm-group file is nested too deeply") from None
     if not isinstance(raw, Mapping):
-        raise ChakraError(f"{where}: expected an object {{pg_name: [ranks]}}, "
-                          f"got {type(raw).__name__}")
+        raise ChakraError(f"{where}: expected an object {{pg_name: list of ranks}}, "
+                          f"got {show(raw)}")
     groups: dict[str, tuple[int, ...]] = {}
     for key, ranks in raw.items():
-        if (not isinstance(ranks, Sequence) or isinstance(ranks, str)
+        if (not isinstance(ranks, Sequence) or isinstance(ranks, str | bytes)
                 or not all(isinstance(r, int) and not isinstance(r, bool) for r in ranks)):
             raise ChakraError(f"{where}: group {key!r}: expected a list of integer ranks, "
-                              f"got {ranks!r}")
+                              f"got {show(ranks)}")
+        if not ranks:
+            raise ChakraError(f"{where}: group {key!r}: empty; a comm group needs at least "
+                              "one rank")
+        bad = next((r for r in ranks if not 0 <= r < MAX_NPUS), None)
+        if bad is not None:
+            raise ChakraError(f"{where}: group {key!r}: rank {short(bad)} is not a rank "
+                              f"(0..{MAX_NPUS - 1})")
+        if len(set(ranks)) != len(ranks):
+            again = next(r for i, r in enumerate(ranks) if r in ranks[:i])
+            raise ChakraError(f"{where}: group {key!r}: rank {again} appears twice in "
+                              f"{short(list(ranks))}")
         groups[str(key)] = tuple(ranks)
     return groups, where
 
@@ -142,15 +168,31 @@ def _attrs(node: ChakraNode) -> dict[str, Any]:
     return out
 
 
-def _number(attrs: Mapping[str, Any], key: str, where: str, default: Any = None) -> Any:
+def _number(attrs: Mapping[str, Any], key: str, where: str, default: Any = None, *,
+            signed: bool = False) -> Any:
+    """Attribute ``key`` as a finite number (>= 0 unless ``signed``); ``default`` when absent
+    (no default: the attribute is required)."""
     value = attrs.get(key)
     if value is None:
         if default is None:
             raise ChakraError(f"{where}: required attribute {key!r} is missing")
         return default
-    if not isinstance(value, int | float):
-        raise ChakraError(f"{where}: attribute {key!r} should be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)) or (
+            not signed and value < 0):
+        allowed = "a finite number" if signed else "a finite number >= 0"
+        raise ChakraError(f"{where}: attribute {key!r} must be {allowed}, got {show(value)}")
     return value
+
+
+def _integer(attrs: Mapping[str, Any], key: str, where: str, default: Any = None, *,
+             signed: bool = False) -> int:
+    """Attribute ``key`` as a whole number (see :func:`_number`)."""
+    value = _number(attrs, key, where, default, signed=signed)
+    if isinstance(value, float) and not value.is_integer():
+        raise ChakraError(f"{where}: attribute {key!r} must be a whole number, got "
+                          f"{show(value)}")
+    return int(value)
 
 
 def _resolve_deps(nodes: dict[int, ChakraNode], skipped: set[int], path: Path, rank: int,
@@ -165,19 +207,40 @@ def _resolve_deps(nodes: dict[int, ChakraNode], skipped: set[int], path: Path, r
                                   f"node {dep}, which the file does not contain")
         raw[nid] = merged
     expanded: dict[int, tuple[int, ...]] = {}
+    inherited = 0
 
-    def through(nid: int, seen: set[int]) -> tuple[int, ...]:  # deps of a skipped node
-        if nid in expanded:
-            return expanded[nid]
-        if nid in seen:
-            raise ChakraError(f"{path}: rank {rank}: dependency cycle through skipped node "
-                              f"{nid}")
-        seen.add(nid)
-        out: list[int] = []
-        for dep in raw[nid]:
-            out.extend(through(dep, seen) if dep in skipped else (dep,))
-        expanded[nid] = tuple(dict.fromkeys(out))
-        return expanded[nid]
+    def through(start: int) -> tuple[int, ...]:
+        """The kept nodes skipped node ``start`` stands for: its deps, skipped ones replaced
+        by theirs. Iterative (a chain of skipped nodes can be as long as the file) and
+        memoised; the total is bounded by MAX_INHERITED_DEPS."""
+        nonlocal inherited
+        if start in expanded:
+            return expanded[start]
+        on_path = {start}
+        stack: list[tuple[int, Iterator[int]]] = [(start, iter(raw[start]))]
+        while stack:
+            nid, pending = stack[-1]
+            for dep in pending:
+                if dep in skipped and dep not in expanded:
+                    if dep in on_path:
+                        raise ChakraError(f"{path}: rank {rank}: dependency cycle through "
+                                          f"skipped node {dep}")
+                    on_path.add(dep)
+                    stack.append((dep, iter(raw[dep])))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(nid)
+                out: list[int] = []
+                for dep in raw[nid]:
+                    out.extend(expanded[dep] if dep in skipped else (dep,))
+                expanded[nid] = tuple(dict.fromkeys(out))
+                inherited += len(expanded[nid])
+                if inherited > MAX_INHERITED_DEPS:
+                    raise ChakraError(f"{path}: rank {rank}: more than {MAX_INHERITED_DEPS} "
+                                      "dependencies inherited through skipped (METADATA or "
+                                      "unknown) nodes; des reads traces up to that")
+        return expanded[start]
 
     result = {}
     for nid in nodes:
@@ -186,7 +249,7 @@ def _resolve_deps(nodes: dict[int, ChakraNode], skipped: set[int], path: Path, r
         if any(d in skipped for d in raw[nid]):
             out: list[int] = []
             for dep in raw[nid]:
-                out.extend(through(dep, set()) if dep in skipped else (dep,))
+                out.extend(through(dep) if dep in skipped else (dep,))
             result[nid] = tuple(dict.fromkeys(out))
         else:
             result[nid] = raw[nid]
@@ -225,7 +288,7 @@ def _convert_node(node: ChakraNode, rank: int, deps: tuple[int, ...], groups: _G
         notes.add("communication/memory nodes marked is_cpu_op: AstraSim rejects them "
                   "('Comm node should not be on CPU'); des runs them normally", ref)
     if node.type == COMM_COLL_NODE:
-        code = int(_number(attrs, "comm_type", where))
+        code = _integer(attrs, "comm_type", where)
         ctype = COLLECTIVE_FROM_CHAKRA.get(code)
         if ctype is None:
             name = (CollectiveCommType.Name(code) if code in CollectiveCommType.values()
@@ -243,7 +306,10 @@ def _convert_node(node: ChakraNode, rank: int, deps: tuple[int, ...], groups: _G
         nbytes = float(size) * (len(group) if ctype is CollectiveType.ALL_GATHER else 1)
         root = None
         if ctype in ROOTED:
-            root = int(attrs["root"]) if isinstance(attrs.get("root"), int) else group[0]
+            root = _integer(attrs, "root", where, group[0])
+            if root not in group:
+                raise ChakraError(f"{where}: root {root} is not in the comm group "
+                                  f"{pg_name!r} = {short(list(group))}")
         if ctype is CollectiveType.BROADCAST:
             notes.add("broadcasts: AstraSim replays a broadcast as a delay of duration_micros "
                       "(1 ns if 0), des simulates it as a collective from group[0]", ref)
@@ -264,7 +330,7 @@ def _convert_node(node: ChakraNode, rank: int, deps: tuple[int, ...], groups: _G
     if node.type in (COMM_SEND_NODE, COMM_RECV_NODE):
         send = node.type == COMM_SEND_NODE
         own, other = ("comm_src", "comm_dst") if send else ("comm_dst", "comm_src")
-        peer = int(_number(attrs, other, where))
+        peer = _integer(attrs, other, where)
         mine = attrs.get(own)
         if mine is not None and mine != rank:
             raise ChakraError(f"{where}: {'send' if send else 'recv'} with {own}={mine} on "
@@ -274,7 +340,7 @@ def _convert_node(node: ChakraNode, rank: int, deps: tuple[int, ...], groups: _G
                               f"0..{groups.num_ranks - 1}")
         return Node(kind=NodeKind.SEND if send else NodeKind.RECV,
                     nbytes=float(_number(attrs, "comm_size", where)), peer=peer,
-                    tag=int(_number(attrs, "comm_tag", where, 0)), **base)
+                    tag=_integer(attrs, "comm_tag", where, 0, signed=True), **base)
     # MEM_LOAD_NODE / MEM_STORE_NODE
     notes.add("memory nodes: AstraSim times them with its remote-memory model "
               "(remote_memory.json), des with the local memory bandwidth", ref)
@@ -297,14 +363,25 @@ def read_trace(prefix: str | Path, num_ranks: int | None = None,
     :func:`~astra_bridge.chakra_write.write_trace` writes). Raises :class:`ChakraError` naming
     the file, rank and node for: a missing rank file, an empty/truncated/corrupt file, a
     missing GlobalMetadata, a repeated node id, a dependency on an absent node or a cycle, a
-    missing required attribute, a pg_name not in the comm groups, an unsupported collective
-    type, an unreadable comm-group file.
+    missing required attribute or one that is not a finite, non-negative number, a pg_name not
+    in the comm groups, a root outside its group, an unsupported collective type, an
+    unreadable or malformed comm-group file, and (naming the prefix) collectives that do not
+    match across ranks, unpaired sends and receives or a cross-rank deadlock. Every missing
+    rank file is found before any file is read. A :class:`ChakraError` is a
+    :class:`~des.core.schema.SchemaError`.
     """
     prefix = Path(prefix)
     if num_ranks is None:
         num_ranks = discover_ranks(prefix)
-    elif int(num_ranks) != num_ranks or num_ranks < 1:
-        raise ChakraError(f"{trace_path(prefix, 0)}: num_ranks must be >= 1, got {num_ranks!r}")
+    elif (isinstance(num_ranks, bool) or not isinstance(num_ranks, int)
+          or not 1 <= num_ranks <= MAX_NPUS):
+        raise ChakraError(f"{trace_path(prefix, 0)}: num_ranks must be an integer in "
+                          f"1..{MAX_NPUS}, got {show(num_ranks)}")
+    else:
+        check_rank_files(prefix, num_ranks)
+    if num_ranks > MAX_NPUS:
+        raise ChakraError(f"{trace_path(prefix, num_ranks - 1)}: {num_ranks} rank files; des "
+                          f"reads at most {MAX_NPUS}")
     if comm_groups is None:
         default = prefix.with_name(f"{prefix.name}.comm_groups.json")
         comm_groups = default if default.is_file() else None
@@ -347,6 +424,10 @@ def read_trace(prefix: str | Path, num_ranks: int | None = None,
                               "dependants inherit their dependencies")
     trace.warnings.extend(notes.render())
     trace.comm_groups = dict(groups.used)
+    try:  # collectives matched across ranks, sends paired with receives, no deadlock
+        trace.graph.validate()
+    except GraphError as err:
+        raise ChakraError(f"{prefix}.*.et: {err}") from None
     for line in trace.warnings:
         log.debug("%s: %s", prefix, line)
     return trace

@@ -22,6 +22,8 @@ from des.core.critical_path import PathStep, critical_path
 from des.core.graph import EventGraph
 from des.core.hardware import GpuSpec
 from des.core.results import Result
+from des.core.schema import check as check_value
+from des.core.schema import positive_number
 from des.sim.engine import simulate
 from des.sim.options import EngineOptions
 from topologies.base import Topology
@@ -120,7 +122,8 @@ def run_astra(binary: str | Path, files: ExportedFiles, timeout: float) -> Astra
     timed_out = False
     try:
         proc = subprocess.run(command, cwd=files.folder, capture_output=True, text=True,
-                              timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+                              errors="replace", timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)
         out, err, code = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
         timed_out = True
@@ -160,7 +163,10 @@ def crosscheck(graph: EventGraph, topology: Topology, folder: str | Path, *,
                timeout: float = 600.0) -> Crosscheck:
     """Export, simulate the exported files in des, run the binary if any, compare. Compute
     goes out as des's own per-node durations (efficiencies included), so both sides compute
-    for the same time and the difference left is communication."""
+    for the same time and the difference left is communication.
+    ``timeout`` (seconds the binary may run) must be a finite number > 0: a
+    :class:`~des.core.schema.SchemaError` before anything is written otherwise."""
+    check_value(positive_number, timeout, "--timeout")
     options = options or EngineOptions()
     files = export(graph, topology, folder, options=options, hardware=hardware,
                    compute="durations")

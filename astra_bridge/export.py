@@ -21,6 +21,7 @@ from astra_bridge.chakra_write import write_trace
 from astra_bridge.configs import GIB_PER_GB
 from des.core.graph import CollectiveType, EventGraph, NodeKind
 from des.core.hardware import GpuSpec
+from des.core.schema import SchemaError
 from des.sim.choices import algorithm_for, local_time
 from des.sim.options import ASTRA_LOCAL_MEM_BW, EngineOptions
 from topologies.base import Topology
@@ -33,8 +34,9 @@ _NEAREST = {"ring_bidir": "ring", "pairwise": "direct", "torus2d": "ring",
             "hierarchical": "ring", "binomial_tree": "ring", "dissemination": "ring"}
 
 
-class ExportError(ValueError):
-    """The scenario cannot be written as AstraSim inputs; says why and what would do."""
+class ExportError(SchemaError):
+    """The scenario cannot be written as AstraSim inputs; says why and what would do (a
+    :class:`~des.core.schema.SchemaError`: the scenario is the input at fault)."""
 
 
 @dataclass

@@ -14,21 +14,25 @@ carry ``num_ops`` take AstraSim's 1 ns.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astra_bridge.chakra_read import TraceGraph, read_trace
+from astra_bridge.chakra_files import check_rank_files, rank_files
+from astra_bridge.chakra_mapping import ChakraError, trace_path
+from astra_bridge.chakra_read import TraceGraph, read_comm_groups, read_trace
 from astra_bridge.configs import (
     AstraConfigError,
     AstraNetwork,
     AstraSystem,
     load_network,
     load_system,
+    one_of,
+    read_config,
 )
-from des.core.graph import EventGraph
+from des.core.graph import EventGraph, NodeKind
 from des.core.hardware import GpuSpec
+from des.core.schema import check, show
 from des.sim.choices import NOOP
 from des.sim.options import EngineOptions
 from topologies.base import Topology
@@ -72,8 +76,8 @@ def astra_hardware(system: AstraSystem) -> GpuSpec | None:
     if not system.roofline:
         return None
     if system.peak_tflops <= 0 or system.local_mem_bw <= 0:
-        raise AstraConfigError("system.json: roofline-enabled needs peak-perf and local-mem-bw "
-                               "> 0")
+        raise AstraConfigError(f"system.json: roofline-enabled needs peak-perf and local-mem-bw "
+                               f"> 0, got {system.peak_tflops:g} and {system.local_mem_bw:g}")
     return GpuSpec(
         name=f"AstraSim roofline ({system.peak_tflops:g} TFLOP/s, "
              f"{system.local_mem_bw:g} GB/s)",
@@ -87,30 +91,73 @@ def astra_hardware(system: AstraSystem) -> GpuSpec | None:
     )
 
 
+#: AstraSim's remote-memory architectures (``memory-type``); des models only the first.
+MEMORY_TYPES = ("NO_MEMORY_EXPANSION", "PER_NODE_MEMORY_EXPANSION", "PER_NPU_MEMORY_EXPANSION",
+                "MEMORY_POOL")
+
+
 def _check_remote_memory(path: str | Path | None) -> list[str]:
+    """Check AstraSim's remote-memory JSON (an object with a known ``memory-type``); the
+    warnings for what des does not model."""
     if path is None:
         return []
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise AstraConfigError(f"remote memory file {path}: {err}") from None
-    kind = data.get("memory-type") if isinstance(data, dict) else None
-    if kind in (None, "NO_MEMORY_EXPANSION"):
+    data = read_config(path, "remote memory file", json_only=True)
+    if not isinstance(data, dict):
+        raise AstraConfigError(f"remote memory file {path}: expected a JSON object with "
+                               f"memory-type, got {show(data)}")
+    if "memory-type" not in data:
+        raise AstraConfigError(f"remote memory file {path}: memory-type: required key is "
+                               f"missing; expected one of {', '.join(MEMORY_TYPES)}")
+    kind = check(one_of(MEMORY_TYPES, "memory type"), data["memory-type"],
+                 f"remote memory file {path}: memory-type", AstraConfigError)
+    if kind == "NO_MEMORY_EXPANSION":
         return []
     return [f"{path}: memory-type {kind!r} is not modelled; memory nodes use local HBM"]
+
+
+def _check_workload_files(workload: str | Path, network: AstraNetwork, source: str | Path
+                          ) -> list[str]:
+    """Refuse a network with more NPUs than the workload has rank files (before anything is
+    built, so a mistyped npus_count costs a directory listing, not a topology); warn when
+    files are left over (AstraSim ignores them too)."""
+    prefix = Path(str(workload))
+    ranks = rank_files(prefix)
+    npus = network.npus
+    if not ranks:
+        raise ChakraError(f"{trace_path(prefix, 0)}: no trace files {prefix.name}.<rank>.et "
+                          f"in {prefix.parent}")
+    check_rank_files(prefix, npus, f" by {source} (npus_count {list(network.sizes)})")
+    extra = sum(1 for r in ranks if r >= npus)
+    if extra:
+        return [f"{prefix}: {extra} rank files beyond the {npus} NPUs of {source} are not "
+                "simulated"]
+    return []
 
 
 def load_inputs(workload: str | Path, system: str | Path, network: str | Path, *,
                 comm_groups: str | Path | None = None,
                 remote_memory: str | Path | None = None) -> AstraInputs:
-    """Read AstraSim's command-line inputs (``--workload-configuration`` prefix and the rest)."""
+    """Read AstraSim's command-line inputs (``--workload-configuration`` prefix and the rest).
+
+    Every file is checked before anything is built: the network and system files, the
+    remote-memory and comm-group files, and that the workload has a rank file for every NPU of
+    the network; then the topology is built and the traces read. Bad input raises a
+    :class:`~des.core.schema.SchemaError` (:class:`AstraConfigError` or
+    :class:`~astra_bridge.chakra_mapping.ChakraError`) naming the file."""
     net = load_network(network)
     sysc = load_system(system, dims=len(net.sizes))
+    warnings = _check_remote_memory(remote_memory)
+    if comm_groups is not None:
+        read_comm_groups(comm_groups)  # its shape; ranks are checked where groups are used
+    warnings += _check_workload_files(workload, net, network)
     topology = net.topology()
     trace = read_trace(workload, num_ranks=net.npus, comm_groups=comm_groups,
                        name=Path(str(workload)).name)
+    used = {node.collective for node in trace.graph.all_nodes()
+            if node.kind is NodeKind.COLLECTIVE and node.collective is not None}
+    warnings += sysc.check_runnable(used, net.sizes, str(system))
     hardware = astra_hardware(sysc)
-    warnings = list(trace.warnings) + _check_remote_memory(remote_memory)
+    warnings = list(trace.warnings) + warnings
     if hardware is None:  # AstraSim times FLOP-only compute nodes at its minimum without one
         for rank, node_id in trace.roofline_nodes:
             node = trace.graph.node(rank, node_id)

@@ -56,9 +56,12 @@ def from_result(result: Result) -> dict[int, AstraRankStats]:
     return out
 
 
-_FINISHED = re.compile(r"sys\[(\d+)\] finished, (\d+) cycles, exposed communication (\d+) cycles")
-_STAT = re.compile(r"sys\[(\d+)\], (Wall time|GPU time|Comm time|Total compute-communication "
-                   r"overlap): (\d+)")
+# Digit counts are bounded: a rank or a cycle count longer than that is not AstraSim's output
+# (and int() refuses strings of more than 4,300 digits).
+_FINISHED = re.compile(r"sys\[(\d{1,9})\] finished, (\d{1,30}) cycles, exposed communication "
+                       r"(\d{1,30}) cycles")
+_STAT = re.compile(r"sys\[(\d{1,9})\], (Wall time|GPU time|Comm time|Total compute-communication "
+                   r"overlap): (\d{1,30})")
 _FIELDS = {"Wall time": "wall_ns", "GPU time": "gpu_ns", "Comm time": "comm_ns",
            "Total compute-communication overlap": "overlap_ns"}
 

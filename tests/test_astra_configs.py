@@ -26,7 +26,7 @@ def test_network_units_and_topology(tmp_path):
     ({"topology": ["Ring"], "npus_count": [8, 2], "bandwidth": [50], "latency": [500]},
      "differ in length"),
     ({"topology": ["Torus"], "npus_count": [8], "bandwidth": [50], "latency": [500]},
-     r"topology\[0\]: unknown 'Torus'"),
+     r"topology\[0\]: unknown topology kind 'Torus'"),
     ({"topology": ["Ring"], "npus_count": [8], "bandwidth": [-5], "latency": [500]},
      r"bandwidth\[0\]"),
     ({"topology": ["Ring"], "npus_count": [8], "bandwidth": [50]}, "latency must be"),
@@ -50,7 +50,7 @@ def test_system_errors_and_warnings(tmp_path, caplog):
     with pytest.raises(AstraConfigError, match="one implementation per network dimension"):
         load_system(path, dims=1)
     path.write_text(json.dumps({**base, "all-reduce-implementation": ["oneRing"]}))
-    with pytest.raises(AstraConfigError, match="unsupported 'oneRing'"):
+    with pytest.raises(AstraConfigError, match="unknown implementation 'oneRing'"):
         load_system(path, dims=1)
     path.write_text("{not json")
     with pytest.raises(AstraConfigError, match="not valid json"):

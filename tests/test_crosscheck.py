@@ -19,6 +19,7 @@ from astra_bridge.report import from_result, parse_astra_output
 from des.app.cli import main
 from des.app.config import load_scenario
 from des.core.graph import EventGraph
+from des.core.schema import SchemaError
 from des.sim.engine import simulate
 from des.sim.options import EngineOptions
 from topologies.faults import LinkFault, set_fault
@@ -223,3 +224,20 @@ def test_a_relative_binary_path_still_runs_from_the_export_folder(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     check = crosscheck(g, t, tmp_path / "rel", binary=find_binary(binary.name))
     assert check.astra.exit_code == 0 and check.astra.ranks
+
+
+def test_binary_output_that_is_not_utf8_or_not_astra_is_reported(tmp_path):
+    g, t = small_graph()
+    body = ("sys.stdout.buffer.write(b'\\xff\\xfe garbage\\nsys[' + b'9' * 5000 + b'] finished, "
+            "1 cycles, exposed communication 1 cycles\\n')")
+    check = crosscheck(g, t, tmp_path / "u", binary=fake_binary(tmp_path, body))
+    assert check.astra.exit_code == 0 and check.astra.ranks == {}
+    assert "garbage" in (tmp_path / "u" / "astra.stdout.txt").read_text()
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan"), float("inf")])
+def test_crosscheck_timeout_must_be_positive_and_finite(tmp_path, timeout):
+    g, t = small_graph()
+    with pytest.raises(SchemaError, match="--timeout: must be a finite number > 0"):
+        crosscheck(g, t, tmp_path / "t", timeout=timeout)
+    assert not (tmp_path / "t").exists()  # refused before anything was written

@@ -12,9 +12,8 @@ from rich.markup import escape
 
 from des.app.config import ConfigError
 from des.app.render import render_topology
-from des.core.schema import SchemaError
+from des.core.schema import show
 from des.core.units import parse_bandwidth, parse_time
-from des.core.yaml_safe import load_json, read_text
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
 
@@ -25,20 +24,17 @@ def model_import(args: argparse.Namespace, console: Console) -> int:
     """``des model import``: a HuggingFace config.json as des model YAML."""
     # The model code is imported here, not at module level: every ``des`` run imports this
     # module and only ``des model import`` needs it.
-    from workloads.hf_config import from_hf_config
+    from workloads.hf_config import from_hf_config, read_hf_config
     from workloads.models import ModelConfigError, model_to_yaml
 
     path: Path = args.config
-    try:  # bounded like every input: nesting, integer length, duplicate keys, UTF-8
-        config = load_json(read_text(path, "HuggingFace config"), str(path))
-    except SchemaError as err:
-        raise ConfigError(str(err)) from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    config = read_hf_config(path)  # a ModelConfigError (a SchemaError) naming the file
     name = args.name
     if not name:
         source = config.get("_name_or_path")
-        name = (Path(str(source)).name if source else "") or (
+        if source is not None and not isinstance(source, str):
+            raise ConfigError(f"{path}: _name_or_path must be a string, got {show(source)}")
+        name = (Path(source).name if source else "") or (
             path.resolve().parent.name if path.stem == "config" else path.stem)
     if args.seq is not None and args.seq < 1:
         raise ConfigError(f"--seq: expected a whole number >= 1, got {args.seq}")
