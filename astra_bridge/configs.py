@@ -36,10 +36,13 @@ _IMPLEMENTATION_KEYS = {
     CollectiveType.ALL_GATHER: "all-gather-implementation",
     CollectiveType.ALL_TO_ALL: "all-to-all-implementation",
 }
+# a collective given as Chakra ETs, one per rank (CollectiveImplLookup.cc): it overrides the
+# per-dimension implementation and covers every dimension
+_CUSTOM_KEYS = {ctype: f"{key}-custom" for ctype, key in _IMPLEMENTATION_KEYS.items()}
 _SYSTEM_KEYS = {
     "scheduling-policy", "endpoint-delay", "active-chunks-per-dimension",
     "preferred-dataset-splits", "collective-optimization", "local-mem-bw", "peak-perf",
-    "roofline-enabled", *_IMPLEMENTATION_KEYS.values(),
+    "roofline-enabled", *_IMPLEMENTATION_KEYS.values(), *_CUSTOM_KEYS.values(),
 }
 
 
@@ -92,10 +95,12 @@ class AstraSystem:
     scheduling_policy: str = "LIFO"
     optimization: str = "localBWAware"
     implementations: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    custom: dict[str, Path] = field(default_factory=dict)  # collective -> ET prefix
 
     def engine_options(self, *, congestion_aware: bool = True, **overrides: Any
                        ) -> EngineOptions:
-        """AstraSim-compatible engine options for this system."""
+        """AstraSim-compatible engine options for this system; custom collectives are read
+        and registered here (:mod:`astra_bridge.custom_collectives`)."""
         algorithms, dim_algorithms = {}, ()
         for ctype, per_dim in self.implementations.items():
             if len(per_dim) == 1:
@@ -104,6 +109,11 @@ class AstraSystem:
                 algorithms[ctype] = "hierarchical"
                 if ctype == CollectiveType.ALL_REDUCE.value:
                     dim_algorithms = per_dim
+        if self.custom:
+            from astra_bridge.custom_collectives import register_custom
+
+            for ctype, prefix in self.custom.items():
+                algorithms[ctype] = register_custom(CollectiveType(ctype), prefix)
         return EngineOptions.astra_compat(
             congestion_aware=congestion_aware, endpoint_delay_ns=self.endpoint_delay_ns,
             local_mem_bw=self.local_mem_bw or 1e-9, splits=self.splits,
@@ -183,6 +193,18 @@ def system_from_dict(data: Any, dims: int, source: str = "system.json") -> Astra
                                        f"{', '.join(_ALGORITHMS)}")
             mapped.append(_ALGORITHMS[name])
         implementations[ctype.value] = tuple(mapped)
+    custom = {}
+    for ctype, key in _CUSTOM_KEYS.items():
+        if key not in data:
+            continue
+        value = data[key]  # AstraSim: "There should be 1 Chakra ET only"
+        if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], str)
+                and value[0]):
+            raise AstraConfigError(f"{source}: {key} must list one Chakra ET path prefix (it "
+                                   f"covers every dimension), got {value!r}")
+        # AstraSim opens it relative to its working directory; des relative to system.json's
+        prefix = Path(value[0])
+        custom[ctype.value] = prefix if prefix.is_absolute() else Path(source).parent / prefix
     policy = data.get("scheduling-policy", "LIFO")
     if policy not in ("LIFO", "FIFO"):
         raise AstraConfigError(f"{source}: scheduling-policy {policy!r}; expected LIFO or FIFO")
@@ -198,7 +220,7 @@ def system_from_dict(data: Any, dims: int, source: str = "system.json") -> Astra
         peak_tflops=float(data.get("peak-perf", 0.0)),
         roofline=bool(data.get("roofline-enabled", 0)),
         scheduling_policy=policy, optimization=optimization,
-        implementations=implementations)
+        implementations=implementations, custom=custom)
 
 
 def load_system(path: str | Path, dims: int) -> AstraSystem:
