@@ -21,6 +21,7 @@ from chakra.src.third_party.utils.protolib import encodeMessage
 
 from astra_bridge.configs import AstraConfigError, load_system
 from astra_bridge.custom_collectives import CustomCollectiveError, read_program
+from collectives import base
 from collectives.base import PlanOptions, make_plan
 from des.core.graph import CollectiveType, EventGraph
 from des.core.schema import SchemaError
@@ -30,6 +31,12 @@ from topologies import ring
 
 GIB = 2**30 / 1e9  # AstraSim's GB/s in bytes/ns
 AR = CollectiveType.ALL_REDUCE
+
+
+@pytest.fixture(autouse=True)
+def _registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Programs registered here (one name per tmp folder) leave the registry as it was."""
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
 
 
 def send(nid: int, dst: int, size: int, deps: Sequence[int] = (), tag: int = 0) -> ChakraNode:
