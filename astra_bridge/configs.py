@@ -62,10 +62,13 @@ _IMPLEMENTATION_KEYS = {
 }
 _POLICIES = ("LIFO", "FIFO")
 _OPTIMIZATIONS = ("localBWAware", "baseline")
+# a collective given as Chakra ETs, one per rank (CollectiveImplLookup.cc): it overrides the
+# per-dimension implementation and covers every dimension
+_CUSTOM_KEYS = {ctype: f"{key}-custom" for ctype, key in _IMPLEMENTATION_KEYS.items()}
 _SYSTEM_KEYS = {
     "scheduling-policy", "endpoint-delay", "active-chunks-per-dimension",
     "preferred-dataset-splits", "collective-optimization", "local-mem-bw", "peak-perf",
-    "roofline-enabled", *_IMPLEMENTATION_KEYS.values(),
+    "roofline-enabled", *_IMPLEMENTATION_KEYS.values(), *_CUSTOM_KEYS.values(),
 }
 
 
@@ -119,6 +122,7 @@ class AstraSystem:
     scheduling_policy: str = "LIFO"
     optimization: str = "localBWAware"
     implementations: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    custom: dict[str, Path] = field(default_factory=dict)  # collective -> ET prefix
 
     def algorithms(self) -> tuple[dict[str, str], tuple[str, ...]]:
         """des algorithm per collective, and the per-dimension algorithms of the hierarchical
@@ -136,6 +140,11 @@ class AstraSystem:
                     dim_algorithms = per_dim
             else:
                 algorithms[ctype] = per_dim[0]
+        if self.custom:  # a custom collective overrides every dimension's implementation
+            from astra_bridge.custom_collectives import register_custom
+
+            for ctype, prefix in self.custom.items():
+                algorithms[ctype] = register_custom(CollectiveType(ctype), prefix)
         return algorithms, dim_algorithms
 
     def check_runnable(self, used: Iterable[CollectiveType], sizes: tuple[int, ...],
@@ -148,6 +157,8 @@ class AstraSystem:
         active = [d for d, n in enumerate(sizes) if n > 1]
         warnings = []
         for ctype in sorted(set(used) & set(_IMPLEMENTATION_KEYS), key=lambda c: c.value):
+            if ctype.value in self.custom:
+                continue  # its Chakra ETs were checked when they were read
             key = _IMPLEMENTATION_KEYS[ctype]
             name = algorithms[ctype.value]
             if name != "hierarchical":
@@ -366,6 +377,18 @@ def system_from_dict(data: Any, dims: int, source: str = "system.json") -> Astra
         implementations[ctype.value] = tuple(
             check(algorithm, name, f"{source}: {key}[{i}]", AstraConfigError)
             for i, name in enumerate(names))
+    custom = {}
+    for ctype, key in _CUSTOM_KEYS.items():
+        if key not in data:
+            continue
+        value = data[key]  # AstraSim: "There should be 1 Chakra ET only"
+        if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], str)
+                and value[0]):
+            raise AstraConfigError(f"{source}: {key} must list one Chakra ET path prefix (it "
+                                   f"covers every dimension), got {value!r}")
+        # AstraSim opens it relative to its working directory; des relative to system.json's
+        prefix = Path(value[0])
+        custom[ctype.value] = prefix if prefix.is_absolute() else Path(source).parent / prefix
     optimization = get("collective-optimization", one_of(_OPTIMIZATIONS, "optimization"),
                        "localBWAware")
     if optimization != "localBWAware":
@@ -384,7 +407,7 @@ def system_from_dict(data: Any, dims: int, source: str = "system.json") -> Astra
                         0.0),
         roofline=get("roofline-enabled", _flag, False),
         scheduling_policy=get("scheduling-policy", one_of(_POLICIES, "policy"), "LIFO"),
-        optimization=optimization, implementations=implementations)
+        optimization=optimization, implementations=implementations, custom=custom)
     if system.roofline and (system.peak_tflops <= 0 or system.local_mem_bw <= 0):
         raise AstraConfigError(f"{source}: roofline-enabled needs peak-perf and local-mem-bw "
                                f"> 0, got {system.peak_tflops:g} and {system.local_mem_bw:g}")

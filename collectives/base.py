@@ -99,6 +99,8 @@ class CollectivePlan(ABC):
     # True when rotating the group by one position maps the program onto itself: position i's
     # step k, with every peer moved on by one position, is position i+1's step k
     cyclic: bool = False
+    # True for node programs (collectives.custom): no steps, the whole buffer in one piece
+    node_program: bool = False
 
     def __init__(self, collective: CollectiveType, group: Sequence[int], nbytes: float, *,
                  dims: Sequence[int] | None = None, root: int | None = None,
@@ -233,6 +235,12 @@ def check_algorithm(collective: CollectiveType, algorithm: str | None) -> str:
         what = f"algorithm {name!r}" if name else "default algorithm"
         raise CollectiveError(f"no {what} for {collective}; available: {known}")
     return name
+
+
+def plan_class(collective: CollectiveType, algorithm: str | None) -> PlanFactory:
+    """What :func:`make_plan` would call for ``algorithm`` (its class attributes, such as
+    ``node_program``, tell how the plan runs before it is built)."""
+    return _REGISTRY[(collective, check_algorithm(collective, algorithm))]
 
 
 def make_plan(collective: CollectiveType, group: Sequence[int], nbytes: float,

@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from collectives.base import CollectivePlan, Step, make_plan
+from collectives.base import CollectivePlan, Step, make_plan, plan_class
 from des.core.graph import CollectiveInstance, CollectiveType, Node
 from des.sim.choices import step_overhead
 from des.sim.costs import MessageCost, collective_time
@@ -350,6 +350,8 @@ class ClosedFormCollective:
         self.chunks, self.chunk_bytes = chunk_layout(
             inst.collective, inst.nbytes, len(span), npus, options.chunks, options.chunking,
             options.chunk_bytes)
+        if plan_class(inst.collective, plan_algorithm).node_program:  # runs whole
+            self.chunks, self.chunk_bytes = 1, inst.nbytes
         key = (inst.collective, inst.nbytes, span, plan_algorithm, inst.root)
         self.duration = durations.get(key)
         if self.duration is None:  # the same collective recurs every layer: cost it once

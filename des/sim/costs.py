@@ -118,7 +118,11 @@ def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: i
 
 def collective_time(plan: CollectivePlan, chunks: int, in_flight: int, cost: MessageCost,
                     overhead: Callable[[Step], float], start_overhead: float) -> float:
-    """Closed-form time of a collective of ``chunks`` chunks of ``plan`` (see module doc)."""
+    """Closed-form time of a collective of ``chunks`` chunks of ``plan`` (see module doc).
+    A node program runs whole and pays no start overhead (AstraSim issues a custom
+    collective's nodes at stream init, Sys::generate_collective)."""
+    if plan.node_program:
+        return plan.closed_form(cost, overhead)
     if plan.multi_dim:  # each phase starts with the endpoint delay, as in the engine
         durations = [(dim, dry_run(plan, cost, overhead, start_overhead, steps) )
                      for dim, steps in phases(plan)]

@@ -20,7 +20,7 @@ from typing import Any
 
 import simpy
 
-from collectives.base import CollectivePlan
+from collectives.base import CollectivePlan, plan_class
 from des.core import hardware as hw
 from des.core.fold import Fold
 from des.core.graph import CollectiveInstance, EventGraph, Node, P2PPair
@@ -33,6 +33,7 @@ from des.sim.flows import Flow, Train, TrainRecording
 from des.sim.folded import FoldedRouting, ReplayedCollective
 from des.sim.lockstep import Symmetry, find_symmetry, fold_matches
 from des.sim.options import EngineOptions
+from des.sim.program_run import ProgramRun
 from des.sim.runtime import ConservationError, Runtime, SimulationError
 from des.sim.transport import Transport
 from topologies.base import Topology, TopologyError
@@ -61,7 +62,7 @@ class ContendedModel:
         self.transport.route = message_route(topology, options)
         for fault in options.timed_faults:
             fault_links(topology, fault)  # names real links: fail now, not mid-run
-        self.runs: dict[int, CollectiveRun | ClosedFormCollective] = {}
+        self.runs: dict[int, CollectiveRun | ClosedFormCollective | ProgramRun] = {}
         self._cost: MessageCost | None = None
         self._durations: dict[tuple, float] = {}
         self._symmetries: dict[tuple, Symmetry | None] = {}
@@ -162,7 +163,7 @@ class ContendedModel:
             return
         run.join(node.rank, done)
 
-    def _run_of(self, node: Node) -> CollectiveRun | ClosedFormCollective:
+    def _run_of(self, node: Node) -> CollectiveRun | ClosedFormCollective | ProgramRun:
         index = self._by_node[(node.rank, node.id)]
         run = self.runs.get(index)
         if run is None:
@@ -177,6 +178,8 @@ class ContendedModel:
                                            inst, algorithm, dims, self.message_cost,
                                            self._durations)
                 self.closed_form_spans += 1
+            elif run is None and plan_class(inst.collective, algorithm).node_program:
+                run = ProgramRun(self, inst, algorithm, dims)
             elif run is None:
                 run = CollectiveRun(self, inst, algorithm, dims)
             self.runs[index] = run
