@@ -54,6 +54,21 @@ class AstraInputs:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def aware_refusal(self) -> str | None:
+        """Why AstraSim's congestion-aware binary would refuse this network, or None: it builds
+        one-dimensional topologies only (astra-network-analytical,
+        ``congestion_aware/topology/Helper.cpp``: "only support 1-dim topology", exit -1);
+        des runs such networks with every dimension's links contended."""
+        dims = len(self.network.sizes)
+        if dims == 1:
+            return None
+        shape = " x ".join(f"{k} {n}" for k, n in zip(self.network.kinds, self.network.sizes,
+                                                      strict=True))
+        return (f"AstraSim's congestion-aware backend would refuse this {dims}-dimension "
+                f"network ({shape}): it supports one-dimension topologies only; des runs it "
+                "with contention on every dimension")
+
+    @property
     def graph(self) -> EventGraph:
         """The event graph of the traces."""
         return self.trace.graph

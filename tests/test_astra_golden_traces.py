@@ -81,3 +81,13 @@ def test_congestion_aware(name):
 @pytest.mark.parametrize("name", cases_for("congestion_unaware"))
 def test_congestion_unaware(name):
     check(name, "congestion_unaware")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n not in SLOW))
+def test_des_says_when_astra_aware_would_refuse(name):
+    aware = expected_of(name)["results"]["congestion_aware"]
+    note = load(name).aware_refusal
+    if aware["exit_code"] not in (0, None) and not aware["per_rank"]:  # refused outright
+        assert note is not None and "one-dimension topologies only" in note
+    elif aware["all_ranks_finished"]:
+        assert note is None
