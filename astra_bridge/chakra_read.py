@@ -40,6 +40,7 @@ from astra_bridge.chakra_mapping import (
     trace_path,
 )
 from astra_bridge.configs import MAX_FILE_BYTES, MAX_NPUS
+from astra_bridge.local_mem import TensorIO, node_tensors
 from des.core.graph import CollectiveType, EventGraph, GraphError, Node, NodeKind
 from des.core.schema import short, show
 
@@ -71,6 +72,9 @@ class TraceGraph:
     skipped_nodes: set[tuple[int, int]] = field(default_factory=set)
     comm_groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: ``(rank, id)`` -> the node's (inputs, outputs) tensors, read only when asked for
+    #: (``read_trace(..., tensors=True)``, AstraSim's ``track-local-mem``)
+    tensor_io: dict[tuple[int, int], TensorIO] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- comm groups
@@ -354,7 +358,7 @@ _KEPT_TYPES = {COMP_NODE, COMM_COLL_NODE, COMM_SEND_NODE, COMM_RECV_NODE, MEM_LO
 
 def read_trace(prefix: str | Path, num_ranks: int | None = None,
                comm_groups: Mapping[str, Sequence[int]] | str | Path | None = None, *,
-               name: str = "") -> TraceGraph:
+               name: str = "", tensors: bool = False) -> TraceGraph:
     """Read ``{prefix}.{rank}.et`` for every rank into a des :class:`EventGraph`.
 
     ``num_ranks`` defaults to the contiguous ranks found next to ``prefix`` (a gap is an
@@ -369,6 +373,10 @@ def read_trace(prefix: str | Path, num_ranks: int | None = None,
     match across ranks, unpaired sends and receives or a cross-rank deadlock. Every missing
     rank file is found before any file is read. A :class:`ChakraError` is a
     :class:`~des.core.schema.SchemaError`.
+
+    ``tensors``: also read every modelled node's ``inputs`` and ``outputs`` tensors into
+    :attr:`TraceGraph.tensor_io` (:func:`astra_bridge.local_mem.node_tensors`; a node missing
+    either attribute, or one that is not name, size pairs, is a :class:`ChakraError`).
     """
     prefix = Path(prefix)
     if num_ranks is None:
@@ -416,12 +424,17 @@ def read_trace(prefix: str | Path, num_ranks: int | None = None,
             where = f"{path}: rank {rank}: node {nid}{name_of[nid]}"
             trace.graph.add(_convert_node(nodes[nid], rank, deps[nid], groups, where, notes,
                                           trace))
+            if tensors:
+                trace.tensor_io[(rank, nid)] = node_tensors(_attrs(nodes[nid]), where)
             ids[nid] = nid
         trace.node_ids.append(ids)
     if skipped_types:
         counts = ", ".join(f"{n} {t}" for t, n in sorted(skipped_types.items()))
         trace.warnings.append(f"skipped nodes des does not model ({counts}); their "
                               "dependants inherit their dependencies")
+    if tensors and trace.skipped_nodes:
+        trace.warnings.append("track-local-mem: the tensors of skipped nodes are not tracked "
+                              "(des does not run them)")
     trace.warnings.extend(notes.render())
     trace.comm_groups = dict(groups.used)
     try:  # collectives matched across ranks, sends paired with receives, no deadlock

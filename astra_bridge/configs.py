@@ -68,7 +68,8 @@ _CUSTOM_KEYS = {ctype: f"{key}-custom" for ctype, key in _IMPLEMENTATION_KEYS.it
 _SYSTEM_KEYS = {
     "scheduling-policy", "endpoint-delay", "active-chunks-per-dimension",
     "preferred-dataset-splits", "collective-optimization", "local-mem-bw", "peak-perf",
-    "roofline-enabled", *_IMPLEMENTATION_KEYS.values(), *_CUSTOM_KEYS.values(),
+    "roofline-enabled", "track-local-mem", "local-mem-trace-filename",
+    *_IMPLEMENTATION_KEYS.values(), *_CUSTOM_KEYS.values(),
 }
 
 
@@ -123,6 +124,9 @@ class AstraSystem:
     optimization: str = "localBWAware"
     implementations: dict[str, tuple[str, ...]] = field(default_factory=dict)
     custom: dict[str, Path] = field(default_factory=dict)  # collective -> ET prefix
+    #: ``track-local-mem``: report each rank's peak local memory from the trace's tensor sizes
+    #: (:mod:`astra_bridge.local_mem`)
+    track_local_mem: bool = False
 
     def algorithms(self) -> tuple[dict[str, str], tuple[str, ...]]:
         """des algorithm per collective, and the per-dimension algorithms of the hierarchical
@@ -296,6 +300,13 @@ def _flag(value: Any, where: str) -> bool:
     raise AstraConfigError(f"{where}: must be 0 or 1 (or true/false), got {show(value)}")
 
 
+def _text(value: Any, where: str) -> str:
+    """A non-empty string (a file name)."""
+    if isinstance(value, str) and value:
+        return value
+    raise AstraConfigError(f"{where}: must be a non-empty string, got {show(value)}")
+
+
 def _per_dim(data: Mapping[Any, Any], key: str, source: str, dims: int | None = None) -> list:
     """A per-dimension list: non-empty, at most MAX_DIMENSIONS long (``dims`` when given)."""
     value = data.get(key)
@@ -407,7 +418,14 @@ def system_from_dict(data: Any, dims: int, source: str = "system.json") -> Astra
                         0.0),
         roofline=get("roofline-enabled", _flag, False),
         scheduling_policy=get("scheduling-policy", one_of(_POLICIES, "policy"), "LIFO"),
-        optimization=optimization, implementations=implementations, custom=custom)
+        optimization=optimization, implementations=implementations, custom=custom,
+        track_local_mem=get("track-local-mem", _flag, False))
+    trace_file = get("local-mem-trace-filename", _text, None)
+    if system.track_local_mem and trace_file is not None:
+        # AstraSim (Workload::report) writes its Perfetto memory trace to
+        # ``{local-mem-trace-filename}.{rank}.json``; des reports only the peak
+        log.warning("%s: local-mem-trace-filename %r: des reports the peak local memory but "
+                    "does not write AstraSim's memory trace", source, trace_file)
     if system.roofline and (system.peak_tflops <= 0 or system.local_mem_bw <= 0):
         raise AstraConfigError(f"{source}: roofline-enabled needs peak-perf and local-mem-bw "
                                f"> 0, got {system.peak_tflops:g} and {system.local_mem_bw:g}")

@@ -167,7 +167,7 @@ def load_inputs(workload: str | Path, system: str | Path, network: str | Path, *
     warnings += _check_workload_files(workload, net, network)
     topology = net.topology()
     trace = read_trace(workload, num_ranks=net.npus, comm_groups=comm_groups,
-                       name=Path(str(workload)).name)
+                       name=Path(str(workload)).name, tensors=sysc.track_local_mem)
     used = {node.collective for node in trace.graph.all_nodes()
             if node.kind is NodeKind.COLLECTIVE and node.collective is not None}
     warnings += sysc.check_runnable(used, net.sizes, str(system))

@@ -214,7 +214,7 @@ def _bad_input() -> tuple[type[BaseException], ...]:
     return BAD_INPUT + lazy
 
 
-def _astra_scenario(args: argparse.Namespace) -> tuple[Scenario, str, str | None]:
+def _astra_scenario(args: argparse.Namespace) -> tuple[Scenario, str, Any]:
     from astra_bridge.inputs import load_inputs  # protobuf/Chakra: only for AstraSim inputs
 
     missing = [flag for flag, value in (("--system-configuration", args.system_configuration),
@@ -233,13 +233,13 @@ def _astra_scenario(args: argparse.Namespace) -> tuple[Scenario, str, str | None
     scenario = Scenario(Path(args.workload_configuration).name,
                         f"AstraSim inputs, {described}", inputs.topology, inputs.graph,
                         inputs.hardware, inputs.options(model))
-    return scenario, model, inputs.aware_refusal if model == "aware" else None
+    return scenario, model, inputs
 
 
 def _simulate(args: argparse.Namespace, console: Console) -> int:
-    astra_model = refusal = None
+    astra_model = astra_inputs = None
     if args.workload_configuration:
-        scenario, astra_model, refusal = _astra_scenario(args)
+        scenario, astra_model, astra_inputs = _astra_scenario(args)
     elif args.astra_compat or args.no_contention or args.system_configuration:
         raise ConfigError("--astra-compat, --no-contention and the AstraSim configuration "
                           "flags go with --workload-configuration")
@@ -263,8 +263,15 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     result = _run_with_progress(scenario, args.backend, console, quiet=args.quiet)
     evaluation = evaluate(result, scenario, roofline_figures=True)  # as a sweep records
     evaluation.attach(result)
+    refusal = astra_inputs.aware_refusal if astra_model == "aware" else None
     if refusal:
         result.meta["astra_would_refuse"] = refusal
+    peaks = None
+    if astra_inputs is not None and astra_inputs.system.track_local_mem:
+        from astra_bridge.local_mem import rank_peaks
+
+        peaks = rank_peaks(astra_inputs.trace.tensor_io, result)
+        result.meta["local_memory_peak_bytes"] = peaks
     if args.quiet:
         console.print(f"{result.makespan_ns:.0f}")
     else:
@@ -281,7 +288,7 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
             from des.app.render import render_astra_terms
 
             render_astra_terms(from_result(result), console,
-                               "Per rank in AstraSim's terms (ns)")
+                               "Per rank in AstraSim's terms (ns)", peak_memory=peaks)
             if refusal:
                 console.print(f"note: {refusal}", style="yellow", markup=False)
     for path, write in targets:

@@ -156,15 +156,26 @@ def render_topology(info: dict, console: Console) -> None:
 
 
 
-def render_astra_terms(rows: dict, console: Console, title: str) -> None:
-    """Per-rank figures in AstraSim's terms (``{rank: AstraRankStats}``)."""
+def render_astra_terms(rows: dict, console: Console, title: str,
+                       peak_memory: dict[int, int] | None = None) -> None:
+    """Per-rank figures in AstraSim's terms (``{rank: AstraRankStats}``); with
+    ``peak_memory`` (``{rank: bytes}``, AstraSim's ``track-local-mem``) a ``peak memory``
+    column as AstraSim prints it (``sys[R] peak memory usage``)."""
+    from astra_bridge.local_mem import format_bytes
+
     table = Table(title=title, title_justify="left")
-    for col in ("rank", "finished", "exposed comm", "wall", "GPU", "comm"):
+    columns = ["rank", "finished", "exposed comm", "wall", "GPU", "comm"]
+    if peak_memory is not None:
+        columns.append("peak memory")
+    for col in columns:
         table.add_column(col, justify="right")
     for rank, st in sorted(rows.items())[:RANK_ROWS * 4]:
-        table.add_row(str(rank), *(f"{v:,.0f}" if v is not None else "-" for v in
-                                   (st.finished_ns, st.exposed_comm_ns, st.wall_ns, st.gpu_ns,
-                                    st.comm_ns)))
+        cells = [f"{v:,.0f}" if v is not None else "-" for v in
+                 (st.finished_ns, st.exposed_comm_ns, st.wall_ns, st.gpu_ns, st.comm_ns)]
+        if peak_memory is not None:
+            peak = peak_memory.get(rank)
+            cells.append("-" if peak is None else format_bytes(peak))
+        table.add_row(str(rank), *cells)
     console.print(table)
 
 
