@@ -137,6 +137,38 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--seq", type=int, metavar="S",
                      help="sequence length (default: the config's max_position_embeddings)")
     imp.add_argument("--out", type=Path, metavar="FILE", help="write the YAML here")
+    et = sub.add_parser("et", help="Chakra execution traces: dump as text")
+    esub = et.add_subparsers(dest="et_command", metavar="ACTION", required=True)
+    dump = esub.add_parser(
+        "dump", help="one line per node: id, name, type, sizes, peers/group, deps",
+        description="Print Chakra ET files PREFIX.{rank}.et as text, one line per node in "
+                    "file order: id, name, type, sizes (comm_size, num_ops, tensor_size, "
+                    "duration), peers and group (comm_src/dst/tag, pg_name), data and "
+                    "control deps.")
+    dump.add_argument("prefix", metavar="PREFIX", help="traces PREFIX.{rank}.et")
+    dump.add_argument("--rank", type=int, metavar="R", help="only rank R (default: all)")
+    dump.add_argument("--nodes", metavar="A:B",
+                      help="only node ids A <= id < B (also A:, :B or one id)")
+    graph = sub.add_parser("graph", help="draw an event graph (Graphviz)")
+    gsub = graph.add_subparsers(dest="graph_command", metavar="ACTION", required=True)
+    draw = gsub.add_parser(
+        "draw", help="write the event graph as a .dot file, and PNG/SVG with the graph extra",
+        description="Draw a scenario's (or Chakra traces') event graph: nodes by kind, "
+                    "dependency edges, send/recv pairs across ranks dashed. Writes DOT "
+                    "always; --format renders it (needs the graph extra and Graphviz's dot).")
+    draw.add_argument("scenario", nargs="?", help="YAML file or bundled scenario name")
+    draw.add_argument("--et", metavar="PREFIX", help="draw Chakra traces PREFIX.{rank}.et")
+    draw.add_argument("--comm-groups", type=Path, metavar="JSON",
+                      help="AstraSim comm-group file for --et")
+    draw.add_argument("--rank", type=int, action="append", metavar="R",
+                      help="draw rank R (repeatable; default: all)")
+    draw.add_argument("--nodes", metavar="A:B",
+                      help="only node ids A <= id < B (also A:, :B or one id)")
+    draw.add_argument("--out", type=Path, default=Path("graph.dot"), metavar="FILE.dot",
+                      help="the DOT file (default graph.dot); an image goes beside it")
+    draw.add_argument("--format", choices=("png", "svg"), help="also render FILE.png/.svg")
+    draw.add_argument("--max-nodes", type=int, default=500, metavar="N",
+                      help="draw at most N nodes (default 500, at most 20000)")
     sweep = sub.add_parser(
         "sweep", help="run a design-space sweep: every point of its axes, ranked",
         description="Run every point of a sweep file (or bundled sweep), stream results to "
@@ -179,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_sweep.run(args, console)
         if args.command == "model":
             return cli_tools.model_import(args, console)
+        if args.command == "et":
+            return cli_tools.et_dump(args, console)
+        if args.command == "graph":
+            return cli_tools.graph_draw(args, console)
         return _simulate(args, console)
     except _bad_input() as err:
         errors.print(Text.assemble(("error: ", "bold red"), _message(err)))

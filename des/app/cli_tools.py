@@ -128,3 +128,54 @@ def check_writable(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; give a file name")
+
+
+def et_dump(args: argparse.Namespace, console: Console) -> int:
+    """``des et dump``: Chakra ET files as text, one line per node."""
+    from astra_bridge.chakra_dump import dump_lines  # protobuf/Chakra: only for this command
+    from des.core.window import parse_window
+
+    window = parse_window(args.nodes)
+    lines = dump_lines(args.prefix, args.rank, window)
+    first = next(lines)  # a missing or corrupt file fails before anything is printed
+    console.print(first, highlight=False, soft_wrap=True)
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def graph_draw(args: argparse.Namespace, console: Console) -> int:
+    """``des graph draw``: a scenario's or Chakra traces' event graph as DOT (and PNG/SVG)."""
+    from des.app.graph_dot import render, to_dot
+    from des.core.window import parse_window
+
+    window = parse_window(args.nodes)
+    out: Path = args.out
+    if out.suffix.lower() != ".dot":
+        raise ConfigError(f"--out {out}: expected a file name ending in .dot")
+    check_writable(out)
+    if args.et:
+        if args.scenario:
+            raise ConfigError("give either a scenario or --et PREFIX, not both")
+        from astra_bridge.chakra_read import read_trace
+
+        graph = read_trace(args.et, comm_groups=args.comm_groups).graph
+    else:
+        if args.comm_groups:
+            raise ConfigError("--comm-groups goes with --et PREFIX")
+        from des.app.config import load_scenario
+
+        graph = load_scenario(args.scenario).graph
+    dot = to_dot(graph, args.rank or None, window, args.max_nodes)
+    out.write_text(dot.text, encoding="utf-8")
+    pairs = "pair" if dot.p2p == 1 else "pairs"
+    edges = f", {dot.p2p} send/recv {pairs} across ranks" if dot.p2p else ""
+    console.print(f"wrote {out} ({dot.drawn} nodes{edges})", highlight=False)
+    if dot.truncated:
+        console.print(f"drew the first {dot.drawn} of {dot.selected} nodes (--max-nodes "
+                      f"{args.max_nodes}); pick a rank (--rank) or a window (--nodes A:B)",
+                      highlight=False)
+    if args.format:
+        image = render(dot.text, out.with_suffix(f".{args.format}"), args.format)
+        console.print(f"wrote {image}", highlight=False)
+    return EXIT_OK
