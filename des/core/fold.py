@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import product
 
 
@@ -45,7 +46,7 @@ class Fold:
         axes = tuple(a for a in order if a in axes and sizes[a] > 1)
         return cls(axes, tuple(sizes[a] for a in axes), tuple(strides[a] for a in axes), stride)
 
-    @property
+    @cached_property
     def count(self) -> int:
         """Number of translations (the size of every orbit of ranks)."""
         n = 1
