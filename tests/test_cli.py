@@ -267,3 +267,28 @@ def test_main_out_is_existing_file_returns_2(tmp_path: Path,
     code = main(["simulate", "allreduce_sizes_ring8", "--quiet", "--out", str(blocker)])
     capsys.readouterr()
     assert code == EXIT_BAD_INPUT
+
+
+def test_list_names_every_bundled_file_with_a_description(capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    from des.app.cli_tools import _first_line
+    from des.core.paths import bundled
+
+    assert main(["list"]) == EXIT_OK
+    out = capsys.readouterr().out
+    for kind in ("scenarios", "sweeps", "models", "hardware", "machines"):
+        for name, entry in bundled(kind).items():
+            assert name in out, (kind, name)
+            assert _first_line(entry.read_text(encoding="utf-8")), (kind, name)
+
+
+def test_verbose_and_quiet_go_before_or_after_the_subcommand(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["-q", "simulate"], ["simulate", "-q"], ["simulate", "-q", "-v"],
+                 ["-v", "simulate", "--quiet"]):
+        assert main(argv) == EXIT_OK, argv
+        out = capsys.readouterr().out.strip()
+        assert out.isdigit(), (argv, out)  # quiet: the makespan alone
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    assert "examples:" in capsys.readouterr().out

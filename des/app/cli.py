@@ -73,10 +73,36 @@ def build_parser() -> argparse.ArgumentParser:
         prog="des", description="Discrete-event simulator of distributed ML systems.")
     parser.add_argument("--version", action="version", version=f"des {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the essential result (simulate: the makespan)")
+    # the same switches after the subcommand; SUPPRESS keeps a value given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log progress to stderr")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print only the essential result (simulate: the makespan)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sim = sub.add_parser("simulate", help="run a scenario and print a summary",
-                         description="Run a scenario file (or a bundled scenario by name). "
-                         f"Without SCENARIO, runs the embedded default '{DEFAULT_SCENARIO}'.")
+    original_add_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("parents", [common])
+        return original_add_parser(name, **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+    sub.add_parser("list", help="bundled scenarios, sweeps, models, GPUs and machines",
+                   description="List what is bundled, each with its one-line description.")
+    sim = sub.add_parser(
+        "simulate", help="run a scenario and print a summary",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a scenario file (or a bundled scenario by name). Without SCENARIO, "
+        f"runs the embedded default '{DEFAULT_SCENARIO}'.",
+        epilog="examples:\n"
+        "  des simulate                                   # the embedded default\n"
+        "  des simulate gpt3_175b_tp8_pp8_a100 --out run/  # a bundled scenario; JSON, trace, CSV\n"
+        "  des simulate my.yaml --backend analytical -q    # closed form, makespan only\n"
+        "  des simulate --workload-configuration traces/w --system-configuration system.json \\\n"
+        "      --network-configuration network.yml --astra-compat   # AstraSim's inputs\n"
+        "  des list                                        # what is bundled")
     sim.add_argument("scenario", nargs="?", help="YAML file or bundled scenario name")
     sim.add_argument("--out", type=Path, metavar="DIR",
                      help="write result.json, trace.json and links.csv into DIR")
@@ -84,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--trace", type=Path, metavar="FILE",
                      help="write a Chrome/Perfetto trace here")
     sim.add_argument("--csv", type=Path, metavar="FILE", help="write per-link CSV here")
-    sim.add_argument("-q", "--quiet", action="store_true", help="print only the makespan")
     sim.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
                      help=BACKEND_HELP)
     astra = sim.add_argument_group(
@@ -203,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help()
         return EXIT_OK
     try:
+        if args.command == "list":
+            return cli_tools.list_bundled(console)
         if args.command == "topo":
             return cli_tools.topo(args, console)
         if args.command == "crosscheck":

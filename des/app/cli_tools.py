@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from des.app.config import ConfigError
 from des.app.render import render_topology
-from des.core.schema import show
+from des.core.schema import SchemaError, show
 from des.core.units import parse_bandwidth, parse_time
 from topologies.faults import LinkFault, set_fault
 from topologies.spec import parse_spec
@@ -179,3 +179,44 @@ def graph_draw(args: argparse.Namespace, console: Console) -> int:
         image = render(dot.text, out.with_suffix(f".{args.format}"), args.format)
         console.print(f"wrote {image}", highlight=False)
     return EXIT_OK
+
+
+def _first_line(text: str, limit: int = 110) -> str:
+    """A bundled file's one-line description: the first sentence of its ``description`` key,
+    else its first comment line, shortened to ``limit`` characters."""
+    import re
+
+    from des.core.yaml_safe import load_yaml
+
+    try:
+        data = load_yaml(text, "bundled file")
+    except SchemaError:
+        data = None
+    line = ""
+    if isinstance(data, dict) and isinstance(data.get("description"), str):
+        line = re.split(r"(?<=\.)\s", " ".join(data["description"].split()), maxsplit=1)[0]
+    else:
+        line = next((ln.lstrip("# ").strip() for ln in text.splitlines()
+                     if ln.startswith("#")), "")
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
+
+
+def list_bundled(console: Console) -> int:
+    """``des list``: every bundled scenario, sweep, model, GPU and machine with its one-line
+    description."""
+    from rich.table import Table
+
+    from des.core.paths import bundled
+
+    for kind, title in (("scenarios", "Scenarios (des simulate NAME)"),
+                        ("sweeps", "Sweeps (des sweep NAME)"),
+                        ("models", "Models (workload.model: NAME)"),
+                        ("hardware", "GPUs (hardware: NAME)"),
+                        ("machines", "Machines (bench/validation.py --machine NAME)")):
+        table = Table(title=title, title_justify="left", show_header=False)
+        table.add_column("name", no_wrap=True)
+        table.add_column("description")
+        for name, entry in sorted(bundled(kind).items(), key=lambda kv: kv[0].lower()):
+            table.add_row(name, _first_line(entry.read_text(encoding="utf-8")))
+        console.print(table)
+    return 0
