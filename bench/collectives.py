@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference" / "astra" / "ring1024_allreduce_1GiB"
+REFERENCE = ROOT / "reference" / "astra" / "ring1024_allreduce_1GiB"
 CASES = ("ring_astra", "ring_astra_unaware", "ring_des", "mesh_des", "torus3d_default",
          "fattree_des")
 GB_ASTRA = 2**30 / 1e9  # AstraSim's GB/s in bytes/ns

@@ -1,10 +1,10 @@
 """Accuracy against published measurements: every file of a measurement folder, on one machine
 description, with both backends.
 
-Default data: ``../shared/validation`` (Megatron-LM on DGX A100: Korthikanti et al. 2022
-Table 5 iteration times; Narayanan et al. 2021 Table 1 throughputs, compared as iteration time
-through the paper's FLOP count) when present, and the repository's own ``validation/``
-(measurements transcribed for des, each file citing its source). Default machine:
+Default data: the repository's ``validation/`` (Megatron-LM on DGX A100: Korthikanti et al.
+2022 Table 5 iteration times; Narayanan et al. 2021 Table 1 throughputs, compared as iteration
+time through the paper's FLOP count; the Megatron-LM README's GPT-3 175B run; each file cites
+its source). Default machine:
 ``configs/machines/selene-dgx-a100.yaml``
 (the same for every row; see :mod:`des.app.validation`). Nothing is fitted per case.
 
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = [d for d in (ROOT.parent / "shared" / "validation", ROOT / "validation") if d.is_dir()]
+DATA = [ROOT / "validation"]
 sys.path.insert(0, str(ROOT))
 
 from des.app.config import scenario_from_dict  # noqa: E402

@@ -1,6 +1,6 @@
 """AstraSim-compatible mode against AstraSim's own results on its microbenchmark cases.
 
-Each case folder of ``shared/reference/astra`` holds the exact network.yml and system.json
+Each case folder of ``reference/astra`` holds the exact network.yml and system.json
 AstraSim ran, and expected.json with every rank's finished time for both analytical backends.
 One-dimensional cases must match the congestion-aware backend within 1% per rank (contention
 simulated); multi-dimensional ones, which that backend refuses, the congestion-unaware backend
@@ -11,7 +11,7 @@ compute, send/recv and groups are tested with the Chakra importer.
 from __future__ import annotations
 
 import pytest
-from helpers import ASTRA_REFERENCE, assert_finished_like_astra, astra_expected, needs_reference
+from helpers import ASTRA_REFERENCE, assert_finished_like_astra, astra_expected
 
 from astra_bridge.configs import load_network, load_system
 from des.core.graph import CollectiveType, EventGraph
@@ -32,7 +32,6 @@ ONE_DIM = [
 ]
 MULTI_DIM = ["mesh2d_ringring_4x4_allreduce_64MiB", "dgx_fc_switch_8x2_allreduce_64MiB"]
 
-pytestmark = needs_reference
 
 
 def run_case(name: str, congestion_aware: bool, backend=simulate

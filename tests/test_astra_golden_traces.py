@@ -27,7 +27,7 @@ CASES = {p.name: p for f in FOLDERS for p in sorted(f.iterdir()) if p.is_dir()}
 SLOW = {"ring1024_allreduce_1GiB"}  # the speed anchor: measured in bench/collectives.py
 NOT_YET: dict[str, str] = {}  # case -> why des does not reproduce it yet (a strict xfail)
 
-pytestmark = pytest.mark.skipif(not CASES, reason="reference data not present")
+assert CASES, f"no reference cases under {FOLDERS}"
 
 
 def expected_of(name: str) -> dict:

@@ -1,6 +1,6 @@
 """Chakra ET reader and writer (astra_bridge.chakra_read, astra_bridge.chakra_write).
 
-Reference traces are AstraSim's own inputs under ``shared/reference/astra``; what each holds is
+Reference traces are AstraSim's own inputs under ``reference/astra``; what each holds is
 recomputed here by decoding the files with chakra's decoder directly, independently of the
 reader. Synthetic traces are written with chakra's encoder into ``tmp_path``.
 """
@@ -29,7 +29,7 @@ from chakra.schema.protobuf.et_def_pb2 import (
 )
 from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
 from chakra.src.third_party.utils.protolib import decodeMessage, encodeMessage, openFileRd
-from helpers import ASTRA_REFERENCE, astra_comm_groups, astra_expected, needs_reference
+from helpers import ASTRA_REFERENCE, astra_comm_groups, astra_expected
 
 from astra_bridge.chakra_mapping import ChakraError
 from astra_bridge.chakra_read import TraceGraph, read_trace
@@ -124,7 +124,6 @@ def read_case(case: str) -> TraceGraph:
 
 
 # ----------------------------------------------------------------------------- reference cases
-@needs_reference
 @pytest.mark.parametrize("case", CASES)
 def test_reference_case_matches_independent_decode(case: str) -> None:
     folder = ASTRA_REFERENCE / case
@@ -172,7 +171,6 @@ def test_reference_case_matches_independent_decode(case: str) -> None:
     assert trace.warnings == []
 
 
-@needs_reference
 def test_reference_sizes_and_groups_astra_implies() -> None:
     ring8 = read_case("ring8_allreduce_1MiB").graph
     for rank in range(8):
@@ -205,7 +203,6 @@ def test_reference_sizes_and_groups_astra_implies() -> None:
     assert len(roof.roofline_nodes) == 8
 
 
-@needs_reference
 def test_stage_sanity_16_reads_in_issue_order() -> None:
     trace = read_case("stage_sanity_16")
     assert len(trace.graph) == 5544
@@ -217,7 +214,6 @@ def test_stage_sanity_16_reads_in_issue_order() -> None:
             seen.add(node.id)
 
 
-@needs_reference
 @pytest.mark.parametrize("case", ["groups_8", "pipeline_send_recv_4", "stage_small_dp2tp2",
                                   "roofline_compute_4", "overlap_8"])
 def test_reference_round_trip(case: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ASTRA_REFERENCE, needs_reference
+from helpers import ASTRA_REFERENCE
 
 import topologies as topo
 from astra_bridge.configs import load_network, load_system
@@ -146,7 +146,6 @@ def test_cli_crosscheck(tmp_path, capsys):
     assert "exit code 139" in capsys.readouterr().out
 
 
-@needs_reference
 def test_drop_in_run_prints_astra_terms(capsys):
     folder = ASTRA_REFERENCE / "overlap_8"
     argv = ["simulate", f"--workload-configuration={folder / 'workload' / 'workload'}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import ASTRA_REFERENCE, needs_reference
+from helpers import ASTRA_REFERENCE
 
 from des.core.graph import EventGraph
 from des.core.hardware import gpu_from_dict
@@ -45,7 +45,6 @@ def test_no_hardware_no_statistics():
     assert roofline_stats(g, simulate(Topology("one", 1), g), None) == {}
 
 
-@needs_reference
 @pytest.mark.parametrize("backend", ["congestion_aware", "congestion_unaware"])
 def test_astra_roofline_case_statistics(backend):
     from astra_bridge.inputs import load_inputs
