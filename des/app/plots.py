@@ -79,13 +79,16 @@ def positions(topo: Topology) -> dict[int, tuple[float, float]]:
 def draw_topology(topo: Topology, path: str | Path,
                   utilization: Mapping[int, float] | None = None, title: str = "") -> Path:
     """Draw devices and links to a PNG; with ``utilization`` (link id -> 0..1) links are
-    coloured by it and a colour bar is added. Failed links are dashed red."""
+    coloured by it on an absolute 0-100% scale (a colour bar says so), so a lightly used
+    fabric does not look saturated. On grids, wrap-around links are stubs leaving the edge
+    towards their partner. Failed links are dashed red."""
     plt = _pyplot()
     from matplotlib import cm, colors
+    from matplotlib.ticker import PercentFormatter
 
     pos = positions(topo)
     fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
-    norm = colors.Normalize(vmin=0.0, vmax=max([1e-9, *(utilization or {}).values()]))
+    norm = colors.Normalize(vmin=0.0, vmax=1.0)
     cmap = cm.get_cmap("inferno_r") if hasattr(cm, "get_cmap") else plt.get_cmap("inferno_r")
     grid = _grid_positions(topo) is not None
     for link in topo.links:
@@ -112,7 +115,14 @@ def draw_topology(topo: Topology, path: str | Path,
             ax.text(x, y, str(device), fontsize=6, ha="center", va="center", color="white",
                     zorder=4)
     if utilization is not None:
-        fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="link utilization")
+        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+                           label="link utilization (share of the run the link was busy)")
+        bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    # arrows do not take part in autoscaling: frame every device and the wrap-around stubs
+    xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
+    margin = 0.6 if grid else 0.05 * max(max(xs) - min(xs), max(ys) - min(ys), 1.0)
+    ax.set_xlim(min(xs) - margin, max(xs) + margin)
+    ax.set_ylim(min(ys) - margin, max(ys) + margin)
     ax.set_title(title or topo.name)
     ax.set_axis_off()
     ax.set_aspect("equal" if grid else "auto")
@@ -130,7 +140,11 @@ def _sign(v: float) -> int:
 def draw_link_heatmap(topo: Topology, result: Any, path: str | Path) -> Path:
     """The run's link utilization drawn on the topology (laid out on the grid for mesh and
     torus)."""
+    from des.core.units import format_time
+
     util = {lk.id: lk.utilization for lk in result.links}
+    busiest = max(util.values(), default=0.0)
     return draw_topology(topo, path, util,
                          title=f"{topo.name}: link utilization over "
-                               f"{result.makespan_ns / 1e3:.1f} us")
+                               f"{format_time(result.makespan_ns)} (busiest link "
+                               f"{busiest:.0%})")
