@@ -81,7 +81,8 @@ def draw_topology(topo: Topology, path: str | Path,
     """Draw devices and links to a PNG; with ``utilization`` (link id -> 0..1) links are
     coloured by it on an absolute 0-100% scale (a colour bar says so), so a lightly used
     fabric does not look saturated. On grids, wrap-around links are stubs leaving the edge
-    towards their partner. Failed links are dashed red."""
+    towards their partner, and a 3-D torus's z links (its planes drawn side by side) diagonal
+    stubs towards the next or previous plane. Failed links are dashed red."""
     plt = _pyplot()
     from matplotlib import cm, colors
     from matplotlib.ticker import PercentFormatter
@@ -91,10 +92,17 @@ def draw_topology(topo: Topology, path: str | Path,
     norm = colors.Normalize(vmin=0.0, vmax=1.0)
     cmap = cm.get_cmap("inferno_r") if hasattr(cm, "get_cmap") else plt.get_cmap("inferno_r")
     grid = _grid_positions(topo) is not None
+    dims = topo.info.dims
+    plane = dims[0] * dims[1] if grid and len(dims) == 3 else 0
     for link in topo.links:
         (x0, y0), (x1, y1) = pos[link.src], pos[link.dst]
         dx, dy = x1 - x0, y1 - y0
-        if grid and abs(dx) + abs(dy) > 1.5:  # wrap-around link: a stub leaving the edge
+        if plane and link.src // plane != link.dst // plane:
+            # a z link (planes are drawn side by side): a diagonal stub, up-right towards the
+            # next plane, down-left towards the previous one (wrap-around: the other way)
+            ahead = (link.dst // plane - link.src // plane) % dims[2] == 1
+            dx = dy = 0.3 if ahead else -0.3
+        elif grid and abs(dx) + abs(dy) > 1.5:  # wrap-around link: a stub leaving the edge
             dx, dy = -0.35 * _sign(dx), -0.35 * _sign(dy)
         # shift each direction sideways so both arrows of a cable show
         length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
