@@ -423,7 +423,7 @@ def superpod(nodes: int, *, gpus_per_node: int = 8, nvlink_bandwidth: float,
     )
     # logical dimensions (GPU within its node fastest, then node): a group that spans nodes
     # with several GPUs in each runs per dimension, its inter-node phase one ring per rail
-    topo.info = TopologyInfo("superpod", dims=(gpus_per_node, nodes),
+    topo.info = TopologyInfo("superpod", dims=(gpus_per_node, nodes), rail_aligned=True,
                              bisection_bandwidth=bisection)
     return topo
 

@@ -35,6 +35,9 @@ class TopologyInfo:
     registered kind that built a ``custom`` topology (``dragonfly``), "" otherwise.
     ``dims`` are the logical dimension sizes, in NPU-id order (fastest first): (x, y[, z]) for
     grids, the per-dimension sizes for hierarchical stacks, () for everything else.
+    ``rail_aligned``: dimension 0 indexes each GPU's NIC (its rail), so a subgroup with any set
+    of indices per dimension keeps its per-dimension phases on the rails (rail-optimised
+    superpods); on other grids only boxes (contiguous coordinates) run per dimension.
     ``bidirectional`` is False only for a unidirectional ring. ``bisection_bandwidth`` is the
     builder's closed-form bisection bandwidth (bytes/ns, one direction), None when there is
     none (custom fabrics: estimate it with :func:`topologies.analysis.bisection_bandwidth`).
@@ -42,6 +45,7 @@ class TopologyInfo:
 
     kind: TopologyKind = "custom"
     dims: tuple[int, ...] = ()
+    rail_aligned: bool = False
     bidirectional: bool = True
     bisection_bandwidth: float | None = None
     name: str = ""

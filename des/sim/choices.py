@@ -17,18 +17,14 @@ class ModelError(RuntimeError):
     """The graph asks for something the models cannot time; names the node."""
 
 
-RAIL_KINDS = frozenset({"superpod"})
-"""Fabrics whose dimensions are rails: a subgroup with any set of GPU indices per node keeps
-its inter-node traffic on the rails, so any product of coordinate sets gets dimensions."""
-
-
 def logical_dims(topology: Topology, group: tuple[int, ...],
                  subgrids: bool = True) -> tuple[int, ...] | None:
     """The group's logical dimensions on a grid or hierarchical topology (NPU ids in mixed
     radix over ``topology.info.dims``, dimension 0 fastest): the topology's dims for the whole
     machine in id order; with ``subgrids``, also for a group that is a box of the grid (a
-    contiguous range of coordinates in every dimension, members in id order) or, on rail
-    fabrics (:data:`RAIL_KINDS`), any product of coordinate sets: the sides longer than one.
+    contiguous range of coordinates in every dimension, members in id order) or, on fabrics
+    whose dimensions are rails (``info.rail_aligned``), any product of coordinate sets: the
+    sides longer than one.
     AstraSim modes pass ``subgrids=False``: AstraSim runs such a group as one flat collective
     over its members."""
     dims = topology.info.dims
@@ -49,18 +45,11 @@ def _logical_dims(topology: Topology, dims: tuple[int, ...], group: tuple[int, .
         return tuple(dims)
     if not subgrids or n < 2 or n > topology.num_npus:
         return None
+    coords = [divmod_coords(r, dims) for r in group]
+    values = [sorted({c[d] for c in coords}) for d in range(len(dims))]
+    if not topology.info.rail_aligned and any(v[-1] - v[0] + 1 != len(v) for v in values):
+        return None  # not a box: its members are not neighbours in some dimension
     strides = [math.prod(dims[:d]) for d in range(len(dims))]
-    if topology.info.kind in RAIL_KINDS:
-        # any product of coordinate sets: what matters on rails is the GPU's index in its
-        # node (its NIC's rail), not that the indices are contiguous
-        coords = [divmod_coords(r, dims) for r in group]
-        values = [sorted({c[d] for c in coords}) for d in range(len(dims))]
-    else:
-        lows = list(divmod_coords(group[0], dims))
-        highs = list(divmod_coords(group[-1], dims))
-        if any(hi < lo for lo, hi in zip(lows, highs, strict=True)):
-            return None
-        values = [list(range(lo, hi + 1)) for lo, hi in zip(lows, highs, strict=True)]
     sides = [len(v) for v in values]
     if math.prod(sides) != n:
         return None
