@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +159,17 @@ def reaches(plan: CollectivePlan) -> dict[int, set[int]]:
             for peer, _ in plan.step(r, k).sends:
                 known[peer] |= before[r]
     return known
+
+
+def write_et(prefix: Path, ranks: Sequence[Sequence[Any]]) -> Path:
+    """Chakra ET files ``{prefix}.{rank}.et``: a GlobalMetadata (version 0.0.4), then each
+    rank's nodes (Chakra ``Node`` messages) as given."""
+    from chakra.schema.protobuf.et_def_pb2 import GlobalMetadata
+    from chakra.src.third_party.utils.protolib import encodeMessage
+
+    for rank, nodes in enumerate(ranks):
+        with open(f"{prefix}.{rank}.et", "wb") as fh:
+            encodeMessage(fh, GlobalMetadata(version="0.0.4"))
+            for node in nodes:
+                encodeMessage(fh, node)
+    return prefix

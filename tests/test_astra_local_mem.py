@@ -17,11 +17,10 @@ import pytest
 from chakra.schema.protobuf.et_def_pb2 import (
     COMP_NODE,
     AttributeProto,
-    GlobalMetadata,
     StringList,
 )
 from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
-from chakra.src.third_party.utils.protolib import encodeMessage
+from helpers import write_et
 
 from astra_bridge.chakra_mapping import ChakraError
 from astra_bridge.chakra_read import read_trace
@@ -48,21 +47,12 @@ def comp(nid: int, micros: int, inputs, outputs, deps: Sequence[int] = ()) -> Ch
     return node
 
 
-def write(prefix: Path, ranks: Sequence[Sequence[ChakraNode]]) -> Path:
-    for rank, nodes in enumerate(ranks):
-        with open(f"{prefix}.{rank}.et", "wb") as fh:
-            encodeMessage(fh, GlobalMetadata(version="0.0.4"))
-            for node in nodes:
-                encodeMessage(fh, node)
-    return prefix
-
-
 def chain_trace(tmp_path: Path) -> Path:
     rank0 = [comp(1, 1, [], [("A", A)]),                          # 0 .. 1000 ns
              comp(2, 2, [("A", A), ("W", W)], [("B", B)], [1]),   # 1000 .. 3000 ns
              comp(3, 1, [("B", B)], [("C", C)], [2])]             # 3000 .. 4000 ns
     rank1 = [comp(1, 3, [("Z", 0)], [("X", X)])]                  # size 0 is ignored
-    return write(tmp_path / "wl", [rank0, rank1])
+    return write_et(tmp_path / "wl", [rank0, rank1])
 
 
 def test_closed_form_peak():
@@ -126,17 +116,17 @@ def test_off_by_default_and_checked(tmp_path):
 
 def test_bad_tensor_lists_are_user_errors(tmp_path):
     bare = ChakraNode(id=1, name="bare", type=COMP_NODE, duration_micros=1)
-    prefix = write(tmp_path / "bare", [[bare], [bare]])
+    prefix = write_et(tmp_path / "bare", [[bare], [bare]])
     assert read_trace(prefix).tensor_io == {}  # not asked for: not needed
     with pytest.raises(ChakraError, match="attribute 'inputs' is missing"):
         read_trace(prefix, tensors=True)
     odd = comp(1, 1, [], [])
     odd.attr[1].string_list.values.append("A")
-    prefix = write(tmp_path / "odd", [[odd], [odd]])
+    prefix = write_et(tmp_path / "odd", [[odd], [odd]])
     with pytest.raises(ChakraError, match="name, size pairs"):
         read_trace(prefix, tensors=True)
     bad = comp(1, 1, [("A", 1)], [])
     bad.attr[1].string_list.values[1] = "12abc"
-    prefix = write(tmp_path / "bad", [[bad], [bad]])
+    prefix = write_et(tmp_path / "bad", [[bad], [bad]])
     with pytest.raises(ChakraError, match="whole number of bytes"):
         read_trace(prefix, tensors=True)

@@ -14,10 +14,9 @@ from chakra.schema.protobuf.et_def_pb2 import (
     COMM_SEND_NODE,
     COMP_NODE,
     AttributeProto,
-    GlobalMetadata,
 )
 from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
-from chakra.src.third_party.utils.protolib import encodeMessage
+from helpers import write_et
 
 from astra_bridge.configs import AstraConfigError, load_system
 from astra_bridge.custom_collectives import CustomCollectiveError, read_program
@@ -58,15 +57,6 @@ def comp(nid: int, micros: int, deps: Sequence[int] = ()) -> ChakraNode:
                       duration_micros=micros)
 
 
-def write(prefix: Path, ranks: Sequence[Sequence[ChakraNode]]) -> Path:
-    for rank, nodes in enumerate(ranks):
-        with open(f"{prefix}.{rank}.et", "wb") as fh:
-            encodeMessage(fh, GlobalMetadata(version="0.0.4"))
-            for node in nodes:
-                encodeMessage(fh, node)
-    return prefix
-
-
 def ring_program(n: int, size: int, comp_micros: int = 0) -> list[list[ChakraNode]]:
     """MSCCLang's ring all-reduce as its converter writes it: per step a send to the next
     rank, then a receive from the previous one (after the send), then (reduce-scatter half)
@@ -100,6 +90,9 @@ def run(sys_path: Path, n: int, nbytes: float, aware: bool, backend: str = "simp
     graph.collective_all(AR, nbytes, group=group)
     options = load_system(sys_path, dims=1).engine_options(congestion_aware=aware)
     result = run_backend(backend, topo, graph, options=options)
+    (stats,) = result.collectives
+    if backend == "simpy":  # the program's messages are counted like any collective's
+        assert stats.bytes_injected == stats.bytes_delivered > 0
     return {r: s.finished_ns for r, s in result.ranks.items()}
 
 
@@ -110,7 +103,7 @@ def test_ring_program_takes_the_ring_closed_form(tmp_path: Path, aware: bool,
     """2(n-1) messages of S/n in sequence, nothing else: no endpoint delay, no chunks, no
     reduction cost (AstraSim's custom path has none; the workload's 1 MiB is ignored)."""
     n, size = 8, 131072
-    write(tmp_path / "ring", ring_program(n, size))
+    write_et(tmp_path / "ring", ring_program(n, size))
     got = run(system(tmp_path, "ring"), n, 1 << 20, aware, backend)
     options = load_system(tmp_path / "system.json", dims=1).engine_options(
         congestion_aware=aware)
@@ -124,7 +117,7 @@ def test_ring_program_takes_the_ring_closed_form(tmp_path: Path, aware: bool,
 
 def test_compute_nodes_take_their_runtime(tmp_path: Path) -> None:
     """The MSCCLang example's shape: 7 reduce-scatter steps with a 7 us compute each."""
-    write(tmp_path / "ring", ring_program(8, 131072, comp_micros=7))
+    write_et(tmp_path / "ring", ring_program(8, 131072, comp_micros=7))
     got = run(system(tmp_path, "ring"), 8, 1 << 20, aware=False)
     assert set(got.values()) == {14 * 2941 + 7 * 7000}
 
@@ -132,7 +125,7 @@ def test_compute_nodes_take_their_runtime(tmp_path: Path) -> None:
 def test_group_positions_map_to_members(tmp_path: Path) -> None:
     """Program rank i is the group's i-th member (AstraSim's comm_group->involved_NPUs): a
     4-rank ring over NPUs 1, 3, 5, 7 of an 8-ring crosses two links per message."""
-    write(tmp_path / "ring", ring_program(4, 65536))
+    write_et(tmp_path / "ring", ring_program(4, 65536))
     group = [1, 3, 5, 7]
     got = run(system(tmp_path, "ring"), 8, 1 << 20, aware=False, group=group)
     options = load_system(tmp_path / "system.json", dims=1).engine_options(
@@ -147,7 +140,7 @@ def test_group_positions_map_to_members(tmp_path: Path) -> None:
 def test_relative_prefix_is_read_from_the_system_json_folder(tmp_path: Path,
                                                              monkeypatch) -> None:
     (tmp_path / "cc").mkdir()
-    write(tmp_path / "cc" / "ring", ring_program(4, 4096))
+    write_et(tmp_path / "cc" / "ring", ring_program(4, 4096))
     monkeypatch.chdir(tmp_path.parent)
     options = load_system(system(tmp_path, "cc/ring"), dims=1).engine_options()
     assert options.algorithms["all_reduce"] == f"custom:{tmp_path / 'cc' / 'ring'}"
@@ -169,14 +162,14 @@ def refused(prefix: Path, match: str) -> CustomCollectiveError:
 
 
 def test_missing_rank_file(tmp_path: Path) -> None:
-    prefix = write(tmp_path / "ring", ring_program(4, 4096))
+    prefix = write_et(tmp_path / "ring", ring_program(4, 4096))
     (tmp_path / "ring.2.et").unlink()
     err = refused(prefix, "missing rank file")
     assert "ring.2.et" in str(err)
 
 
 def test_missing_last_rank_file_names_the_node_that_needs_it(tmp_path: Path) -> None:
-    prefix = write(tmp_path / "ring", ring_program(4, 4096))
+    prefix = write_et(tmp_path / "ring", ring_program(4, 4096))
     (tmp_path / "ring.3.et").unlink()
     err = str(refused(prefix, "missing rank file"))
     assert "ring.3.et" in err and "ring.0.et: node 1 'recv1'" in err
@@ -184,19 +177,19 @@ def test_missing_last_rank_file_names_the_node_that_needs_it(tmp_path: Path) -> 
 
 def test_send_without_matching_receive(tmp_path: Path) -> None:
     ranks = [[send(0, 1, 4096)], [comp(0, 1)]]
-    err = str(refused(write(tmp_path / "p", ranks), "no matching receive"))
+    err = str(refused(write_et(tmp_path / "p", ranks), "no matching receive"))
     assert "p.0.et: node 0 'send0'" in err and "p.1.et" in err
 
 
 def test_receive_of_another_size_does_not_match(tmp_path: Path) -> None:
     ranks = [[send(0, 1, 4096)], [recv(0, 0, 1024)]]
-    refused(write(tmp_path / "p", ranks), r"1024 bytes\) has no matching send")
+    refused(write_et(tmp_path / "p", ranks), r"1024 bytes\) has no matching send")
 
 
 def test_dependency_cycle(tmp_path: Path) -> None:
     ranks = [[send(0, 1, 64, deps=[2]), comp(1, 1, [0]), comp(2, 1, [1])],
              [recv(0, 0, 64)]]
-    err = str(refused(write(tmp_path / "p", ranks), "dependency cycle"))
+    err = str(refused(write_et(tmp_path / "p", ranks), "dependency cycle"))
     assert "p.0.et: node" in err and "0 -> " in err
 
 
@@ -204,10 +197,10 @@ def test_cross_rank_wait_cycle(tmp_path: Path) -> None:
     """Every rank receives before it sends: each waits for the previous one, forever."""
     n = 3
     ranks = [[recv(0, (r - 1) % n, 64), send(1, (r + 1) % n, 64, [0])] for r in range(n)]
-    refused(write(tmp_path / "p", ranks), r"p\.0\.et: node 0 'recv0': waits forever")
+    refused(write_et(tmp_path / "p", ranks), r"p\.0\.et: node 0 'recv0': waits forever")
 
 
 def test_group_of_another_size_is_refused(tmp_path: Path) -> None:
-    write(tmp_path / "ring", ring_program(4, 4096))
+    write_et(tmp_path / "ring", ring_program(4, 4096))
     with pytest.raises(ValueError, match="written for 4 ranks but the all_reduce group has 8"):
         run(system(tmp_path, "ring"), 8, 1 << 20, aware=False)

@@ -99,17 +99,8 @@ class CollectiveRun:
         self.chunks, self.chunk_bytes = chunk_layout(
             inst.collective, inst.nbytes, len(members), model.topology.num_npus, opts.chunks,
             opts.chunking, opts.chunk_bytes)
-        # A step program depends only on this key; the same collective recurs every layer,
-        # so it is built once per model (plans are read-only once built).
-        plan_options = opts.plan_options
-        key = (inst.collective, members, self.chunk_bytes, plan_algorithm,
-               None if dims is None else tuple(dims), inst.root, plan_options)
-        plan = model.plans.get(key)
-        if plan is None:
-            plan = model.plans[key] = make_plan(
-                inst.collective, members, self.chunk_bytes, plan_algorithm, dims=dims,
-                root=inst.root, options=plan_options)
-        self.plan: CollectivePlan = plan
+        self.plan: CollectivePlan = model.plan(inst, members, self.chunk_bytes, plan_algorithm,
+                                               dims)
         self.limit = opts.chunks_in_flight
         self.endpoint = opts.endpoint_delay_ns
         self.wait_for_sends = opts.sends_complete_collective
@@ -264,19 +255,18 @@ class CollectiveRun:
             if sends:
                 if self.wait_for_sends:
                     part.outstanding += len(sends)
-                for _peer, nbytes in sends:
-                    self.bytes_injected += nbytes
-                if not overhead:
+                injected = 0.0
+                if not overhead or self.uniform:  # every receiver's step k costs what ours does
+                    post = self.overhead(step) if overhead else 0.0
                     for peer, nbytes in sends:
-                        send(rank, peer, nbytes, delivered, tag, self, 0, 0.0)
-                elif self.uniform:  # every receiver's step k costs what ours does
-                    post = self.overhead(step)
-                    for peer, nbytes in sends:
+                        injected += nbytes
                         send(rank, peer, nbytes, delivered, tag, self, 0, post)
                 else:
                     for peer, nbytes in sends:
+                        injected += nbytes
                         send(rank, peer, nbytes, delivered, tag, self, 0,
                              self.overhead(step_of(peer, k)))
+                self.bytes_injected += injected
             early = part.early
             needed = len(step.recvs) - (early.pop(tag, 0) if early else 0)
             if needed > 0:

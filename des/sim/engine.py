@@ -20,7 +20,7 @@ from typing import Any
 
 import simpy
 
-from collectives.base import CollectivePlan, plan_class
+from collectives.base import CollectivePlan, make_plan, plan_class
 from des.core import hardware as hw
 from des.core.fold import Fold
 from des.core.graph import CollectiveInstance, EventGraph, Node, P2PPair
@@ -163,6 +163,19 @@ class ContendedModel:
             return
         run.join(node.rank, done)
 
+    def plan(self, inst: CollectiveInstance, members: tuple[int, ...], nbytes: float,
+             algorithm: str, dims: tuple[int, ...] | None) -> CollectivePlan:
+        """The step (or node) program of a collective shape, built once per model: the same
+        collective recurs every layer, and plans are read-only once built."""
+        options = self.options.plan_options
+        key = (inst.collective, members, nbytes, algorithm,
+               None if dims is None else tuple(dims), inst.root, options)
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self.plans[key] = make_plan(inst.collective, members, nbytes, algorithm,
+                                               dims=dims, root=inst.root, options=options)
+        return plan
+
     def _run_of(self, node: Node) -> CollectiveRun | ClosedFormCollective | ProgramRun:
         index = self._by_node[(node.rank, node.id)]
         run = self.runs.get(index)
@@ -293,9 +306,10 @@ class ContendedModel:
     def traffic(self, run: Any) -> tuple[float, float] | None:
         """A collective's injected and delivered bytes, for every rank it stands for; None
         for one timed in closed form."""
-        if not hasattr(run, "bytes_injected"):
+        injected = getattr(run, "bytes_injected", None)  # closed-form runs move no messages
+        if injected is None:
             return None
-        return run.bytes_injected * self.copies, run.bytes_delivered * self.copies
+        return injected * self.copies, run.bytes_delivered * self.copies
 
     def verify(self) -> None:
         """Every byte injected was delivered, in the run and per collective (lockstep members,

@@ -11,7 +11,6 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from collectives.base import make_plan
 from collectives.custom import ProgramExecutor, ProgramPlan, Token
 from des.core.graph import CollectiveInstance
 
@@ -33,12 +32,7 @@ class ProgramRun:
         self.inst = inst
         self.clock = model.clock
         self.transport = model.transport
-        key = (inst.collective, inst.group, plan_algorithm, inst.root)
-        plan = model.plans.get(key)
-        if plan is None:
-            plan = model.plans[key] = make_plan(inst.collective, inst.group, inst.nbytes,
-                                                plan_algorithm, root=inst.root,
-                                                options=model.options.plan_options)
+        plan = model.plan(inst, inst.group, inst.nbytes, plan_algorithm, None)
         assert isinstance(plan, ProgramPlan)
         self.plan = plan
         self.executor = ProgramExecutor(plan.program_data, lambda: self.clock.now,
@@ -46,6 +40,7 @@ class ProgramRun:
         self.joined: dict[int, Callable[[], None]] = {}
         self.first_join = math.inf
         self.last_done = 0.0
+        self.bytes_injected = self.bytes_delivered = 0.0
 
     def join(self, rank: int, done: Callable[[], None]) -> None:
         """``rank`` joins now and starts its program; ``done()`` when its last node is."""
@@ -55,9 +50,11 @@ class ProgramRun:
 
     def _send(self, src: int, dst: int, nbytes: int, token: Token) -> None:
         group = self.plan.group
+        self.bytes_injected += nbytes
         self.transport.send(group[src], group[dst], float(nbytes), self._landed, token, self)
 
     def _landed(self, msg: Message) -> None:
+        self.bytes_delivered += msg.nbytes
         self.executor.delivered(msg.tag)
 
     def _finished(self, position: int) -> None:

@@ -301,7 +301,7 @@ class Runtime:
             self._unmatched[key] = (node, slot)  # leaves when the receive is posted
             return
         start = self.clock.now
-        self._send_start[(pair.dst, pair.recv_id)] = start
+        self._send_start[key] = start
         self.model.send(node, pair, lambda: self._send_landed(node, pair, start, slot))
 
     def _send_landed(self, node: Node, pair: P2PPair, start: float,
