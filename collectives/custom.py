@@ -149,18 +149,16 @@ class CustomProgram:
         for key in sorted(set(sends) | set(recvs)):
             src, dst, tag, nbytes = key
             have, want = sends.get(key, []), recvs.get(key, [])
-            if len(have) > len(want):
-                rank, node = have[len(want)]
-                raise ProgramError(
-                    f"{node.label(self.sources[rank])}: send to rank {dst} (tag {tag}, "
-                    f"{nbytes} bytes) has no matching receive in {self.sources[dst]} "
-                    f"({len(have)} such sends, {len(want)} receives)")
-            if len(want) > len(have):
-                rank, node = want[len(have)]
-                raise ProgramError(
-                    f"{node.label(self.sources[rank])}: receive from rank {src} (tag {tag}, "
-                    f"{nbytes} bytes) has no matching send in {self.sources[src]} "
-                    f"({len(have)} such sends, {len(want)} receives)")
+            if len(have) == len(want):
+                continue
+            if len(have) > len(want):  # the first unmatched one names the problem
+                (rank, node), what = have[len(want)], (f"send to rank {dst}", "receive", dst)
+            else:
+                (rank, node), what = want[len(have)], (f"receive from rank {src}", "send", src)
+            raise ProgramError(
+                f"{node.label(self.sources[rank])}: {what[0]} (tag {tag}, {nbytes} bytes) has "
+                f"no matching {what[1]} in {self.sources[what[2]]} ({len(have)} such sends, "
+                f"{len(want)} receives)")
 
 
 def _find_cycle(nodes: dict[int, ProgramNode]) -> list[int]:
