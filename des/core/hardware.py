@@ -45,6 +45,7 @@ __all__ = [
     "gpu_from_dict",
     "load_gpu",
     "memory_time_ns",
+    "roofline_terms",
 ]
 
 #: Data types a preset may give a peak FLOP rate for.
@@ -141,10 +142,11 @@ class GpuSpec:
             object.__setattr__(self, key, value)
 
 
-def _terms(
+def roofline_terms(
     spec: GpuSpec, flops: float, nbytes: float, op_class: str, dtype: str | None
 ) -> tuple[float, float]:
-    """The roofline's compute and memory times (ns), without launch overhead."""
+    """The roofline's compute and memory times (ns) of one kernel, without launch overhead:
+    ``flops / (peak x eff_c)`` and ``nbytes / (hbm_bandwidth x eff_m)``."""
     if not (0.0 <= flops < math.inf and 0.0 <= nbytes < math.inf):  # the hot path: no parse
         for label, value in (("flops", flops), ("nbytes", nbytes)):
             check(nonneg_number, value, f"{spec.name}: {label}", HardwareError)
@@ -178,14 +180,14 @@ def compute_time_ns(
     Raises :class:`HardwareError` for negative or non-finite ``flops``/``nbytes`` or a dtype the
     GPU has no peak for.
     """
-    compute, memory = _terms(spec, flops, nbytes, op_class, dtype)
+    compute, memory = roofline_terms(spec, flops, nbytes, op_class, dtype)
     return max(compute, memory) + spec.launch_overhead_ns
 
 
 def memory_time_ns(spec: GpuSpec, nbytes: float) -> float:
     """Time in ns to move ``nbytes`` through HBM at the ``"default"`` memory efficiency, for
     memory load/store nodes: ``nbytes / (hbm_bandwidth * eff_m)``, no launch overhead."""
-    return _terms(spec, 0.0, nbytes, "default", None)[1]
+    return roofline_terms(spec, 0.0, nbytes, "default", None)[1]
 
 
 def bound(
@@ -200,7 +202,7 @@ def bound(
     The switch is at the ridge point ``flops / nbytes == peak * eff_c / (hbm_bandwidth * eff_m)``;
     a tie (including zero FLOPs and zero bytes) counts as ``"compute"``.
     """
-    compute, memory = _terms(spec, flops, nbytes, op_class, dtype)
+    compute, memory = roofline_terms(spec, flops, nbytes, op_class, dtype)
     return "compute" if compute >= memory else "memory"
 
 

@@ -50,39 +50,27 @@ class RooflineStats:
                 "compute_ns": self.compute_ns, "roofline_ns": self.roofline_ns}
 
 
-def _kernel_figures(spec: hw.GpuSpec, flops: float, nbytes: float, op_class: str
-                    ) -> tuple[bool, float, float, float] | None:
-    """(compute-bound, compute utilization, memory utilization, intensity) of one kernel, or
-    None when the roofline does not time it (no bytes: AstraSim skips such nodes)."""
-    if nbytes <= 0:
-        return None
-    compute_ns, memory_ns = hw._terms(spec, flops, nbytes, op_class, None)
-    peak = spec.peak_flops[spec.default_dtype]
-    intensity = flops / nbytes
-    longest = max(compute_ns, memory_ns)
-    rate = flops / longest if longest > 0 else 0.0  # the attainable FLOP rate P
-    memory_util = (rate / intensity) / spec.hbm_bandwidth if intensity > 0 else 0.0
-    return compute_ns >= memory_ns, rate / peak, memory_util, intensity
-
-
 def _node_figures(spec: hw.GpuSpec, kernels: list[tuple[float, float, str]]
                   ) -> tuple[float, float, float, float, float]:
     """Per unit of a node's time: (compute-bound share, compute utilization, memory
-    utilization, intensity, share timed by the roofline), its kernels weighted by their
-    roofline times."""
-    times = [max(hw._terms(spec, f, b, c, None)) for f, b, c in kernels]
-    total = sum(times)
+    utilization, intensity, share timed by the roofline), each kernel weighted by its roofline
+    time. A kernel that moves no bytes is not timed by the roofline (AstraSim skips such
+    nodes): it weighs in the time, not in the figures."""
+    terms = [hw.roofline_terms(spec, f, b, c, None) for f, b, c in kernels]
+    total = sum(max(t) for t in terms)
+    peak = spec.peak_flops[spec.default_dtype]
     out = [0.0] * 5
-    for (f, b, c), t in zip(kernels, times, strict=True):
-        figures = _kernel_figures(spec, f, b, c)
-        if figures is None:
+    for (flops, nbytes, _), (compute_ns, memory_ns) in zip(kernels, terms, strict=True):
+        if nbytes <= 0:
             continue
-        share = t / total if total > 0 else 1.0 / len(kernels)
-        is_compute, cu, mu, oi = figures
-        out[0] += share if is_compute else 0.0
-        out[1] += cu * share
-        out[2] += mu * share
-        out[3] += oi * share
+        longest = max(compute_ns, memory_ns)
+        share = longest / total if total > 0 else 1.0 / len(kernels)
+        intensity = flops / nbytes
+        rate = flops / longest if longest > 0 else 0.0  # the attainable FLOP rate P
+        out[0] += share if compute_ns >= memory_ns else 0.0
+        out[1] += rate / peak * share
+        out[2] += (rate / intensity / spec.hbm_bandwidth if intensity > 0 else 0.0) * share
+        out[3] += intensity * share
         out[4] += share
     return out[0], out[1], out[2], out[3], out[4]
 
