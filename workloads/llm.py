@@ -404,33 +404,31 @@ class TrainingBuilder:
     def _reduce_after_flush(self, rank: int, stage: int, prev: int) -> int:
         """Megatron's local DDP: after the pipeline flush, one gradient reduction per model
         chunk (a flat buffer each), one after the other; the optimizer waits for the last."""
-        p, m = self.par, self.model
+        p = self.par
         if p.dp == 1:
             return prev
-        chunks = p.pp * p.virtual_stages
+        kind = AR if p.zero == 0 else RS
         for local in range(p.virtual_stages):
-            g = local * p.pp + stage
-            params = self.layers_per_chunk * self.layer_params_local
-            if g == 0:
-                params += m.embedding_params() / p.tp
-            if g == chunks - 1 and (not m.tied_embeddings or p.pp > 1):
-                params += m.vocab * m.hidden / p.tp
-            kind = AR if p.zero == 0 else RS
+            params = self._chunk_params(local * p.pp + stage)
             prev = self._coll(rank, kind, params * p.grad_bytes, "dp", f"dp/grads.chunk{local}",
                               (prev,))
         return prev
 
-    def _stage_params(self, stage: int) -> float:
-        """Parameters a rank of ``stage`` holds (its layers, plus embeddings at the ends)."""
+    def _chunk_params(self, g: int) -> float:
+        """Parameters of global model chunk ``g`` on one GPU: its layers, plus the embeddings
+        in the first chunk and the LM head in the last."""
         p, m = self.par, self.model
-        layers = m.layers // p.pp
-        params = layers * self.layer_params_local
-        embed = m.embedding_params() / p.tp
-        if stage == 0:
-            params += embed
-        if stage == p.pp - 1 and (not m.tied_embeddings or p.pp > 1):
+        params = self.layers_per_chunk * self.layer_params_local
+        if g == 0:
+            params += m.embedding_params() / p.tp
+        if g == p.pp * p.virtual_stages - 1 and (not m.tied_embeddings or p.pp > 1):
             params += m.vocab * m.hidden / p.tp
         return params
+
+    def _stage_params(self, stage: int) -> float:
+        """Parameters a rank of ``stage`` holds: its model chunks."""
+        p = self.par
+        return sum(self._chunk_params(local * p.pp + stage) for local in range(p.virtual_stages))
 
     def memory(self, stage: int) -> MemoryBreakdown:
         """Peak memory of a rank of ``stage`` (Korthikanti et al. 2022; ZeRO)."""
