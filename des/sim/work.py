@@ -44,13 +44,18 @@ def estimate_work(graph: EventGraph, options: EngineOptions, num_npus: int) -> W
     """The :class:`WorkEstimate` of running ``graph`` with ``options`` on ``num_npus`` NPUs."""
     messages = 0
     most, most_at = 0, ""
+    counts: dict[tuple, int] = {}  # the same collective recurs every layer: lay it out once
     for node in graph.all_nodes():
         if node.kind is NodeKind.COLLECTIVE and node.collective is not None:
             size = len(node.group) if node.group else graph.num_ranks
             if size < 2:
                 continue
-            count, _ = chunk_layout(node.collective, node.nbytes, size, num_npus,
-                                    options.chunks, options.chunking, options.chunk_bytes)
+            shape = (node.collective, node.nbytes, size)
+            count = counts.get(shape)
+            if count is None:
+                count = counts[shape] = chunk_layout(
+                    node.collective, node.nbytes, size, num_npus, options.chunks,
+                    options.chunking, options.chunk_bytes)[0]
             if count > most:
                 most, most_at = count, node.label()
             steps = max(1, math.ceil(math.log2(size)))
