@@ -12,6 +12,7 @@ time (~70 ms) than a whole small simulation and nothing on the simulate path nee
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -112,7 +113,7 @@ class Topology:
                 raise TopologyError(f"{self.name}: link {src}->{dst} names unknown device {end}")
         if src == dst:
             raise TopologyError(f"{self.name}: link {src}->{dst} loops on itself")
-        if not 0 < bandwidth < float("inf"):
+        if not 0 < bandwidth < math.inf:
             raise TopologyError(f"{self.name}: link {src}->{dst} bandwidth must be a finite "
                                 f"number > 0, got {bandwidth!r}")
         _check_nonneg(latency, f"{self.name}: link {src}->{dst} latency")
@@ -287,5 +288,5 @@ def _unwind(prev: dict[int, tuple[int, int]], src: int, dst: int) -> tuple[int, 
 
 
 def _check_nonneg(value: float, what: str) -> None:
-    if not value >= 0 or value == float("inf"):
+    if not value >= 0 or value == math.inf:
         raise TopologyError(f"{what} must be a finite number >= 0, got {value!r}")

@@ -82,16 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="print only the essential result (simulate: the makespan)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    original_add_parser = sub.add_parser
 
-    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        kwargs.setdefault("parents", [common])
-        return original_add_parser(name, **kwargs)
+    def command(name: str, under: Any = sub, **kwargs: Any) -> argparse.ArgumentParser:
+        """A (sub)command that takes -v and -q too."""
+        return under.add_parser(name, parents=[common], **kwargs)
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]
-    sub.add_parser("list", help="bundled scenarios, sweeps, models, GPUs and machines",
+    command("list", help="bundled scenarios, sweeps, models, GPUs and machines",
                    description="List what is bundled, each with its one-line description.")
-    sim = sub.add_parser(
+    sim = command(
         "simulate", help="run a scenario and print a summary",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a scenario file (or a bundled scenario by name). Without SCENARIO, "
@@ -128,10 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="draw link utilization on the topology (grid layout for mesh/torus; "
                           "needs the plot extra)")
 
-    topo = sub.add_parser("topo", help="inspect a topology: summary or a route")
+    topo = command("topo", help="inspect a topology: summary or a route")
     tsub = topo.add_subparsers(dest="topo_command", metavar="ACTION", required=True)
-    show = tsub.add_parser("show", help="devices, links, diameter, bisection bandwidth")
-    route = tsub.add_parser("route", help="the path a message takes from SRC to DST")
+    show = command("show", tsub, help="devices, links, diameter, bisection bandwidth")
+    route = command("route", tsub, help="the path a message takes from SRC to DST")
     for p in (show, route):
         p.add_argument("spec", metavar="SPEC",
                        help="ring:8, fc:8, switch:16, mesh2d:4x4, torus3d:4x4x4, fattree:k=4, "
@@ -151,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--flow", type=int, default=0, help="flow id (ECMP hashing)")
     show.add_argument("--png", type=Path, metavar="FILE",
                       help="draw the topology (needs the plot extra)")
-    model = sub.add_parser("model", help="model descriptions: import a HuggingFace config")
+    model = command("model", help="model descriptions: import a HuggingFace config")
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
-    imp = msub.add_parser("import", help="convert a HuggingFace config.json to des model YAML",
+    imp = command("import", msub, help="convert a HuggingFace config.json to des model YAML",
                           description="Read a local HuggingFace config.json and print the des "
                           "model YAML (or write it with --out).")
     imp.add_argument("config", type=Path, metavar="CONFIG.json")
@@ -162,10 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--seq", type=int, metavar="S",
                      help="sequence length (default: the config's max_position_embeddings)")
     imp.add_argument("--out", type=Path, metavar="FILE", help="write the YAML here")
-    et = sub.add_parser("et", help="Chakra execution traces: dump as text")
+    et = command("et", help="Chakra execution traces: dump as text")
     esub = et.add_subparsers(dest="et_command", metavar="ACTION", required=True)
-    dump = esub.add_parser(
-        "dump", help="one line per node: id, name, type, sizes, peers/group, deps",
+    dump = command(
+        "dump", esub, help="one line per node: id, name, type, sizes, peers/group, deps",
         description="Print Chakra ET files PREFIX.{rank}.et as text, one line per node in "
                     "file order: id, name, type, sizes (comm_size, num_ops, tensor_size, "
                     "duration), peers and group (comm_src/dst/tag, pg_name), data and "
@@ -174,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--rank", type=int, metavar="R", help="only rank R (default: all)")
     dump.add_argument("--nodes", metavar="A:B",
                       help="only node ids A <= id < B (also A:, :B or one id)")
-    graph = sub.add_parser("graph", help="draw an event graph (Graphviz)")
+    graph = command("graph", help="draw an event graph (Graphviz)")
     gsub = graph.add_subparsers(dest="graph_command", metavar="ACTION", required=True)
-    draw = gsub.add_parser(
-        "draw", help="write the event graph as a .dot file, and PNG/SVG with the graph extra",
+    draw = command(
+        "draw", gsub,
+        help="write the event graph as a .dot file, and PNG/SVG with the graph extra",
         description="Draw a scenario's (or Chakra traces') event graph: nodes by kind, "
                     "dependency edges, send/recv pairs across ranks dashed. Writes DOT "
                     "always; --format renders it (needs the graph extra and Graphviz's dot).")
@@ -194,14 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--format", choices=("png", "svg"), help="also render FILE.png/.svg")
     draw.add_argument("--max-nodes", type=int, default=500, metavar="N",
                       help="draw at most N nodes (default 500, at most 20000)")
-    sweep = sub.add_parser(
+    sweep = command(
         "sweep", help="run a design-space sweep: every point of its axes, ranked",
         description="Run every point of a sweep file (or bundled sweep), stream results to "
                     "DIR/points.jsonl (a rerun resumes), write results.csv/json and rank. "
                     "Exit 3 when stopped (--timeout, Ctrl-C) before every point finished.")
     cli_sweep.add_arguments(sweep, BACKEND_HELP)
 
-    cross = sub.add_parser(
+    cross = command(
         "crosscheck", help="run a scenario in des and in AstraSim on the same inputs",
         description="Export the scenario as AstraSim inputs, simulate those files in des "
                     "(AstraSim-compatible) and, with a binary, in AstraSim; compare per rank.")
