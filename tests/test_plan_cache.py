@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import des.sim.collective_run as collective_run
+import des.sim.engine as engine
 from des.core.graph import EventGraph
 from des.sim.engine import simulate
 from topologies import ring
@@ -23,7 +23,7 @@ def _graph() -> EventGraph:
 
 def test_plans_built_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = collective_run.make_plan
+    real = engine.make_plan
 
     def counting(*args, **kwargs):
         calls.append(args[:4])
@@ -31,7 +31,7 @@ def test_plans_built_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> None:
 
     topo = ring(4, 10.0, 100.0)
     before = simulate(topo, _graph())
-    monkeypatch.setattr(collective_run, "make_plan", counting)
+    monkeypatch.setattr(engine, "make_plan", counting)
     after = simulate(ring(4, 10.0, 100.0), _graph())
     assert len(calls) == len(set(calls)) == 2
     assert after.makespan_ns == before.makespan_ns
