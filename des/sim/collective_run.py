@@ -331,6 +331,8 @@ class ClosedFormCollective:
     symmetric peers that are not simulated) this way, which is exact when the span's traffic
     has its links to itself, as tensor-parallel groups inside an NVSwitch domain do."""
 
+    bytes_injected = bytes_delivered = None  # it moves no messages
+
     def __init__(self, options: EngineOptions, npus: int, clock: Clock, inst: CollectiveInstance,
                  plan_algorithm: str, dims: tuple[int, ...] | None, cost: MessageCost,
                  durations: dict[tuple, float]) -> None:

@@ -85,12 +85,16 @@ class ContendedModel:
         self.fold = runtime.graph.fold if runtime.graph.fold and runtime.graph.fold.count > 1 \
             else None
         self.orbits: LinkOrbits | None = None
+        # how many ranks each simulated rank stands for in the figures: the fold's count when
+        # the fold is exact, else 1 (an inexact fold reports its representatives' own)
+        self.copies = 1
         self.folding: FoldedRouting | None = None
         if self.fold is not None:
             self._check_fold(self.fold)
             orbits = LinkOrbits(self.topology, self.fold.table())
             if all(orbits.route(a, b) is not None for a, b in self._fold_pairs()):
                 self.orbits = orbits
+                self.copies = self.fold.count
                 self.transport.route = self._folded_route
                 if self.options.sends_complete_collective and self.options.replay:
                     self.folding = FoldedRouting(orbits, self.fold, self.graph,
@@ -100,7 +104,11 @@ class ContendedModel:
         """The (source, destination) pairs whose routes an exact fold must map: sends, a span
         collective's representative to its span, small groups' every pair."""
         pairs = {(p.src, p.dst) for p in self.graph.p2p_pairs()}
+        seen: set[tuple] = set()  # the same group recurs every layer: take its pairs once
         for inst in self._instances:
+            if (inst.group, inst.span) in seen:
+                continue
+            seen.add((inst.group, inst.span))
             if inst.span:
                 pairs.update((inst.group[0], m) for m in inst.span if m != inst.group[0])
             elif len(inst.group) <= 64:
@@ -297,17 +305,11 @@ class ContendedModel:
                 src.mirrored or src is not lk))
         return out
 
-    @property
-    def copies(self) -> int:
-        """How many ranks each simulated rank stands for in the figures: the fold's count when
-        the fold is exact, else 1 (an inexact fold reports its representatives' own)."""
-        return self.fold.count if self.orbits is not None else 1
-
     def traffic(self, run: Any) -> tuple[float, float] | None:
         """A collective's injected and delivered bytes, for every rank it stands for; None
         for one timed in closed form."""
-        injected = getattr(run, "bytes_injected", None)  # closed-form runs move no messages
-        if injected is None:
+        injected = run.bytes_injected
+        if injected is None:  # timed in closed form: no messages moved
             return None
         return injected * self.copies, run.bytes_delivered * self.copies
 
@@ -321,7 +323,7 @@ class ContendedModel:
                             f"{t.bytes_delivered:,.0f} B (difference "
                             f"{t.bytes_injected - t.bytes_delivered:+,.0f} B)")
         for index, run in sorted(self.runs.items()):
-            sent = getattr(run, "bytes_injected", None)
+            sent = run.bytes_injected
             if sent is not None and not _same(sent, run.bytes_delivered):
                 problems.append(f"collective #{index} ({run.inst.collective.value} on "
                                 f"{list(run.inst.group)[:8]}) injected {sent:,.0f} B and "

@@ -173,6 +173,10 @@ class ReplayedCollective:
     """A recurring span collective that replays its shape's recording: its representative
     finishes the recorded duration after joining, and the recorded figures are added then."""
 
+    # one per occurrence of a recurring collective (tens of thousands per LLM step)
+    __slots__ = ("bytes_delivered", "bytes_injected", "chunks", "clock", "first_join", "inst",
+                 "joined", "last_done", "recording", "routing", "transport")
+
     def __init__(self, routing: FoldedRouting, transport: Transport, clock,
                  inst: CollectiveInstance, recording: Recording, chunks: int) -> None:
         self.routing = routing
