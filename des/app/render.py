@@ -253,6 +253,19 @@ def render_gemm(gemm: dict, console: Console) -> None:
                   f"({gemm['communication_share']:.1%})", highlight=False)
 
 
+def render_lstm(lstm: dict, console: Console) -> None:
+    """Iteration time, tokens/s, achieved GEMM TFLOP/s and the breakdown of an LSTM run."""
+    m, st = lstm["model"], lstm["strategy"]
+    line = (f"[bold]LSTM {m['layers']} x {m['hidden']}[/], seq {m['seq']}, batch {m['batch']}"
+            f", vocab {m['vocab']:,} ({m['dtype']}), dp {st['dp']} pp {st['pp']} tp {st['tp']}"
+            f": iteration {format_time(lstm['iteration_s'] * 1e9)}, "
+            f"{lstm['tokens_per_s']:,.0f} tokens/s, {lstm['tflops']:,.1f} GEMM TFLOP/s")
+    if "fraction_of_peak" in lstm:
+        line += f" ({lstm['fraction_of_peak']:.1%} of peak)"
+    console.print(line, highlight=False, markup=True)
+    _breakdown(lstm, console)
+
+
 def render_sweep(sweep, results: list, console: Console, top: int = 10) -> None:
     """Counts, the ranking (and the ranking of points that fit in memory), invalid points. The
     ranking and its metric columns are those of the points' workload kind."""

@@ -10,6 +10,7 @@ sweep both call :func:`evaluate`, so a run is reported and ranked the same way i
 
 * ``llm_training``: iteration time, lowest first;
 * ``llm_inference``: output tokens/s (the decode rate), highest first;
+* ``lstm_training``: iteration time, lowest first;
 * ``gemm``, ``collectives``, ``data_parallel_step`` and graphs from elsewhere (AstraSim inputs):
   the makespan, lowest first.
 
@@ -35,7 +36,7 @@ from rich.console import Console
 
 from des.app import workload_parsers as parsers
 from des.app.llm_report import inference_report, training_report
-from des.app.render import render_gemm, render_inference, render_llm
+from des.app.render import render_gemm, render_inference, render_llm, render_lstm
 from des.core.results import Result
 
 if TYPE_CHECKING:  # des.app.config dispatches through this module; it is imported for types
@@ -156,6 +157,19 @@ def _gemm_metrics(report: Report | None, result: Result) -> Metrics:
             "communication_share": report["communication_share"]}
 
 
+def _lstm_metrics(report: Report | None, result: Result) -> Metrics:
+    assert report is not None
+    return {"iteration_s": report["iteration_s"], "tokens_per_s": report["tokens_per_s"],
+            "tflops": report["tflops"], "fraction_of_peak": report.get("fraction_of_peak"),
+            **_exposed(report, ("tp", "pp", "dp"))}
+
+
+def _lstm_report(result: Result, scenario: Scenario) -> Report:
+    from des.app.lstm_report import lstm_report  # only for LSTM scenarios
+
+    return lstm_report(result, scenario.workload, scenario.hardware)
+
+
 def _training_report(result: Result, scenario: Scenario) -> Report:
     return training_report(result, scenario.workload, scenario.hardware)
 
@@ -223,6 +237,12 @@ for _kind in (
                  columns=(_TIME, Column("tflops", "TFLOP/s", "number"),
                           Column("fraction_of_peak", "of peak", "percent")),
                  report=_gemm_report, report_key="gemm", render=render_gemm),
+    WorkloadKind("lstm_training", "one LSTM language-model training iteration (DeepFlow)",
+                 parsers.parse_lstm_training, _lstm_metrics,
+                 columns=(Column("iteration_s", "iteration", "time"),
+                          Column("tokens_per_s", "tokens/s", "rate"),
+                          Column("fraction_of_peak", "of peak", "percent")),
+                 report=_lstm_report, report_key="lstm", render=render_lstm),
     WorkloadKind("collectives", "a sequence of collectives", parsers.parse_collectives,
                  _makespan),
     WorkloadKind("data_parallel_step", "a data-parallel training step",

@@ -271,5 +271,36 @@ def parse_gemm(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any
     return workload.graph, workload
 
 
+def _lstm_parallel(sec: Section) -> dict[str, int]:
+    """``parallel: {dp, pp, tp}`` of an LSTM (each defaults to 1)."""
+    par = sec.section("parallel")
+    out = {key: par.get(key, _positive_int, default=1) for key in ("dp", "pp", "tp")}
+    par.finish()
+    return out
+
+
+def parse_lstm_training(sec: Section, num_ranks: int, name: str) -> tuple[EventGraph, Any]:
+    """``kind: lstm_training``: one iteration of an LSTM language model (DeepFlow's LSTM mode;
+    :mod:`workloads.lstm`) under data, layer (``pp``) and kernel (``tp``) parallelism."""
+    from workloads.lstm import DTYPE_BYTES, LstmConfig, build_lstm, nodes_per_rank
+
+    dims = {key: sec.get(key, _dim) for key in ("layers", "hidden", "seq", "batch", "vocab")}
+    dtype = sec.choice("dtype", list(DTYPE_BYTES), default="bf16", what="dtype")
+    par = _lstm_parallel(sec)
+    sec.finish()
+    try:
+        cfg = LstmConfig(**dims, dtype=dtype, **par)
+    except ParallelError as err:  # its message starts with the key at fault
+        raise ConfigError(f"{sec.path}.{err}") from None
+    nodes = sum(nodes_per_rank(cfg, s) for s in range(cfg.pp)) * cfg.dp * cfg.tp
+    limits.check("max_graph_nodes", nodes, sec.where("seq"),
+                 what="nodes: cells x steps x ranks and their communication")
+    try:
+        workload = build_lstm(cfg, num_ranks)
+    except ParallelError as err:
+        raise ConfigError(f"{sec.path}.{err}") from None
+    return workload.graph, workload
+
+
 __all__ = ["parse_collectives", "parse_data_parallel_step", "parse_gemm",
-           "parse_llm_inference", "parse_llm_training"]
+           "parse_llm_inference", "parse_llm_training", "parse_lstm_training"]
