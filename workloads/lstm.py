@@ -275,7 +275,7 @@ class _Builder:
 
     def build(self, d: int, s: int, k: int, workload: LstmWorkload) -> None:
         cfg, g = self.cfg, self.graph
-        e, b, h, tp, T = cfg.dtype_bytes, cfg.local_batch, cfg.hidden, cfg.tp, cfg.seq
+        e, b, tp, T = cfg.dtype_bytes, cfg.local_batch, cfg.tp, cfg.seq
         r = self.rank(d, s, k)
         tp_group = tuple(self.rank(d, s, i) for i in range(tp))
         dp_group = tuple(self.rank(i, s, k) for i in range(cfg.dp))
