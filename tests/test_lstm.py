@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 from helpers import run_des
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from des.app.cli import EXIT_OK, main
 from des.app.config import load_scenario, scenario_from_dict
@@ -245,6 +247,28 @@ def test_dtype_error_lists_the_dtypes() -> None:
     with pytest.raises(ConfigError) as info:
         scenario_from_dict(scenario(dtype="int4"))
     assert all(d in str(info.value) for d in ("fp32", "bf16", "fp16"))
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 12), st.floats(allow_nan=True),
+                   st.sampled_from(["bf16", "fp32", "int4", "", "4", [], {}]))
+KEYS = ["layers", "hidden", "seq", "batch", "vocab", "dtype", "parallel", "layer"]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=4),
+       st.dictionaries(st.sampled_from(["dp", "pp", "tp", "ep"]), VALUES, max_size=3))
+def test_any_workload_section_loads_or_names_its_error(changes: dict, parallel: dict) -> None:
+    doc = scenario(npus=4)
+    doc["workload"].update(changes)
+    if "parallel" not in changes:
+        doc["workload"]["parallel"] = parallel
+    try:
+        sc = scenario_from_dict(doc)
+    except SchemaError as err:
+        assert str(err).startswith("workload"), err
+    else:
+        sc.graph.validate(4)
 
 
 def test_builder_refuses_bad_numbers() -> None:

@@ -292,13 +292,13 @@ def parse_lstm_training(sec: Section, num_ranks: int, name: str) -> tuple[EventG
         cfg = LstmConfig(**dims, dtype=dtype, **par)
     except ParallelError as err:  # its message starts with the key at fault
         raise ConfigError(f"{sec.path}.{err}") from None
+    if cfg.world != num_ranks:  # before the size check: a wrong strategy is the real error
+        raise ConfigError(f"{sec.where('parallel')}: dp x pp x tp = {cfg.dp} x {cfg.pp} x "
+                          f"{cfg.tp} = {cfg.world}, but the topology has {num_ranks} NPUs")
     nodes = sum(nodes_per_rank(cfg, s) for s in range(cfg.pp)) * cfg.dp * cfg.tp
     limits.check("max_graph_nodes", nodes, sec.where("seq"),
                  what="nodes: cells x steps x ranks and their communication")
-    try:
-        workload = build_lstm(cfg, num_ranks)
-    except ParallelError as err:
-        raise ConfigError(f"{sec.path}.{err}") from None
+    workload = build_lstm(cfg, num_ranks)
     return workload.graph, workload
 
 
