@@ -21,7 +21,8 @@ from des.app.config import load_scenario, scenario_from_dict
 from des.app.sections import ConfigError
 from des.app.sweep import run_sweep
 from des.app.sweep_exec import LocalExecutor, run_point
-from des.app.sweep_load import sweep_from_dict
+from des.app.sweep_load import load_sweep, sweep_from_dict
+from des.app.sweep_results import ranking
 from des.core.graph import CollectiveType, NodeKind
 from des.core.hardware import load_gpu
 from des.core.schema import SchemaError
@@ -312,22 +313,36 @@ def test_list_shows_the_scenario_description() -> None:
     assert SCENARIO in run.stdout and "LSTM" in run.stdout
 
 
-def test_sweep_ranks_lstm_points_like_the_cli(tmp_path: Path) -> None:
-    base = scenario()
-    sweep = sweep_from_dict({"name": "lstm", "base": base,
-                             "axes": {"workload.parallel.dp": [1, 2, 4],
-                                      "workload.parallel.pp": [1, 2, 4]},
-                             "constraints": ["dp * pp == npus"]})
+def test_bundled_sweep_ranks_every_split_and_agrees_with_the_cli(tmp_path: Path) -> None:
+    sweep = load_sweep("lstm_parallelism")
     results = run_sweep(sweep, tmp_path / "sweep", executor=LocalExecutor(1))
     ok = [r for r in results if r.status == "ok"]
-    assert len(ok) == 3
+    splits = {(r.values["workload.parallel.dp"], r.values["workload.parallel.pp"],
+               r.values["workload.parallel.tp"]) for r in ok}
+    # every (dp, pp, tp) with dp x pp x tp = 8 and pp dividing the 4 layers
+    assert splits == {(d, p, 8 // (d * p)) for d in (1, 2, 4, 8) for p in (1, 2, 4)
+                      if 8 % (d * p) == 0}
     assert all(r.metrics["workload"] == "lstm_training" for r in ok)
-    [point] = [p for p in sweep.points() if p.values == {"workload.parallel.dp": 2,
-                                                         "workload.parallel.pp": 2}]
-    swept = run_point(point, "simpy")
+    times = [r.metrics["iteration_s"] for r in ranking(results)]
+    assert times == sorted(times)
+    [swept] = [r for r in ok if (r.values["workload.parallel.dp"], r.values[
+        "workload.parallel.pp"], r.values["workload.parallel.tp"]) == (2, 2, 2)]
+    out = tmp_path / "p.json"
+    assert main(["simulate", SCENARIO, "-q", "--json", str(out)]) == EXIT_OK
+    simulated = json.loads(out.read_text())["meta"]["metrics"]
+    assert {k: v for k, v in swept.metrics.items()
+            if k not in ("topology", "backend", "wall_s")} == simulated
+
+
+def test_a_small_sweep_point_matches_the_cli(tmp_path: Path) -> None:
+    [point] = sweep_from_dict({"name": "p", "base": scenario(),
+                               "axes": {"workload.dtype": ["fp32"]}}).points()
+    swept = run_point(point, "analytical")
+    assert swept.status == "ok", swept.reason
     path, out = tmp_path / "p.yaml", tmp_path / "p.json"
     path.write_text(yaml.safe_dump(point.scenario))
-    assert main(["simulate", str(path), "-q", "--json", str(out)]) == EXIT_OK
+    assert main(["simulate", str(path), "--backend", "analytical", "-q", "--json",
+                 str(out)]) == EXIT_OK
     simulated = json.loads(out.read_text())["meta"]["metrics"]
     assert {k: v for k, v in swept.metrics.items()
             if k not in ("topology", "backend", "wall_s")} == simulated
