@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# mlc-chakra is in the test extra: without it these tests fail rather than skip
+from chakra.schema.protobuf import et_def_pb2
+from chakra.src.third_party.utils import protolib
 from google.protobuf import descriptor_pb2, text_format
 from google.protobuf.message import DecodeError
 from hypothesis import given, settings
@@ -24,9 +28,6 @@ from hypothesis import strategies as st
 
 from astra_bridge import chakra_schema as ours
 from astra_bridge.chakra_framing import decode_message, encode_message, encode_varint, open_trace
-
-et_def_pb2 = pytest.importorskip("chakra.schema.protobuf.et_def_pb2")
-protolib = pytest.importorskip("chakra.src.third_party.utils.protolib")
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_ETS = sorted((ROOT / "reference").rglob("*.et"))
