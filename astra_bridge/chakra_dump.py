@@ -12,11 +12,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from chakra.schema.protobuf.et_def_pb2 import CollectiveCommType, NodeType
-from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
-
 from astra_bridge.chakra_files import decode_file, discover_ranks, rank_files
 from astra_bridge.chakra_mapping import ChakraError, trace_path
+from astra_bridge.chakra_schema import CollectiveCommType, NodeType
+from astra_bridge.chakra_schema import Node as ChakraNode
 from des.core.schema import short
 from des.core.window import NodeWindow
 

@@ -12,13 +12,13 @@ import re
 import zlib
 from pathlib import Path
 
-from chakra.schema.protobuf.et_def_pb2 import GlobalMetadata, NodeType
-from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
-from chakra.src.third_party.utils.protolib import decodeMessage, openFileRd
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from astra_bridge.chakra_framing import decode_message, open_trace
 from astra_bridge.chakra_mapping import ChakraError, trace_path
+from astra_bridge.chakra_schema import GlobalMetadata, NodeType
+from astra_bridge.chakra_schema import Node as ChakraNode
 
 __all__ = ["MAX_TRACE_BYTES", "check_rank_files", "decode_file", "discover_ranks", "rank_files"]
 
@@ -82,10 +82,10 @@ class _Buffer(io.BytesIO):
 def _read_bytes(path: Path, rank: int) -> bytes:
     if not path.is_file():
         raise ChakraError(f"{path}: missing rank file for rank {rank}")
-    if not os.access(path, os.R_OK):  # openFileRd would print and exit() here
+    if not os.access(path, os.R_OK):
         raise ChakraError(f"{path}: rank {rank}: file is not readable")
     try:
-        with openFileRd(str(path)) as fh:  # plain or gzip-compressed, as chakra reads it
+        with open_trace(str(path)) as fh:  # plain or gzip-compressed, as chakra reads it
             data = fh.read(MAX_TRACE_BYTES + 1)
     except (OSError, EOFError, zlib.error) as err:
         raise ChakraError(f"{path}: rank {rank}: cannot read (corrupt gzip?): {err}") from None
@@ -103,7 +103,7 @@ def decode_file(path: Path, rank: int) -> tuple[GlobalMetadata, list[ChakraNode]
     buf = _Buffer(data)
     meta = GlobalMetadata()
     try:
-        ok = decodeMessage(buf, meta)
+        ok = decode_message(buf, meta)
     except DecodeError as err:
         if buf.short:
             raise ChakraError(f"{path}: rank {rank}: truncated GlobalMetadata (file of "
@@ -121,7 +121,7 @@ def decode_file(path: Path, rank: int) -> tuple[GlobalMetadata, list[ChakraNode]
         node = ChakraNode()
         after = f"after node {nodes[-1].id}" if nodes else "after the GlobalMetadata"
         try:
-            ok = decodeMessage(buf, node)
+            ok = decode_message(buf, node)
         except DecodeError as err:
             if not buf.short:
                 raise ChakraError(f"{path}: rank {rank}: corrupt node message at byte {start} "
@@ -143,7 +143,7 @@ def _not_metadata(data: bytes) -> str:
     buf = _Buffer(data)
     node = ChakraNode()
     try:
-        if decodeMessage(buf, node) and not buf.short and node.type and not len(
+        if decode_message(buf, node) and not buf.short and node.type and not len(
                 UnknownFieldSet(node)):
             return (f"GlobalMetadata is missing: the first message is a "
                     f"{NodeType.Name(node.type)} (node {node.id})")

@@ -7,8 +7,9 @@ The format is the MLCommons Chakra ET schema (``et_def.proto``, package ``Chakra
 https://github.com/mlcommons/chakra/blob/main/schema/protobuf/et_def.proto) as AstraSim's
 workload layer reads it: one file per rank, ``{prefix}.{rank}.et``, holding length-delimited
 protobuf messages (varint length, then the message): first a ``GlobalMetadata``, then ``Node``
-messages. The schema and the framing come from the ``mlc-chakra`` package (``et_def_pb2``,
-``protolib.encodeMessage/decodeMessage/openFileRd``); nothing here re-implements them.
+messages. The schema is :mod:`astra_bridge.chakra_schema` (et_def.proto's descriptor built with
+``protobuf`` alone) and the framing :mod:`astra_bridge.chakra_framing` (protolib's conventions);
+``tests/test_chakra_compat.py`` proves both byte-for-byte equal to the ``mlc-chakra`` package's.
 
 Mapping (Chakra node type / attribute -> des :class:`~des.core.graph.Node`):
 
@@ -52,7 +53,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from chakra.schema.protobuf.et_def_pb2 import (
+from astra_bridge.chakra_schema import (
     ALL_GATHER,
     ALL_REDUCE,
     ALL_TO_ALL,
@@ -61,7 +62,6 @@ from chakra.schema.protobuf.et_def_pb2 import (
     REDUCE,
     REDUCE_SCATTER,
 )
-
 from des.core.graph import CollectiveType
 from des.core.schema import SchemaError
 

@@ -17,18 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chakra.schema.protobuf.et_def_pb2 import (
-    COMM_COLL_NODE,
-    COMM_RECV_NODE,
-    COMM_SEND_NODE,
-    COMP_NODE,
-    MEM_LOAD_NODE,
-    MEM_STORE_NODE,
-    CollectiveCommType,
-    NodeType,
-)
-from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
-
 from astra_bridge.chakra_files import check_rank_files, decode_file, discover_ranks
 from astra_bridge.chakra_mapping import (
     ASTRA_REJECTS,
@@ -39,6 +27,17 @@ from astra_bridge.chakra_mapping import (
     issue_order,
     trace_path,
 )
+from astra_bridge.chakra_schema import (
+    COMM_COLL_NODE,
+    COMM_RECV_NODE,
+    COMM_SEND_NODE,
+    COMP_NODE,
+    MEM_LOAD_NODE,
+    MEM_STORE_NODE,
+    CollectiveCommType,
+    NodeType,
+)
+from astra_bridge.chakra_schema import Node as ChakraNode
 from astra_bridge.configs import MAX_FILE_BYTES, MAX_NPUS
 from astra_bridge.local_mem import TensorIO, node_tensors
 from des.core.graph import CollectiveType, EventGraph, GraphError, Node, NodeKind

@@ -13,19 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from chakra.schema.protobuf.et_def_pb2 import (
-    COMM_COLL_NODE,
-    COMM_RECV_NODE,
-    COMM_SEND_NODE,
-    COMP_NODE,
-    MEM_LOAD_NODE,
-    MEM_STORE_NODE,
-    AttributeProto,
-    GlobalMetadata,
-)
-from chakra.schema.protobuf.et_def_pb2 import Node as ChakraNode
-from chakra.src.third_party.utils.protolib import encodeMessage
-
+from astra_bridge.chakra_framing import encode_message
 from astra_bridge.chakra_mapping import (
     ASTRA_REJECTS,
     COLLECTIVE_TO_CHAKRA,
@@ -36,6 +24,17 @@ from astra_bridge.chakra_mapping import (
     issue_order,
     trace_path,
 )
+from astra_bridge.chakra_schema import (
+    COMM_COLL_NODE,
+    COMM_RECV_NODE,
+    COMM_SEND_NODE,
+    COMP_NODE,
+    MEM_LOAD_NODE,
+    MEM_STORE_NODE,
+    AttributeProto,
+    GlobalMetadata,
+)
+from astra_bridge.chakra_schema import Node as ChakraNode
 from des.core.graph import CollectiveType, EventGraph, Node, NodeKind
 
 __all__ = ["write_trace"]
@@ -189,9 +188,9 @@ def write_trace(graph: EventGraph, prefix: str | Path, *,
                     raise
                 raise ChakraError(f"{path}: {node.label()}: cannot encode: {err}") from None
         with open(path, "wb") as fh:
-            encodeMessage(fh, GlobalMetadata(version=SCHEMA_VERSION))
+            encode_message(fh, GlobalMetadata(version=SCHEMA_VERSION))
             for message in messages:
-                encodeMessage(fh, message)
+                encode_message(fh, message)
         paths.append(path)
     if group_names:
         json_path = (Path(comm_groups_path) if comm_groups_path is not None

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chakra.schema.protobuf.et_def_pb2 import NodeType
-
 from astra_bridge.chakra_files import decode_file, discover_ranks
 from astra_bridge.chakra_mapping import ChakraError, trace_path
+from astra_bridge.chakra_schema import NodeType
 from collectives.custom import (
     CustomProgram,
     OpKind,
