@@ -347,3 +347,43 @@ def test_simulate_prints_the_energy_line(tmp_path) -> None:
     assert "switch_energy" in out.stdout  # H100 has no switch figure: said, not hidden
     energy = json.loads((tmp_path / "r.json").read_text())["meta"]["energy"]
     assert math.isfinite(energy["total_j"]) and energy["total_j"] > 0
+
+
+# ---------------------------------------------------------------------- laid-out traffic
+def _evaluated(data: dict, backend=simulate) -> dict:
+    scenario = scenario_from_dict(copy.deepcopy(data))
+    result = backend(scenario.topology, scenario.graph, hardware=scenario.hardware,
+                     options=scenario.options)
+    return evaluate(result, scenario).energy
+
+
+@pytest.mark.parametrize("parallel", [{"tp": 2, "dp": 2, "micro_batch": 1, "global_batch": 4},
+                                      {"tp": 1, "pp": 2, "dp": 2, "micro_batch": 1,
+                                       "global_batch": 4}], ids=["tp2_dp2", "pp2_dp2"])
+def test_closed_form_runs_lay_out_the_bytes_the_engine_moves(parallel) -> None:
+    data = copy.deepcopy(LLM_BASE)
+    data["workload"]["parallel"] = {**parallel, "fold": "none"}
+    moved = _evaluated(data)  # every message simulated
+    laid = _evaluated(data, analyze)  # no message moved: all laid out
+    data["workload"]["parallel"] = parallel  # folded: on one switch the fold is not exact,
+    part = _evaluated(data)  # so its folded collectives are closed-form and laid out
+    assert sum(moved["link_bytes"].values()) > 0 and moved["laid_out_bytes"] == 0
+    assert laid["laid_out_bytes"] == pytest.approx(sum(laid["link_bytes"].values()), rel=1e-12)
+    for other in (laid, part):
+        for cls, nbytes in moved["link_bytes"].items():
+            assert other["link_bytes"][cls] == pytest.approx(nbytes, rel=1e-9), cls
+        assert other["switch_bytes"] == pytest.approx(moved["switch_bytes"], rel=1e-9)
+        assert other["links_j"] == pytest.approx(moved["links_j"], rel=1e-9)
+    assert any("laid out" in note for note in laid["notes"])
+
+
+def test_folded_inference_lays_out_its_closed_form_collectives() -> None:
+    data = copy.deepcopy(LLM_BASE)
+    data["workload"] = {"kind": "llm_inference", "model": TINY_MODEL,
+                        "parallel": {"tp": 4, "batch": 2, "prompt": 64, "generate": 4}}
+    full = _evaluated(data)
+    data["workload"]["parallel"]["fold_tp"] = True
+    folded = _evaluated(data)
+    assert folded["laid_out_bytes"] > 0 and full["laid_out_bytes"] == 0
+    assert folded["links_j"] == pytest.approx(full["links_j"], rel=1e-9)
+    assert folded["switch_bytes"] == pytest.approx(full["switch_bytes"], rel=1e-9)

@@ -268,7 +268,15 @@ def evaluate(result: Result, scenario: Scenario, roofline_figures: bool = False)
         from des.core.energy import energy_report
 
         tokens = report.get(kind.tokens_key) if report and kind.tokens_key else None
-        figures = energy_report(scenario.graph, result, hardware, tokens=tokens)
+        unmoved, unlaid = None, 0
+        if result.meta.get("backend") == "analytical" or any(
+                c.bytes_injected is None for c in result.collectives):
+            from des.sim.link_traffic import unmoved_link_bytes
+
+            unmoved, unlaid = unmoved_link_bytes(scenario.topology, scenario.graph, result,
+                                                 scenario.options)
+        figures = energy_report(scenario.graph, result, hardware, tokens=tokens,
+                                unmoved=unmoved, unlaid=unlaid)
         metrics.update(figures.metrics())
         energy = figures.as_dict()
     return Evaluation(kind, report, metrics, roofline, energy)

@@ -20,8 +20,10 @@ time)::
   are not charged; a compute node given only a duration (replayed traces) has no FLOPs or bytes
   and costs no dynamic energy (the report counts such nodes).
 * Link and switch energy need the bytes each link carried: the closed-form backend moves no
-  messages, and a folded run that timed some collectives in closed form moved none for them;
-  the report says so rather than charging zero silently.
+  messages, and a folded run that timed some collectives in closed form moved none for them.
+  The caller may pass those bytes laid out on the links (``unmoved``, from
+  :func:`des.sim.link_traffic.unmoved_link_bytes`); the report says how many bytes were laid
+  out rather than simulated, or, without them, that link energy misses that traffic.
 * A figure the hardware does not set is charged as zero and listed under ``missing``.
 
 Units: energies in joules, power in watts (internally pJ x 1e-12 = J and W x ns x 1e-9 = J).
@@ -30,6 +32,7 @@ Units: energies in joules, power in watts (internally pJ x 1e-12 = J and W x ns 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,7 +59,8 @@ class EnergyReport:
     ``link_bytes`` and ``switch_bytes`` are the amounts charged; ``missing`` names the figures
     the hardware did not set (charged as 0); ``unknown_work_nodes`` counts compute nodes with
     only a duration; ``links_measured`` is False when the backend moved no messages, and
-    ``closed_form_collectives`` counts collectives whose traffic no link carried.
+    ``closed_form_collectives`` counts collectives whose traffic no link carried;
+    ``laid_out_bytes`` is the part of ``link_bytes`` laid out for them rather than simulated.
     """
 
     compute_j: float
@@ -80,6 +84,7 @@ class EnergyReport:
     unknown_work_nodes: int = 0
     links_measured: bool = True
     closed_form_collectives: int = 0
+    laid_out_bytes: float = 0.0
     notes: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
@@ -116,11 +121,14 @@ def _rank_work(graph: EventGraph) -> tuple[list[float], list[float], list[int]]:
 
 
 def energy_report(graph: EventGraph, result: Result, gpu: GpuSpec,
-                  tokens: float | None = None, spec: EnergySpec | None = None
+                  tokens: float | None = None, spec: EnergySpec | None = None,
+                  unmoved: Mapping[int, float] | None = None, unlaid: int = 0
                   ) -> EnergyReport:
     """The energy of ``result`` (a run of ``graph`` on GPUs ``gpu``) under ``spec`` (default:
     ``gpu.energy``; a ValueError when neither is set). ``tokens``: what the step produced, for
-    the energy per token. See the module doc for the model and its assumptions."""
+    the energy per token. ``unmoved``: link id -> bytes of the traffic the run timed without
+    moving messages, laid out on its links; ``unlaid``: collectives that could not be laid out.
+    See the module doc for the model and its assumptions."""
     spec = spec if spec is not None else gpu.energy
     if spec is None:
         raise ValueError(f"{gpu.name}: no energy figures (the hardware has no 'energy' section)")
@@ -147,13 +155,16 @@ def energy_report(graph: EventGraph, result: Result, gpu: GpuSpec,
 
     npus = int(result.meta.get("npus", len(result.ranks)))
     link_bytes: dict[str, float] = defaultdict(float)
-    switch_bytes = 0.0
+    switch_bytes = laid_out = 0.0
     for link in result.links:
-        if link.bytes <= 0:
+        extra = unmoved.get(link.id, 0.0) if unmoved else 0.0
+        laid_out += extra
+        carried = link.bytes + extra
+        if carried <= 0:
             continue
-        link_bytes[link_class(link.kind, spec)] += link.bytes
+        link_bytes[link_class(link.kind, spec)] += carried
         if link.src >= npus:  # devices past the NPUs are switches; this byte crossed one
-            switch_bytes += link.bytes
+            switch_bytes += carried
     link_j = {}
     for cls in LINK_CLASSES:
         per_byte = spec.link_pj_per_byte.get(cls)
@@ -171,7 +182,15 @@ def energy_report(graph: EventGraph, result: Result, gpu: GpuSpec,
     links_measured = result.meta.get("backend") != "analytical"
     closed = sum(1 for c in result.collectives
                  if c.bytes_injected is None and len(c.group) > 1 and c.nbytes > 0)
-    if not links_measured:
+    if unmoved is not None:
+        if laid_out > 0:
+            what = "the run" if not links_measured else f"{closed} collectives timed in closed form"
+            notes.append(f"link bytes of {what} laid out from step programs on their routes "
+                         "(not simulated)")
+        if unlaid:
+            notes.append(f"{unlaid} collectives without a step program could not be laid out: "
+                         "their link energy is not counted")
+    elif not links_measured:
         notes.append("the closed-form backend moves no messages: link and switch energy "
                      "are not measured (0)")
     elif closed:
@@ -189,4 +208,5 @@ def energy_report(graph: EventGraph, result: Result, gpu: GpuSpec,
         compute_j, hbm_j, link_j, switch_j, static_j, total, result.makespan_ns, npus, power,
         power / npus if npus else 0.0, tokens, per_token, flops, hbm_bytes,
         {cls: link_bytes.get(cls, 0.0) for cls in LINK_CLASSES}, switch_bytes, pj_per_flop,
-        tuple(missing), unknown, links_measured, closed if links_measured else 0, tuple(notes))
+        tuple(missing), unknown, links_measured, closed if links_measured else 0, laid_out,
+        tuple(notes))
