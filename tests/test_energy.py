@@ -230,7 +230,8 @@ def test_bad_energy_sections_name_the_key() -> None:
     for changes, key in ((({"link_energy": {"pcie": "1 pJ/bit"}}), "hardware.energy.link_energy"),
                          ({"tdp": "400 V"}, "hardware.energy.tdp"),
                          ({"link_classes": {"x": "copper"}}, "hardware.energy.link_classes.x"),
-                         ({"idle": "1 W"}, "hardware.energy")):
+                         ({"idle": "1 W"}, "hardware.energy"),
+                         ({"flop_energy": {"bf61": "1 pJ/FLOP"}}, "hardware.energy")):
         data = copy.deepcopy(base)
         data["energy"].update(changes)
         with pytest.raises(HardwareError, match=key.replace(".", r"\.")):

@@ -110,6 +110,11 @@ def _read(sec: Section, overhead_key: str) -> dict[str, Any]:
     if "default" not in values["efficiency"]:
         raise sec.fail("efficiency", "needs a 'default' entry (used for op classes not "
                        f"listed); has {', '.join(values['efficiency']) or 'none'}")
+    energy = values["energy"]
+    stray = [d for d in (energy.flop_pj if energy is not None else ()) if d not in DTYPES]
+    if stray:
+        raise sec.fail("energy", f"flop_energy: unknown dtype {stray[0]!r}; expected one of "
+                       f"{', '.join(DTYPES)}")
     if values["default_dtype"] not in values["peak_flops"]:
         raise sec.fail("default_dtype", f"{values['default_dtype']!r} has no peak_flops entry; "
                        f"available: {', '.join(values['peak_flops'])}")
