@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from des.core.results import Result
-from des.core.units import format_bandwidth, format_size, format_time
+from des.core.units import format_bandwidth, format_energy, format_power, format_size, format_time
 
 RANK_ROWS = 16
 
@@ -91,6 +91,27 @@ def render(name: str, description: str, links: int, result: Result, console: Con
         if len(result.collectives) > 12:
             colls.caption = f"{len(result.collectives) - 12} more in the JSON"
         console.print(colls)
+    if meta.get("energy"):
+        render_energy(meta["energy"], console)
+
+
+def render_energy(energy: dict, console: Console) -> None:
+    """The energy of the run (``result.meta["energy"]``, :mod:`des.core.energy`): total, per
+    token, average power, the breakdown, and what was not charged."""
+    per_token = (f", {format_energy(energy['per_token_j'])}/token"
+                 if energy.get("per_token_j") is not None else "")
+    console.print(f"energy {format_energy(energy['total_j'])}{per_token}, average power "
+                  f"{format_power(energy['average_power_w'])} "
+                  f"({format_power(energy['per_gpu_power_w'])}/GPU over {energy['gpus']} GPUs): "
+                  f"compute {format_energy(energy['compute_j'])}, HBM "
+                  f"{format_energy(energy['hbm_j'])}, links {format_energy(energy['links_j'])}, "
+                  f"switches {format_energy(energy['switch_j'])}, static "
+                  f"{format_energy(energy['static_j'])}", highlight=False, markup=False)
+    if energy.get("missing"):
+        console.print(f"energy: not set in the hardware, charged as 0: "
+                      f"{', '.join(energy['missing'])}", style="yellow", markup=False)
+    for note in energy.get("notes", []):
+        console.print(f"energy: {note}", style="yellow", markup=False)
 
 
 def _wall(result: Result) -> str:

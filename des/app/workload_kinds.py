@@ -16,6 +16,9 @@ sweep both call :func:`evaluate`, so a run is reported and ranked the same way i
 
 Every kind's metrics hold ``iteration_s`` (the time of one iteration, request batch or GEMM:
 what the sweep plots draw), ``makespan_ns``, ``exposed_comm_s`` and ``workload`` (the kind).
+When the scenario's hardware has energy figures (:mod:`des.core.energy`), they also hold
+``energy_j``, ``energy_per_token_j`` (per the kind's ``tokens_key`` figure of its report),
+``avg_power_w`` and the energy breakdown, and the JSON result an ``energy`` section.
 
 A new kind is one :func:`register_workload` call (see ``examples/custom_workload.py``)::
 
@@ -76,7 +79,8 @@ class WorkloadKind:
     ``rank_key`` the metric that ranks points, best first by ``higher_is_better``;
     ``columns`` the ranking table's metric columns; ``render`` shows the report on a console;
     ``folds``: the parser takes ``topology`` and ``symmetric`` keywords to decide what it can
-    fold exactly (:mod:`workloads.folding`).
+    fold exactly (:mod:`workloads.folding`); ``tokens_key``: the report figure counting the
+    tokens one run produces, for the energy per token (None: no tokens).
     """
 
     name: str
@@ -90,6 +94,7 @@ class WorkloadKind:
     report_key: str | None = None
     render: Callable[[Report, Console], None] | None = None
     folds: bool = False
+    tokens_key: str | None = None
 
     def sort_key(self, metrics: Mapping[str, Any]) -> tuple[bool, float]:
         """Best first: ascending, or descending for ``higher_is_better``; missing last."""
@@ -107,15 +112,18 @@ class Evaluation:
     report: Report | None
     metrics: Metrics
     roofline: dict[int, dict[str, float]] = field(default_factory=dict)
+    energy: dict[str, Any] | None = None
 
     def attach(self, result: Result) -> None:
-        """Put the report (under the kind's key), the metrics and the per-rank roofline
-        statistics (:mod:`des.sim.roofline_stats`) into ``result.meta``."""
+        """Put the report (under the kind's key), the metrics, the per-rank roofline
+        statistics (:mod:`des.sim.roofline_stats`) and the energy report into ``result.meta``."""
         if self.report is not None and self.kind.report_key:
             result.meta[self.kind.report_key] = self.report
         result.meta["metrics"] = self.metrics
         if self.roofline:
             result.meta["roofline"] = self.roofline
+        if self.energy is not None:
+            result.meta["energy"] = self.energy
 
 
 # ---------------------------------------------------------------------- per kind
@@ -225,14 +233,16 @@ for _kind in (
                  columns=(Column("iteration_s", "iteration", "time"),
                           Column("tokens_per_s", "tokens/s", "rate"),
                           Column("mfu", "MFU", "percent"), _MEMORY),
-                 report=_training_report, report_key="llm", render=render_llm, folds=True),
+                 report=_training_report, report_key="llm", render=render_llm, folds=True,
+                 tokens_key="tokens_per_iteration"),
     WorkloadKind("llm_inference", "prefill and decode of one LLM request batch",
                  parsers.parse_llm_inference, _inference_metrics,
                  rank_key="output_tokens_per_s", higher_is_better=True,
                  columns=(Column("output_tokens_per_s", "output tokens/s", "rate"),
                           Column("ttft_s", "TTFT", "time"), Column("tpot_s", "TPOT", "time"),
                           Column("e2e_s", "end to end", "time"), _MEMORY),
-                 report=_inference_report, report_key="llm", render=render_inference),
+                 report=_inference_report, report_key="llm", render=render_inference,
+                 tokens_key="output_tokens"),
     WorkloadKind("gemm", "one distributed GEMM", parsers.parse_gemm, _gemm_metrics,
                  columns=(_TIME, Column("tflops", "TFLOP/s", "number"),
                           Column("fraction_of_peak", "of peak", "percent")),
@@ -272,7 +282,24 @@ def evaluate(result: Result, scenario: Scenario, roofline_figures: bool = False)
 
         roofline = {rank: st.as_dict() for rank, st in
                     roofline_stats(scenario.graph, result, scenario.hardware).items()}
-    return Evaluation(kind, report, metrics, roofline)
+    energy = None
+    hardware = scenario.hardware
+    if hardware is not None and hardware.energy is not None:
+        from des.core.energy import energy_report
+
+        tokens = report.get(kind.tokens_key) if report and kind.tokens_key else None
+        unmoved, unlaid = None, 0
+        if result.meta.get("backend") == "analytical" or any(
+                c.bytes_injected is None for c in result.collectives):
+            from des.sim.link_traffic import unmoved_link_bytes
+
+            unmoved, unlaid = unmoved_link_bytes(scenario.topology, scenario.graph, result,
+                                                 scenario.options)
+        figures = energy_report(scenario.graph, result, hardware, tokens=tokens,
+                                unmoved=unmoved, unlaid=unlaid)
+        metrics.update(figures.metrics())
+        energy = figures.as_dict()
+    return Evaluation(kind, report, metrics, roofline, energy)
 
 
 def ranking_kind(metrics: Iterable[Mapping[str, Any]]) -> WorkloadKind:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from des.core.energy_spec import EnergySpec, energy_from_dict
 from des.core.paths import bundled, load_preset
 from des.core.schema import (
     SchemaError,
@@ -61,7 +62,7 @@ DEFAULT_DTYPE_BYTES = 2
 # Keys of a hardware mapping; the launch overhead is ``launch_overhead`` in YAML (a time with a
 # unit) and ``launch_overhead_ns`` as a GpuSpec field.
 _KEYS = ("name", "peak_flops", "hbm_bandwidth", "hbm_capacity", "launch_overhead", "efficiency",
-         "default_dtype", "sources")
+         "default_dtype", "sources", "energy")
 
 
 class HardwareError(SchemaError):
@@ -103,11 +104,17 @@ def _read(sec: Section, overhead_key: str) -> dict[str, Any]:
         "efficiency": sec.get("efficiency", _EFFICIENCIES),
         "default_dtype": sec.get("default_dtype", text, default=DEFAULT_DTYPE),
         "sources": sec.get("sources", _sources, default=()),
+        "energy": sec.get("energy", energy_from_dict, default=None),
     }
     sec.finish()
     if "default" not in values["efficiency"]:
         raise sec.fail("efficiency", "needs a 'default' entry (used for op classes not "
                        f"listed); has {', '.join(values['efficiency']) or 'none'}")
+    energy = values["energy"]
+    stray = [d for d in (energy.flop_pj if energy is not None else ()) if d not in DTYPES]
+    if stray:
+        raise sec.fail("energy", f"flop_energy: unknown dtype {stray[0]!r}; expected one of "
+                       f"{', '.join(DTYPES)}")
     if values["default_dtype"] not in values["peak_flops"]:
         raise sec.fail("default_dtype", f"{values['default_dtype']!r} has no peak_flops entry; "
                        f"available: {', '.join(values['peak_flops'])}")
@@ -121,8 +128,10 @@ class GpuSpec:
     ``peak_flops`` is FLOP/ns per dtype (dense, no sparsity), ``hbm_bandwidth`` bytes/ns,
     ``hbm_capacity`` bytes, ``efficiency`` maps an op class to the fractions of peak FLOP rate and
     of HBM bandwidth it achieves (each in (0, 1]; ``"default"`` is required and used for op
-    classes not listed), ``launch_overhead_ns`` is added once per compute node, and ``sources``
-    cites where the figures come from. Invalid values raise :class:`HardwareError`.
+    classes not listed), ``launch_overhead_ns`` is added once per compute node, ``sources``
+    cites where the figures come from, and ``energy`` holds the energy figures
+    (:class:`~des.core.energy_spec.EnergySpec`, None: no energy model). Invalid values raise
+    :class:`HardwareError`.
     """
 
     name: str
@@ -133,6 +142,7 @@ class GpuSpec:
     launch_overhead_ns: float
     default_dtype: str = DEFAULT_DTYPE
     sources: tuple[str, ...] = ()
+    energy: EnergySpec | None = None
 
     def __post_init__(self) -> None:
         where = f"GpuSpec[{self.name}]" if isinstance(self.name, str) else "GpuSpec"
@@ -212,7 +222,8 @@ def gpu_from_dict(data: Mapping[str, Any], where: str = "hardware") -> GpuSpec:
     Keys: ``name``, ``peak_flops`` (dtype -> FLOP rate such as ``"312 TFLOP/s"``),
     ``hbm_bandwidth`` (``"2039 GB/s"``), ``hbm_capacity`` (``"80 GiB"``), ``launch_overhead``
     (``"4 us"``), ``efficiency`` (op class -> ``[compute, memory]``), and optionally
-    ``default_dtype`` (default ``bf16``) and ``sources`` (list of citations). Errors name the key
+    ``default_dtype`` (default ``bf16``), ``sources`` (list of citations) and ``energy`` (the
+    energy figures, :mod:`des.core.energy_spec`). Errors name the key
     path under ``where``, e.g. ``hardware.hbm_bandwidth``; unknown or missing keys are errors.
     """
     sec = Section(data, where, keys=_KEYS, error=HardwareError)

@@ -15,6 +15,8 @@ Conventions:
 * A bare number (``50`` or ``"50"``) is already in the internal unit: bytes, ns, bytes/ns
   (= GB/s) or FLOP/ns (= TFLOP/s / 1000).
 * Negative numbers, NaN, infinity, booleans (YAML ``true``) and empty strings are refused.
+* Energy figures (:mod:`des.core.energy`): power in watts (``W``, ``kW``), energy per byte moved
+  in pJ/B (``"3.9 pJ/bit"`` is 31.2 pJ/B), energy per FLOP in pJ/FLOP.
 """
 
 from __future__ import annotations
@@ -31,11 +33,16 @@ from des.core.schema import SchemaError, short
 __all__ = [
     "UnitError",
     "format_bandwidth",
+    "format_energy",
+    "format_power",
     "format_size",
     "format_time",
     "parse_bandwidth",
+    "parse_byte_energy",
     "parse_count",
+    "parse_flop_energy",
     "parse_flops",
+    "parse_power",
     "parse_size",
     "parse_time",
 ]
@@ -114,6 +121,15 @@ _TABLES: dict[str, _Table] = {
         1e9,
         "FLOP/ns (= TFLOP/s / 1000)",
     ),
+    # Energy figures: the factors are already in the internal unit (W, pJ/B, pJ/FLOP), so
+    # every factor is an exact integer and the conversions stay exact.
+    "power": ({"W": 1, "kW": 1000}, 1.0, "W"),
+    "energy per byte": (
+        {"pJ/B": 1, "pJ/byte": 1, "pJ/bit": 8, "pJ/b": 8, "nJ/B": 1000, "nJ/bit": 8000},
+        1.0,
+        "pJ/B",
+    ),
+    "energy per FLOP": ({"pJ/FLOP": 1, "nJ/FLOP": 1000}, 1.0, "pJ/FLOP"),
 }
 
 
@@ -196,6 +212,23 @@ def parse_flops(value: str | float, where: str = "") -> float:
     return _parse("FLOP rate", value, where)
 
 
+def parse_power(value: str | float, where: str = "") -> float:
+    """A power in watts from ``"400 W"``, ``"1.2 kW"`` or a bare number of watts."""
+    return _parse("power", value, where)
+
+
+def parse_byte_energy(value: str | float, where: str = "") -> float:
+    """An energy per byte moved, in pJ/B, from ``"3.9 pJ/bit"`` (x 8), ``"31.2 pJ/B"``,
+    ``"nJ/B"``/``"nJ/bit"`` or a bare number of pJ/B."""
+    return _parse("energy per byte", value, where)
+
+
+def parse_flop_energy(value: str | float, where: str = "") -> float:
+    """An energy per FLOP in pJ/FLOP from ``"1.28 pJ/FLOP"`` (or ``nJ/FLOP``) or a bare number
+    of pJ/FLOP."""
+    return _parse("energy per FLOP", value, where)
+
+
 def parse_count(value: str | int, where: str = "") -> int:
     """A positive integer from ``4``, ``"4"``, ``"4_096"`` or an integral float such as ``8.0``."""
     prefix = f"{where}: " if where else ""
@@ -268,3 +301,23 @@ def format_size(nbytes: float) -> str:
 def format_bandwidth(bytes_per_ns: float) -> str:
     """A bandwidth in bytes/ns for humans in decimal units: ``"50.0 GB/s"``."""
     return _format(float(bytes_per_ns) * 1e9, _BANDWIDTH_UNITS)
+
+
+_ENERGY_UNITS = (("J", 1.0), ("kJ", 1e3), ("MJ", 1e6), ("GJ", 1e9))
+_SMALL_ENERGY_UNITS = (("pJ", 1e-12), ("nJ", 1e-9), ("uJ", 1e-6), ("mJ", 1e-3))
+_POWER_UNITS = (("W", 1.0), ("kW", 1e3), ("MW", 1e6))
+
+
+def format_energy(joules: float) -> str:
+    """An energy in joules for humans, 3 significant digits: ``"1.23 kJ"``, ``"45.0 mJ"``."""
+    value = float(joules)
+    if math.isfinite(value) and 0 < abs(value) < 1.0:
+        for name, size in reversed(_SMALL_ENERGY_UNITS):
+            if abs(value) >= size or size == _SMALL_ENERGY_UNITS[0][1]:
+                return _format(value / size, ((name, 1.0),))
+    return _format(value, _ENERGY_UNITS)
+
+
+def format_power(watts: float) -> str:
+    """A power in watts for humans, 3 significant digits: ``"5.60 kW"``."""
+    return _format(float(watts), _POWER_UNITS)
