@@ -40,6 +40,7 @@ from workloads.memory import MemoryBreakdown, kv_cache_bytes
 from workloads.models import ModelConfig
 from workloads.op_cost import OpCost, Shard
 from workloads.parallel import Layout, ParallelConfig, ParallelError, add_collective
+from workloads.precision import KV_CACHE_DTYPES, dtype_bytes
 
 AR, AG = CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER
 #: Bytes of one sampled token id sent back to the first stage.
@@ -53,7 +54,10 @@ __all__ = ["InferenceBuilder", "InferenceConfig", "InferenceWorkload", "build_in
 class InferenceConfig:
     """How a batch of requests is served: ``tp`` x ``pp`` GPUs, ``batch`` sequences of
     ``prompt`` prompt tokens and ``generate`` generated tokens each; ``fold_tp`` simulates one
-    rank per tensor-parallel group (see :class:`~workloads.parallel.ParallelConfig`)."""
+    rank per tensor-parallel group (see :class:`~workloads.parallel.ParallelConfig`).
+    ``kv_cache_dtype`` (``fp32``, ``bf16``, ``fp16``, ``fp8``; default: ``dtype_bytes``) is the
+    KV cache's precision: it sizes the cache in memory and the cached keys and values each
+    decode step reads (:mod:`workloads.precision`)."""
 
     tp: int = 1
     pp: int = 1
@@ -63,11 +67,15 @@ class InferenceConfig:
     dtype_bytes: int = DEFAULT_DTYPE_BYTES
     flash: bool = True
     fold_tp: bool = False
+    kv_cache_dtype: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type in (bool, "bool"):
+            if f.name == "kv_cache_dtype":
+                if value is not None:
+                    dtype_bytes(value, KV_CACHE_DTYPES, "parallel.kv_cache_dtype")
+            elif f.type in (bool, "bool"):
                 if not isinstance(value, bool):
                     raise ParallelError(f"parallel.{f.name} must be true or false, "
                                         f"got {value!r}")
@@ -79,6 +87,13 @@ class InferenceConfig:
     def world(self) -> int:
         """GPUs serving the batch: ``tp * pp``."""
         return self.tp * self.pp
+
+    @property
+    def kv_bytes(self) -> int:
+        """Bytes per cached K/V element: ``kv_cache_dtype``'s, else ``dtype_bytes``."""
+        if self.kv_cache_dtype is None:
+            return self.dtype_bytes
+        return dtype_bytes(self.kv_cache_dtype, KV_CACHE_DTYPES, "parallel.kv_cache_dtype")
 
     @property
     def context(self) -> int:

@@ -174,8 +174,8 @@ class TrainingBuilder:
     def _layer_forward(self, rank: int, h: int, cat: str, layer: int) -> int:
         p, g = self.par, f"{cat}/L{layer}"
         tp = p.tp > 1
-        if p.zero == 3:
-            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes * p.dp, "dp",
+        if p.zero == 3 and p.dp > 1:  # the gathered layer: the whole buffer (see _zero3_gather)
+            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes, "dp",
                            f"dp/{g}.params", (h,))
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
@@ -227,8 +227,8 @@ class TrainingBuilder:
         tp = p.tp > 1
         if p.recompute == "full":
             h = self._layer_forward(rank, h, "recompute", layer)
-        if p.zero == 3:
-            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes * p.dp, "dp",
+        if p.zero == 3 and p.dp > 1:  # the gathered layer: the whole buffer (see _zero3_gather)
+            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes, "dp",
                            f"dp/{g}.params", (h,))
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
@@ -247,9 +247,9 @@ class TrainingBuilder:
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
-        if p.zero == 3:
+        if p.zero == 3 and p.dp > 1:  # every micro-batch, DeepSpeed ZeRO-3 style
             self._dp_grads.append(self._coll(
-                rank, RS, self.layer_params_local * p.grad_bytes * p.dp, "dp",
+                rank, RS, self.layer_params_local * p.grad_bytes, "dp",
                 f"dp/{g}.grads", (h,)))
         return h
 
@@ -279,11 +279,13 @@ class TrainingBuilder:
             h = self.graph.compute(rank, name=f"fwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                    deps=deps, category="fwd")
             if first_chunk:
+                h = self._zero3_gather(rank, h, "embed", f"fwd/m{micro}")
                 h = self._compute(rank, "fwd", f"fwd/m{micro}.embed",
                                   ops.embedding_forward(self.model, self.shard), (h,))
             for layer in self._chunk_layers(g):
                 h = self._layer_forward(rank, h, "fwd", layer)
             if last_chunk:
+                h = self._zero3_gather(rank, h, "head", f"fwd/m{micro}")
                 h = self._compute(rank, "fwd", f"fwd/m{micro}.head",
                                   ops.lm_head_forward(self.model, self.shard)
                                   + ops.loss_forward(self.model, self.shard), (h,))
@@ -296,17 +298,21 @@ class TrainingBuilder:
         h = self.graph.compute(rank, name=f"bwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                deps=deps, category="bwd")
         if last_chunk:
+            h = self._zero3_gather(rank, h, "head", f"bwd/m{micro}")
             h = self._compute(rank, "bwd", f"bwd/m{micro}.head", ops.backward(
                 ops.lm_head_forward(self.model, self.shard)
                 + ops.loss_forward(self.model, self.shard)), (h,))
+            self._zero3_reduce(rank, h, "head", f"bwd/m{micro}")
         final = micro == p.micro_batches - 1 and p.dp_overlap
         for layer in reversed(self._chunk_layers(g)):
             h = self._layer_backward(rank, h, layer)
             if final and p.zero < 3:
                 self._bucket_add(rank, self.layer_params_local, h)
         if first_chunk:
+            h = self._zero3_gather(rank, h, "embed", f"bwd/m{micro}")
             h = self._compute(rank, "bwd", f"bwd/m{micro}.embed",
                               ops.backward(ops.embedding_forward(self.model, self.shard)), (h,))
+            self._zero3_reduce(rank, h, "embed", f"bwd/m{micro}")
         self._compute_end = h
         if not first_chunk:
             h = self._pp_send(rank, h, g - 1, micro, g - 1, True, "B")
@@ -355,6 +361,38 @@ class TrainingBuilder:
                                   category="pp")
 
     # ------------------------------------------------------------------ data parallel
+    def _edge_params(self, part: str) -> tuple[float, float]:
+        """(gathered, reduced) parameters of the embedding (``part`` "embed") or the LM head
+        ("head") on one GPU: the head of a tied single-stage model reuses the embedding matrix,
+        so it is gathered again but its gradient is reduced with the embedding's."""
+        p, m = self.par, self.model
+        if part == "embed":
+            own = m.embedding_params() / p.tp
+            return own, own
+        own = m.vocab * m.hidden / p.tp if (not m.tied_embeddings or p.pp > 1) else 0.0
+        return m.vocab * m.hidden / p.tp, own
+
+    def _zero3_gather(self, rank: int, h: int, part: str, g: str) -> int:
+        """ZeRO-3: all-gather the embedding's or LM head's parameters before use. Sizes follow
+        the des collective convention: ``nbytes`` is the whole gathered buffer, the ``tp``
+        shard's parameters at ``dtype_bytes`` (each data-parallel rank holds 1/dp of it)."""
+        p = self.par
+        if p.zero != 3 or p.dp == 1:
+            return h
+        gathered, _ = self._edge_params(part)
+        return self._coll(rank, AG, gathered * p.dtype_bytes, "dp", f"dp/{g}.{part}.params",
+                          (h,))
+
+    def _zero3_reduce(self, rank: int, h: int, part: str, g: str) -> None:
+        """ZeRO-3: reduce-scatter the embedding's or LM head's gradients after their backward
+        (the whole gradient buffer at ``grad_bytes``), every micro-batch as the layers' are."""
+        p = self.par
+        _, own = self._edge_params(part)
+        if p.zero != 3 or p.dp == 1 or own <= 0:
+            return
+        self._dp_grads.append(self._coll(rank, RS, own * p.grad_bytes, "dp",
+                                         f"dp/{g}.{part}.grads", (h,)))
+
     def _bucket_add(self, rank: int, params: float, h: int) -> None:
         self._bucket += params
         if self._bucket * self.par.grad_bytes >= self.par.bucket_bytes:
@@ -393,7 +431,9 @@ class TrainingBuilder:
             params = self._stage_params(stage)
             opt = self.graph.compute(
                 rank, name="optimizer/step",
-                kernels=kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1)),
+                kernels=kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1,
+                                                   grad_bytes=p.grad_bytes,
+                                                   param_bytes=p.dtype_bytes)),
                 deps=(prev, *self._dp_grads), category="optimizer")
             if p.zero in (1, 2) and p.dp > 1:
                 self._coll(rank, AG, params * p.dtype_bytes, "dp", "dp/params", (opt,))
@@ -431,10 +471,12 @@ class TrainingBuilder:
         return sum(self._chunk_params(local * p.pp + stage) for local in range(p.virtual_stages))
 
     def memory(self, stage: int) -> MemoryBreakdown:
-        """Peak memory of a rank of ``stage`` (Korthikanti et al. 2022; ZeRO)."""
+        """Peak memory of a rank of ``stage`` (Korthikanti et al. 2022; ZeRO); gradients held
+        at ``grad_bytes``, the precision the data-parallel reductions send."""
         p = self.par
         weights, grads, optimizer = weights_and_optimizer(
-            self._stage_params(stage), zero_stage=p.zero, dp=p.dp, dtype_bytes=p.dtype_bytes)
+            self._stage_params(stage), zero_stage=p.zero, dp=p.dp, dtype_bytes=p.dtype_bytes,
+            grad_bytes=p.grad_bytes)
         per_layer = activations_per_layer(self.model, micro_batch=p.micro_batch,
                                           seq=self.seq // p.cp, tp=p.tp, sp=p.sp,
                                           recompute=p.recompute, flash=p.flash)

@@ -86,7 +86,8 @@ def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
                           dtype_bytes: int = DEFAULT_DTYPE_BYTES,
                           master_bytes: int = MASTER_BYTES,
                           optimizer_states: int = ADAM_STATES,
-                          state_bytes: int = ADAM_STATE_BYTES) -> tuple[float, float, float]:
+                          state_bytes: int = ADAM_STATE_BYTES,
+                          grad_bytes: int | None = None) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes for ``params_local`` parameters under ZeRO
     (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
     Models", SC 2020).
@@ -95,6 +96,10 @@ def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
     state of an fp32 master copy plus ``optimizer_states`` fp32 moments (4 + 4 + 4 = 12): 16
     bytes per parameter unsharded. Stage 1 shards the optimizer state ``dp`` ways, stage 2 also
     the gradients, stage 3 also the weights (stage 3 at dp=8: 16P/8 per GPU).
+    ``grad_bytes`` (default ``dtype_bytes``) is the gradient buffer's precision, the one the
+    data-parallel reduction sends: bf16 weights with fp32 gradients hold 2 + 4 + 12 = 18 bytes
+    per parameter unsharded (NVIDIA Megatron Core, "Distributed Optimizer", bytes-per-parameter
+    table).
     """
     params = _number(params_local, "params_local")
     if zero_stage not in (0, 1, 2, 3) or isinstance(zero_stage, bool):
@@ -104,8 +109,9 @@ def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
     _int(master_bytes, "master_bytes", minimum=0)
     _int(optimizer_states, "optimizer_states", minimum=0)
     _int(state_bytes, "state_bytes")
+    grad_size = dtype_bytes if grad_bytes is None else _int(grad_bytes, "grad_bytes")
     weights = dtype_bytes * params / (dp if zero_stage >= 3 else 1)
-    grads = dtype_bytes * params / (dp if zero_stage >= 2 else 1)
+    grads = grad_size * params / (dp if zero_stage >= 2 else 1)
     optimizer = (master_bytes + optimizer_states * state_bytes) * params
     optimizer /= dp if zero_stage >= 1 else 1
     return weights, grads, optimizer
