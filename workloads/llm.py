@@ -128,26 +128,33 @@ class TrainingBuilder:
     def _prepare_costs(self) -> None:
         m, s = self.model, self.shard
         attn = ops.attention_forward(m, s)
-        self.attn_pre = [c for c in attn if not _is_core(c) and c.name in ("norm1", "qkv")]
+        self.attn_pre = [c for c in attn if not _is_core(c)
+                         and (c.name == "norm1" or c.name.startswith("qkv"))]
         self.attn_core = [c for c in attn if _is_core(c)]
         self.attn_post = [c for c in attn if c not in self.attn_pre and c not in self.attn_core]
+        self.dense_mlp = ops.mlp_forward(m, s) if m.layers > m.moe_layers else []
         if m.experts:
             routed = self.tokens * m.top_k / max(self.par.tp if self.par.sp else 1, 1)
             local = m.experts // self.par.ep
             self.mlp = ops.moe_forward(m, s, routed / local, local)
         else:
-            self.mlp = ops.mlp_forward(m, s)
+            self.mlp = self.dense_mlp
         self.bwd_mlp = ops.backward(self.mlp)
+        self.bwd_dense_mlp = ops.backward(self.dense_mlp)
         self.bwd_attn_post = ops.backward(self.attn_post)
         self.bwd_attn_core = ops.backward(self.attn_core)
         self.bwd_attn_pre = ops.backward(self.attn_pre)
         p = self.par
-        params = m.layer_params()
-        if m.experts:
-            dense = params - m.experts * m.expert_params()
-            self.layer_params_local = dense / p.tp + m.experts / p.ep * m.expert_params() / p.tp
-        else:
-            self.layer_params_local = params / p.tp
+        # one layer's parameters on one GPU (an MoE layer of an MoE model; see _layer_local)
+        self.layer_params_local = m.layer_params_local(p.tp, p.ep)
+
+    def _layer_local(self, layer: int) -> float:
+        """Parameters of layer ``layer`` on one GPU: split tp ways (MLA's down-projections
+        whole), routed experts ep ways; the leading dense layers of an MoE model have theirs."""
+        p, m = self.par, self.model
+        if m.is_moe_layer(layer) or not m.is_moe:
+            return self.layer_params_local
+        return m.layer_params_local(p.tp, p.ep, layer)
 
     # ------------------------------------------------------------------ helpers
     def _next_tag(self) -> int:
@@ -175,7 +182,7 @@ class TrainingBuilder:
         p, g = self.par, f"{cat}/L{layer}"
         tp = p.tp > 1
         if p.zero == 3 and p.dp > 1:  # the gathered layer: the whole buffer (see _zero3_gather)
-            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes, "dp",
+            h = self._coll(rank, AG, self._layer_local(layer) * p.dtype_bytes, "dp",
                            f"dp/{g}.params", (h,))
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
@@ -187,7 +194,9 @@ class TrainingBuilder:
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
             if p.sp:
                 h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
-        h = self._mlp(rank, h, cat, g, self.mlp)
+        moe = self.model.is_moe_layer(layer)
+        h = self._mlp(rank, h, cat, g, self.mlp if moe or not self.model.is_moe
+                      else self.dense_mlp, moe)
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
@@ -206,13 +215,17 @@ class TrainingBuilder:
     @cached_property
     def _ring(self) -> RingAttention:
         p, m = self.par, self.model
-        block = 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp  # K and V
+        _, k, v, _ = m.attention_widths()  # MLA: the up-projected heads' K and V
+        block = self.tokens * (k + v) * p.dtype_bytes / p.tp  # K and V
         fold = self.fold is not None and "cp" in self.fold.axes
         return RingAttention(self.graph, p.ring_attention, p.cp, block, fold=fold)
 
-    def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[OpCost]) -> int:
+    def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[OpCost], moe: bool) -> int:
+        """The MLP block; an MoE layer under expert parallelism dispatches its routed token
+        copies (``top_k`` per token: shared experts run locally) with an all-to-all of the
+        whole send buffer and combines them with another."""
         p, m = self.par, self.model
-        if not (m.experts and p.ep > 1):
+        if not (moe and p.ep > 1):
             return self._compute(rank, cat, f"{g}.mlp", costs, (h,))
         router = [c for c in costs if c.name == "router"]
         experts = [c for c in costs if c.name != "router"]
@@ -228,11 +241,13 @@ class TrainingBuilder:
         if p.recompute == "full":
             h = self._layer_forward(rank, h, "recompute", layer)
         if p.zero == 3 and p.dp > 1:  # the gathered layer: the whole buffer (see _zero3_gather)
-            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes, "dp",
+            h = self._coll(rank, AG, self._layer_local(layer) * p.dtype_bytes, "dp",
                            f"dp/{g}.params", (h,))
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
-        h = self._mlp(rank, h, "bwd", g, self.bwd_mlp)
+        moe = self.model.is_moe_layer(layer)
+        h = self._mlp(rank, h, "bwd", g, self.bwd_mlp if moe or not self.model.is_moe
+                      else self.bwd_dense_mlp, moe)
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
@@ -249,7 +264,7 @@ class TrainingBuilder:
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
         if p.zero == 3 and p.dp > 1:  # every micro-batch, DeepSpeed ZeRO-3 style
             self._dp_grads.append(self._coll(
-                rank, RS, self.layer_params_local * p.grad_bytes, "dp",
+                rank, RS, self._layer_local(layer) * p.grad_bytes, "dp",
                 f"dp/{g}.grads", (h,)))
         return h
 
@@ -307,7 +322,7 @@ class TrainingBuilder:
         for layer in reversed(self._chunk_layers(g)):
             h = self._layer_backward(rank, h, layer)
             if final and p.zero < 3:
-                self._bucket_add(rank, self.layer_params_local, h)
+                self._bucket_add(rank, self._layer_local(layer), h)
         if first_chunk:
             h = self._zero3_gather(rank, h, "embed", f"bwd/m{micro}")
             h = self._compute(rank, "bwd", f"bwd/m{micro}.embed",
@@ -458,7 +473,7 @@ class TrainingBuilder:
         """Parameters of global model chunk ``g`` on one GPU: its layers, plus the embeddings
         in the first chunk and the LM head in the last."""
         p, m = self.par, self.model
-        params = self.layers_per_chunk * self.layer_params_local
+        params = sum(self._layer_local(layer) for layer in self._chunk_layers(g))
         if g == 0:
             params += m.embedding_params() / p.tp
         if g == p.pp * p.virtual_stages - 1 and (not m.tied_embeddings or p.pp > 1):
@@ -477,15 +492,18 @@ class TrainingBuilder:
         weights, grads, optimizer = weights_and_optimizer(
             self._stage_params(stage), zero_stage=p.zero, dp=p.dp, dtype_bytes=p.dtype_bytes,
             grad_bytes=p.grad_bytes)
-        per_layer = activations_per_layer(self.model, micro_batch=p.micro_batch,
-                                          seq=self.seq // p.cp, tp=p.tp, sp=p.sp,
-                                          recompute=p.recompute, flash=p.flash)
+        def chunk(g: int) -> float:
+            return sum(activations_per_layer(self.model, micro_batch=p.micro_batch,
+                                             seq=self.seq // p.cp, tp=p.tp, sp=p.sp,
+                                             recompute=p.recompute, flash=p.flash, layer=layer)
+                       for layer in self._chunk_layers(g))
         # in-flight model chunks (micro-batches when not interleaved), each of
-        # layers_per_chunk layers
+        # layers_per_chunk layers: the largest of this stage's chunks (they differ only when an
+        # MoE model's leading dense layers fall in one)
         in_flight = in_flight_microbatches(p.schedule, p.pp, stage, p.micro_batches,
                                            p.virtual_stages)
-        return MemoryBreakdown(weights, grads, optimizer,
-                               per_layer * self.layers_per_chunk * in_flight)
+        per_chunk = max(chunk(local * p.pp + stage) for local in range(p.virtual_stages))
+        return MemoryBreakdown(weights, grads, optimizer, per_chunk * in_flight)
 
 
 def build_training(model: ModelConfig, par: ParallelConfig, npus: int,

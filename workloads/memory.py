@@ -119,7 +119,7 @@ def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
 
 def activations_per_layer(model: ModelConfig, *, micro_batch: int, seq: int, tp: int = 1,
                           sp: bool = False, recompute: str = "none", flash: bool = False,
-                          dropout: bool = True) -> float:
+                          dropout: bool = True, layer: int | None = None) -> float:
     """Activation bytes one transformer layer keeps for its backward pass, per GPU.
 
     Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models", MLSys
@@ -144,8 +144,13 @@ def activations_per_layer(model: ModelConfig, *, micro_batch: int, seq: int, tp:
     keeps only the fp32 log-sum-exp ``4 a s b`` instead (FlashAttention recomputes the scores);
     ``dropout=False`` drops masks and the dropout output. MoE layers keep ``top_k`` copies of
     the expert intermediates (``expert_ffn``) and inputs plus fp32 router probabilities
-    (``4 s b experts``), assuming balanced routing. With context parallelism pass the local
-    ``seq`` (and ``flash=True``; the score term would need the full key length).
+    (``4 s b experts``), assuming balanced routing, and the shared experts' intermediates
+    (``shared_experts * expert_ffn`` wide) for every token; ``layer`` (0-based) picks the dense
+    MLP for the first ``dense_layers`` of an MoE model (None: an MoE layer). Multi-head latent
+    attention keeps its ``heads * qk_head``-wide Q and K, ``heads * v_head_dim``-wide V and
+    output input (:meth:`ModelConfig.attention_widths`) plus the replicated inputs of its two
+    latent up-projections (``2 s b (q_lora_rank + kv_lora_rank)``). With context parallelism
+    pass the local ``seq`` (and ``flash=True``; the score term would need the full key length).
     """
     model = _model(model)
     b = _int(micro_batch, "micro_batch")
@@ -173,12 +178,14 @@ def activations_per_layer(model: ModelConfig, *, micro_batch: int, seq: int, tp:
     # MLP intermediates kept, 2 bytes each: GELU input and down input (2), SwiGLU gate, up and
     # down input (3).
     stored = model.mlp_matrices
-    if model.is_moe:
+    if model.is_moe if layer is None else model.is_moe_layer(layer):
         replicated += 2 * model.top_k * sbh + 4 * sb * model.experts
-        mlp = 2 * stored * model.top_k * sb * model.expert_ffn
+        mlp = 2 * stored * (model.top_k + model.shared_experts) * sb * model.expert_ffn
     else:
         mlp = 2 * stored * sb * model.ffn
-    split = 4 * sb * model.q_dim + 4 * sb * model.kv_dim + mlp
+    if model.is_mla:  # the latents feeding the up-projections, on every TP rank
+        replicated += 2 * sb * (model.q_lora_rank + model.kv_lora_rank)
+    split = 2 * sb * sum(model.attention_widths()) + mlp
     if recompute == "selective":
         core = 0.0
     elif flash:
@@ -238,7 +245,13 @@ def kv_cache_bytes(model: ModelConfig, *, batch: int, context: int, tp: int = 1,
                    dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> float:
     """KV-cache bytes per GPU: ``2 * layers * kv_heads/tp * head_dim * context * batch *
     dtype_bytes`` (K and V; one replicated KV head per GPU when ``tp > kv_heads``). Llama-2-70B,
-    batch 1, 4096 tokens, fp16: ``2*80*8*128*4096*2 = 1,342,177,280`` bytes."""
+    batch 1, 4096 tokens, fp16: ``2*80*8*128*4096*2 = 1,342,177,280`` bytes.
+
+    ``dtype_bytes`` is the cache's precision (1 for fp8). With a sliding window the cache
+    holds at most ``sliding_window`` positions per sequence (Mistral 7B's rolling buffer,
+    arXiv 2310.06825). Multi-head latent attention caches ``kv_lora_rank + qk_rope_head_dim``
+    elements per token and layer (DeepSeek-V2, arXiv 2405.04434, Section 2.1.4 and Table 1),
+    shared by all heads and so kept whole on every tensor-parallel rank."""
     model = _model(model)
     _int(batch, "batch")
     _int(context, "context")
@@ -247,7 +260,8 @@ def kv_cache_bytes(model: ModelConfig, *, batch: int, context: int, tp: int = 1,
         kv_local = model.kv_heads_per_rank(_int(tp, "tp"))
     except ModelConfigError as error:
         raise MemoryModelError(str(error)) from error
-    return 2.0 * model.layers * kv_local * model.head_dim * context * batch * dtype_bytes
+    width = model.kv_cache_width() if model.is_mla else 2 * kv_local * model.head_dim
+    return float(model.layers) * width * model.cached_positions(context) * batch * dtype_bytes
 
 
 def fits(breakdown: MemoryBreakdown, capacity: float, reserve: float = 0.0) -> bool:

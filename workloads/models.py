@@ -395,6 +395,19 @@ class ModelConfig:
         mlp = self.moe_mlp_params() if moe else self.mlp_params()
         return self.attention_params() + mlp + 2 * self.norm_params()
 
+    def layer_params_local(self, tp: int = 1, ep: int = 1, layer: int | None = None) -> float:
+        """One layer's parameters on one GPU: split ``tp`` ways (Megatron), except MLA's
+        down-projections, which every tensor-parallel rank holds whole
+        (:meth:`attention_replicated_params`); routed experts are further split ``ep`` ways.
+        ``layer`` as in :meth:`layer_params`."""
+        _check_tp(tp)
+        check(positive_int, ep, "ep", ModelConfigError)
+        moe = self.is_moe if layer is None else self.is_moe_layer(layer)
+        routed = self.experts * self.expert_params() if moe else 0
+        replicated = self.attention_replicated_params()
+        rest = self.layer_params(layer) - routed - replicated
+        return rest / tp + routed / ep / tp + replicated
+
     def embedding_params(self) -> int:
         """Input embeddings: ``vocab * hidden`` (+ ``seq * hidden`` learned positions)."""
         positions = self.seq * self.hidden if self.position_embeddings else 0
