@@ -147,7 +147,7 @@ class ParallelConfig:
         size = dtype_bytes(named, GRAD_REDUCE_DTYPES, "parallel.grad_reduce_dtype")
         if self.grad_bytes is not None and self.grad_bytes != size:
             raise PrecisionError(f"parallel.grad_bytes ({self.grad_bytes!r}) disagrees with "
-                                 f"parallel.grad_reduce_dtype ({named}: {size} bytes); give one")
+                                 f"grad_reduce_dtype ({named}: {size} bytes); give one of them")
         object.__setattr__(self, "grad_bytes", size)
 
     @property
