@@ -312,13 +312,15 @@ class TrainingBuilder:
             deps.append(self._pp_recv(rank, g + 1, micro, g, True, "B"))
         h = self.graph.compute(rank, name=f"bwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                deps=deps, category="bwd")
+        final = micro == p.micro_batches - 1 and p.dp_overlap
         if last_chunk:
             h = self._zero3_gather(rank, h, "head", f"bwd/m{micro}")
             h = self._compute(rank, "bwd", f"bwd/m{micro}.head", ops.backward(
                 ops.lm_head_forward(self.model, self.shard)
                 + ops.loss_forward(self.model, self.shard)), (h,))
             self._zero3_reduce(rank, h, "head", f"bwd/m{micro}")
-        final = micro == p.micro_batches - 1 and p.dp_overlap
+            if final and p.zero < 3:  # the LM head's gradients join the first bucket
+                self._bucket_add(rank, self._edge_params("head")[1], h)
         for layer in reversed(self._chunk_layers(g)):
             h = self._layer_backward(rank, h, layer)
             if final and p.zero < 3:
@@ -328,6 +330,8 @@ class TrainingBuilder:
             h = self._compute(rank, "bwd", f"bwd/m{micro}.embed",
                               ops.backward(ops.embedding_forward(self.model, self.shard)), (h,))
             self._zero3_reduce(rank, h, "embed", f"bwd/m{micro}")
+            if final and p.zero < 3:
+                self._bucket_add(rank, self._edge_params("embed")[1], h)
         self._compute_end = h
         if not first_chunk:
             h = self._pp_send(rank, h, g - 1, micro, g - 1, True, "B")
