@@ -263,9 +263,8 @@ class TrainingBuilder:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
         if p.zero == 3 and p.dp > 1:  # every micro-batch, DeepSpeed ZeRO-3 style
-            self._dp_grads.append(self._coll(
-                rank, RS, self._layer_local(layer) * p.grad_bytes, "dp",
-                f"dp/{g}.grads", (h,)))
+            self._grad_reduce(rank, RS, self._layer_local(layer) * p.grad_bytes,
+                              f"dp/{g}.grads", h)
         return h
 
     # ------------------------------------------------------------------ passes
@@ -409,13 +408,21 @@ class TrainingBuilder:
         _, own = self._edge_params(part)
         if p.zero != 3 or p.dp == 1 or own <= 0:
             return
-        self._dp_grads.append(self._coll(rank, RS, own * p.grad_bytes, "dp",
-                                         f"dp/{g}.{part}.grads", (h,)))
+        self._grad_reduce(rank, RS, own * p.grad_bytes, f"dp/{g}.{part}.grads", h)
 
     def _bucket_add(self, rank: int, params: float, h: int) -> None:
         self._bucket += params
         if self._bucket * self.par.grad_bytes >= self.par.bucket_bytes:
             self._bucket_flush(rank, h)
+
+    def _grad_reduce(self, rank: int, kind: CollectiveType, nbytes: float, name: str,
+                     h: int) -> None:
+        """A gradient reduction after node ``h``, issued after the previous one: every bucket
+        goes through the data-parallel group's one communicator, whose collectives run in
+        issue order on one stream (PyTorch DDP and Megatron-LM's overlapped reduction both
+        launch them on the process group's NCCL stream), so buckets queue, never share links."""
+        deps = (h, self._dp_grads[-1]) if self._dp_grads else (h,)
+        self._dp_grads.append(self._coll(rank, kind, nbytes, "dp", name, deps))
 
     def _bucket_flush(self, rank: int, h: int) -> None:
         p = self.par
@@ -424,8 +431,7 @@ class TrainingBuilder:
             return
         nbytes = self._bucket * p.grad_bytes
         kind = AR if p.zero == 0 else RS
-        self._dp_grads.append(self._coll(rank, kind, nbytes, "dp",
-                                         f"dp/grads{len(self._dp_grads)}", (h,)))
+        self._grad_reduce(rank, kind, nbytes, f"dp/grads{len(self._dp_grads)}", h)
         self._bucket = 0.0
 
     # ------------------------------------------------------------------ whole iteration
