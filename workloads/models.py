@@ -21,10 +21,20 @@ Parameter-count conventions (stated once, used by every method):
   adds ``vocab * hidden`` unless ``tied_embeddings``.
 * MoE (``experts > 0``): every layer's MLP is replaced by ``experts`` expert MLPs of
   ``expert_ffn`` intermediate size plus a ``hidden x experts`` router; ``active_params`` counts
-  ``top_k`` experts per token (Jiang et al., "Mixtral of Experts", 2024).
+  ``top_k`` experts per token (Jiang et al., "Mixtral of Experts", 2024). DeepSeekMoE adds
+  ``shared_experts`` always-active experts of the same width and keeps a dense ``ffn`` MLP in
+  the first ``dense_layers`` layers (DeepSeek-V2, arXiv 2405.04434, Section 2.2).
+* Multi-head latent attention (``kv_lora_rank > 0``): low-rank query and joint key/value
+  projections with a decoupled RoPE key (DeepSeek-V2, Section 2.1); ``head_dim`` is the
+  query/key head width ``qk_nope_head_dim + qk_rope_head_dim``, values are ``v_head_dim`` wide,
+  and the KV cache keeps ``kv_lora_rank + qk_rope_head_dim`` elements per token and layer.
+* ``sliding_window`` > 0: each position attends at most that many keys and the KV cache keeps
+  at most that many positions (Mistral 7B, arXiv 2310.06825).
 
 With these rules the presets reproduce published totals: Llama-2-7B 6,738,415,616 (6.74B),
-GPT-3 175B 174.6B, Mixtral-8x7B 46.7B total / 12.9B active, GPT-2 small 124,439,808 exactly.
+GPT-3 175B 174.6B, Mixtral-8x7B 46.7B total / 12.9B active, GPT-2 small 124,439,808 exactly,
+Mistral-7B 7.24B, DeepSeek-V2-Lite 15.7B total / 2.45B activated (model card: 2.4B; DeepSeek
+counts activated parameters without the input embedding table).
 """
 
 from __future__ import annotations
@@ -451,7 +461,9 @@ def model_from_dict(data: Mapping[str, Any], where: str = "model") -> ModelConfi
     Required keys: ``name, layers, hidden, heads, ffn, activation, vocab, seq``; optional:
     ``kv_heads`` (default ``heads``), ``head_dim`` (default ``hidden // heads``, which must then
     divide exactly), ``tied_embeddings``, ``experts``, ``top_k``, ``expert_ffn``, ``norm``,
-    ``position_embeddings``, ``bias``. Errors name the key under ``where``, e.g.
+    ``position_embeddings``, ``bias``, ``sliding_window``, ``shared_experts``,
+    ``dense_layers`` and MLA's ``kv_lora_rank``, ``q_lora_rank``, ``qk_nope_head_dim``,
+    ``qk_rope_head_dim``, ``v_head_dim`` (all 0 = off). Errors name the key under ``where``, e.g.
     ``model.kv_heads``; unknown keys are errors listing the allowed ones.
     """
     return ModelConfig(**_read(Section(data, where, keys=_KEYS, error=ModelConfigError)))
