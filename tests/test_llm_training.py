@@ -133,9 +133,10 @@ def test_zero_stages_place_their_collectives():
                               for n in graph.nodes(0) if n.collective)
     assert names[0][("all_reduce", "dp")] >= 1 and ("reduce_scatter", "dp") not in names[0]
     assert names[1][("reduce_scatter", "dp")] >= 1 and names[1][("all_gather", "dp")] == 1
-    # ZeRO-3: parameters gathered before every layer's forward and backward
-    assert names[3][("all_gather", "dp")] == 2 * TINY.layers
-    assert names[3][("reduce_scatter", "dp")] == TINY.layers
+    # ZeRO-3: parameters gathered before every layer's forward and backward, and the
+    # embedding's and LM head's before theirs; each one's gradients reduce-scattered
+    assert names[3][("all_gather", "dp")] == 2 * TINY.layers + 4
+    assert names[3][("reduce_scatter", "dp")] == TINY.layers + 2
 
 
 def test_context_parallel_ring_and_expert_all_to_alls():

@@ -40,6 +40,7 @@ from workloads.memory import MemoryBreakdown, kv_cache_bytes
 from workloads.models import ModelConfig
 from workloads.op_cost import OpCost, Shard
 from workloads.parallel import Layout, ParallelConfig, ParallelError, add_collective
+from workloads.precision import KV_CACHE_DTYPES, dtype_bytes
 
 AR, AG = CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER
 #: Bytes of one sampled token id sent back to the first stage.
@@ -53,7 +54,10 @@ __all__ = ["InferenceBuilder", "InferenceConfig", "InferenceWorkload", "build_in
 class InferenceConfig:
     """How a batch of requests is served: ``tp`` x ``pp`` GPUs, ``batch`` sequences of
     ``prompt`` prompt tokens and ``generate`` generated tokens each; ``fold_tp`` simulates one
-    rank per tensor-parallel group (see :class:`~workloads.parallel.ParallelConfig`)."""
+    rank per tensor-parallel group (see :class:`~workloads.parallel.ParallelConfig`).
+    ``kv_cache_dtype`` (``fp32``, ``bf16``, ``fp16``, ``fp8``; default: ``dtype_bytes``) is the
+    KV cache's precision: it sizes the cache in memory and the cached keys and values each
+    decode step reads (:mod:`workloads.precision`)."""
 
     tp: int = 1
     pp: int = 1
@@ -63,11 +67,15 @@ class InferenceConfig:
     dtype_bytes: int = DEFAULT_DTYPE_BYTES
     flash: bool = True
     fold_tp: bool = False
+    kv_cache_dtype: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type in (bool, "bool"):
+            if f.name == "kv_cache_dtype":
+                if value is not None:
+                    dtype_bytes(value, KV_CACHE_DTYPES, "parallel.kv_cache_dtype")
+            elif f.type in (bool, "bool"):
                 if not isinstance(value, bool):
                     raise ParallelError(f"parallel.{f.name} must be true or false, "
                                         f"got {value!r}")
@@ -79,6 +87,13 @@ class InferenceConfig:
     def world(self) -> int:
         """GPUs serving the batch: ``tp * pp``."""
         return self.tp * self.pp
+
+    @property
+    def kv_bytes(self) -> int:
+        """Bytes per cached K/V element: ``kv_cache_dtype``'s, else ``dtype_bytes``."""
+        if self.kv_cache_dtype is None:
+            return self.dtype_bytes
+        return dtype_bytes(self.kv_cache_dtype, KV_CACHE_DTYPES, "parallel.kv_cache_dtype")
 
     @property
     def context(self) -> int:
@@ -130,16 +145,23 @@ def _check(model: ModelConfig, cfg: InferenceConfig, npus: int) -> None:
     if model.heads % cfg.tp or (model.kv_heads % cfg.tp and cfg.tp % model.kv_heads):
         raise ParallelError(f"{model.name}: {model.heads} heads ({model.kv_heads} KV) do "
                             f"not split over tp = {cfg.tp}")
-    ffn = model.expert_ffn if model.is_moe else model.ffn
-    if ffn % cfg.tp:
-        raise ParallelError(f"{model.name}: the MLP's {ffn} columns do not split over "
-                            f"tp = {cfg.tp}")
+    widths = {model.expert_ffn} if model.is_moe else set()
+    if model.layers > model.moe_layers:
+        widths.add(model.ffn)
+    for ffn in sorted(widths):
+        if ffn % cfg.tp:
+            raise ParallelError(f"{model.name}: the MLP's {ffn} columns do not split over "
+                                f"tp = {cfg.tp}")
 
 
 def _stage_params(model: ModelConfig, cfg: InferenceConfig, stage: int) -> float:
     """Parameters one GPU of ``stage`` holds: its layers, the embeddings on the first stage,
-    the final norm and LM head on the last (all split ``tp`` ways)."""
-    params = model.layers // cfg.pp * model.layer_params() / cfg.tp
+    the final norm and LM head on the last (split ``tp`` ways, but for MLA's replicated
+    down-projections, :meth:`~workloads.models.ModelConfig.layer_params_local`)."""
+    per_stage = model.layers // cfg.pp
+    first = stage * per_stage
+    params = sum(model.layer_params_local(cfg.tp, layer=layer)
+                 for layer in range(first, first + per_stage))
     if stage == 0:
         params += model.embedding_params() / cfg.tp
     if stage == cfg.pp - 1:
@@ -155,14 +177,19 @@ def inference_memory(model: ModelConfig, cfg: InferenceConfig, stage: int) -> Me
     (:func:`~workloads.memory.kv_cache_bytes`), and as activations the prefill's transient
     working set of one layer (nothing is kept across layers): the residual stream and the norm
     output (``2 x hidden``), the local Q/K/V, the MLP's local intermediates (2 x ``ffn/tp``, or
-    ``top_k`` routed copies for MoE) over ``batch x prompt`` tokens, plus the unfused attention
-    scores when ``flash`` is off and the ``batch x vocab/tp`` logits on the last stage."""
+    ``top_k`` routed and the shared copies for MoE) over ``batch x prompt`` tokens, plus the
+    unfused attention scores when ``flash`` is off and the ``batch x vocab/tp`` logits on the
+    last stage. The KV cache is held at ``kv_cache_dtype``'s bytes (``cfg.kv_bytes``)."""
     weights = _stage_params(model, cfg, stage) * cfg.dtype_bytes
     kv = kv_cache_bytes(model, batch=cfg.batch, context=cfg.context, tp=cfg.tp,
-                        dtype_bytes=cfg.dtype_bytes) / cfg.pp
+                        dtype_bytes=cfg.kv_bytes) / cfg.pp
     tokens = cfg.batch * cfg.prompt
-    qkv = (model.q_dim + 2 * model.kv_dim) / cfg.tp
-    ffn = model.top_k * model.expert_ffn if model.is_moe else model.ffn
+    q, k, v, _ = model.attention_widths()
+    qkv = (q + k + v) / cfg.tp
+    ffn = model.ffn
+    if model.is_moe:
+        ffn = max((model.top_k + model.shared_experts) * model.expert_ffn,
+                  model.ffn if model.dense_layers else 0)
     width = 2 * model.hidden + qkv + 2 * ffn / cfg.tp
     acts = cfg.dtype_bytes * tokens * width
     if not cfg.flash:
@@ -190,13 +217,15 @@ class InferenceBuilder:
     def _shard(self, tokens: int, seq: int, decode: bool) -> Shard:
         c = self.cfg
         return Shard(tokens=tokens, seq=seq, tp=c.tp, flash=c.flash,
-                     dtype_bytes=c.dtype_bytes, decode=decode)
+                     dtype_bytes=c.dtype_bytes, decode=decode, kv_bytes=c.kv_bytes)
 
-    def _costs(self, shard: Shard) -> tuple[list[OpCost], list[OpCost]]:
-        """(attention block, MLP block) op costs of one layer on one GPU."""
+    def _costs(self, shard: Shard, moe: bool | None = None
+               ) -> tuple[list[OpCost], list[OpCost]]:
+        """(attention block, MLP block) op costs of one layer on one GPU; ``moe`` False gives
+        an MoE model's leading dense layer."""
         m = self.model
         attn = ops.attention_forward(m, shard)
-        if m.is_moe:  # every expert on every GPU, columns split tp ways; balanced routing
+        if m.is_moe and moe is not False:  # every expert on every GPU, columns split tp ways
             per_expert = ops.balanced_tokens_per_expert(m, shard.tokens)
             mlp = ops.moe_forward(m, shard, per_expert, m.experts)
         else:
@@ -232,6 +261,8 @@ class InferenceBuilder:
         phase = f"decode/t{step - 1}" if decode else "prefill"
         shard = self._shard(tokens, seq, decode)
         attn, mlp = (op_cost.kernels(costs) for costs in self._costs(shard))
+        dense_mlp = (op_cost.kernels(self._costs(shard, moe=False)[1])
+                     if m.dense_layers else mlp)
         act_bytes = float(tokens * m.hidden * c.dtype_bytes)
         deps = [] if prev is None else [prev]
         if stage > 0:
@@ -254,7 +285,8 @@ class InferenceBuilder:
             h = self._kernels(rank, cat, f"{phase}/L{layer}.attn", attn, (h,))
             if c.tp > 1:
                 h = self._coll(rank, AR, act_bytes, f"tp/{phase}/L{layer}.ar1", (h,))
-            h = self._kernels(rank, cat, f"{phase}/L{layer}.mlp", mlp, (h,))
+            h = self._kernels(rank, cat, f"{phase}/L{layer}.mlp",
+                              mlp if m.is_moe_layer(layer) or not m.is_moe else dense_mlp, (h,))
             if c.tp > 1:
                 h = self._coll(rank, AR, act_bytes, f"tp/{phase}/L{layer}.ar2", (h,))
         if stage < c.pp - 1:

@@ -128,26 +128,33 @@ class TrainingBuilder:
     def _prepare_costs(self) -> None:
         m, s = self.model, self.shard
         attn = ops.attention_forward(m, s)
-        self.attn_pre = [c for c in attn if not _is_core(c) and c.name in ("norm1", "qkv")]
+        self.attn_pre = [c for c in attn if not _is_core(c)
+                         and (c.name == "norm1" or c.name.startswith("qkv"))]
         self.attn_core = [c for c in attn if _is_core(c)]
         self.attn_post = [c for c in attn if c not in self.attn_pre and c not in self.attn_core]
+        self.dense_mlp = ops.mlp_forward(m, s) if m.layers > m.moe_layers else []
         if m.experts:
             routed = self.tokens * m.top_k / max(self.par.tp if self.par.sp else 1, 1)
             local = m.experts // self.par.ep
             self.mlp = ops.moe_forward(m, s, routed / local, local)
         else:
-            self.mlp = ops.mlp_forward(m, s)
+            self.mlp = self.dense_mlp
         self.bwd_mlp = ops.backward(self.mlp)
+        self.bwd_dense_mlp = ops.backward(self.dense_mlp)
         self.bwd_attn_post = ops.backward(self.attn_post)
         self.bwd_attn_core = ops.backward(self.attn_core)
         self.bwd_attn_pre = ops.backward(self.attn_pre)
         p = self.par
-        params = m.layer_params()
-        if m.experts:
-            dense = params - m.experts * m.expert_params()
-            self.layer_params_local = dense / p.tp + m.experts / p.ep * m.expert_params() / p.tp
-        else:
-            self.layer_params_local = params / p.tp
+        # one layer's parameters on one GPU (an MoE layer of an MoE model; see _layer_local)
+        self.layer_params_local = m.layer_params_local(p.tp, p.ep)
+
+    def _layer_local(self, layer: int) -> float:
+        """Parameters of layer ``layer`` on one GPU: split tp ways (MLA's down-projections
+        whole), routed experts ep ways; the leading dense layers of an MoE model have theirs."""
+        p, m = self.par, self.model
+        if m.is_moe_layer(layer) or not m.is_moe:
+            return self.layer_params_local
+        return m.layer_params_local(p.tp, p.ep, layer)
 
     # ------------------------------------------------------------------ helpers
     def _next_tag(self) -> int:
@@ -174,8 +181,8 @@ class TrainingBuilder:
     def _layer_forward(self, rank: int, h: int, cat: str, layer: int) -> int:
         p, g = self.par, f"{cat}/L{layer}"
         tp = p.tp > 1
-        if p.zero == 3:
-            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes * p.dp, "dp",
+        if p.zero == 3 and p.dp > 1:  # the gathered layer: the whole buffer (see _zero3_gather)
+            h = self._coll(rank, AG, self._layer_local(layer) * p.dtype_bytes, "dp",
                            f"dp/{g}.params", (h,))
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
@@ -187,7 +194,9 @@ class TrainingBuilder:
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
             if p.sp:
                 h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
-        h = self._mlp(rank, h, cat, g, self.mlp)
+        moe = self.model.is_moe_layer(layer)
+        h = self._mlp(rank, h, cat, g, self.mlp if moe or not self.model.is_moe
+                      else self.dense_mlp, moe)
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
@@ -206,13 +215,17 @@ class TrainingBuilder:
     @cached_property
     def _ring(self) -> RingAttention:
         p, m = self.par, self.model
-        block = 2 * self.tokens * m.kv_heads * m.head_dim * p.dtype_bytes / p.tp  # K and V
+        _, k, v, _ = m.attention_widths()  # MLA: the up-projected heads' K and V
+        block = self.tokens * (k + v) * p.dtype_bytes / p.tp  # K and V
         fold = self.fold is not None and "cp" in self.fold.axes
         return RingAttention(self.graph, p.ring_attention, p.cp, block, fold=fold)
 
-    def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[OpCost]) -> int:
+    def _mlp(self, rank: int, h: int, cat: str, g: str, costs: list[OpCost], moe: bool) -> int:
+        """The MLP block; an MoE layer under expert parallelism dispatches its routed token
+        copies (``top_k`` per token: shared experts run locally) with an all-to-all of the
+        whole send buffer and combines them with another."""
         p, m = self.par, self.model
-        if not (m.experts and p.ep > 1):
+        if not (moe and p.ep > 1):
             return self._compute(rank, cat, f"{g}.mlp", costs, (h,))
         router = [c for c in costs if c.name == "router"]
         experts = [c for c in costs if c.name != "router"]
@@ -227,12 +240,14 @@ class TrainingBuilder:
         tp = p.tp > 1
         if p.recompute == "full":
             h = self._layer_forward(rank, h, "recompute", layer)
-        if p.zero == 3:
-            h = self._coll(rank, AG, self.layer_params_local * p.dtype_bytes * p.dp, "dp",
+        if p.zero == 3 and p.dp > 1:  # the gathered layer: the whole buffer (see _zero3_gather)
+            h = self._coll(rank, AG, self._layer_local(layer) * p.dtype_bytes, "dp",
                            f"dp/{g}.params", (h,))
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
-        h = self._mlp(rank, h, "bwd", g, self.bwd_mlp)
+        moe = self.model.is_moe_layer(layer)
+        h = self._mlp(rank, h, "bwd", g, self.bwd_mlp if moe or not self.model.is_moe
+                      else self.bwd_dense_mlp, moe)
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
@@ -247,10 +262,9 @@ class TrainingBuilder:
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
-        if p.zero == 3:
-            self._dp_grads.append(self._coll(
-                rank, RS, self.layer_params_local * p.grad_bytes * p.dp, "dp",
-                f"dp/{g}.grads", (h,)))
+        if p.zero == 3 and p.dp > 1:  # every micro-batch, DeepSpeed ZeRO-3 style
+            self._grad_reduce(rank, RS, self._layer_local(layer) * p.grad_bytes,
+                              f"dp/{g}.grads", h)
         return h
 
     # ------------------------------------------------------------------ passes
@@ -279,11 +293,13 @@ class TrainingBuilder:
             h = self.graph.compute(rank, name=f"fwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                    deps=deps, category="fwd")
             if first_chunk:
+                h = self._zero3_gather(rank, h, "embed", f"fwd/m{micro}")
                 h = self._compute(rank, "fwd", f"fwd/m{micro}.embed",
                                   ops.embedding_forward(self.model, self.shard), (h,))
             for layer in self._chunk_layers(g):
                 h = self._layer_forward(rank, h, "fwd", layer)
             if last_chunk:
+                h = self._zero3_gather(rank, h, "head", f"fwd/m{micro}")
                 h = self._compute(rank, "fwd", f"fwd/m{micro}.head",
                                   ops.lm_head_forward(self.model, self.shard)
                                   + ops.loss_forward(self.model, self.shard), (h,))
@@ -295,18 +311,26 @@ class TrainingBuilder:
             deps.append(self._pp_recv(rank, g + 1, micro, g, True, "B"))
         h = self.graph.compute(rank, name=f"bwd/m{micro}.g{g}.begin", duration_ns=0.0,
                                deps=deps, category="bwd")
+        final = micro == p.micro_batches - 1 and p.dp_overlap
         if last_chunk:
+            h = self._zero3_gather(rank, h, "head", f"bwd/m{micro}")
             h = self._compute(rank, "bwd", f"bwd/m{micro}.head", ops.backward(
                 ops.lm_head_forward(self.model, self.shard)
                 + ops.loss_forward(self.model, self.shard)), (h,))
-        final = micro == p.micro_batches - 1 and p.dp_overlap
+            self._zero3_reduce(rank, h, "head", f"bwd/m{micro}")
+            if final and p.zero < 3:  # the LM head's gradients join the first bucket
+                self._bucket_add(rank, self._edge_params("head")[1], h)
         for layer in reversed(self._chunk_layers(g)):
             h = self._layer_backward(rank, h, layer)
             if final and p.zero < 3:
-                self._bucket_add(rank, self.layer_params_local, h)
+                self._bucket_add(rank, self._layer_local(layer), h)
         if first_chunk:
+            h = self._zero3_gather(rank, h, "embed", f"bwd/m{micro}")
             h = self._compute(rank, "bwd", f"bwd/m{micro}.embed",
                               ops.backward(ops.embedding_forward(self.model, self.shard)), (h,))
+            self._zero3_reduce(rank, h, "embed", f"bwd/m{micro}")
+            if final and p.zero < 3:
+                self._bucket_add(rank, self._edge_params("embed")[1], h)
         self._compute_end = h
         if not first_chunk:
             h = self._pp_send(rank, h, g - 1, micro, g - 1, True, "B")
@@ -355,10 +379,50 @@ class TrainingBuilder:
                                   category="pp")
 
     # ------------------------------------------------------------------ data parallel
+    def _edge_params(self, part: str) -> tuple[float, float]:
+        """(gathered, reduced) parameters of the embedding (``part`` "embed") or the LM head
+        ("head") on one GPU: the head of a tied single-stage model reuses the embedding matrix,
+        so it is gathered again but its gradient is reduced with the embedding's."""
+        p, m = self.par, self.model
+        if part == "embed":
+            own = m.embedding_params() / p.tp
+            return own, own
+        own = m.vocab * m.hidden / p.tp if (not m.tied_embeddings or p.pp > 1) else 0.0
+        return m.vocab * m.hidden / p.tp, own
+
+    def _zero3_gather(self, rank: int, h: int, part: str, g: str) -> int:
+        """ZeRO-3: all-gather the embedding's or LM head's parameters before use. Sizes follow
+        the des collective convention: ``nbytes`` is the whole gathered buffer, the ``tp``
+        shard's parameters at ``dtype_bytes`` (each data-parallel rank holds 1/dp of it)."""
+        p = self.par
+        if p.zero != 3 or p.dp == 1:
+            return h
+        gathered, _ = self._edge_params(part)
+        return self._coll(rank, AG, gathered * p.dtype_bytes, "dp", f"dp/{g}.{part}.params",
+                          (h,))
+
+    def _zero3_reduce(self, rank: int, h: int, part: str, g: str) -> None:
+        """ZeRO-3: reduce-scatter the embedding's or LM head's gradients after their backward
+        (the whole gradient buffer at ``grad_bytes``), every micro-batch as the layers' are."""
+        p = self.par
+        _, own = self._edge_params(part)
+        if p.zero != 3 or p.dp == 1 or own <= 0:
+            return
+        self._grad_reduce(rank, RS, own * p.grad_bytes, f"dp/{g}.{part}.grads", h)
+
     def _bucket_add(self, rank: int, params: float, h: int) -> None:
         self._bucket += params
         if self._bucket * self.par.grad_bytes >= self.par.bucket_bytes:
             self._bucket_flush(rank, h)
+
+    def _grad_reduce(self, rank: int, kind: CollectiveType, nbytes: float, name: str,
+                     h: int) -> None:
+        """A gradient reduction after node ``h``, issued after the previous one: every bucket
+        goes through the data-parallel group's one communicator, whose collectives run in
+        issue order on one stream (PyTorch DDP and Megatron-LM's overlapped reduction both
+        launch them on the process group's NCCL stream), so buckets queue, never share links."""
+        deps = (h, self._dp_grads[-1]) if self._dp_grads else (h,)
+        self._dp_grads.append(self._coll(rank, kind, nbytes, "dp", name, deps))
 
     def _bucket_flush(self, rank: int, h: int) -> None:
         p = self.par
@@ -367,8 +431,7 @@ class TrainingBuilder:
             return
         nbytes = self._bucket * p.grad_bytes
         kind = AR if p.zero == 0 else RS
-        self._dp_grads.append(self._coll(rank, kind, nbytes, "dp",
-                                         f"dp/grads{len(self._dp_grads)}", (h,)))
+        self._grad_reduce(rank, kind, nbytes, f"dp/grads{len(self._dp_grads)}", h)
         self._bucket = 0.0
 
     # ------------------------------------------------------------------ whole iteration
@@ -393,7 +456,9 @@ class TrainingBuilder:
             params = self._stage_params(stage)
             opt = self.graph.compute(
                 rank, name="optimizer/step",
-                kernels=kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1)),
+                kernels=kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1,
+                                                   grad_bytes=p.grad_bytes,
+                                                   param_bytes=p.dtype_bytes)),
                 deps=(prev, *self._dp_grads), category="optimizer")
             if p.zero in (1, 2) and p.dp > 1:
                 self._coll(rank, AG, params * p.dtype_bytes, "dp", "dp/params", (opt,))
@@ -418,7 +483,7 @@ class TrainingBuilder:
         """Parameters of global model chunk ``g`` on one GPU: its layers, plus the embeddings
         in the first chunk and the LM head in the last."""
         p, m = self.par, self.model
-        params = self.layers_per_chunk * self.layer_params_local
+        params = sum(self._layer_local(layer) for layer in self._chunk_layers(g))
         if g == 0:
             params += m.embedding_params() / p.tp
         if g == p.pp * p.virtual_stages - 1 and (not m.tied_embeddings or p.pp > 1):
@@ -431,19 +496,24 @@ class TrainingBuilder:
         return sum(self._chunk_params(local * p.pp + stage) for local in range(p.virtual_stages))
 
     def memory(self, stage: int) -> MemoryBreakdown:
-        """Peak memory of a rank of ``stage`` (Korthikanti et al. 2022; ZeRO)."""
+        """Peak memory of a rank of ``stage`` (Korthikanti et al. 2022; ZeRO); gradients held
+        at ``grad_bytes``, the precision the data-parallel reductions send."""
         p = self.par
         weights, grads, optimizer = weights_and_optimizer(
-            self._stage_params(stage), zero_stage=p.zero, dp=p.dp, dtype_bytes=p.dtype_bytes)
-        per_layer = activations_per_layer(self.model, micro_batch=p.micro_batch,
-                                          seq=self.seq // p.cp, tp=p.tp, sp=p.sp,
-                                          recompute=p.recompute, flash=p.flash)
+            self._stage_params(stage), zero_stage=p.zero, dp=p.dp, dtype_bytes=p.dtype_bytes,
+            grad_bytes=p.grad_bytes)
+        def chunk(g: int) -> float:
+            return sum(activations_per_layer(self.model, micro_batch=p.micro_batch,
+                                             seq=self.seq // p.cp, tp=p.tp, sp=p.sp,
+                                             recompute=p.recompute, flash=p.flash, layer=layer)
+                       for layer in self._chunk_layers(g))
         # in-flight model chunks (micro-batches when not interleaved), each of
-        # layers_per_chunk layers
+        # layers_per_chunk layers: the largest of this stage's chunks (they differ only when an
+        # MoE model's leading dense layers fall in one)
         in_flight = in_flight_microbatches(p.schedule, p.pp, stage, p.micro_batches,
                                            p.virtual_stages)
-        return MemoryBreakdown(weights, grads, optimizer,
-                               per_layer * self.layers_per_chunk * in_flight)
+        per_chunk = max(chunk(local * p.pp + stage) for local in range(p.virtual_stages))
+        return MemoryBreakdown(weights, grads, optimizer, per_chunk * in_flight)
 
 
 def build_training(model: ModelConfig, par: ParallelConfig, npus: int,

@@ -86,7 +86,8 @@ def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
                           dtype_bytes: int = DEFAULT_DTYPE_BYTES,
                           master_bytes: int = MASTER_BYTES,
                           optimizer_states: int = ADAM_STATES,
-                          state_bytes: int = ADAM_STATE_BYTES) -> tuple[float, float, float]:
+                          state_bytes: int = ADAM_STATE_BYTES,
+                          grad_bytes: int | None = None) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes for ``params_local`` parameters under ZeRO
     (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
     Models", SC 2020).
@@ -95,6 +96,10 @@ def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
     state of an fp32 master copy plus ``optimizer_states`` fp32 moments (4 + 4 + 4 = 12): 16
     bytes per parameter unsharded. Stage 1 shards the optimizer state ``dp`` ways, stage 2 also
     the gradients, stage 3 also the weights (stage 3 at dp=8: 16P/8 per GPU).
+    ``grad_bytes`` (default ``dtype_bytes``) is the gradient buffer's precision, the one the
+    data-parallel reduction sends: bf16 weights with fp32 gradients hold 2 + 4 + 12 = 18 bytes
+    per parameter unsharded (NVIDIA Megatron Core, "Distributed Optimizer", bytes-per-parameter
+    table).
     """
     params = _number(params_local, "params_local")
     if zero_stage not in (0, 1, 2, 3) or isinstance(zero_stage, bool):
@@ -104,8 +109,9 @@ def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
     _int(master_bytes, "master_bytes", minimum=0)
     _int(optimizer_states, "optimizer_states", minimum=0)
     _int(state_bytes, "state_bytes")
+    grad_size = dtype_bytes if grad_bytes is None else _int(grad_bytes, "grad_bytes")
     weights = dtype_bytes * params / (dp if zero_stage >= 3 else 1)
-    grads = dtype_bytes * params / (dp if zero_stage >= 2 else 1)
+    grads = grad_size * params / (dp if zero_stage >= 2 else 1)
     optimizer = (master_bytes + optimizer_states * state_bytes) * params
     optimizer /= dp if zero_stage >= 1 else 1
     return weights, grads, optimizer
@@ -113,7 +119,7 @@ def weights_and_optimizer(params_local: float, *, zero_stage: int, dp: int,
 
 def activations_per_layer(model: ModelConfig, *, micro_batch: int, seq: int, tp: int = 1,
                           sp: bool = False, recompute: str = "none", flash: bool = False,
-                          dropout: bool = True) -> float:
+                          dropout: bool = True, layer: int | None = None) -> float:
     """Activation bytes one transformer layer keeps for its backward pass, per GPU.
 
     Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models", MLSys
@@ -138,8 +144,13 @@ def activations_per_layer(model: ModelConfig, *, micro_batch: int, seq: int, tp:
     keeps only the fp32 log-sum-exp ``4 a s b`` instead (FlashAttention recomputes the scores);
     ``dropout=False`` drops masks and the dropout output. MoE layers keep ``top_k`` copies of
     the expert intermediates (``expert_ffn``) and inputs plus fp32 router probabilities
-    (``4 s b experts``), assuming balanced routing. With context parallelism pass the local
-    ``seq`` (and ``flash=True``; the score term would need the full key length).
+    (``4 s b experts``), assuming balanced routing, and the shared experts' intermediates
+    (``shared_experts * expert_ffn`` wide) for every token; ``layer`` (0-based) picks the dense
+    MLP for the first ``dense_layers`` of an MoE model (None: an MoE layer). Multi-head latent
+    attention keeps its ``heads * qk_head``-wide Q and K, ``heads * v_head_dim``-wide V and
+    output input (:meth:`ModelConfig.attention_widths`) plus the replicated inputs of its two
+    latent up-projections (``2 s b (q_lora_rank + kv_lora_rank)``). With context parallelism
+    pass the local ``seq`` (and ``flash=True``; the score term would need the full key length).
     """
     model = _model(model)
     b = _int(micro_batch, "micro_batch")
@@ -167,12 +178,14 @@ def activations_per_layer(model: ModelConfig, *, micro_batch: int, seq: int, tp:
     # MLP intermediates kept, 2 bytes each: GELU input and down input (2), SwiGLU gate, up and
     # down input (3).
     stored = model.mlp_matrices
-    if model.is_moe:
+    if model.is_moe if layer is None else model.is_moe_layer(layer):
         replicated += 2 * model.top_k * sbh + 4 * sb * model.experts
-        mlp = 2 * stored * model.top_k * sb * model.expert_ffn
+        mlp = 2 * stored * (model.top_k + model.shared_experts) * sb * model.expert_ffn
     else:
         mlp = 2 * stored * sb * model.ffn
-    split = 4 * sb * model.q_dim + 4 * sb * model.kv_dim + mlp
+    if model.is_mla:  # the latents feeding the up-projections, on every TP rank
+        replicated += 2 * sb * (model.q_lora_rank + model.kv_lora_rank)
+    split = 2 * sb * sum(model.attention_widths()) + mlp
     if recompute == "selective":
         core = 0.0
     elif flash:
@@ -232,7 +245,13 @@ def kv_cache_bytes(model: ModelConfig, *, batch: int, context: int, tp: int = 1,
                    dtype_bytes: int = DEFAULT_DTYPE_BYTES) -> float:
     """KV-cache bytes per GPU: ``2 * layers * kv_heads/tp * head_dim * context * batch *
     dtype_bytes`` (K and V; one replicated KV head per GPU when ``tp > kv_heads``). Llama-2-70B,
-    batch 1, 4096 tokens, fp16: ``2*80*8*128*4096*2 = 1,342,177,280`` bytes."""
+    batch 1, 4096 tokens, fp16: ``2*80*8*128*4096*2 = 1,342,177,280`` bytes.
+
+    ``dtype_bytes`` is the cache's precision (1 for fp8). With a sliding window the cache
+    holds at most ``sliding_window`` positions per sequence (Mistral 7B's rolling buffer,
+    arXiv 2310.06825). Multi-head latent attention caches ``kv_lora_rank + qk_rope_head_dim``
+    elements per token and layer (DeepSeek-V2, arXiv 2405.04434, Section 2.1.4 and Table 1),
+    shared by all heads and so kept whole on every tensor-parallel rank."""
     model = _model(model)
     _int(batch, "batch")
     _int(context, "context")
@@ -241,7 +260,8 @@ def kv_cache_bytes(model: ModelConfig, *, batch: int, context: int, tp: int = 1,
         kv_local = model.kv_heads_per_rank(_int(tp, "tp"))
     except ModelConfigError as error:
         raise MemoryModelError(str(error)) from error
-    return 2.0 * model.layers * kv_local * model.head_dim * context * batch * dtype_bytes
+    width = model.kv_cache_width() if model.is_mla else 2 * kv_local * model.head_dim
+    return float(model.layers) * width * model.cached_positions(context) * batch * dtype_bytes
 
 
 def fits(breakdown: MemoryBreakdown, capacity: float, reserve: float = 0.0) -> bool:

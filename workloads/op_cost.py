@@ -77,7 +77,8 @@ class Shard:
     ``flash``: FlashAttention vs the unfused attention; ``causal``: halve the attended keys;
     ``dropout``: add dropout ops (GPT/Megatron training; Llama trains without);
     ``decode``: each token is one new token of its own sequence attending ``seq`` cached keys
-    (incremental inference; no causal halving; ``cp`` must be 1).
+    (incremental inference; no causal halving; ``cp`` must be 1). ``kv_bytes``: bytes per
+    element of the KV cache a decode step reads (0: ``dtype_bytes``; 1 for an fp8 cache).
     """
 
     tokens: int
@@ -90,10 +91,13 @@ class Shard:
     causal: bool = True
     dropout: bool = False
     decode: bool = False
+    kv_bytes: int = 0
 
     def __post_init__(self) -> None:
         for label in ("tokens", "seq", "tp", "cp", "dtype_bytes"):
             positive_int(getattr(self, label), f"Shard.{label}")
+        if self.kv_bytes != 0:
+            positive_int(self.kv_bytes, "Shard.kv_bytes")
         for label in ("sp", "flash", "causal", "dropout", "decode"):
             if not isinstance(getattr(self, label), bool):
                 raise OpsError(f"Shard.{label}: must be True or False, got "
@@ -113,6 +117,11 @@ class Shard:
         """Keys each query attends on average: ``seq/2`` when causal (not decode), else
         ``seq``."""
         return self.seq / 2 if self.causal and not self.decode else float(self.seq)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes per cached K/V element: ``kv_bytes``, or ``dtype_bytes`` when 0."""
+        return self.kv_bytes or self.dtype_bytes
 
     @property
     def kv_tokens(self) -> float:

@@ -47,6 +47,7 @@ from workloads.op_cost import OpCost, OpsError, Shard, finite_number, positive_i
 __all__ = [
     "ADAM_FLOPS_PER_PARAM",
     "BACKWARD_MULTIPLIERS",
+    "attended_keys",
     "attention_forward",
     "backward",
     "balanced_tokens_per_expert",
@@ -132,36 +133,125 @@ def _dropout_residual(suffix: str, model: ModelConfig, shard: Shard) -> list[OpC
     return ops
 
 
+def attended_keys(model: ModelConfig, shard: Shard) -> float:
+    """Keys each query attends on average: ``seq/2`` causal, ``seq`` when decoding or not
+    causal. With a sliding window ``W`` shorter than the sequence (Mistral 7B, Jiang et al.,
+    arXiv 2310.06825, Section 2: position ``i`` attends positions ``i-W .. i``) a causal query
+    attends ``min(i, W)`` keys, on average ``W - W^2/(2 seq)`` over the sequence (``seq/2``
+    again at ``seq = W``), a decoding one ``min(seq, W)``."""
+    w = model.sliding_window
+    if not w or w >= shard.seq:
+        return shard.keys_per_query
+    if shard.causal and not shard.decode:
+        return w - w * w / (2.0 * shard.seq)
+    return float(w)
+
+
+def _kv_positions(model: ModelConfig, shard: Shard) -> float:
+    """Key/value positions the attention reads: the cached ones when decoding (at most the
+    window per sequence, :meth:`ModelConfig.cached_positions`), else ``Shard.kv_tokens``."""
+    if shard.decode:
+        return float(shard.tokens * model.cached_positions(shard.seq))
+    return shard.kv_tokens
+
+
+def _core(ops: list[OpCost], shard: Shard, t: float, heads: int, qk: float, v: float,
+          keys: float, q_bytes: float, kv_bytes: float, o_bytes: float) -> None:
+    """The attention core over ``heads`` local heads whose scores are ``qk`` wide and whose
+    values ``v`` wide, ``keys`` keys per query: one FlashAttention op or the unfused path."""
+    e = shard.dtype_bytes
+    matmul = 2.0 * t * keys * heads * (qk + v)  # QK^T and PV, 2 m k n each
+    if shard.flash:
+        stats = 4 * t * heads  # fp32 log-sum-exp per query row, kept for the backward pass
+        ops.append(OpCost("flash_attn", "attention", matmul,
+                          q_bytes + kv_bytes + o_bytes + stats))
+        return
+    scores = float(t) * shard.seq * heads  # the full (masked) square is materialised
+    k_share = qk / (qk + v)
+    ops.append(OpCost("attn_scores", "gemm", 2.0 * t * keys * heads * qk,
+                      q_bytes + kv_bytes * k_share + e * scores))
+    ops.append(OpCost("attn_softmax", "elementwise", _SOFTMAX_FLOPS * scores, 2 * e * scores))
+    if shard.dropout:
+        ops.append(OpCost("attn_dropout", "elementwise", _DROPOUT_FLOPS * scores,
+                          2 * e * scores + scores))
+    ops.append(OpCost("attn_context", "gemm", 2.0 * t * keys * heads * v,
+                      e * scores + kv_bytes * (1 - k_share) + o_bytes))
+
+
 def attention_forward(model: ModelConfig, shard: Shard) -> list[OpCost]:
     """The attention half of a layer on one GPU: ``norm1``, ``qkv`` GEMM, the attention core
     (``flash_attn``, or ``attn_scores``/``attn_softmax``/[``attn_dropout``]/``attn_context``),
-    ``attn_out`` GEMM, [``dropout1``] and ``residual1`` (see the module conventions)."""
+    ``attn_out`` GEMM, [``dropout1``] and ``residual1`` (see the module conventions).
+
+    Keys attended follow :func:`attended_keys` (sliding windows). Decoding reads the cached
+    keys and values at ``Shard.cache_bytes`` per element (an fp8 cache halves those bytes).
+    Multi-head latent attention has its own projections (:func:`_mla_attention`)."""
     heads, kv_heads = _dims(model, shard)
+    if model.is_mla:
+        return _mla_attention(model, shard, heads)
     e, t, d, h = shard.dtype_bytes, shard.tokens, model.head_dim, model.hidden
     qkv_width = (heads + 2 * kv_heads) * d
     ops = [
         _norm("norm1", model, shard),
         _gemm("qkv", t, h, qkv_width, e, h * qkv_width),
     ]
-    matmul = 4.0 * t * shard.keys_per_query * heads * d  # QK^T and PV, 2 m k n each
-    q_bytes = o_bytes = e * t * heads * d
-    kv_bytes = 2 * e * shard.kv_tokens * kv_heads * d
-    if shard.flash:
-        stats = 4 * t * heads  # fp32 log-sum-exp per query row, kept for the backward pass
-        ops.append(OpCost("flash_attn", "attention", matmul,
-                          q_bytes + kv_bytes + o_bytes + stats))
-    else:
-        scores = float(t) * shard.seq * heads  # the full (masked) square is materialised
-        ops.append(OpCost("attn_scores", "gemm", matmul / 2, q_bytes + kv_bytes / 2
-                          + e * scores))
-        ops.append(OpCost("attn_softmax", "elementwise", _SOFTMAX_FLOPS * scores,
-                          2 * e * scores))
-        if shard.dropout:
-            ops.append(OpCost("attn_dropout", "elementwise", _DROPOUT_FLOPS * scores,
-                              2 * e * scores + scores))
-        ops.append(OpCost("attn_context", "gemm", matmul / 2, e * scores + kv_bytes / 2
-                          + o_bytes))
+    kv_e = shard.cache_bytes if shard.decode else e
+    _core(ops, shard, t, heads, d, d, attended_keys(model, shard), e * t * heads * d,
+          2 * kv_e * _kv_positions(model, shard) * kv_heads * d, e * t * heads * d)
     ops.append(_gemm("attn_out", t, heads * d, h, e, heads * d * h))
+    ops.extend(_dropout_residual("1", model, shard))
+    return ops
+
+
+def _latent_norm(name: str, model: ModelConfig, tokens: float, width: int, e: int) -> OpCost:
+    elems = tokens * width
+    weight = e * (2 * width if model.norm == "layernorm" else width)
+    return OpCost(name, "reduction", _NORM_FLOPS[model.norm] * elems, 2 * e * elems + weight,
+                  weight)
+
+
+def _mla_attention(model: ModelConfig, shard: Shard, heads: int) -> list[OpCost]:
+    """Multi-head latent attention on one GPU (DeepSeek-V2, arXiv 2405.04434, Section 2.1),
+    heads split ``tp`` ways, the down-projections replicated on every rank.
+
+    Projections (ops named ``qkv_*`` so that the training builder keeps them before the
+    core): the query down-projection ``qkv_q_down`` (``hidden -> q_lora_rank``), its norm and
+    up-projection ``qkv_q_up`` (``-> heads * qk_head``), or one ``qkv_q`` when ``q_lora_rank``
+    is 0; the joint KV down-projection ``qkv_kv_down`` (``hidden -> kv_lora_rank +
+    qk_rope_head_dim``: the latent and the decoupled RoPE key, what the cache keeps) and its
+    norm. Training and prefill then up-project keys and values, ``qkv_kv_up`` (``kv_lora_rank
+    -> heads * (qk_nope_head_dim + v_head_dim)``), and run ordinary attention with
+    ``qk_head``-wide scores and ``v_head_dim``-wide values. Decoding uses the absorbed form
+    the paper describes (Section 2.1.3: ``W^UK`` folded into the query, ``W^UV`` into the
+    output): ``mla_q_absorb`` maps each head's no-RoPE query into the latent space, the core
+    attends the cached latents directly (``kv_lora_rank + qk_rope_head_dim``-wide scores,
+    ``kv_lora_rank``-wide values, the cache read once for all heads at
+    ``Shard.cache_bytes``), and ``mla_v_up`` maps each head's output back to ``v_head_dim``."""
+    e, t, h = shard.dtype_bytes, shard.tokens, model.hidden
+    nope, rope, v = model.qk_nope_head_dim, model.qk_rope_head_dim, model.v_head_dim
+    qk, c = nope + rope, model.kv_lora_rank
+    ops = [_norm("norm1", model, shard)]
+    if model.q_lora_rank:
+        r = model.q_lora_rank
+        ops.append(_gemm("qkv_q_down", t, h, r, e, h * r))
+        ops.append(_latent_norm("qkv_q_norm", model, t, r, e))
+        ops.append(_gemm("qkv_q_up", t, r, heads * qk, e, r * heads * qk))
+    else:
+        ops.append(_gemm("qkv_q", t, h, heads * qk, e, h * heads * qk))
+    ops.append(_gemm("qkv_kv_down", t, h, c + rope, e, h * (c + rope)))
+    ops.append(_latent_norm("qkv_kv_norm", model, t, c, e))
+    keys = attended_keys(model, shard)
+    positions = _kv_positions(model, shard)
+    if shard.decode:
+        ops.append(_gemm("mla_q_absorb", t * heads, nope, c, e, heads * nope * c))
+        _core(ops, shard, t, heads, c + rope, c, keys, e * t * heads * (c + rope),
+              shard.cache_bytes * positions * (c + rope), e * t * heads * c)
+        ops.append(_gemm("mla_v_up", t * heads, c, v, e, heads * c * v))
+    else:
+        ops.append(_gemm("qkv_kv_up", t, c, heads * (nope + v), e, c * heads * (nope + v)))
+        _core(ops, shard, t, heads, qk, v, keys, e * t * heads * qk,
+              e * positions * heads * (qk + v), e * t * heads * v)
+    ops.append(_gemm("attn_out", t, heads * v, h, e, heads * v * h))
     ops.extend(_dropout_residual("1", model, shard))
     return ops
 
@@ -210,7 +300,9 @@ def moe_forward(model: ModelConfig, shard: Shard, tokens_per_expert: float,
     routed token copies), the ``local_experts`` experts' ``expert_up``/[``expert_gate``]/
     ``expert_act``/``expert_down`` over ``tokens_per_expert`` rows each (expert columns split
     ``tp`` ways), ``moe_unpermute`` (scatter back, weight and sum the ``top_k`` outputs),
-    [``dropout2``], ``residual2``. See :func:`balanced_tokens_per_expert`."""
+    the shared experts' ``shared_up``/[``shared_gate``]/``shared_act``/``shared_down`` over
+    every token when ``shared_experts`` > 0, [``dropout2``], ``residual2``. See
+    :func:`balanced_tokens_per_expert`."""
     _dims(model, shard)
     if not model.is_moe:
         raise OpsError(f"{model.name}: moe_forward needs an MoE model (experts > 0)")
@@ -230,6 +322,11 @@ def moe_forward(model: ModelConfig, shard: Shard, tokens_per_expert: float,
     ]
     ops.extend(_mlp_core("expert", model, routed, ffn_local, e, experts=local_experts))
     ops.append(OpCost("moe_unpermute", "elementwise", 2.0 * routed * h, 2 * e * routed * h))
+    if model.shared_experts:
+        # DeepSeekMoE's shared experts see every token: one MLP of shared_experts x expert_ffn
+        # columns (HF DeepseekV2MoE builds them so), split tp ways like a dense MLP
+        ops.extend(_mlp_core("shared", model, shard.tokens,
+                             ffn_local * model.shared_experts, e))
     ops.extend(_dropout_residual("2", model, shard))
     return ops
 
@@ -344,13 +441,14 @@ def matmul_flops(ops: Iterable[OpCost]) -> float:
 
 
 def layer_flops_forward(model: ModelConfig, tokens: int, seq: int, *,
-                        causal: bool = True) -> float:
+                        causal: bool = True, layer: int | None = None) -> float:
     """Matmul FLOPs of one whole layer's forward pass, unsharded: ``tokens`` tokens attending
     ``seq`` keys (halved when ``causal``). MoE layers count ``top_k`` experts per token plus
-    the router."""
+    the router and the shared experts; ``layer`` (0-based) picks the dense MLP for the first
+    ``dense_layers`` of an MoE model (None: an MoE layer of an MoE model)."""
     shard = Shard(tokens=tokens, seq=seq, causal=causal)
     ops = attention_forward(model, shard)
-    if model.is_moe:
+    if model.is_moe if layer is None else model.is_moe_layer(layer):
         per_expert = balanced_tokens_per_expert(model, tokens)
         ops += moe_forward(model, shard, per_expert, model.experts)
     else:
@@ -362,7 +460,12 @@ def forward_flops(model: ModelConfig, tokens: int, seq: int, *, causal: bool = T
     """Matmul FLOPs of a forward pass of the whole model over ``tokens`` tokens: all layers
     plus the LM head."""
     head = matmul_flops(lm_head_forward(model, Shard(tokens=tokens, seq=seq, causal=causal)))
-    return model.layers * layer_flops_forward(model, tokens, seq, causal=causal) + head
+    moe = model.moe_layers
+    total = moe * layer_flops_forward(model, tokens, seq, causal=causal) if moe else 0.0
+    if model.layers > moe:
+        total += (model.layers - moe) * layer_flops_forward(model, tokens, seq, causal=causal,
+                                                            layer=0)
+    return total + head
 
 
 def training_flops(model: ModelConfig, tokens: int, seq: int, *, causal: bool = True) -> float:

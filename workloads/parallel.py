@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from des.core.hardware import DEFAULT_DTYPE_BYTES
+from workloads.precision import DTYPE_BYTES, GRAD_REDUCE_DTYPES, PrecisionError, dtype_bytes
 from workloads.ring_attention import RING_ATTENTION
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved")
@@ -36,7 +37,10 @@ class ParallelConfig:
     gradients: reduce-scatter, then an all-gather of updated parameters), 3 shards parameters
     too (FSDP: all-gather before each layer's forward and backward, reduce-scatter after its
     backward). ``bucket_bytes``: data-parallel gradient buckets, reduced as soon as the
-    backward pass has produced them. ``fold``: which symmetric peers to simulate once
+    backward pass has produced them. ``grad_reduce_dtype`` (``fp32``, ``bf16`` or ``fp16``;
+    or ``grad_bytes`` per element, default fp32) is the precision gradients are held in and
+    reduced at: it sizes both the gradient memory and the data-parallel reductions
+    (:mod:`workloads.precision`). ``fold``: which symmetric peers to simulate once
     (:mod:`workloads.folding`): ``auto`` (default) folds tensor- and data-parallel peers (and
     context-parallel ones with ``ring_attention: phased``) where the topology proves it exact,
     ``none`` simulates every rank, or a list of axes forces those.
@@ -72,7 +76,7 @@ class ParallelConfig:
     virtual_stages: int = 1
     order: str = "tp,cp,ep,pp,dp"
     bucket_bytes: float = 25e6
-    grad_bytes: int = 4
+    grad_bytes: int | None = None
     dtype_bytes: int = DEFAULT_DTYPE_BYTES
     flash: bool = True
     fold_tp: bool = False
@@ -83,8 +87,10 @@ class ParallelConfig:
     pp_blocking: bool = False
     pp_scatter_gather: bool = False
     dp_overlap: bool = True
+    grad_reduce_dtype: str | None = None
 
     def __post_init__(self) -> None:
+        self._resolve_grad_bytes()
         for name in ("dp", "tp", "pp", "cp", "ep", "micro_batch", "global_batch",
                      "virtual_stages", "grad_bytes", "dtype_bytes"):
             value = getattr(self, name)
@@ -128,6 +134,21 @@ class ParallelConfig:
         if self.schedule == "interleaved" and self.micro_batches % self.pp:
             raise ParallelError(f"interleaved 1F1B needs the micro-batch count "
                                 f"({self.micro_batches}) to be a multiple of pp ({self.pp})")
+
+    def _resolve_grad_bytes(self) -> None:
+        """``grad_bytes`` from ``grad_reduce_dtype`` (or the reverse); fp32 when neither is
+        given. Both given must agree: the gradient buffer's bytes are held (memory) and reduced
+        (traffic) alike."""
+        named = self.grad_reduce_dtype
+        if named is None:
+            if self.grad_bytes is None:
+                object.__setattr__(self, "grad_bytes", DTYPE_BYTES["fp32"])
+            return
+        size = dtype_bytes(named, GRAD_REDUCE_DTYPES, "parallel.grad_reduce_dtype")
+        if self.grad_bytes is not None and self.grad_bytes != size:
+            raise PrecisionError(f"parallel.grad_bytes ({self.grad_bytes!r}) disagrees with "
+                                 f"grad_reduce_dtype ({named}: {size} bytes); give one of them")
+        object.__setattr__(self, "grad_bytes", size)
 
     @property
     def foldable(self) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ def model_import(args: argparse.Namespace, console: Console) -> int:
     """``des model import``: a HuggingFace config.json as des model YAML."""
     # The model code is imported here, not at module level: every ``des`` run imports this
     # module and only ``des model import`` needs it.
-    from workloads.hf_config import from_hf_config, read_hf_config
+    from workloads.hf_config import import_hf_config, read_hf_config
     from workloads.models import ModelConfigError, model_to_yaml
 
     path: Path = args.config
@@ -39,9 +39,13 @@ def model_import(args: argparse.Namespace, console: Console) -> int:
     if args.seq is not None and args.seq < 1:
         raise ConfigError(f"--seq: expected a whole number >= 1, got {args.seq}")
     try:
-        model = from_hf_config(config, name, seq=args.seq)
+        imported = import_hf_config(config, name, seq=args.seq, log=False)
     except ModelConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    model = imported.model
+    warn = Console(stderr=True)  # fields des does not model; stdout stays pure YAML
+    for warning in imported.warnings:
+        warn.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
     text = model_to_yaml(model)
     if args.out:
         check_writable(args.out)

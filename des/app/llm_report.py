@@ -3,7 +3,9 @@
 Model FLOPs utilization (MFU) is model FLOPs per second over the peak of all GPUs, with model
 FLOPs = 6 x parameters x tokens (Kaplan et al. 2020; active parameters for mixture-of-experts)
 and, in ``mfu_with_attention``, plus 12 x layers x heads x head_dim x sequence per token for
-attention (Chowdhery et al. 2022, PaLM appendix B); recomputation does not count.
+attention (Chowdhery et al. 2022, PaLM appendix B; with multi-head latent attention 2 x head_dim
+is the query/key plus the value head width, and a sliding window caps the sequence at the
+window); recomputation does not count.
 
 The breakdown is of the slowest simulated rank: its compute time by phase (forward, backward,
 recompute, optimizer; union of intervals), its communication by parallel dimension that no
@@ -37,7 +39,9 @@ def training_report(result: Result, workload: TrainingWorkload,
     tokens = workload.tokens
     params = model.active_params() if model.experts else model.params()
     model_flops = 6.0 * params * tokens
-    attention_flops = 12.0 * model.layers * model.heads * model.head_dim * workload.seq * tokens
+    widths = model.head_dim + (model.v_head_dim if model.is_mla else model.head_dim)
+    keys = min(workload.seq, model.sliding_window or workload.seq)
+    attention_flops = 6.0 * model.layers * model.heads * widths * keys * tokens
     report: dict[str, Any] = {
         "model": model.name,
         "parameters": model.params(),

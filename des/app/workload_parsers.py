@@ -19,6 +19,7 @@ from des.core.hardware import DEFAULT_DTYPE_BYTES
 from topologies.base import Topology
 from workloads import CollectiveSpec, collective_sequence, data_parallel_step
 from workloads.parallel import ParallelConfig, ParallelError  # cheap; the CLI needs the error
+from workloads.precision import GRAD_REDUCE_DTYPES, KV_CACHE_DTYPES, PrecisionError, dtype_bytes
 
 # The GEMM and LLM builders are imported by the parsers of their kinds, not here: every
 # scenario loads this module, and a collectives scenario should not pay for the LLM code.
@@ -163,6 +164,17 @@ def _fold(value: Any, where: str) -> str | tuple[str, ...]:
                       f"{_show(value)}")
 
 
+def _number_format(allowed: tuple[str, ...]) -> Any:
+    """A parser of a named number format (``fp32``, ``bf16``...) from ``allowed``."""
+    def parse(value: Any, where: str) -> str:
+        try:
+            dtype_bytes(value, allowed, where)
+        except PrecisionError as err:
+            raise ConfigError(str(err)) from None
+        return value
+    return parse
+
+
 _PARALLEL_KEYS = {
     "dp": _positive_int, "tp": _positive_int, "pp": _positive_int, "cp": _positive_int,
     "ep": _positive_int, "sp": _boolean, "zero": _nonneg_int, "recompute": _text,
@@ -171,6 +183,7 @@ _PARALLEL_KEYS = {
     "grad_bytes": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
     "fold_tp": _boolean, "fold": _fold, "ring_attention": _text, "dropout": _boolean,
     "pp_blocking": _boolean, "pp_scatter_gather": _boolean, "dp_overlap": _boolean,
+    "grad_reduce_dtype": _number_format(GRAD_REDUCE_DTYPES),
 }
 
 
@@ -185,7 +198,7 @@ def _parallel(value: Any, where: str, seq: int | None) -> ParallelConfig:
     sec.finish()
     try:
         return ParallelConfig(seq=seq, **kwargs)
-    except ParallelError as err:
+    except (ParallelError, PrecisionError) as err:
         raise ConfigError(str(err).replace("parallel.", f"{where}.", 1)) from None
 
 
@@ -214,7 +227,7 @@ def parse_llm_training(sec: Section, num_ranks: int, name: str,
 _INFERENCE_KEYS = {
     "tp": _positive_int, "pp": _positive_int, "batch": _dim, "prompt": _dim,
     "generate": _dim, "dtype_bytes": _positive_int, "flash": _boolean,
-    "fold_tp": _boolean,
+    "fold_tp": _boolean, "kv_cache_dtype": _number_format(KV_CACHE_DTYPES),
 }
 
 
