@@ -155,4 +155,4 @@ def draw_link_heatmap(topo: Topology, result: Any, path: str | Path) -> Path:
     return draw_topology(topo, path, util,
                          title=f"{topo.name}: link utilization over "
                                f"{format_time(result.makespan_ns)} (busiest link "
-                               f"{busiest:.0%})")
+                               f"{busiest:.1%})")
