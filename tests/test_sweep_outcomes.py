@@ -79,3 +79,20 @@ def test_the_sweep_progress_bar_shows_the_time_left():
     assert (task.completed, task.total) == (10.0, 40.0)
     remaining = next(c for c in columns if isinstance(c, TimeRemainingColumn))
     assert remaining.render(task).plain  # renders ("-:--:--" until it has a rate)
+
+
+def test_sweep_times_read_in_human_units():
+    from des.app.render import _metric_cell
+
+    assert _metric_cell({"ttft_s": 0.00012612}, "ttft_s", "time") == "126.1 us"
+    assert _metric_cell({"iteration_s": 6.7639104}, "iteration_s", "time") == "6.764 s"
+    assert _metric_cell({"iteration_s": 0.0123}, "iteration_s", "time") == "12.3 ms"
+
+
+def test_sweep_plot_axes_pick_a_readable_time_unit():
+    from des.app.sweep_plots import time_unit  # no matplotlib needed to choose the unit
+
+    assert time_unit([0.000446, 0.0004]) == (1e6, "us")
+    assert time_unit([6.76]) == (1.0, "s")
+    assert time_unit([0.0123, 0.5]) == (1e3, "ms")
+    assert time_unit([4e-8]) == (1e9, "ns")
