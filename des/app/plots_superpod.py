@@ -5,7 +5,8 @@ Tiers from the bottom, each labelled on the left: the node NVSwitches, the GPUs 
 one horizontal *rail bus* per GPU index, the rail leaves, the spines. A GPU's NIC cable is drawn
 as a vertical stem from the GPU up to its rail's bus, and the bus meets its rail leaf, so the
 GPU-to-leaf wiring reads as eight clean rails instead of a crossing fan; the rail buses and the
-leaf-to-NIC joins stand for wires that the stems already account for.
+leaf-to-NIC joins stand for wires that the stems already account for. A dot marks where a stem
+or a leaf's join meets its bus; lines that cross without a dot are not connected.
 
 Up to :data:`DETAILED_NPUS` GPUs every cable is its own line. Above that, each node is one box
 (its GPUs, NVLinks and NVSwitch; the box is coloured by the busiest of its NVLink links), a
@@ -134,6 +135,14 @@ def superpod_axes(topo: Topology, ax: Any, utilization: Mapping[int, float] | No
             drawn.append(ids)
     ax.add_collection(LineCollection(segments, colors=colours, linewidths=widths,
                                      linestyles=styles, zorder=1))
+    # dots where a stem or a leaf's join meets its bus: crossings without a dot do not connect
+    joins = [(leaf_x[g], bus_y[g]) for g in range(gpn)]
+    if detailed:
+        joins += [(gpu_x[n * gpn + g], bus_y[g]) for n in range(nodes) for g in range(gpn)]
+    else:
+        joins += [(gpu_x[n * gpn], bus_y[g]) for n in range(nodes) for g in range(gpn)]
+    ax.scatter([x for x, _ in joins], [y for _, y in joins], s=8 if detailed else 2,
+               color="0.2", zorder=2, linewidths=0)
     # devices
     if detailed:
         xs = [gpu_x[i] for i in range(topo.num_npus)]
