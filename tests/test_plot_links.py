@@ -101,3 +101,26 @@ def test_heat_map_titles_use_human_units():
                              links=[SimpleNamespace(id=0, utilization=0.017)])
     assert heatmap_title(topo, result) == \
         "ring:4: link utilization over 6.76 s (busiest link 1.7%)"
+
+
+@pytest.mark.parametrize("spec, bundled", [("fattree:k=4", False), ("fattree:k=12", True),
+                                           ("leafspine:leaves=4,hosts=8,spines=2", False)])
+def test_layered_drawings_cover_every_link_and_bundle_large_fabrics(spec, bundled):
+    import matplotlib.pyplot as plt
+
+    topo = parse_spec(spec, 50.0, 500.0)
+    fig, drawn = topology_figure(topo)
+    ax = fig.axes[0]
+    arrows = drawn_arrows(fig)
+    lines = sum(len(c.get_segments()) for c in ax.collections if isinstance(c, LineCollection))
+    labels = {t.get_text() for t in ax.texts}
+    title = ax.get_title()
+    plt.close(fig)
+    covered = [i for ids in drawn for i in ids]
+    assert sorted(covered) == list(range(len(topo.links)))  # each link exactly once
+    assert "NPUs" in labels  # rows are named by what is in them
+    if bundled:  # a cable (both directions) per line, the title says so
+        assert not arrows and lines == len(drawn) == len(topo.links) // 2
+        assert f"{len(topo.links)} directed links, each cable one line" in title
+    else:
+        assert len(arrows) == len(topo.links) and lines == 0

@@ -14,6 +14,12 @@ from typing import Any
 
 from topologies.base import Topology
 
+#: Width (drawing units) each row of a layered drawing spreads over; rows are 1 unit apart.
+LAYER_WIDTH = 16.0
+#: Above this many links a layered drawing draws each cable as one line (not an arrow per
+#: direction): a 1024-host fat tree has 6144 directed links.
+ARROW_LINKS = 400
+
 
 class PlotError(RuntimeError):
     """Plotting is unavailable (matplotlib missing) or the request cannot be drawn."""
@@ -57,10 +63,9 @@ def _layered_positions(topo: Topology) -> dict[int, tuple[float, float]]:
     rows: dict[int, list[int]] = {}
     for node, lv in sorted(level.items()):
         rows.setdefault(lv, []).append(node)
-    width = max(len(r) for r in rows.values())
     pos = {}
-    for lv, nodes in rows.items():
-        gap = width / len(nodes)
+    for lv, nodes in rows.items():  # every row spread over the same width, whatever its size
+        gap = LAYER_WIDTH / len(nodes)
         for i, node in enumerate(nodes):
             pos[node] = ((i + 0.5) * gap, lv)
     if topo.info.kind == "ring":  # a ring reads better as a circle
@@ -122,7 +127,10 @@ def topology_figure(topo: Topology, utilization: Mapping[int, float] | None = No
     dims = topo.info.dims
     plane = dims[0] * dims[1] if grid and len(dims) == 3 else 0
     drawn: list[tuple[int, ...]] = []
-    for link in topo.links:
+    bundled = not grid and len(topo.links) > ARROW_LINKS
+    if bundled:
+        drawn = _cables(topo, ax, pos, utilization, cmap, norm)
+    for link in () if bundled else topo.links:
         (x0, y0), (x1, y1) = pos[link.src], pos[link.dst]
         dx, dy = x1 - x0, y1 - y0
         if plane and link.src // plane != link.dst // plane:
@@ -144,11 +152,15 @@ def topology_figure(topo: Topology, utilization: Mapping[int, float] | None = No
                     xytext=(x0 + dx * 0.15 + off[0], y0 + dy * 0.15 + off[1]),
                     arrowprops={"arrowstyle": "-|>", "mutation_scale": 7, **style})
         drawn.append((link.id,))
+    small = topo.num_devices > 128
+    for switches, size, marker, colour in ((False, 110, "o", "#228833"),
+                                           (True, 60, "s", "#4477aa")):
+        where = [xy for device, xy in pos.items() if topo.is_switch(device) == switches]
+        if where:
+            ax.scatter([x for x, _ in where], [y for _, y in where], s=8 if small else size,
+                       marker=marker, color=colour, zorder=3)
     for device, (x, y) in pos.items():
-        is_switch = topo.is_switch(device)
-        ax.scatter([x], [y], s=60 if is_switch else 110, marker="s" if is_switch else "o",
-                   color="#4477aa" if is_switch else "#228833", zorder=3)
-        if topo.num_devices <= 128:
+        if not small:
             ax.text(x, y, str(device), fontsize=6, ha="center", va="center", color="white",
                     zorder=4)
     _colour_bar(fig, ax, utilization, cm, norm, cmap, PercentFormatter)
@@ -159,10 +171,41 @@ def topology_figure(topo: Topology, utilization: Mapping[int, float] | None = No
     ax.set_ylim(min(ys) - margin, max(ys) + margin)
     if not grid and topo.info.kind != "ring" and topo.num_devices > topo.num_npus:
         _tier_labels(topo, ax, pos, min(xs) - margin)
-    ax.set_title(title or topo.name)
+    note = ""
+    if bundled:
+        note = (f"\n{len(topo.links)} directed links, each cable one line"
+                + (" coloured by its busier direction" if utilization is not None else ""))
+    ax.set_title((title or topo.name) + note)
     ax.set_axis_off()
     ax.set_aspect("equal" if grid else "auto")
     return fig, drawn
+
+
+def _cables(topo: Topology, ax: Any, pos: Mapping[int, tuple[float, float]],
+            utilization: Mapping[int, float] | None, cmap: Any, norm: Any
+            ) -> list[tuple[int, ...]]:
+    """Each cable (the links between two devices, either way) as one line; returns the link
+    ids of each line. Coloured by its busier direction; dashed red when any is down."""
+    from matplotlib.collections import LineCollection
+
+    cables: dict[tuple[int, int], list[int]] = {}
+    for link in topo.links:
+        cables.setdefault((min(link.src, link.dst), max(link.src, link.dst)), []).append(
+            link.id)
+    segments, colours, styles, drawn = [], [], [], []
+    for (a, b), ids in cables.items():
+        segments.append((pos[a], pos[b]))
+        if any(not topo.links[i].up for i in ids):
+            colours.append("red")
+            styles.append("--")
+        else:
+            colours.append("0.6" if utilization is None else
+                           cmap(norm(max(utilization.get(i, 0.0) for i in ids))))
+            styles.append("-")
+        drawn.append(tuple(ids))
+    ax.add_collection(LineCollection(segments, colors=colours, linestyles=styles,
+                                     linewidths=0.4 if utilization is None else 0.8, zorder=1))
+    return drawn
 
 
 def _colour_bar(fig: Any, ax: Any, utilization: Mapping[int, float] | None, cm: Any,
