@@ -388,7 +388,9 @@ def test_write_table_has_every_axis_and_metric_and_round_trips(llm_results, tmp_
         if r.status == "ok":
             assert float(row["iteration_s"]) == pytest.approx(r.metrics["iteration_s"],
                                                               rel=1e-12)
-    assert json.loads(json_path.read_text()) == [r.row() for r in llm_results]
+    place = {r.key: n for n, r in enumerate(ranking(llm_results), start=1)}
+    assert json.loads(json_path.read_text()) == [{**r.row(), "rank": place.get(r.key, "")}
+                                                 for r in llm_results]
 
 
 def test_write_table_keeps_an_axis_named_like_a_metric(tmp_path):
@@ -400,7 +402,7 @@ def test_write_table_keeps_an_axis_named_like_a_metric(tmp_path):
     with csv_path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {"small", "big"} <= {v for row in rows for v in row.values()}
-    assert len(rows[0]) == 1 + 2 + len(results[0].metrics)
+    assert len(rows[0]) == 1 + 2 + len(results[0].metrics) + 1  # axis, status, reason, rank
 
 
 def test_ranking_is_fastest_first_and_memory_limit_filters(llm_results):

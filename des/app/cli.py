@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--plot-links", type=Path, metavar="PNG",
                      help="draw link utilization on the topology (grid layout for mesh/torus; "
                           "needs the plot extra)")
+    sim.add_argument("--report", type=Path, metavar="HTML",
+                     help="write a self-contained HTML report (tables, per-rank time, link "
+                          "heat map, collectives) built from the JSON result")
 
     topo = command("topo", help="inspect a topology: summary or a route")
     tsub = topo.add_subparsers(dest="topo_command", metavar="ACTION", required=True)
@@ -316,8 +319,9 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     csv_path = args.csv or (args.out / "links.csv" if args.out else outputs.links_csv)
     targets = [(p, w) for p, w in ((json_path, write_json), (trace_path, write_chrome_trace),
                                     (csv_path, write_links_csv)) if p]
-    if args.plot_links:
-        check_writable(args.plot_links)
+    for extra in (args.plot_links, args.report):
+        if extra:
+            check_writable(extra)
     for path, _ in targets:  # a bad output path fails now, not after a long run
         check_writable(path)
     if trace_path:
@@ -363,6 +367,13 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         draw_link_heatmap(scenario.topology, result, args.plot_links)
         if not args.quiet:
             console.print(f"wrote {args.plot_links}")
+    if args.report:
+        from des.app.html_report import write_report
+
+        write_report(result, args.report, name=scenario.name,
+                     description=scenario.description, topology=scenario.topology)
+        if not args.quiet:
+            console.print(f"wrote {args.report}")
     return EXIT_OK
 
 

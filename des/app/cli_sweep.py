@@ -1,10 +1,11 @@
 """``des sweep``: its options, the progress bar, and what is written when a sweep finishes,
 times out or is stopped.
 
-Exit codes: 0 every point has a result; 2 bad input, including a sweep whose points are all
-invalid (the reasons are named); 3 (:data:`EXIT_CUT_OFF`) the sweep was stopped by its timeout,
-Ctrl-C or SIGTERM before every point finished -- the ranking, ``results.csv``/``results.json``
-and the plots still cover the points that finished, and rerunning the same command resumes.
+Exit codes: 0 every point has a result; 2 bad input, including a sweep none of whose points
+ran (all invalid or failed to run; the reasons are named); 3 (:data:`EXIT_CUT_OFF`) the sweep
+was stopped by its timeout, Ctrl-C or SIGTERM before every point finished -- the ranking,
+``results.csv``/``results.json`` and the plots still cover the points that finished, and
+rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -119,9 +120,9 @@ def _executor(args: argparse.Namespace) -> Any:
 
 
 def all_invalid(results: SweepRun) -> str:
-    """"" unless every point of a finished sweep is invalid; then why (the distinct reasons)."""
-    if not results or len(results) < results.total or any(r.status != "invalid"
-                                                           for r in results):
+    """"" unless no point of a finished sweep ran (each is invalid or failed to run); then why
+    (the distinct reasons, which name the key a mistyped axis got wrong)."""
+    if not results or len(results) < results.total or any(r.status == "ok" for r in results):
         return ""
     reasons = list(dict.fromkeys(r.reason for r in results))
     more = f" (and {len(reasons) - 3} other reasons)" if len(reasons) > 3 else ""
@@ -154,8 +155,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"wrote {csv_path} and {json_path}")
     reason = all_invalid(results)
     if reason:
-        raise SweepError(f"sweep {sweep.name}: all {results.total} points are invalid: "
-                         f"{reason}")
+        failed = sum(1 for r in results if r.status != "invalid")
+        what = (f"all {results.total} points are invalid" if not failed else
+                f"no point of {results.total} ran ({results.total - failed} invalid, "
+                f"{failed} failed to run)")
+        raise SweepError(f"sweep {sweep.name}: {what}: {reason}")
     _plots(args, results, out, sweep.memory_limit, console, partial=not results.complete)
     if not results.complete:
         why = (f"timed out after {timeout:g} s" if results.stopped == "timeout" and timeout

@@ -1,8 +1,9 @@
 """Pictures (the ``plot`` extra, matplotlib): topology drawings and link-utilization heatmaps.
 
 Mesh and torus topologies are laid out on their grid, with each directed link drawn as a short
-arrow beside its partner, coloured by utilization; other topologies use a layered layout (NPUs at
-the bottom, switches above by their distance from the NPUs).
+arrow beside its partner, coloured by utilization; a SuperPOD is drawn in labelled tiers
+(:mod:`des.app.plots_superpod`); other topologies use a layered layout (NPUs at the bottom,
+switches above by their distance from the NPUs, each row labelled by its switches' kind).
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from topologies.base import Topology
+
+#: Width (drawing units) each row of a layered drawing spreads over; rows are 1 unit apart.
+LAYER_WIDTH = 16.0
+#: Above this many links a layered drawing draws each cable as one line (not an arrow per
+#: direction): a 1024-host fat tree has 6144 directed links.
+ARROW_LINKS = 400
 
 
 class PlotError(RuntimeError):
@@ -56,10 +63,9 @@ def _layered_positions(topo: Topology) -> dict[int, tuple[float, float]]:
     rows: dict[int, list[int]] = {}
     for node, lv in sorted(level.items()):
         rows.setdefault(lv, []).append(node)
-    width = max(len(r) for r in rows.values())
     pos = {}
-    for lv, nodes in rows.items():
-        gap = width / len(nodes)
+    for lv, nodes in rows.items():  # every row spread over the same width, whatever its size
+        gap = LAYER_WIDTH / len(nodes)
         for i, node in enumerate(nodes):
             pos[node] = ((i + 0.5) * gap, lv)
     if topo.info.kind == "ring":  # a ring reads better as a circle
@@ -80,21 +86,51 @@ def draw_topology(topo: Topology, path: str | Path,
                   utilization: Mapping[int, float] | None = None, title: str = "") -> Path:
     """Draw devices and links to a PNG; with ``utilization`` (link id -> 0..1) links are
     coloured by it on an absolute 0-100% scale (a colour bar says so), so a lightly used
-    fabric does not look saturated. On grids, wrap-around links are stubs leaving the edge
-    towards their partner, and a 3-D torus's z links (its planes drawn side by side) diagonal
-    stubs towards the next or previous plane. Failed links are dashed red."""
+    fabric does not look saturated. See :func:`topology_figure`."""
+    plt = _pyplot()
+    fig, _ = topology_figure(topo, utilization, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def topology_figure(topo: Topology, utilization: Mapping[int, float] | None = None,
+                    title: str = "") -> tuple[Any, list[tuple[int, ...]]]:
+    """The figure of :func:`draw_topology` and, per drawn line or arrow, the ids of the links
+    it stands for (every link of the topology appears). On grids each directed link is a short
+    arrow beside its partner; wrap-around links are stubs leaving the edge towards their
+    partner, and a 3-D torus's z links (its planes drawn side by side) diagonal stubs towards
+    the next or previous plane. A SuperPOD gets its tiered drawing
+    (:mod:`des.app.plots_superpod`); other switched fabrics a layered one with each tier
+    labelled by its switches' kind. Failed links are dashed red."""
     plt = _pyplot()
     from matplotlib import cm, colors
     from matplotlib.ticker import PercentFormatter
 
-    pos = positions(topo)
-    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
+    from des.app.plots_superpod import is_superpod, superpod_axes
+
     norm = colors.Normalize(vmin=0.0, vmax=1.0)
     cmap = cm.get_cmap("inferno_r") if hasattr(cm, "get_cmap") else plt.get_cmap("inferno_r")
+    if is_superpod(topo):
+        wide = topo.num_npus > 32
+        fig, ax = plt.subplots(figsize=(14 if wide else 10, 7), dpi=120)
+        drawn, note = superpod_axes(topo, ax, utilization, cmap, norm)
+        _colour_bar(fig, ax, utilization, cm, norm, cmap, PercentFormatter)
+        ax.set_title(f"{title or topo.name}\n{note}", fontsize=10)
+        ax.set_axis_off()
+        return fig, drawn
+    pos = positions(topo)
+    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
     grid = _grid_positions(topo) is not None
     dims = topo.info.dims
     plane = dims[0] * dims[1] if grid and len(dims) == 3 else 0
-    for link in topo.links:
+    drawn: list[tuple[int, ...]] = []
+    bundled = not grid and len(topo.links) > ARROW_LINKS
+    if bundled:
+        drawn = _cables(topo, ax, pos, utilization, cmap, norm)
+    for link in () if bundled else topo.links:
         (x0, y0), (x1, y1) = pos[link.src], pos[link.dst]
         dx, dy = x1 - x0, y1 - y0
         if plane and link.src // plane != link.dst // plane:
@@ -115,30 +151,81 @@ def draw_topology(topo: Topology, path: str | Path,
         ax.annotate("", xy=(x0 + dx * 0.85 + off[0], y0 + dy * 0.85 + off[1]),
                     xytext=(x0 + dx * 0.15 + off[0], y0 + dy * 0.15 + off[1]),
                     arrowprops={"arrowstyle": "-|>", "mutation_scale": 7, **style})
+        drawn.append((link.id,))
+    small = topo.num_devices > 128
+    for switches, size, marker, colour in ((False, 110, "o", "#228833"),
+                                           (True, 60, "s", "#4477aa")):
+        where = [xy for device, xy in pos.items() if topo.is_switch(device) == switches]
+        if where:
+            ax.scatter([x for x, _ in where], [y for _, y in where], s=8 if small else size,
+                       marker=marker, color=colour, zorder=3)
     for device, (x, y) in pos.items():
-        is_switch = topo.is_switch(device)
-        ax.scatter([x], [y], s=60 if is_switch else 110, marker="s" if is_switch else "o",
-                   color="#4477aa" if is_switch else "#228833", zorder=3)
-        if topo.num_devices <= 128:
+        if not small:
             ax.text(x, y, str(device), fontsize=6, ha="center", va="center", color="white",
                     zorder=4)
-    if utilization is not None:
-        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
-                           label="link utilization (share of the run the link was busy)")
-        bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    _colour_bar(fig, ax, utilization, cm, norm, cmap, PercentFormatter)
     # arrows do not take part in autoscaling: frame every device and the wrap-around stubs
     xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
     margin = 0.6 if grid else 0.05 * max(max(xs) - min(xs), max(ys) - min(ys), 1.0)
     ax.set_xlim(min(xs) - margin, max(xs) + margin)
     ax.set_ylim(min(ys) - margin, max(ys) + margin)
-    ax.set_title(title or topo.name)
+    if not grid and topo.info.kind != "ring" and topo.num_devices > topo.num_npus:
+        _tier_labels(topo, ax, pos, min(xs) - margin)
+    note = ""
+    if bundled:
+        note = (f"\n{len(topo.links)} directed links, each cable one line"
+                + (" coloured by its busier direction" if utilization is not None else ""))
+    ax.set_title((title or topo.name) + note)
     ax.set_axis_off()
     ax.set_aspect("equal" if grid else "auto")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig, drawn
+
+
+def _cables(topo: Topology, ax: Any, pos: Mapping[int, tuple[float, float]],
+            utilization: Mapping[int, float] | None, cmap: Any, norm: Any
+            ) -> list[tuple[int, ...]]:
+    """Each cable (the links between two devices, either way) as one line; returns the link
+    ids of each line. Coloured by its busier direction; dashed red when any is down."""
+    from matplotlib.collections import LineCollection
+
+    cables: dict[tuple[int, int], list[int]] = {}
+    for link in topo.links:
+        cables.setdefault((min(link.src, link.dst), max(link.src, link.dst)), []).append(
+            link.id)
+    segments, colours, styles, drawn = [], [], [], []
+    for (a, b), ids in cables.items():
+        segments.append((pos[a], pos[b]))
+        if any(not topo.links[i].up for i in ids):
+            colours.append("red")
+            styles.append("--")
+        else:
+            colours.append("0.6" if utilization is None else
+                           cmap(norm(max(utilization.get(i, 0.0) for i in ids))))
+            styles.append("-")
+        drawn.append(tuple(ids))
+    ax.add_collection(LineCollection(segments, colors=colours, linestyles=styles,
+                                     linewidths=0.4 if utilization is None else 0.8, zorder=1))
+    return drawn
+
+
+def _colour_bar(fig: Any, ax: Any, utilization: Mapping[int, float] | None, cm: Any,
+                norm: Any, cmap: Any, percent: Any) -> None:
+    if utilization is not None:
+        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+                           label="link utilization (share of the run the link was busy)")
+        bar.ax.yaxis.set_major_formatter(percent(1.0))
+
+
+def _tier_labels(topo: Topology, ax: Any, pos: Mapping[int, tuple[float, float]],
+                 x: float) -> None:
+    """Name each row of a layered drawing by its devices' kinds ("NPUs", "edge", "core")."""
+    rows: dict[float, set[str]] = {}
+    for device, (_, y) in pos.items():
+        kind = "NPUs" if not topo.is_switch(device) else topo.device_kind(device)
+        rows.setdefault(y, set()).add(kind)
+    for y, kinds in rows.items():
+        ax.text(x, y, " / ".join(sorted(kinds)), ha="right", va="center", fontsize=8,
+                weight="bold")
 
 
 def _sign(v: float) -> int:
@@ -148,11 +235,15 @@ def _sign(v: float) -> int:
 def draw_link_heatmap(topo: Topology, result: Any, path: str | Path) -> Path:
     """The run's link utilization drawn on the topology (laid out on the grid for mesh and
     torus)."""
+    util = {lk.id: lk.utilization for lk in result.links}
+    return draw_topology(topo, path, util, title=heatmap_title(topo, result))
+
+
+def heatmap_title(topo: Topology, result: Any) -> str:
+    """"NAME: link utilization over 6.76 s (busiest link 1.7%)": the run's length in human
+    units and the busiest link's share to 0.1%."""
     from des.core.units import format_time
 
-    util = {lk.id: lk.utilization for lk in result.links}
-    busiest = max(util.values(), default=0.0)
-    return draw_topology(topo, path, util,
-                         title=f"{topo.name}: link utilization over "
-                               f"{format_time(result.makespan_ns)} (busiest link "
-                               f"{busiest:.0%})")
+    busiest = max((lk.utilization for lk in result.links), default=0.0)
+    return (f"{topo.name}: link utilization over {format_time(result.makespan_ns)} "
+            f"(busiest link {busiest:.1%})")

@@ -330,7 +330,7 @@ def _metric_cell(metrics: dict, key: str, unit: str) -> str:
     if value is None or (unit in ("rate", "percent", "memory") and not value):
         return "-"
     if unit == "time":
-        return f"{value:.4g} s"
+        return _seconds(value)
     if unit == "rate":
         return f"{value:,.0f}"
     if unit == "percent":
@@ -338,6 +338,15 @@ def _metric_cell(metrics: dict, key: str, unit: str) -> str:
     if unit == "memory":
         return format_size(value) + (" OOM" if metrics.get("out_of_memory") else "")
     return f"{value:,.4g}"
+
+
+def _seconds(value: float) -> str:
+    """Seconds in the unit that reads best, to 4 significant digits so close sweep points
+    stay apart: ``1.234 s``, ``126.1 us``."""
+    for factor, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us")):
+        if abs(value) * factor >= 1.0:
+            return f"{value * factor:.4g} {unit}"
+    return f"{value * 1e9:.4g} ns"
 
 
 def _breakdown(llm: dict, console: Console) -> None:

@@ -111,6 +111,25 @@ def _label_axes(results: Sequence[PointResult], label_axes: Sequence[str] | None
     return [_resolve_axis(a, axes) for a in label_axes]
 
 
+def time_unit(seconds: Iterable[float]) -> tuple[float, str]:
+    """``(factor, unit)`` that shows these times (s) in readable numbers: s, ms, us or ns by
+    the largest of them (0.000446 s reads as 446 us)."""
+    top = max((abs(v) for v in seconds), default=0.0)
+    for factor, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us")):
+        if top * factor >= 1.0:
+            return factor, unit
+    return 1e9, "ns"
+
+
+def _what(results: Sequence[PointResult]) -> str:
+    """What ``iteration_s`` measures for these points: an inference request batch's end-to-end
+    time, a GEMM's or a step's time, an LLM training iteration."""
+    kinds = {r.metrics.get("workload") for r in results}
+    if kinds == {"llm_inference"}:
+        return "end-to-end time"
+    return "iteration time" if kinds <= {"llm_training", None} else "time"
+
+
 def _save(fig: Any, plt: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +169,9 @@ def time_vs_strategy(results: Iterable[PointResult | Mapping[str, Any]], path: s
 
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(shown)), dpi=120)
     ys = range(len(shown))
-    times = [r.metrics["iteration_s"] for r in shown]
+    factor, unit = time_unit(r.metrics["iteration_s"] for r in shown)
+    what = _what(done)
+    times = [r.metrics["iteration_s"] * factor for r in shown]
     bars = ax.barh(list(ys), times, color=[_OOM if _oom(r) else _BAR for r in shown],
                    edgecolor="0.3", linewidth=0.5)
     for bar, r in zip(bars, shown, strict=True):
@@ -158,10 +179,10 @@ def time_vs_strategy(results: Iterable[PointResult | Mapping[str, Any]], path: s
             bar.set_hatch("//")
     ax.set_yticks(list(ys), [point_label(r, axes) or f"#{r.index}" for r in shown], fontsize=7)
     ax.invert_yaxis()  # fastest at the top
-    ax.set_xlabel("iteration time (s)")
+    ax.set_xlabel(f"{what} ({unit})")
     total = len(done)
-    ax.set_title(f"iteration time by strategy ({len(shown)} fastest of {total} finished)"
-                 if len(shown) < total else f"iteration time by strategy ({total} points)")
+    ax.set_title(f"{what} by strategy ({len(shown)} fastest of {total} finished)"
+                 if len(shown) < total else f"{what} by strategy ({total} points)")
     if any(_oom(r) for r in shown):
         ax.legend(handles=[Patch(facecolor=_BAR, label="fits in memory"),
                            Patch(facecolor=_OOM, hatch="//", label="out of memory")],
@@ -184,16 +205,18 @@ def pareto(results: Iterable[PointResult | Mapping[str, Any]], path: str | Path,
     on_front = {r.key for r in front}
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    factor, unit = time_unit(r.metrics["iteration_s"] for r in done)
+    what = _what(done)
     rest = [r for r in done if r.key not in on_front]
     for oom, marker, colour, label in ((False, "o", _BAR, "fits in memory"),
                                        (True, "x", "0.5", "out of memory")):
         pick = [r for r in rest if _oom(r) == oom]
         if pick:
             ax.scatter([r.metrics["peak_memory_bytes"] / GIB for r in pick],
-                       [r.metrics["iteration_s"] for r in pick], s=18, marker=marker,
+                       [r.metrics["iteration_s"] * factor for r in pick], s=18, marker=marker,
                        color=colour, alpha=0.7, label=label)
     xs = [r.metrics["peak_memory_bytes"] / GIB for r in front]
-    ys = [r.metrics["iteration_s"] for r in front]
+    ys = [r.metrics["iteration_s"] * factor for r in front]
     ax.step(xs, ys, where="post", color=_FRONT, lw=1.5, zorder=2)
     ax.scatter(xs, ys, s=40, color=_FRONT, edgecolor="black", linewidth=0.5, zorder=3,
                label=f"Pareto front ({len(front)})")
@@ -204,8 +227,8 @@ def pareto(results: Iterable[PointResult | Mapping[str, Any]], path: str | Path,
         ax.axvline(memory_limit / GIB, color="black", linestyle="--", lw=1,
                    label=f"memory limit {memory_limit / GIB:g} GiB")
     ax.set_xlabel("peak memory per GPU (GiB)")
-    ax.set_ylabel("iteration time (s)")
-    ax.set_title("iteration time vs memory")
+    ax.set_ylabel(f"{what} ({unit})")
+    ax.set_title(f"{what} vs memory")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, plt, path)
@@ -238,6 +261,8 @@ def compare(results: Iterable[PointResult | Mapping[str, Any]], path: str | Path
                            dpi=120)
     width = 0.8 / len(by_values)
     colours = plt.get_cmap("tab10")
+    factor, unit = time_unit(r.metrics["iteration_s"] for r in done)
+    what = _what(done)
     labelled: set[str] = set()
     for j, (ident, value) in enumerate(by_values.items()):
         offset = (j - (len(by_values) - 1) / 2) * width
@@ -248,14 +273,14 @@ def compare(results: Iterable[PointResult | Mapping[str, Any]], path: str | Path
                 ax.text(x, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=6,
                         color="0.4")
                 continue
-            ax.bar(x, r.metrics["iteration_s"], width, color=colours(j % 10),
+            ax.bar(x, r.metrics["iteration_s"] * factor, width, color=colours(j % 10),
                    hatch="//" if _oom(r) else None, edgecolor="0.3", linewidth=0.5,
                    label=None if ident in labelled else axis_label(axis, value))
             labelled.add(ident)
     ax.set_xticks(range(len(groups)), [labels[g] for g in groups], rotation=30, ha="right",
                   fontsize=7)
-    ax.set_ylabel("iteration time (s)")
-    ax.set_title(f"iteration time by {_leaf(axis)}")
+    ax.set_ylabel(f"{what} ({unit})")
+    ax.set_title(f"{what} by {_leaf(axis)}")
     ax.legend(title=_leaf(axis), fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, plt, path)

@@ -32,11 +32,20 @@ def load_done(out: Path) -> dict[str, PointResult]:
 
 
 def write_table(results: list[PointResult], out: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """``results.csv`` and ``results.json``: one row per point with every axis and metric."""
+    """``results.csv`` and ``results.json``: one row per point, in point order, with every axis
+    and metric and its ``rank`` (1 = best by the points' workload kind: output tokens/s for
+    inference, iteration time for training, the makespan otherwise; see :func:`ranking`;
+    empty for points that did not run). An axis named ``rank`` keeps its name and the rank
+    becomes ``result.rank``."""
     import csv
 
     out = Path(out)
-    rows = [r.row() for r in results]
+    place = {r.key: n for n, r in enumerate(ranking(results), start=1)}
+    rows = []
+    for r in results:
+        row = r.row()
+        row["result.rank" if "rank" in r.values else "rank"] = place.get(r.key, "")
+        rows.append(row)
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
