@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from des.app.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from des.app.html_report import build_html, pointer, ramp
+from des.app.html_report import COLLECTIVE_ROWS, build_html, pointer, ramp
 from des.core.units import parse_bandwidth, parse_size, parse_time
 
 TINY = {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 64,
@@ -139,7 +140,7 @@ def test_every_number_on_the_page_is_the_json_results(which, tmp_path):
     for rank in doc["ranks"]:
         for part in ("compute_ns", "exposed_comm_ns", "idle_ns"):
             assert pointer("ranks", rank, part) in keys
-    for i, _ in enumerate(doc["collectives"]):
+    for i, _ in enumerate(doc["collectives"][:COLLECTIVE_ROWS]):
         assert {pointer("collectives", i, "time_ns"),
                 pointer("collectives", i, "busbw_GBps")} <= keys
     if which == "inference":
@@ -167,6 +168,26 @@ def test_bars_are_to_scale_and_add_up_to_when_each_rank_finished(tmp_path):
     for rank, height in per_rank.items():  # compute + exposed comm + idle = finished
         assert height == pytest.approx(doc["ranks"][rank]["finished_ns"] * k, abs=5e-3)
     assert any(json.loads(b["data-value"]) > 0 for b in bars if "exposed" in b["data-key"])
+
+
+def test_a_long_run_lists_the_first_collectives_and_groups_them_all(tmp_path):
+    """A training step runs tens of thousands of collectives: the page lists the first ones and
+    counts every one of them in a grouped table whose counts and summed times match the JSON."""
+    doc, _ = simulate(tmp_path, "dp_step")
+    many = [dict(c, index=i) for i, c in enumerate(doc["collectives"] * 200)][:450]
+    doc = dict(doc, collectives=many)
+    page = build_html(doc)
+    parsed = parse(page)
+    listed = {key for c in parsed.cells if (key := c.get("data-key", "")).startswith(
+        "/collectives/") and key.endswith("/time_ns")}
+    assert len(listed) == COLLECTIVE_ROWS
+    assert f"the first {COLLECTIVE_ROWS} of 450 collectives" in page
+    grouped = page.split("by total time")[1].split("</table>")[0]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in grouped.split("<tr>")[2:]]
+    counts = [int(r[4].replace(",", "")) for r in rows]
+    assert sum(counts) == 450
+    totals = [read_back(r[5], "ns") for r in rows]
+    assert sum(totals) == pytest.approx(sum(c["time_ns"] for c in many), rel=0.01)
 
 
 def test_user_text_is_escaped_and_the_page_is_self_contained(tmp_path):

@@ -385,12 +385,17 @@ def _heatmap_png(topology: Any, result: Result, required: bool) -> bytes | None:
         return path.read_bytes()
 
 
+#: Collectives listed one by one; beyond this the page shows them grouped (a training step can
+#: run tens of thousands, which would make a page of tens of megabytes) and the JSON has them all.
+COLLECTIVE_ROWS = 200
+
+
 def _collectives(doc: Mapping[str, Any]) -> str:
     colls = doc.get("collectives", [])
     if not colls:
         return ""
     rows = []
-    for i, c in enumerate(colls):
+    for i, c in enumerate(colls[:COLLECTIVE_ROWS]):
         p = lambda key, i=i: pointer("collectives", i, key)  # noqa: E731
         rows.append(_cell(p("index"), c["index"], "count") + _text(c["collective"])
                     + _text(c["algorithm"]) + _text(len(c["group"]))
@@ -400,12 +405,35 @@ def _collectives(doc: Mapping[str, Any]) -> str:
                     + _cell(p("time_ns"), c["time_ns"], "ns")
                     + _cell(p("algbw_GBps"), c["algbw_GBps"], "GBps")
                     + _cell(p("busbw_GBps"), c["busbw_GBps"], "GBps"))
-    return ('<h2 id="collectives">Collectives</h2>' + _table(
+    shown = ("all" if len(colls) <= COLLECTIVE_ROWS
+             else f"the first {COLLECTIVE_ROWS} of") + f" {len(colls)} collectives"
+    return ('<h2 id="collectives">Collectives</h2>' + _collective_groups(colls) + _table(
         ("#", "collective", "algorithm", "ranks", "size", "chunks", "start", "time",
          "algorithm bw", "bus bw"), rows,
-        caption=f"all {len(colls)} collectives; bandwidths as nccl-tests defines them "
+        caption=f"{shown} (every one is in the JSON); bandwidths as nccl-tests defines them "
         "(algbw = size / time, busbw = algbw x the collective's bus factor)",
         scroll=len(rows) > 24, cls="collectives"))
+
+
+def _collective_groups(colls: Sequence[Mapping[str, Any]]) -> str:
+    """Collectives of the same kind, algorithm, group size and size, counted and their times
+    summed (shown only when the list is cut)."""
+    if len(colls) <= COLLECTIVE_ROWS:
+        return ""
+    groups: dict[tuple, list[float]] = {}
+    for c in colls:
+        key = (c["collective"], c["algorithm"], len(c["group"]), c["nbytes"])
+        groups.setdefault(key, []).append(c["time_ns"])
+    order = sorted(groups.items(), key=lambda item: -sum(item[1]))
+    rows = [_text(kind) + _text(algorithm) + _text(ranks) + f"<td>{show(nbytes, 'bytes')}</td>"
+            + _text(len(times)) + f"<td>{show(sum(times), 'ns')}</td>"
+            + f"<td>{show(min(times), 'ns')}</td><td>{show(max(times), 'ns')}</td>"
+            for (kind, algorithm, ranks, nbytes), times in order]
+    return _table(("collective", "algorithm", "ranks", "size", "count", "total time",
+                   "fastest", "slowest"), rows,
+                  caption=f"{len(colls)} collectives in {len(groups)} groups of the same shape, "
+                  "by total time (summed from the JSON's per-collective times)",
+                  scroll=len(rows) > 24, cls="collectives")
 
 
 def _unit_of(key: str, value: Any, inherited: str = "") -> str:
