@@ -14,8 +14,13 @@ exposed communication per parallel dimension, idle); ends with
 ``mean |error| X%, max Y%, N rows`` per backend; writes JSON (``--json``, default
 ``bench/results/validation.json``).
 
+nccl-tests files in the same folders (``format: nccl-tests``, :mod:`des.app.validation_nccl`)
+run as collective sweeps on the same machine: per file, a table of size, measured bus
+bandwidth, des's bus bandwidth and error per backend, and a line
+``FILE: mean |error| X%, max Y%, N sizes`` per backend.
+
 Usage: ``python bench/validation.py [--data DIR ...] [--machine NAME|YAML] [--json OUT]
-[--backends simpy analytical] [--cases NAME ...]``.
+[--backends simpy analytical] [--cases NAME ...] [--only rows|nccl]``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from des.app.config import scenario_from_dict  # noqa: E402
 from des.app.llm_report import breakdown  # noqa: E402
 from des.app.validation import load_machine, load_rows, scenario_dict  # noqa: E402
+from des.app.validation_nccl import compare_run, load_runs  # noqa: E402
 from des.sim.backends import run_backend  # noqa: E402
 
 BACKENDS = ("simpy", "analytical")
@@ -73,6 +79,57 @@ def summary(rows: list[dict], backend: str) -> dict:
             "rows": len(errors)}
 
 
+def nccl_results(runs, machine: dict, backends: tuple[str, ...]) -> list[dict]:
+    """Each nccl-tests run simulated with each backend: per size, measured and des busbw."""
+    out = []
+    for run in runs:
+        per_backend = {b: compare_run(run, machine, b) for b in backends}
+        out.append({"source": run.source, "run": run.name, "collective": run.collective,
+                    "ranks": run.ranks, "nodes": run.nodes, "command": run.command,
+                    "sizes": per_backend})
+    return out
+
+
+def nccl_summaries(results: list[dict], backends: tuple[str, ...]) -> dict:
+    """Per measurement file and backend: mean and max |busbw error| over its sizes."""
+    out: dict[str, dict] = {}
+    for r in results:
+        for b in backends:
+            errors = out.setdefault(r["source"], {}).setdefault(b, [])
+            errors.extend(abs(s["error"]) for s in r["sizes"][b])
+    return {src: {b: {"mean_abs_error": sum(e) / len(e), "max_abs_error": max(e),
+                      "sizes": len(e)} for b, e in per.items()} for src, per in out.items()}
+
+
+def print_nccl(console, results: list[dict], backends: tuple[str, ...], machine: dict) -> dict:
+    """The per-run tables and per-file summary lines; returns the summaries."""
+    from rich.table import Table
+
+    for r in results:
+        table = Table(title=f"{r['source']}: {r['run']} ({r['collective']}, {r['ranks']} GPUs on "
+                            f"{r['nodes']} node(s)) vs des on {machine['name']}")
+        for c in ["size", "measured us", "measured busbw", *[x for b in backends for x in
+                                                           (f"{b} us", f"{b} busbw", "error")]]:
+            table.add_column(c, justify="right")
+        first = r["sizes"][backends[0]]
+        for i, row in enumerate(first):
+            cells = [f"{row['size']:,}", f"{row['measured_us']:.1f}",
+                     f"{row['measured_busbw']:.2f}"]
+            for b in backends:
+                s = r["sizes"][b][i]
+                cells += [f"{s['des_us']:.1f}", f"{s['des_busbw']:.2f}", f"{s['error']:+.1%}"]
+            table.add_row(*cells)
+        console.print(table)
+    console.print("busbw in GB/s, nccl-tests definitions (out-of-place); error = des / measured "
+                  "- 1")
+    summaries = nccl_summaries(results, backends)
+    for src, per in summaries.items():
+        for b, s in per.items():
+            console.print(f"{src} ({b}): mean |error| {s['mean_abs_error']:.1%}, max "
+                          f"{s['max_abs_error']:.1%}, {s['sizes']} sizes")
+    return summaries
+
+
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -85,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "validation.json"))
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--cases", nargs="*", help="only these case names")
+    parser.add_argument("--only", choices=("rows", "nccl"),
+                        help="only the training rows, or only the nccl-tests files")
     args = parser.parse_args(argv)
     console = Console(width=180)
     missing = [d for d in args.data if not Path(d).is_dir()]
@@ -94,13 +153,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for folder in args.data for row in load_rows(folder)]
     if args.cases:
         rows = [r for r in rows if r.case in args.cases]
+    runs = [run for folder in args.data for run in load_runs(folder)]
+    if args.only == "nccl":
+        rows = []
+    elif args.only == "rows":
+        runs = []
     machine = load_machine(args.machine)
     backends = tuple(args.backends)
+    nccl = nccl_results(runs, machine, backends)
+    nccl_summary = print_nccl(console, nccl, backends, machine) if nccl else {}
     results = []
     for row in rows:
         console.print(f"[dim]{row.case} {row.mode} ({row.gpus} GPUs)...[/dim]")
         results.append(run_row(row, machine, backends))
 
+    if not results:
+        return _write(args, machine, results, {}, nccl, nccl_summary, console)
     table = Table(title=f"Measured vs des on {machine['name']} ({', '.join(args.data)})")
     cols = ["case", "mode", "GPUs", "measured"]
     for b in backends:
@@ -126,11 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     for b, s in summaries.items():
         console.print(f"{b}: mean |error| {s['mean_abs_error']:.1%}, max "
                       f"{s['max_abs_error']:.1%}, {s['rows']} rows")
+    return _write(args, machine, results, summaries, nccl, nccl_summary, console)
+
+
+def _write(args, machine: dict, results: list[dict], summaries: dict, nccl: list[dict],
+           nccl_summary: dict, console) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "validation", "python": platform.python_version(),
                                "data": str(args.data), "machine": machine["name"],
-                               "rows": results, "summary": summaries}, indent=1) + "\n")
+                               "rows": results, "summary": summaries, "nccl_tests": nccl,
+                               "nccl_summary": nccl_summary}, indent=1) + "\n")
     console.print(f"wrote {out}")
     return 0
 

@@ -18,6 +18,13 @@ A machine description (``configs/machines/*.yaml``) is the same for every row: t
 (its ``nodes`` filled in per case from the GPU count), the GPU preset, the network options and
 the training software's behaviour (``software:``, keys of ``workload.parallel``). Nothing is set
 per case but what the measurement file records.
+
+Its ``links:`` section, when present, describes each link class of the topology as hardware:
+``line_rate`` (the signalling rate per direction), ``efficiency`` (the fraction of it collective
+traffic achieves) and ``step_latency`` (what one hop through the class's switch costs a message),
+each with its source in the file. The topology's bandwidths are ``line_rate x efficiency`` and
+its switch latencies the step latencies (:data:`LINK_CLASSES` says which topology key each class
+sets). nccl-tests files in the same folder are read by :mod:`des.app.validation_nccl`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from des.core import units
 from des.core.paths import load_preset
 from des.core.schema import SchemaError
 from des.core.yaml_safe import load_yaml, read_text
@@ -36,6 +44,12 @@ class ValidationError(SchemaError):
     """A measurement file or machine description that cannot be read; names what is wrong."""
 
 
+#: Link classes a machine's ``links:`` may describe, per topology kind: class -> (topology key of
+#: its bandwidth, topology key of its per-hop switch latency).
+LINK_CLASSES: dict[str, dict[str, tuple[str, str]]] = {
+    "superpod": {"nvlink": ("bandwidth", "nvswitch_latency"),
+                 "nic": ("nic_bandwidth", "leaf_latency")},
+}
 MODES = {"full": ("full", False), "selective+sp": ("selective", True)}
 """Recomputation modes of ``measured_iteration_s``: (recompute, sequence parallelism)."""
 FLOP_FORMULAS = ("narayanan2021_eq3",)
@@ -133,6 +147,8 @@ def load_rows(folder: str | Path) -> list[Row]:
             data = load_yaml(read_text(file, "measurement file"), file.name)
         except SchemaError as err:
             raise ValidationError(str(err)) from None
+        if isinstance(data, dict) and data.get("format") == "nccl-tests":
+            continue  # collective bandwidth tables: des.app.validation_nccl
         rows.extend(rows_of(data, file.name))
     return rows
 
@@ -145,8 +161,53 @@ def load_machine(name_or_path: str) -> dict[str, Any]:
         missing = [k for k in ("topology", "gpus_per_node", "hardware") if k not in data]
         if missing:
             raise ValidationError(f"missing {', '.join(missing)}")
+        if "links" in data:
+            _link_settings(data)  # checked now, applied per case by machine_topology
         return data
     return load_preset("machines", name_or_path, parse, ValidationError, "machine")
+
+
+def _link_settings(machine: dict[str, Any]) -> dict[str, Any]:
+    """Topology keys set by a machine's ``links:``: per class, bandwidth = line_rate x
+    efficiency and the class's switch latency = step_latency (see the module docstring)."""
+    links, kind = machine["links"], machine["topology"].get("kind")
+    classes = LINK_CLASSES.get(kind)
+    if classes is None:
+        raise ValidationError(f"links: topology kind {kind!r} has no link classes; "
+                              f"supported: {', '.join(LINK_CLASSES)}")
+    if not isinstance(links, dict):
+        raise ValidationError("links: expected a mapping of link class to "
+                              "{line_rate, efficiency, step_latency}")
+    out: dict[str, Any] = {}
+    for name, spec in links.items():
+        where = f"links.{name}"
+        if name not in classes:
+            raise ValidationError(f"{where}: unknown link class; expected one of "
+                                  f"{', '.join(classes)}")
+        if not isinstance(spec, dict) or "line_rate" not in spec:
+            raise ValidationError(f"{where}: expected {{line_rate, efficiency, step_latency}}")
+        unknown = set(spec) - {"line_rate", "efficiency", "step_latency"}
+        if unknown:
+            raise ValidationError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        rate = units.parse_bandwidth(spec["line_rate"], f"{where}.line_rate")
+        efficiency = spec.get("efficiency", 1.0)
+        if isinstance(efficiency, bool) or not isinstance(efficiency, int | float) \
+                or not 0 < efficiency <= 1:
+            raise ValidationError(f"{where}.efficiency: must be in (0, 1], got {efficiency!r}")
+        bandwidth_key, latency_key = classes[name]
+        out[bandwidth_key] = rate * efficiency  # bytes/ns (= GB/s)
+        if "step_latency" in spec:
+            units.parse_time(spec["step_latency"], f"{where}.step_latency")
+            out[latency_key] = spec["step_latency"]
+    return out
+
+
+def machine_topology(machine: dict[str, Any], nodes: int) -> dict[str, Any]:
+    """The machine's ``topology:`` for ``nodes`` nodes, with its ``links:`` applied."""
+    topology = {**machine["topology"], "nodes": nodes}
+    if "links" in machine:
+        topology.update(_link_settings(machine))
+    return topology
 
 
 def scenario_dict(row: Row, machine: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +216,7 @@ def scenario_dict(row: Row, machine: dict[str, Any]) -> dict[str, Any]:
     per_node = machine["gpus_per_node"]
     if row.gpus % per_node:
         raise ValidationError(f"{row.case}: {row.gpus} GPUs are not whole nodes of {per_node}")
-    topology = {**machine["topology"], "nodes": row.gpus // per_node}
+    topology = machine_topology(machine, row.gpus // per_node)
     workload = copy.deepcopy(row.workload)
     workload["parallel"] = {**machine.get("software", {}), **workload["parallel"]}
     out = {"name": f"{row.case} {row.mode}", "topology": topology,
@@ -165,5 +226,5 @@ def scenario_dict(row: Row, machine: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["FLOP_FORMULAS", "MODES", "Row", "ValidationError", "load_machine", "load_rows",
-           "narayanan_eq3_flops", "rows_of", "scenario_dict"]
+__all__ = ["FLOP_FORMULAS", "LINK_CLASSES", "MODES", "Row", "ValidationError", "load_machine",
+           "load_rows", "machine_topology", "narayanan_eq3_flops", "rows_of", "scenario_dict"]
