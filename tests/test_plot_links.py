@@ -16,7 +16,7 @@ pytest.importorskip("matplotlib")
 from matplotlib.collections import LineCollection
 from matplotlib.text import Annotation
 
-from des.app.plots import heatmap_title, topology_figure
+from des.app.plots import heatmap_title, positions, topology_figure
 
 
 def drawn_arrows(fig) -> list[tuple[tuple[float, float], tuple[float, float]]]:
@@ -37,6 +37,12 @@ def test_grids_draw_one_arrow_per_directed_link_none_on_top_of_another(spec):
     assert sorted(drawn) == [(i,) for i in range(len(topo.links))]
     rounded = {tuple(round(c, 6) for pt in a for c in pt) for a in arrows}
     assert len(rounded) == len(arrows), "two links drawn on top of each other"
+    # every arrow starts clear of its device's marker (about 0.22 grid units across), or it
+    # is hidden under it: wrap-around and z stubs once were
+    pos = positions(topo)
+    for link, (start, _) in zip(topo.links, arrows, strict=True) if topo.info.dims else ():
+        x, y = pos[link.src]
+        assert ((start[0] - x) ** 2 + (start[1] - y) ** 2) ** 0.5 >= 0.14, link
 
 
 def test_a_4x4_torus_heat_map_has_its_16_wrap_around_links():

@@ -96,6 +96,11 @@ def draw_topology(topo: Topology, path: str | Path,
     return path
 
 
+#: Where a wrap-around or z-link stub starts and ends, in grid units from its device's centre:
+#: clear of the device's marker (about 0.22 units across at the default size), inside the margin.
+STUB = (0.27, 0.55)
+
+
 def topology_figure(topo: Topology, utilization: Mapping[int, float] | None = None,
                     title: str = "") -> tuple[Any, list[tuple[int, ...]]]:
     """The figure of :func:`draw_topology` and, per drawn line or arrow, the ids of the links
@@ -122,8 +127,14 @@ def topology_figure(topo: Topology, utilization: Mapping[int, float] | None = No
         ax.set_axis_off()
         return fig, drawn
     pos = positions(topo)
-    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
     grid = _grid_positions(topo) is not None
+    size = (8.0, 6.0)
+    if grid:  # as wide as the planes side by side, as tall as a plane
+        xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
+        width, height = max(xs) - min(xs) + 1.2, max(ys) - min(ys) + 1.2
+        scale = min(0.75, 16.0 / width)
+        size = (max(4.0, width * scale), max(2.5, height * scale + 0.8))
+    fig, ax = plt.subplots(figsize=size, dpi=120)
     dims = topo.info.dims
     plane = dims[0] * dims[1] if grid and len(dims) == 3 else 0
     drawn: list[tuple[int, ...]] = []
@@ -133,23 +144,28 @@ def topology_figure(topo: Topology, utilization: Mapping[int, float] | None = No
     for link in () if bundled else topo.links:
         (x0, y0), (x1, y1) = pos[link.src], pos[link.dst]
         dx, dy = x1 - x0, y1 - y0
+        start, end = 0.15, 0.85  # of the way to the partner
         if plane and link.src // plane != link.dst // plane:
             # a z link (planes are drawn side by side): a diagonal stub, up-right towards the
             # next plane, down-left towards the previous one (wrap-around: the other way)
             ahead = (link.dst // plane - link.src // plane) % dims[2] == 1
-            dx = dy = 0.3 if ahead else -0.3
+            dx = dy = 1.0 if ahead else -1.0
+            start, end = STUB
         elif grid and abs(dx) + abs(dy) > 1.5:  # wrap-around link: a stub leaving the edge
-            dx, dy = -0.35 * _sign(dx), -0.35 * _sign(dy)
+            dx, dy = -float(_sign(dx)), -float(_sign(dy))
+            start, end = STUB
         # shift each direction sideways so both arrows of a cable show
         length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
         off = (-0.06 * dy / length, 0.06 * dx / length)
+        if (start, end) == STUB:  # stubs are measured in grid units, clear of the marker
+            dx, dy = dx / length, dy / length
         style: dict[str, Any] = {"lw": 1.0, "color": "0.6"}
         if utilization is not None:
             style = {"lw": 2.2, "color": cmap(norm(utilization.get(link.id, 0.0)))}
         if not link.up:
             style = {"lw": 1.2, "color": "red", "linestyle": "--"}
-        ax.annotate("", xy=(x0 + dx * 0.85 + off[0], y0 + dy * 0.85 + off[1]),
-                    xytext=(x0 + dx * 0.15 + off[0], y0 + dy * 0.15 + off[1]),
+        ax.annotate("", xy=(x0 + dx * end + off[0], y0 + dy * end + off[1]),
+                    xytext=(x0 + dx * start + off[0], y0 + dy * start + off[1]),
                     arrowprops={"arrowstyle": "-|>", "mutation_scale": 7, **style})
         drawn.append((link.id,))
     small = topo.num_devices > 128
@@ -172,6 +188,12 @@ def topology_figure(topo: Topology, utilization: Mapping[int, float] | None = No
     if not grid and topo.info.kind != "ring" and topo.num_devices > topo.num_npus:
         _tier_labels(topo, ax, pos, min(xs) - margin)
     note = ""
+    if grid and plane:
+        note = "\nstubs: wrap-around links off each edge; z links to the next plane (up-right) " \
+               "and the previous one (down-left)"
+    elif grid and any(abs(pos[lk.src][0] - pos[lk.dst][0]) + abs(pos[lk.src][1] - pos[lk.dst][1])
+                      > 1.5 for lk in topo.links):
+        note = "\nstubs off each edge: wrap-around links"
     if bundled:
         note = (f"\n{len(topo.links)} directed links, each cable one line"
                 + (" coloured by its busier direction" if utilization is not None else ""))
