@@ -23,6 +23,7 @@ from typing import IO, Any, BinaryIO
 __all__ = ["decode_message", "encode_message", "encode_varint", "open_trace"]
 
 _MASK32 = 0xFFFFFFFF
+_MASK64 = 0xFFFFFFFFFFFFFFFF
 _MAX_SIGNED64 = 0x7FFFFFFFFFFFFFFF
 
 
@@ -56,7 +57,9 @@ def _read_length(fh: IO[bytes]) -> int | None:
             return None
         value |= (byte[0] & 0x7F) << shift
         if not byte[0] & 0x80:
-            # protolib's _DecodeVarint32: a 64-bit negative stays negative, else low 32 bits
+            # protolib's _DecodeVarint32: the value kept to 64 bits (a 10th byte's high bits
+            # fall off), a 64-bit negative stays negative, else the low 32 bits
+            value &= _MASK64
             return value - (1 << 64) if value > _MAX_SIGNED64 else value & _MASK32
         shift += 7
         if shift >= 64:

@@ -266,7 +266,9 @@ def decode_trace(decode: Any, node_cls: Any, data: bytes) -> list[tuple]:
 @pytest.mark.parametrize("data", [b"", b"\x00", b"\x80", b"\xff" * 11, b"\x05abc",
                                   b"\x02\x08\x01\x00\x02\x08\x02",
                                   b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x08\x01",
-                                  b"\x81\x80\x80\x80\x10\x08\x01", b"\x03\xff\xff\xff"])
+                                  b"\x81\x80\x80\x80\x10\x08\x01", b"\x03\xff\xff\xff",
+                                  # 10-byte prefixes whose last byte overflows 64 bits
+                                  b"\x80" * 9 + b"\x02", b"\x80" * 9 + b"\x03\x08\x01"])
 def test_odd_streams_read_as_protolib_reads_them(data: bytes) -> None:
     assert (decode_trace(decode_message, ours.Node, data)
             == decode_trace(protolib.decodeMessage, et_def_pb2.Node, data))
