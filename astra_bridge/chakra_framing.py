@@ -8,9 +8,9 @@ Reading keeps protolib's conventions, which AstraSim's traces were written again
 
 * a length prefix of 0 (an empty message) or the end of the file inside a prefix ends the
   stream (:func:`decode_message` returns False);
-* the length is read as protolib reads it (a 32-bit varint: above 2**63 it is the two's
-  complement negative, otherwise the low 32 bits are kept); a prefix of 10 bytes or more
-  without its last byte raises nothing and returns False;
+* the length is read as protolib reads it (a 32-bit varint: above 2**63 a negative number,
+  which reads to the end of the file, otherwise the low 32 bits are kept); a prefix of 10
+  bytes or more without its last byte raises nothing and returns False;
 * a message cut short is handed to protobuf as far as it goes (callers spot the short read,
   see :mod:`astra_bridge.chakra_files`); a malformed one raises protobuf's ``DecodeError``.
 """
@@ -23,7 +23,6 @@ from typing import IO, Any, BinaryIO
 __all__ = ["decode_message", "encode_message", "encode_varint", "open_trace"]
 
 _MASK32 = 0xFFFFFFFF
-_MASK64 = 0xFFFFFFFFFFFFFFFF
 _MAX_SIGNED64 = 0x7FFFFFFFFFFFFFFF
 
 
@@ -57,10 +56,12 @@ def _read_length(fh: IO[bytes]) -> int | None:
             return None
         value |= (byte[0] & 0x7F) << shift
         if not byte[0] & 0x80:
-            # protolib's _DecodeVarint32: the value kept to 64 bits (a 10th byte's high bits
-            # fall off), a 64-bit negative stays negative, else the low 32 bits
-            value &= _MASK64
-            return value - (1 << 64) if value > _MAX_SIGNED64 else value & _MASK32
+            # protolib's _DecodeVarint32: above 2**63 the value less 2**64 with every bit above
+            # the low 32 set (always negative, so the message reads to the end of the file),
+            # else the low 32 bits
+            if value > _MAX_SIGNED64:
+                return (value - (1 << 64)) | ~_MASK32
+            return value & _MASK32
         shift += 7
         if shift >= 64:
             return None
