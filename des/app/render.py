@@ -281,8 +281,9 @@ def render_lstm(lstm: dict, console: Console) -> None:
             f", vocab {m['vocab']:,} ({m['dtype']}), dp {st['dp']} pp {st['pp']} tp {st['tp']}"
             f": iteration {format_time(lstm['iteration_s'] * 1e9)}, "
             f"{lstm['tokens_per_s']:,.0f} tokens/s, {lstm['tflops']:,.1f} GEMM TFLOP/s")
+    gpus = st['dp'] * st['pp'] * st['tp']
     if "fraction_of_peak" in lstm:
-        line += f" ({lstm['fraction_of_peak']:.1%} of peak)"
+        line += f" over {gpus} GPUs ({lstm['fraction_of_peak']:.1%} of their peak)"
     console.print(line, highlight=False, markup=True)
     _breakdown(lstm, console)
 
