@@ -64,7 +64,7 @@ class ContendedModel:
             fault_links(topology, fault)  # names real links: fail now, not mid-run
         self.runs: dict[int, CollectiveRun | ClosedFormCollective | ProgramRun] = {}
         self._cost: MessageCost | None = None
-        self._durations: dict[tuple, float] = {}
+        self._durations: dict[tuple, tuple[int, float, float]] = {}  # closed-form shapes
         self._symmetries: dict[tuple, Symmetry | None] = {}
         self.closed_form_spans = 0  # folded collectives timed in closed form (no symmetry)
         self._recording: dict[int, tuple] = {}  # run id -> shape it is recording
