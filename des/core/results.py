@@ -174,9 +174,11 @@ def rank_stats(ops: Iterable[OpRecord], num_ranks: int) -> dict[int, RankStats]:
     compute: dict[int, list[tuple[float, float]]] = defaultdict(list)
     comm: dict[int, list[tuple[float, float]]] = defaultdict(list)
     finished: dict[int, float] = defaultdict(float)
-    for op in ops:
-        (comm if op.kind in COMM_KINDS else compute)[op.rank].append((op.start_ns, op.end_ns))
-        finished[op.rank] = max(finished[op.rank], op.end_ns)
+    for op in ops:  # once per op of runs of 10^5-10^6 ops: kept lean
+        rank, end = op.rank, op.end_ns
+        (comm if op.kind in COMM_KINDS else compute)[rank].append((op.start_ns, end))
+        if end > finished[rank]:
+            finished[rank] = end
     stats = {}
     for rank in range(num_ranks):
         busy_compute = merge_intervals(compute[rank])

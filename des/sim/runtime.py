@@ -310,7 +310,8 @@ class Runtime:
         self.finish(node, start, name)
         del stream.busy[name]
         stream.free.append(name)
-        self._dispatch(stream)
+        if stream.queue:
+            self._dispatch(stream)
 
     def _free(self, stream: _Stream, name: str) -> None:
         del stream.busy[name]
@@ -378,16 +379,23 @@ class Runtime:
         ops = sorted(self.records, key=_OP_ORDER)
         makespan = max((op.end_ns for op in ops), default=0.0)
         collectives = []
+        traffic = self.model.traffic
+        factors: dict[tuple, tuple[str, float]] = {}  # (type, group size) -> (name, bus factor)
         for run, algorithm, chunks in self.model.collectives():
             inst = run.inst
             members = inst.span or inst.group
             elapsed = run.last_done - run.first_join
             algbw = inst.nbytes / elapsed if elapsed > 0 else 0.0
-            injected, delivered = self.model.traffic(run) or (None, None)
+            injected, delivered = traffic(run) or (None, None)
+            shape = (inst.collective, len(members))
+            named = factors.get(shape)
+            if named is None:
+                kind = inst.collective.value
+                named = factors[shape] = (kind, bus_factor(kind, len(members)))
             collectives.append(CollectiveStats(
-                inst.index, inst.collective.value, algorithm, list(members), inst.nbytes,
+                inst.index, named[0], algorithm, list(members), inst.nbytes,
                 chunks, run.first_join, run.last_done, elapsed, algbw,
-                algbw * bus_factor(inst.collective.value, len(members)), injected, delivered))
+                algbw * named[1], injected, delivered))
         collectives.sort(key=lambda c: c.index)
         meta = {
             "graph": graph.name, "topology": topo.name, "npus": topo.num_npus,
