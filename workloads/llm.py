@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from des.core.gc_pause import cyclic_gc_paused
 from des.core.graph import CollectiveType, EventGraph
 from topologies.base import Topology
 from workloads import ops
@@ -521,7 +522,8 @@ def build_training(model: ModelConfig, par: ParallelConfig, npus: int,
     """One training iteration of ``model`` under ``par`` on ``npus`` NPUs; with the
     ``topology`` (and ``symmetric``: no stragglers or timed faults), ``fold: auto`` folds what
     the topology proves symmetric (:func:`workloads.folding.choose_fold`)."""
-    return TrainingBuilder(model, par, npus, topology, symmetric).build()
+    with cyclic_gc_paused():  # 10^5-10^6 long-lived nodes: nothing to collect meanwhile
+        return TrainingBuilder(model, par, npus, topology, symmetric).build()
 
 
 __all__ = ["TrainingBuilder", "TrainingWorkload", "build_training"]

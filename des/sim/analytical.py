@@ -94,6 +94,11 @@ class ClosedFormModel:
     def verify(self) -> None:
         """Nothing to conserve: no messages are moved."""
 
+    def detach(self) -> None:
+        """Drop the collectives (their callbacks refer to the runtime) and the node index."""
+        self.runs = {}
+        self._by_node = {}
+
     def meta(self) -> dict[str, Any]:
         """No messages are moved."""
         return {"messages": 0, "hops": 0, "reroutes": 0}

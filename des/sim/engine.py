@@ -369,6 +369,13 @@ class ContendedModel:
                              else 0}
         return out
 
+    def detach(self) -> None:
+        """Drop the collectives (they refer to the model, their callbacks to the runtime), the
+        node index and the trains."""
+        self.runs = {}
+        self._by_node = {}
+        self.trains = set()
+
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:
         """Transmission intervals per link (when ``record_link_activity``)."""
         return {lk.spec.id: lk.activity for lk in self.transport.links if lk.activity}

@@ -30,11 +30,9 @@ Timing rules (graph rank r runs on NPU r):
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
 from heapq import heappop, heappush
@@ -43,6 +41,7 @@ from typing import Any, Protocol
 
 from collectives.base import CollectiveError, check_algorithm
 from des.core import hardware as hw
+from des.core.gc_pause import cyclic_gc_paused
 from des.core.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
 from des.core.results import (
     CollectiveStats,
@@ -60,21 +59,6 @@ _COMPUTE, _MEMORY, _COLLECTIVE, _SEND = (NodeKind.COMPUTE, NodeKind.MEMORY, Node
                                          NodeKind.SEND)  # enum attribute reads cost a call
 _KIND_NAME = {kind: kind.value for kind in NodeKind}  # so does .value
 _OP_ORDER = attrgetter("rank", "start_ns", "node")
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector: a run allocates records, events and closures
-    that live to its end, and each collection would rescan the graph's 10^5-10^6 nodes (about
-    30% of a GPT-3 step's CPU time). Reference counting still frees everything that is not in
-    a cycle; the collector's previous state is restored afterwards."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class SimulationError(RuntimeError):
@@ -146,6 +130,10 @@ class CommModel(Protocol):
     def verify(self) -> None:
         """After a complete run: raise :class:`ConservationError` if bytes were lost or made."""
 
+    def detach(self) -> None:
+        """Called once the Result is built: drop the run's collectives and whatever else refers
+        back to the runtime, so that they are freed at once, not by the cyclic collector."""
+
 
 class _Stream:
     """The ready queue and free slots of one kind of stream of one rank."""
@@ -165,7 +153,7 @@ class Runtime:
     def __init__(self, topology: Topology, graph: EventGraph, model: CommModel, *,
                  hardware: hw.GpuSpec | None = None,
                  options: EngineOptions | None = None) -> None:
-        with _no_cyclic_gc():
+        with cyclic_gc_paused():
             self._setup(topology, graph, model, hardware, options)
 
     def _setup(self, topology: Topology, graph: EventGraph, model: CommModel,
@@ -218,7 +206,7 @@ class Runtime:
     # ------------------------------------------------------------------ running
     def run(self, progress: Callable[[int, int], None] | None = None) -> Result:
         """Run to completion; ``progress(done_nodes, total_nodes)`` is called now and then."""
-        with _no_cyclic_gc():
+        with cyclic_gc_paused():
             return self._run(progress)
 
     def _run(self, progress: Callable[[int, int], None] | None) -> Result:
@@ -247,8 +235,21 @@ class Runtime:
         if progress:
             progress(self._done, self._total)
         result = self._result()
+        self._release()
         result.wall_seconds = time.perf_counter() - wall
         return result
+
+    def _release(self) -> None:
+        """Drop the run's bookkeeping once the result holds what it needs. The runtime and its
+        model refer to each other (and every callback to the runtime), so without this the
+        10^5-10^6 objects of a large run would wait for the cyclic collector, which then scans
+        and frees them in one go (over a second for a GPT-3 step); reference counting frees
+        them now, at a fraction of that."""
+        self._pending = []
+        self._dependents = []
+        self.records = []
+        self._pairs_by_send = {}
+        self.model.detach()
 
     def _start(self) -> None:
         """Ready every node without dependencies (inside the clock's run, so a model's errors
