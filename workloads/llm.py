@@ -108,6 +108,7 @@ class TrainingBuilder:
         self.fold = choose_fold(self.layout, topology, par.fold_request, par.foldable,
                                 symmetric=symmetric)
         self.graph.fold = self.fold
+        self._coll_axes: dict[str, tuple[tuple[str, ...], bool]] = {}  # axis -> (axes, fold)
         self.layers_per_chunk = model.layers // chunks
         self.tokens = par.micro_batch * self.seq // par.cp
         self.shard = Shard(tokens=self.tokens, seq=self.seq, tp=par.tp, sp=par.sp,
@@ -166,9 +167,13 @@ class TrainingBuilder:
               deps: Iterable[int]) -> int:
         """A collective over ``axis``: ``dp`` is every data-parallel replica (expert shards
         included), ``edp`` the replicas of one expert shard; ``tp`` groups fold when asked."""
-        axes = {"dp": ("ep", "dp"), "edp": ("dp",)}.get(axis, (axis,))
-        sizes = self.layout.sizes
-        fold = self.fold is not None and all(a in self.fold.axes for a in axes if sizes[a] > 1)
+        known = self._coll_axes.get(axis)
+        if known is None:  # once per axis: the layout and the fold are fixed by now
+            axes = {"dp": ("ep", "dp"), "edp": ("dp",)}.get(axis, (axis,))
+            sizes = self.layout.sizes
+            known = self._coll_axes[axis] = (axes, self.fold is not None and all(
+                a in self.fold.axes for a in axes if sizes[a] > 1))
+        axes, fold = known
         return add_collective(self.graph, rank, kind, nbytes, self.layout.group(rank, *axes),
                               fold=fold, name=name, deps=deps,
                               category="dp" if axis == "edp" else axis)

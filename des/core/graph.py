@@ -194,9 +194,9 @@ class EventGraph:
         """Local work: FLOPs and HBM bytes for the roofline, an explicit duration, or a
         sequence of kernels ``(flops, bytes, op_class)`` (totals go to flops/nbytes)."""
         if kernels is not None:
-            kernels = tuple((float(f), float(b), str(c)) for f, b, c in kernels)
-            flops = sum(k[0] for k in kernels)
-            nbytes = sum(k[1] for k in kernels)
+            kernels = tuple([(float(f), float(b), str(c)) for f, b, c in kernels])
+            flops = sum([k[0] for k in kernels])  # lists: faster than generators, same sums
+            nbytes = sum([k[1] for k in kernels])
         return self._new(rank, NodeKind.COMPUTE, name, deps, flops=float(flops),
                          nbytes=float(nbytes), duration_ns=duration_ns, op_class=op_class,
                          kernels=kernels, category=category)
