@@ -250,15 +250,11 @@ class _Checker:
         for rank, nodes in enumerate(self.by_rank):
             pos, b = position[rank], base[rank]
             for node in nodes.values():
-                deps = node.deps
-                if deps:
-                    if pos is None:
-                        v = rep[b + node.id]
-                        heads.extend([rep[b + d] for d in deps])
-                    else:
-                        v = rep[b + pos[node.id]]
-                        heads.extend([rep[b + pos[d]] for d in deps])
-                    tails.extend([v] * len(deps))
+                if node.deps:
+                    v = rep[b + (node.id if pos is None else pos[node.id])]
+                    for d in node.deps:
+                        heads.append(rep[b + (d if pos is None else pos[d])])
+                        tails.append(v)
         for p in pairs:
             heads.append(rep[slot(p.src, p.send_id)])
             tails.append(rep[slot(p.dst, p.recv_id)])
