@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from des.core.gc_pause import cyclic_gc_paused
 from des.core.graph import CollectiveType, EventGraph
 from topologies.base import Topology
 from workloads import ops
@@ -107,6 +108,7 @@ class TrainingBuilder:
         self.fold = choose_fold(self.layout, topology, par.fold_request, par.foldable,
                                 symmetric=symmetric)
         self.graph.fold = self.fold
+        self._coll_axes: dict[str, tuple[tuple[str, ...], bool]] = {}  # axis -> (axes, fold)
         self.layers_per_chunk = model.layers // chunks
         self.tokens = par.micro_batch * self.seq // par.cp
         self.shard = Shard(tokens=self.tokens, seq=self.seq, tp=par.tp, sp=par.sp,
@@ -165,9 +167,13 @@ class TrainingBuilder:
               deps: Iterable[int]) -> int:
         """A collective over ``axis``: ``dp`` is every data-parallel replica (expert shards
         included), ``edp`` the replicas of one expert shard; ``tp`` groups fold when asked."""
-        axes = {"dp": ("ep", "dp"), "edp": ("dp",)}.get(axis, (axis,))
-        sizes = self.layout.sizes
-        fold = self.fold is not None and all(a in self.fold.axes for a in axes if sizes[a] > 1)
+        known = self._coll_axes.get(axis)
+        if known is None:  # once per axis: the layout and the fold are fixed by now
+            axes = {"dp": ("ep", "dp"), "edp": ("dp",)}.get(axis, (axis,))
+            sizes = self.layout.sizes
+            known = self._coll_axes[axis] = (axes, self.fold is not None and all(
+                a in self.fold.axes for a in axes if sizes[a] > 1))
+        axes, fold = known
         return add_collective(self.graph, rank, kind, nbytes, self.layout.group(rank, *axes),
                               fold=fold, name=name, deps=deps,
                               category="dp" if axis == "edp" else axis)
@@ -521,7 +527,8 @@ def build_training(model: ModelConfig, par: ParallelConfig, npus: int,
     """One training iteration of ``model`` under ``par`` on ``npus`` NPUs; with the
     ``topology`` (and ``symmetric``: no stragglers or timed faults), ``fold: auto`` folds what
     the topology proves symmetric (:func:`workloads.folding.choose_fold`)."""
-    return TrainingBuilder(model, par, npus, topology, symmetric).build()
+    with cyclic_gc_paused():  # 10^5-10^6 long-lived nodes: nothing to collect meanwhile
+        return TrainingBuilder(model, par, npus, topology, symmetric).build()
 
 
 __all__ = ["TrainingBuilder", "TrainingWorkload", "build_training"]

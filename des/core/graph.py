@@ -143,6 +143,7 @@ class EventGraph:
         self._nodes: list[dict[int, Node]] = [{} for _ in range(self.num_ranks)]
         self._next_id = [0] * self.num_ranks
         self._matched: tuple[list[CollectiveInstance], list[P2PPair]] | None = None
+        self._groups: dict[tuple, tuple[int, ...]] = {}  # see _ranks
         # ranks this graph simulates for others (des.core.fold); None = every rank is here
         self.fold: Fold | None = None
 
@@ -159,9 +160,23 @@ class EventGraph:
         return node
 
     def _new(self, rank: int, kind: NodeKind, name: str, deps: Iterable[int], **fields) -> int:
+        # add() without its checks: the next id is always free (builders add 10^5-10^6 nodes)
         self._check_rank(rank, "rank")
-        node = Node(rank, self._next_id[rank], kind, name, tuple(deps), **fields)
-        return self.add(node).id
+        nid = self._next_id[rank]
+        self._nodes[rank][nid] = Node(rank, nid, kind, name, tuple(deps), **fields)
+        self._next_id[rank] = nid + 1
+        self._matched = None
+        return nid
+
+    def _ranks(self, ranks: Sequence[int]) -> tuple[int, ...]:
+        """``ranks`` as a tuple of ints, one shared tuple per distinct group (every layer
+        names the same few groups)."""
+        if type(ranks) is not tuple:
+            return tuple(int(r) for r in ranks)
+        members = self._groups.get(ranks)
+        if members is None:
+            members = self._groups[ranks] = tuple(int(r) for r in ranks)
+        return members
 
     def compute(
         self,
@@ -179,9 +194,9 @@ class EventGraph:
         """Local work: FLOPs and HBM bytes for the roofline, an explicit duration, or a
         sequence of kernels ``(flops, bytes, op_class)`` (totals go to flops/nbytes)."""
         if kernels is not None:
-            kernels = tuple((float(f), float(b), str(c)) for f, b, c in kernels)
-            flops = sum(k[0] for k in kernels)
-            nbytes = sum(k[1] for k in kernels)
+            kernels = tuple([(float(f), float(b), str(c)) for f, b, c in kernels])
+            flops = sum([k[0] for k in kernels])  # lists: faster than generators, same sums
+            nbytes = sum([k[1] for k in kernels])
         return self._new(rank, NodeKind.COMPUTE, name, deps, flops=float(flops),
                          nbytes=float(nbytes), duration_ns=duration_ns, op_class=op_class,
                          kernels=kernels, category=category)
@@ -202,11 +217,11 @@ class EventGraph:
     ) -> int:
         """One rank's part of a collective; ``group`` defaults to every rank. With ``span``
         (folding), the collective runs over ``span`` but only ``group`` is simulated."""
-        members = tuple(range(self.num_ranks)) if group is None else tuple(int(r) for r in group)
+        members = self._ranks(range(self.num_ranks) if group is None else group)
         return self._new(rank, NodeKind.COLLECTIVE, name, deps, nbytes=float(nbytes),
                          collective=CollectiveType.parse(collective), group=members,
                          algorithm=algorithm, root=root,
-                         span=None if span is None else tuple(int(r) for r in span),
+                         span=None if span is None else self._ranks(span),
                          category=category)
 
     def collective_all(

@@ -19,6 +19,8 @@ from des.core.graph import CollectiveInstance, GraphError, Node, NodeKind, P2PPa
 
 __all__ = ["match"]
 
+_COLLECTIVE, _SEND, _RECV = NodeKind.COLLECTIVE, NodeKind.SEND, NodeKind.RECV  # enum reads cost
+
 
 def match(by_rank: Sequence[Mapping[int, Node]]
           ) -> tuple[list[CollectiveInstance], list[P2PPair]]:
@@ -26,8 +28,7 @@ def match(by_rank: Sequence[Mapping[int, Node]]
     send/recv pairs, and check that nothing deadlocks; raise :class:`GraphError` naming the
     first problem."""
     checker = _Checker(by_rank)
-    for node in checker.all_nodes():
-        checker.check_node(node)
+    checker.check_nodes()
     collectives = checker.match_collectives()
     pairs = checker.match_p2p()
     checker.check_acyclic(collectives, pairs)
@@ -43,6 +44,9 @@ class _Checker:
         # group (or (group, span)) -> its members as a set, once that group has passed its
         # checks: a collective's members share their group, so each is checked once
         self.groups: dict[tuple, frozenset[int]] = {}
+        # filled by check_nodes, in graph order: each rank's collectives, every send and recv
+        self.collective_nodes: list[list[Node]] = []
+        self.p2p_nodes: list[Node] = []
 
     def node(self, rank: int, node_id: int) -> Node:
         return self.by_rank[rank][node_id]
@@ -51,7 +55,32 @@ class _Checker:
         for nodes in self.by_rank:
             yield from nodes.values()
 
+    def check_nodes(self) -> None:
+        """:meth:`check_node` on every node, rank by rank, with the common case inline (this
+        runs once per node of graphs of 10^5-10^6 nodes); keeps the collectives and
+        sends/receives for the matching."""
+        check, check_peer, check_collective = self.check_node, self.check_peer, \
+            self.check_collective
+        p2p = self.p2p_nodes
+        for own in self.by_rank:
+            collectives: list[Node] = []
+            self.collective_nodes.append(collectives)
+            for node in own.values():
+                for dep in node.deps:
+                    if dep not in own:
+                        check(node)
+                if node.nbytes < 0 or node.flops < 0 or (node.duration_ns or 0) < 0:
+                    check(node)
+                kind = node.kind
+                if kind is _COLLECTIVE:
+                    collectives.append(node)
+                    check_collective(node)
+                elif kind is _SEND or kind is _RECV:
+                    p2p.append(node)
+                    check_peer(node)
+
     def check_node(self, node: Node) -> None:
+        """Every check of one node (raises :class:`GraphError` naming the first problem)."""
         own = self.by_rank[node.rank]
         for dep in node.deps:
             if dep not in own:
@@ -60,23 +89,29 @@ class _Checker:
                 )
         if node.nbytes < 0 or node.flops < 0 or (node.duration_ns or 0) < 0:
             raise GraphError(f"{node.label()}: sizes and durations must be >= 0")
-        if node.kind in (NodeKind.SEND, NodeKind.RECV):
-            if not (0 <= node.peer < self.num_ranks):
-                raise GraphError(
-                    f"{node.label()}: peer {node.peer} is outside 0..{self.num_ranks - 1}"
-                )
-            if node.peer == node.rank:
-                raise GraphError(f"{node.label()}: a {node.kind} to itself")
-        if node.kind is NodeKind.COLLECTIVE:
-            group = node.group or ()
-            members = self.groups.get(group)
-            if members is None:
-                members = self.check_group(node, group)
-            if node.rank not in members:
-                raise GraphError(
-                    f"{node.label()}: rank {node.rank} is not in its group {list(group)}")
-            if node.span is not None or node.root is not None:
-                self.check_span_root(node, group, members)
+        if node.kind is _SEND or node.kind is _RECV:
+            self.check_peer(node)
+        if node.kind is _COLLECTIVE:
+            self.check_collective(node)
+
+    def check_peer(self, node: Node) -> None:
+        if not (0 <= node.peer < self.num_ranks):
+            raise GraphError(
+                f"{node.label()}: peer {node.peer} is outside 0..{self.num_ranks - 1}"
+            )
+        if node.peer == node.rank:
+            raise GraphError(f"{node.label()}: a {node.kind} to itself")
+
+    def check_collective(self, node: Node) -> None:
+        group = node.group or ()
+        members = self.groups.get(group)
+        if members is None:
+            members = self.check_group(node, group)
+        if node.rank not in members:
+            raise GraphError(
+                f"{node.label()}: rank {node.rank} is not in its group {list(group)}")
+        if node.span is not None or node.root is not None:
+            self.check_span_root(node, group, members)
 
     def check_group(self, node: Node, group: tuple[int, ...]) -> frozenset[int]:
         """Check a group the first time it is seen; return (and remember) its member set."""
@@ -117,13 +152,13 @@ class _Checker:
     def match_collectives(self) -> list[CollectiveInstance]:
         instances: dict[tuple[tuple[int, ...], int], CollectiveInstance] = {}
         order: list[CollectiveInstance] = []
-        for rank, nodes in enumerate(self.by_rank):
-            seq: dict[tuple[int, ...], int] = defaultdict(int)
-            for node in nodes.values():
-                if node.kind is not NodeKind.COLLECTIVE:
-                    continue
-                key = (node.group, seq[node.group])
-                seq[node.group] += 1
+        for rank, nodes in enumerate(self.collective_nodes):
+            seq: dict[tuple[int, ...], int] = {}
+            for node in nodes:
+                group = node.group
+                k = seq.get(group, 0)
+                seq[group] = k + 1
+                key = (group, k)
                 inst = instances.get(key)
                 if inst is None:
                     inst = CollectiveInstance(len(order), node.group, key[1], node.collective,
@@ -159,10 +194,10 @@ class _Checker:
     def match_p2p(self) -> list[P2PPair]:
         sends: dict[tuple[int, int, int], list[Node]] = defaultdict(list)
         recvs: dict[tuple[int, int, int], list[Node]] = defaultdict(list)
-        for node in self.all_nodes():
-            if node.kind is NodeKind.SEND:
+        for node in self.p2p_nodes:
+            if node.kind is _SEND:
                 sends[(node.rank, node.peer, node.tag)].append(node)
-            elif node.kind is NodeKind.RECV:
+            else:
                 recvs[(node.peer, node.rank, node.tag)].append(node)
         pairs: list[P2PPair] = []
         for key in sends.keys() | recvs.keys():
@@ -191,31 +226,38 @@ class _Checker:
         Kahn's algorithm over flat integer arrays: node ``i`` of rank ``r`` is vertex
         ``base[r] + i``, collective ``c`` is vertex ``total + c`` (its members' own vertices
         stay isolated). Linear in nodes plus edges; the cycle is located only on failure."""
-        position: list[dict[int, int]] = []
+        position: list[dict[int, int] | None] = []  # None: ids are 0..n-1 in order
         base: list[int] = []
         total = 0
         for nodes in self.by_rank:
             base.append(total)
-            position.append({nid: i for i, nid in enumerate(nodes)})
-            total += len(nodes)
+            ids = list(nodes)
+            position.append(None if ids == list(range(len(ids)))
+                            else {nid: i for i, nid in enumerate(ids)})
+            total += len(ids)
+
+        def slot(rank: int, nid: int) -> int:
+            pos = position[rank]
+            return base[rank] + (nid if pos is None else pos[nid])
+
         rep = list(range(total + len(collectives)))  # vertex of each node slot
         for inst in collectives:
             v = total + inst.index
             for rank, nid in inst.members.items():
-                rep[base[rank] + position[rank][nid]] = v
+                rep[slot(rank, nid)] = v
         heads: list[int] = []  # edge k: heads[k] must finish before tails[k]
         tails: list[int] = []
         for rank, nodes in enumerate(self.by_rank):
             pos, b = position[rank], base[rank]
             for node in nodes.values():
                 if node.deps:
-                    v = rep[b + pos[node.id]]
+                    v = rep[b + (node.id if pos is None else pos[node.id])]
                     for d in node.deps:
-                        heads.append(rep[b + pos[d]])
+                        heads.append(rep[b + (d if pos is None else pos[d])])
                         tails.append(v)
         for p in pairs:
-            heads.append(rep[base[p.src] + position[p.src][p.send_id]])
-            tails.append(rep[base[p.dst] + position[p.dst][p.recv_id]])
+            heads.append(rep[slot(p.src, p.send_id)])
+            tails.append(rep[slot(p.dst, p.recv_id)])
         if not _kahn_complete(len(rep), heads, tails):
             self.raise_cycle(collectives, pairs)
 
@@ -272,8 +314,7 @@ def _kahn_complete(num_vertices: int, heads: list[int], tails: list[int]) -> boo
     while ready:
         u = ready.pop()
         done += 1
-        for k in range(start[u], start[u + 1]):
-            t = succ[k]
+        for t in succ[start[u]:start[u + 1]]:
             indegree[t] -= 1
             if not indegree[t]:
                 ready.append(t)

@@ -144,12 +144,18 @@ def union_length(intervals: Iterable[tuple[float, float]]) -> float:
 def merge_intervals(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     """Sorted, non-overlapping cover of the given intervals (empty ones dropped)."""
     merged: list[tuple[float, float]] = []
-    for start, end in sorted(iv for iv in intervals if iv[1] > iv[0]):
-        if merged and start <= merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
+    ordered = sorted([iv for iv in intervals if iv[1] > iv[0]])
+    if not ordered:
+        return merged
+    low, high = ordered[0]  # the interval being grown
+    for start, end in ordered:
+        if start <= high:
+            if end > high:
+                high = end
         else:
-            merged.append((start, end))
+            merged.append((low, high))
+            low, high = start, end
+    merged.append((low, high))
     return merged
 
 
@@ -157,12 +163,15 @@ def intersection_length(a: list[tuple[float, float]], b: list[tuple[float, float
     """Length of the overlap of two merged interval lists."""
     i = j = 0
     total = 0.0
-    while i < len(a) and j < len(b):
-        lo = max(a[i][0], b[j][0])
-        hi = min(a[i][1], b[j][1])
+    na, nb = len(a), len(b)
+    while i < na and j < nb:
+        a0, a1 = a[i]
+        b0, b1 = b[j]
+        lo = a0 if a0 >= b0 else b0  # max() and min(): the first of equals, as they do
+        hi = a1 if a1 <= b1 else b1
         if hi > lo:
             total += hi - lo
-        if a[i][1] < b[j][1]:
+        if a1 < b1:
             i += 1
         else:
             j += 1
@@ -174,9 +183,11 @@ def rank_stats(ops: Iterable[OpRecord], num_ranks: int) -> dict[int, RankStats]:
     compute: dict[int, list[tuple[float, float]]] = defaultdict(list)
     comm: dict[int, list[tuple[float, float]]] = defaultdict(list)
     finished: dict[int, float] = defaultdict(float)
-    for op in ops:
-        (comm if op.kind in COMM_KINDS else compute)[op.rank].append((op.start_ns, op.end_ns))
-        finished[op.rank] = max(finished[op.rank], op.end_ns)
+    for op in ops:  # once per op of runs of 10^5-10^6 ops: kept lean
+        rank, end = op.rank, op.end_ns
+        (comm if op.kind in COMM_KINDS else compute)[rank].append((op.start_ns, end))
+        if end > finished[rank]:
+            finished[rank] = end
     stats = {}
     for rank in range(num_ranks):
         busy_compute = merge_intervals(compute[rank])

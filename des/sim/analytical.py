@@ -13,6 +13,7 @@ backends agree; with contention this answer is a lower bound.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from des.core import hardware as hw
@@ -46,7 +47,7 @@ class ClosedFormModel:
         self.clock = HeapClock()
         self.cost = MessageCost(topology, options)
         self.runs: dict[int, ClosedFormCollective] = {}
-        self._durations: dict[tuple, float] = {}
+        self._durations: dict[tuple, tuple[int, float, float]] = {}
 
     def attach(self, runtime: Runtime) -> None:
         """Keep the runtime's collective instances and algorithms."""
@@ -63,11 +64,11 @@ class ClosedFormModel:
         inst = self._by_node[(node.rank, node.id)]
         run = self.runs.get(inst.index)
         if run is None:
-            members = inst.span or inst.group
             run = self.runs[inst.index] = ClosedFormCollective(
                 self.options, self.topology.num_npus, self.clock, inst,
-                self.runtime.algorithms[inst.index], logical_dims(self.topology, members,
-                                                                  not self.options.astra),
+                self.runtime.algorithms[inst.index],
+                partial(logical_dims, self.topology, inst.span or inst.group,
+                        not self.options.astra),
                 self.cost, self._durations)
         run.join(node.rank, done)
 
@@ -92,6 +93,11 @@ class ClosedFormModel:
 
     def verify(self) -> None:
         """Nothing to conserve: no messages are moved."""
+
+    def detach(self) -> None:
+        """Drop the collectives (their callbacks refer to the runtime) and the node index."""
+        self.runs = {}
+        self._by_node = {}
 
     def meta(self) -> dict[str, Any]:
         """No messages are moved."""

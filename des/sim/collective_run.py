@@ -334,24 +334,31 @@ class ClosedFormCollective:
     bytes_injected = bytes_delivered = None  # it moves no messages
 
     def __init__(self, options: EngineOptions, npus: int, clock: Clock, inst: CollectiveInstance,
-                 plan_algorithm: str, dims: tuple[int, ...] | None, cost: MessageCost,
-                 durations: dict[tuple, float]) -> None:
+                 plan_algorithm: str,
+                 dims: tuple[int, ...] | Callable[[], tuple[int, ...] | None] | None,
+                 cost: MessageCost, durations: dict[tuple, tuple[int, float, float]]) -> None:
+        """``durations`` caches (chunks, chunk bytes, time) per shape across a model's runs: the
+        same collective recurs every layer, so a repeat is one lookup. ``dims`` may be a
+        function, called only when the shape is new."""
         self.clock = clock
         self.inst = inst
         span = inst.span or inst.group
-        self.chunks, self.chunk_bytes = chunk_layout(
-            inst.collective, inst.nbytes, len(span), npus, options.chunks, options.chunking,
-            options.chunk_bytes)
-        if plan_class(inst.collective, plan_algorithm).node_program:  # runs whole
-            self.chunks, self.chunk_bytes = 1, inst.nbytes
         key = (inst.collective, inst.nbytes, span, plan_algorithm, inst.root)
-        self.duration = durations.get(key)
-        if self.duration is None:  # the same collective recurs every layer: cost it once
-            plan = make_plan(inst.collective, span, self.chunk_bytes, plan_algorithm,
+        shape = durations.get(key)
+        if shape is None:
+            chunks, chunk_bytes = chunk_layout(
+                inst.collective, inst.nbytes, len(span), npus, options.chunks, options.chunking,
+                options.chunk_bytes)
+            if plan_class(inst.collective, plan_algorithm).node_program:  # runs whole
+                chunks, chunk_bytes = 1, inst.nbytes
+            if callable(dims):
+                dims = dims()
+            plan = make_plan(inst.collective, span, chunk_bytes, plan_algorithm,
                              dims=dims, root=inst.root, options=options.plan_options)
-            self.duration = durations[key] = collective_time(
-                plan, self.chunks, options.chunks_in_flight, cost,
-                lambda st: step_overhead(st, options), options.endpoint_delay_ns)
+            shape = durations[key] = (chunks, chunk_bytes, collective_time(
+                plan, chunks, options.chunks_in_flight, cost,
+                lambda st: step_overhead(st, options), options.endpoint_delay_ns))
+        self.chunks, self.chunk_bytes, self.duration = shape
         self.joined: dict[int, Callable[[], None]] = {}
         self.first_join = math.inf
         self.last_done = 0.0

@@ -64,7 +64,8 @@ class ContendedModel:
             fault_links(topology, fault)  # names real links: fail now, not mid-run
         self.runs: dict[int, CollectiveRun | ClosedFormCollective | ProgramRun] = {}
         self._cost: MessageCost | None = None
-        self._durations: dict[tuple, float] = {}
+        self._durations: dict[tuple, tuple[int, float, float]] = {}  # closed-form shapes
+        self._chunk_counts: dict[tuple, int] = {}  # replayed shapes' chunk counts
         self._symmetries: dict[tuple, Symmetry | None] = {}
         self.closed_form_spans = 0  # folded collectives timed in closed form (no symmetry)
         self._recording: dict[int, tuple] = {}  # run id -> shape it is recording
@@ -190,8 +191,13 @@ class ContendedModel:
         if run is None:
             inst = self._instances[index]
             algorithm = self.runtime.algorithms[index]
-            dims = logical_dims(self.topology, inst.span or inst.group, not self.options.astra)
             run = None
+            if inst.span and self.orbits is not None:
+                run = self._replayed_run(inst, algorithm)
+            if run is not None:
+                self.runs[index] = run
+                return run
+            dims = logical_dims(self.topology, inst.span or inst.group, not self.options.astra)
             if inst.span and self.orbits is not None:
                 run = self._folded_run(inst, algorithm, dims)
             if run is None and inst.span:
@@ -206,19 +212,29 @@ class ContendedModel:
             self.runs[index] = run
         return run
 
+    def _replayed_run(self, inst: CollectiveInstance, algorithm: str
+                      ) -> ReplayedCollective | None:
+        """A span collective of an exactly folded graph whose shape has a recording it may
+        replay exactly (des.sim.folded); None when it has none."""
+        if self.folding is None:
+            return None
+        rec = self.folding.recordings.get(FoldedRouting.shape(inst, algorithm))
+        if rec is None or not self.folding.replayable(inst):
+            return None
+        key = (inst.collective, inst.nbytes, len(inst.span))
+        chunks = self._chunk_counts.get(key)
+        if chunks is None:  # the same shape recurs every layer: lay its chunks out once
+            chunks = self._chunk_counts[key] = chunk_layout(
+                inst.collective, inst.nbytes, len(inst.span), self.topology.num_npus,
+                self.options.chunks, self.options.chunking, self.options.chunk_bytes)[0]
+        return ReplayedCollective(self.folding, self.transport, self.clock, inst, rec, chunks)
+
     def _folded_run(self, inst: CollectiveInstance, algorithm: str,
-                    dims: tuple[int, ...] | None) -> CollectiveRun | ReplayedCollective | None:
-        """A span collective of an exactly folded graph: a replay of its shape's recording
-        where that is exact (des.sim.folded), else its representative's messages."""
+                    dims: tuple[int, ...] | None) -> CollectiveRun | None:
+        """A span collective of an exactly folded graph that is not replayed: its
+        representative's messages (recorded for later replays where that is exact)."""
         shape = FoldedRouting.shape(inst, algorithm)
         replayable = self.folding is not None and self.folding.replayable(inst)
-        if replayable and shape in self.folding.recordings:
-            rec = self.folding.recordings[shape]
-            return ReplayedCollective(self.folding, self.transport, self.clock, inst, rec,
-                                      chunk_layout(inst.collective, inst.nbytes, len(inst.span),
-                                                   self.topology.num_npus, self.options.chunks,
-                                                   self.options.chunking,
-                                                   self.options.chunk_bytes)[0])
         run = CollectiveRun(self, inst, algorithm, dims, folded=True)
         if not fold_matches(run.plan, self.fold):
             return None
@@ -352,6 +368,13 @@ class ContendedModel:
                              "replayed_collectives": self.folding.replays if self.folding
                              else 0}
         return out
+
+    def detach(self) -> None:
+        """Drop the collectives (they refer to the model, their callbacks to the runtime), the
+        node index and the trains."""
+        self.runs = {}
+        self._by_node = {}
+        self.trains = set()
 
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:
         """Transmission intervals per link (when ``record_link_activity``)."""

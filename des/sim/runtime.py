@@ -34,11 +34,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 from heapq import heappop, heappush
+from operator import attrgetter
 from typing import Any, Protocol
 
 from collectives.base import CollectiveError, check_algorithm
 from des.core import hardware as hw
+from des.core.gc_pause import cyclic_gc_paused
 from des.core.graph import CollectiveInstance, EventGraph, Node, NodeKind, P2PPair
 from des.core.results import (
     CollectiveStats,
@@ -54,6 +57,8 @@ from topologies.base import Topology
 
 _COMPUTE, _MEMORY, _COLLECTIVE, _SEND = (NodeKind.COMPUTE, NodeKind.MEMORY, NodeKind.COLLECTIVE,
                                          NodeKind.SEND)  # enum attribute reads cost a call
+_KIND_NAME = {kind: kind.value for kind in NodeKind}  # so does .value
+_OP_ORDER = attrgetter("rank", "start_ns", "node")
 
 
 class SimulationError(RuntimeError):
@@ -125,6 +130,10 @@ class CommModel(Protocol):
     def verify(self) -> None:
         """After a complete run: raise :class:`ConservationError` if bytes were lost or made."""
 
+    def detach(self) -> None:
+        """Called once the Result is built: drop the run's collectives and whatever else refers
+        back to the runtime, so that they are freed at once, not by the cyclic collector."""
+
 
 class _Stream:
     """The ready queue and free slots of one kind of stream of one rank."""
@@ -144,6 +153,11 @@ class Runtime:
     def __init__(self, topology: Topology, graph: EventGraph, model: CommModel, *,
                  hardware: hw.GpuSpec | None = None,
                  options: EngineOptions | None = None) -> None:
+        with cyclic_gc_paused():
+            self._setup(topology, graph, model, hardware, options)
+
+    def _setup(self, topology: Topology, graph: EventGraph, model: CommModel,
+               hardware: hw.GpuSpec | None, options: EngineOptions | None) -> None:
         graph.validate(num_npus=topology.num_npus)
         self.topology = topology
         self.graph = graph
@@ -179,8 +193,9 @@ class Runtime:
         self._posted: dict[tuple[int, int], float] = {}      # recv key -> posting time
         # recv key -> a ready send waiting for that receive to be posted (rendezvous)
         self._unmatched: dict[tuple[int, int], tuple[Node, tuple[_Stream, str] | None]] = {}
-        self._pending: list[dict[int, int]] = []
-        self._dependents: list[dict[int, list[int]]] = []
+        self._sends_on_stream = opts.sends_use_comm_stream
+        self._pending: list[dict[int, int]] = []  # per rank: node id -> deps not yet finished
+        self._dependents: list[dict[int, list[Node]]] = []  # per rank: node id -> its dependents
         self.records: list[OpRecord] = []
         self._done = 0
         self._total = len(graph)
@@ -191,16 +206,25 @@ class Runtime:
     # ------------------------------------------------------------------ running
     def run(self, progress: Callable[[int, int], None] | None = None) -> Result:
         """Run to completion; ``progress(done_nodes, total_nodes)`` is called now and then."""
+        with cyclic_gc_paused():
+            return self._run(progress)
+
+    def _run(self, progress: Callable[[int, int], None] | None) -> Result:
         self._progress = progress
         wall = time.perf_counter()
         graph = self.graph
         for rank in range(graph.num_ranks):
             pending: dict[int, int] = {}
-            dependents: dict[int, list[int]] = {}
+            dependents: dict[int, list[Node]] = {}
             for node in graph.nodes(rank):
-                pending[node.id] = len(node.deps)
-                for dep in node.deps:
-                    dependents.setdefault(dep, []).append(node.id)
+                deps = node.deps
+                pending[node.id] = len(deps)
+                for dep in deps:
+                    waiting = dependents.get(dep)
+                    if waiting is None:
+                        dependents[dep] = [node]
+                    else:
+                        waiting.append(node)
             self._pending.append(pending)
             self._dependents.append(dependents)
         self.clock.call_at(0.0, self._start)
@@ -211,8 +235,21 @@ class Runtime:
         if progress:
             progress(self._done, self._total)
         result = self._result()
+        self._release()
         result.wall_seconds = time.perf_counter() - wall
         return result
+
+    def _release(self) -> None:
+        """Drop the run's bookkeeping once the result holds what it needs. The runtime and its
+        model refer to each other (and every callback to the runtime), so without this the
+        10^5-10^6 objects of a large run would wait for the cyclic collector, which then scans
+        and frees them in one go (over a second for a GPT-3 step); reference counting frees
+        them now, at a fraction of that."""
+        self._pending = []
+        self._dependents = []
+        self.records = []
+        self._pairs_by_send = {}
+        self.model.detach()
 
     def _start(self) -> None:
         """Ready every node without dependencies (inside the clock's run, so a model's errors
@@ -237,15 +274,15 @@ class Runtime:
     def _ready(self, node: Node) -> None:
         kind = node.kind
         if kind is _COMPUTE or kind is _MEMORY:
-            self._enqueue(self._compute[node.rank], node)
-        elif kind is _COLLECTIVE or (kind is _SEND and self.options.sends_use_comm_stream):
-            self._enqueue(self._comm[node.rank], node)
+            stream = self._compute[node.rank]
+        elif kind is _COLLECTIVE or (kind is _SEND and self._sends_on_stream):
+            stream = self._comm[node.rank]
         elif kind is _SEND:
             self._start_send(node, None)
+            return
         else:
             self._post_recv(node)
-
-    def _enqueue(self, stream: _Stream, node: Node) -> None:
+            return
         if self._by_id:
             heappush(stream.queue, (node.id, node))
         else:
@@ -254,11 +291,12 @@ class Runtime:
             self._dispatch(stream)
 
     def _dispatch(self, stream: _Stream) -> None:
-        queue = stream.queue
-        while stream.free and queue:
-            node = heappop(queue)[1] if self._by_id else queue.popleft()
-            name = stream.free.popleft()
-            stream.busy[name] = node
+        queue, free, busy = stream.queue, stream.free, stream.busy
+        by_id = self._by_id
+        while free and queue:
+            node = heappop(queue)[1] if by_id else queue.popleft()
+            name = free.popleft()
+            busy[name] = node
             now = self.clock.now
             kind = node.kind
             if kind is _COMPUTE or kind is _MEMORY:
@@ -267,12 +305,14 @@ class Runtime:
             elif kind is _SEND:
                 self._start_send(node, (stream, name))
             else:
-                self.model.join(node, lambda s=stream, n=name, nd=node, t=now:
-                                self._stream_done(s, n, nd, t))
+                self.model.join(node, partial(self._stream_done, stream, name, node, now))
 
     def _stream_done(self, stream: _Stream, name: str, node: Node, start: float) -> None:
         self.finish(node, start, name)
-        self._free(stream, name)
+        del stream.busy[name]
+        stream.free.append(name)
+        if stream.queue:
+            self._dispatch(stream)
 
     def _free(self, stream: _Stream, name: str) -> None:
         del stream.busy[name]
@@ -281,17 +321,21 @@ class Runtime:
 
     def finish(self, node: Node, start: float, stream: str) -> None:
         """Record a node that ends now and release its dependents."""
-        self.records.append(OpRecord(node.rank, node.id, node.name, node.kind.value, stream,
+        rank = node.rank
+        self.records.append(OpRecord(rank, node.id, node.name, _KIND_NAME[node.kind], stream,
                                      start, self.clock.now, node.category))
         self._done += 1
         if self._progress and self._done % self.options.progress_every == 0:
             self._progress(self._done, self._total)
-        pending = self._pending[node.rank]
-        graph_node = self.graph.node
-        for dep_id in self._dependents[node.rank].get(node.id, ()):
-            pending[dep_id] -= 1
-            if pending[dep_id] == 0:
-                self._ready(graph_node(node.rank, dep_id))
+        dependents = self._dependents[rank].get(node.id)
+        if dependents:
+            pending = self._pending[rank]
+            ready = self._ready
+            for dep in dependents:
+                left = pending[dep.id] - 1
+                pending[dep.id] = left
+                if not left:
+                    ready(dep)
 
     # ------------------------------------------------------------------ point to point
     def _start_send(self, node: Node, slot: tuple[_Stream, str] | None) -> None:
@@ -333,19 +377,26 @@ class Runtime:
     # ------------------------------------------------------------------ results
     def _result(self) -> Result:
         graph, topo, opts = self.graph, self.topology, self.options
-        ops = sorted(self.records, key=lambda op: (op.rank, op.start_ns, op.node))
+        ops = sorted(self.records, key=_OP_ORDER)
         makespan = max((op.end_ns for op in ops), default=0.0)
         collectives = []
+        traffic = self.model.traffic
+        factors: dict[tuple, tuple[str, float]] = {}  # (type, group size) -> (name, bus factor)
         for run, algorithm, chunks in self.model.collectives():
             inst = run.inst
             members = inst.span or inst.group
             elapsed = run.last_done - run.first_join
             algbw = inst.nbytes / elapsed if elapsed > 0 else 0.0
-            injected, delivered = self.model.traffic(run) or (None, None)
+            injected, delivered = traffic(run) or (None, None)
+            shape = (inst.collective, len(members))
+            named = factors.get(shape)
+            if named is None:
+                kind = inst.collective.value
+                named = factors[shape] = (kind, bus_factor(kind, len(members)))
             collectives.append(CollectiveStats(
-                inst.index, inst.collective.value, algorithm, list(members), inst.nbytes,
+                inst.index, named[0], algorithm, list(members), inst.nbytes,
                 chunks, run.first_join, run.last_done, elapsed, algbw,
-                algbw * bus_factor(inst.collective.value, len(members)), injected, delivered))
+                algbw * named[1], injected, delivered))
         collectives.sort(key=lambda c: c.index)
         meta = {
             "graph": graph.name, "topology": topo.name, "npus": topo.num_npus,
