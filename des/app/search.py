@@ -117,6 +117,7 @@ class SearchResult:
     wall_s: dict[str, float]
     bound_gap: dict[str, float | None]
     explanation: dict[str, Any] | None = None
+    min_bound_s: float | None = None  # the lowest lower bound of any survivor
 
     def as_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data (stable keys)."""
@@ -126,7 +127,8 @@ class SearchResult:
                 "runners_up": [c.as_dict() for c in self.runners_up],
                 "stop": self.stop, "proven": self.proven, "margin": self.margin,
                 "memory_limit": self.memory_limit, "wall_s": self.wall_s,
-                "bound_gap": self.bound_gap, "explanation": self.explanation}
+                "bound_gap": self.bound_gap, "min_bound_s": self.min_bound_s,
+                "explanation": self.explanation}
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat rows for CSV: every candidate that reached a backend."""
@@ -296,9 +298,12 @@ def _run_batch(executor: Any, points: list[SweepPoint], backend: str) -> dict[st
 
 
 def run_search(spec: SearchSpec, executor: Any = None,
-               progress: Callable[[str, int, int], None] | None = None) -> SearchResult:
+               progress: Callable[[str, int, int], None] | None = None, *,
+               beat: float = math.inf) -> SearchResult:
     """Search ``spec``'s space (see the module doc) on ``executor`` (default: a local process
-    pool). ``progress(phase, done, total)`` is called as backends finish batches."""
+    pool). ``progress(phase, done, total)`` is called as backends finish batches. With
+    ``beat`` (seconds), only strategies that could be faster are looked at: the result has no
+    best when none is (the hardware search uses this to skip dominated designs)."""
     from des.app.sweep_exec import LocalExecutor
 
     executor = executor or LocalExecutor()
@@ -340,7 +345,7 @@ def run_search(spec: SearchSpec, executor: Any = None,
               "pruned_memory": int((divides & ~keep).sum()), "survivors": int(keep.sum())}
     free = list(spec.free) + (["dp"] if spec.sweep is None and "dp" not in spec.free else [])
     t0 = time.perf_counter()
-    found = _branch_and_bound(spec, space, keep, bound, memory, free, executor, progress)
+    found = _branch_and_bound(spec, space, keep, bound, memory, free, executor, progress, beat)
     wall["search"] = time.perf_counter() - t0
     confirmed, analysed, best, stop, proven = found
     counts["analysed"] = len(analysed)
@@ -368,12 +373,14 @@ def run_search(spec: SearchSpec, executor: Any = None,
     limits_by_ctx = {c.label: c.memory_limit for c in space.contexts}
     _ = RULES  # the rule keys of pruned_by_rule are RULES' keys
     return SearchResult(spec.name, counts, dict(by_rule), best, ok, runners, stop, proven,
-                        spec.confirm.margin, limits_by_ctx, wall, bound_gap)
+                        spec.confirm.margin, limits_by_ctx, wall, bound_gap,
+                        min_bound_s=float(np.nanmin(bound[keep])) * 1e-9 if keep.any()
+                        else None)
 
 
 def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: np.ndarray,
                       memory: np.ndarray, free: list[str], executor: Any,
-                      progress: Callable[[str, int, int], None] | None):
+                      progress: Callable[[str, int, int], None] | None, beat: float = math.inf):
     """The lazy branch and bound of the module doc."""
     cands = space.cands
     margin = spec.confirm.margin
@@ -385,7 +392,7 @@ def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: 
     heapq.heapify(heap)
     made: dict[int, Candidate] = {}
     best: Candidate | None = None
-    best_s = math.inf
+    best_s = beat
     confirmed: list[Candidate] = []
     analysed: list[Candidate] = []
     stop, proven = "exhausted", True
@@ -434,7 +441,7 @@ def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: 
             else:
                 cand.confirmed_s, cand.status, cand.metrics = time_s, "confirmed", res.metrics
                 confirmed.append(cand)
-                if time_s < best_s or (time_s == best_s and best and row < best.id):
+                if time_s < best_s or (time_s == best_s and best is not None and row < best.id):
                     best, best_s = cand, time_s
         if progress:
             progress(backend, len(analysed) if state == 0 else len(confirmed), len(rows))
