@@ -122,7 +122,7 @@ def test_search_finds_the_brute_force_optimum(brute_force):
 def test_the_bounds_are_lower_bounds(brute_force):
     """The closed-form chain bound is below the analytical time, the full bound below the
     contended time, and the analytical time below the contended time, point by point."""
-    sweep, simpy, analytical = brute_force
+    _, simpy, analytical = brute_force
     model = model_from_dict(TINY, "model")
     hw = gpu_from_dict(GPU)
     from des.app.config import build_topology
@@ -324,7 +324,7 @@ def test_large_space_enumerates_and_prunes_in_arrays():
             "virtual_stages": [1, 2, 4], "order": [0, 1]}
     cands = grid(axes, 1024, ["tp,cp,ep,pp,dp", "tp,pp,cp,ep,dp"])
     assert len(cands) == math.prod(len(v) for v in axes.values()) >= 100_000
-    reasons, memory, keep = prune(cands, model, 1024, 4096, 1024, 80 * 2**30)
+    _, memory, keep = prune(cands, model, 1024, 4096, 1024, 80 * 2**30)
     assert keep.sum() > 0
     assert np.all(memory[keep] <= 80 * 2**30)
     hw = gpu_from_dict(GPU)
