@@ -271,17 +271,30 @@ def render(result: Any, console: Console, top: int = 10) -> None:
 
 
 def render_hw(result: Any, console: Console, top: int = 10) -> None:
-    """A hardware search's Pareto front."""
+    """A hardware search's Pareto front, cheapest first."""
+    keys = list(result.front[0].values) if result.front else []
     table = Table(title=f"hardware search {escape(result.name)}: Pareto front of time vs cost "
                         f"({len(result.front)} of {len(result.evaluated)} designs)",
                   title_justify="left")
-    keys = list(result.front[0].params) if result.front else []
-    for col in ("cost", "time", *keys, "strategy"):
+    for col in ("cost", "time", *(k.split(".", 1)[-1] for k in keys)):
         table.add_column(col, justify="right")
+    strategies = {json.dumps(d.strategy, sort_keys=True) for d in result.front}
+    joint = len(strategies) > 1
+    if joint:
+        table.add_column("strategy")
     for design in result.front[:max(top, 1) * 3]:
-        table.add_row(f"${design.cost:,.0f}", _s(design.time_s),
-                      *(f"{design.params[k]:g}" for k in keys),
-                      escape(_strategy(design.strategy)) if design.strategy else "-")
+        cells = [f"{design.cost:,.0f}", _s(design.time_s),
+                 *(str(design.values[k]) for k in keys)]
+        if joint:
+            cells.append(escape(_strategy(design.strategy)))
+        table.add_row(*cells)
     console.print(table)
-    console.print(f"budget {result.budget_text}; evaluated {len(result.evaluated)} designs in "
-                  f"{result.wall_s:.1f} s ({result.method})", highlight=False)
+    if result.front and not joint:
+        console.print(f"strategy (every design on the front): "
+                      f"{escape(_strategy(result.front[0].strategy))}", highlight=False)
+    c = result.counts
+    console.print(f"{c['designs']} designs: {c['over_budget']} over the budget "
+                  f"({result.budget_text}), {c['bounded']} dominated by a bound (never "
+                  f"simulated with contention), {c['simulated']} contended runs, "
+                  f"{c['errors']} errors; {result.method}; {result.wall_s:.1f} s; cost in "
+                  f"{result.currency}", highlight=False)

@@ -378,12 +378,47 @@ def _scenario(spec: HwSpec, values: dict[str, Any]) -> dict[str, Any]:
     return scenario
 
 
+def _front_search(spec: HwSpec, live: list[Design], designs: list[Design],
+                  counts: dict[str, int], executor: Any, run_search: Any) -> int | None:
+    """Designs cheapest first, each told to beat the best time of the cheaper ones."""
+    best_time, best_at = math.inf, None
+    for d in live:
+        sspec = SearchSpec(f"{spec.name}@{designs.index(d)}", base=d._scenario,  # type: ignore
+                           free=dict(spec.free), memory_limit=spec.memory_limit,
+                           memory_limit_set=spec.memory_limit_set,
+                           confirm=Confirm(spec.confirm.margin, spec.confirm.max,
+                                           spec.confirm.batch))
+        try:
+            found = run_search(sspec, executor, beat=best_time)
+        except (SearchError, ValueError) as err:
+            d.status, d.reason = "error", str(err)
+            counts["errors"] += 1
+            continue
+        # the bound the design was judged by: its best strategy's lowest closed-form bound
+        # when it was simulated, else what was left when its search stopped
+        d.bound_s = found.min_bound_s if found.best is not None else found.floor_s
+        d.confirmed, d.analysed = found.counts["confirmed"], found.counts["analysed"]
+        counts["simulated"] += d.confirmed
+        if found.best is not None:
+            d.time_s, d.strategy = found.best.confirmed_s, found.best.strategy
+            best_time, best_at = d.time_s, designs.index(d)
+        elif found.counts["survivors"] == 0:
+            d.status, d.reason = "error", "no strategy fits and divides"
+            counts["errors"] += 1
+        else:
+            d.status, d.dominated_by = "bounded", best_at
+            d.reason = ("its strategies' contended times are no faster than a cheaper design's"
+                        if d.confirmed else "every strategy's lower bound is at least a cheaper "
+                        "design's time")
+            counts["bounded"] += 1
+    return best_at
+
+
 def run_hw_search(spec: HwSpec, executor: Any = None) -> HwResult:
     """The Pareto front of ``spec`` (see the module doc)."""
-    from des.app.search import _context, run_search
+    from des.app.search import _context, executor_session, run_search
     from des.app.sweep_exec import LocalExecutor
 
-    executor = executor or LocalExecutor()
     start = time.perf_counter()
     raw, method = _designs(spec)
     designs: list[Design] = []
@@ -406,32 +441,8 @@ def run_hw_search(spec: HwSpec, executor: Any = None) -> HwResult:
             d.status = "over_budget"
             counts["over_budget"] += 1
     live = sorted((d for d in live if not d.status), key=lambda d: (d.cost, designs.index(d)))
-    best_time, best_at = math.inf, None
-    for d in live:
-        sspec = SearchSpec(f"{spec.name}@{designs.index(d)}", base=d._scenario,  # type: ignore
-                           free=dict(spec.free), memory_limit=spec.memory_limit,
-                           memory_limit_set=spec.memory_limit_set,
-                           confirm=Confirm(spec.confirm.margin, spec.confirm.max,
-                                           spec.confirm.batch))
-        try:
-            found = run_search(sspec, executor, beat=best_time)
-        except (SearchError, ValueError) as err:
-            d.status, d.reason = "error", str(err)
-            counts["errors"] += 1
-            continue
-        d.bound_s = found.min_bound_s
-        d.confirmed, d.analysed = found.counts["confirmed"], found.counts["analysed"]
-        counts["simulated"] += d.confirmed
-        if found.best is not None:
-            d.time_s, d.strategy = found.best.confirmed_s, found.best.strategy
-            best_time, best_at = d.time_s, designs.index(d)
-        elif found.counts["survivors"] == 0:
-            d.status, d.reason = "error", "no strategy fits and divides"
-            counts["errors"] += 1
-        else:
-            d.status, d.dominated_by = "bounded", best_at
-            d.reason = "every strategy's lower bound is at least a cheaper design's time"
-            counts["bounded"] += 1
+    with executor_session(executor or LocalExecutor()) as session:
+        _front_search(spec, live, designs, counts, session, run_search)
     timed = [d for d in live if d.time_s is not None]
     on = pareto_front([(d.cost, d.time_s) for d in timed])  # type: ignore[misc]
     front = [timed[i] for i in on]
@@ -461,11 +472,11 @@ def plot_pareto(result: HwResult, path: str | os.PathLike[str]) -> Path:
     off = [d for d in timed if d.status != "front"]
     ax.scatter([d.cost for d in off], [d.time_s for d in off], s=22, color="0.6",
                label="dominated (simulated)")
-    bounded = [d for d in result.evaluated if d.status == "bounded" and d.bound_s]
+    bounded = [d for d in result.evaluated if d.status == "bounded" and d.bound_s is not None]
     if bounded:
         ax.scatter([d.cost for d in bounded], [d.bound_s for d in bounded], s=22,
                    marker="^", facecolors="none", edgecolors="tab:orange",
-                   label="dominated by a bound (lower bound shown)")
+                   label="dominated, not simulated (its lower bound shown)")
     front = sorted(result.front, key=lambda d: d.cost)
     ax.step([d.cost for d in front], [d.time_s for d in front], where="post",
             color="tab:blue", lw=1.5)

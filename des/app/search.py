@@ -26,13 +26,14 @@ never prints; the CLI (:mod:`des.app.cli_search`) renders :class:`SearchResult`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import heapq
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,7 @@ class SearchResult:
     bound_gap: dict[str, float | None]
     explanation: dict[str, Any] | None = None
     min_bound_s: float | None = None  # the lowest lower bound of any survivor
+    floor_s: float | None = None  # a lower bound of every candidate not confirmed, at the stop
 
     def as_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data (stable keys)."""
@@ -128,6 +130,7 @@ class SearchResult:
                 "stop": self.stop, "proven": self.proven, "margin": self.margin,
                 "memory_limit": self.memory_limit, "wall_s": self.wall_s,
                 "bound_gap": self.bound_gap, "min_bound_s": self.min_bound_s,
+                "floor_s": self.floor_s,
                 "explanation": self.explanation}
 
     def rows(self) -> list[dict[str, Any]]:
@@ -293,6 +296,58 @@ def _point(space: _Space, ctx: Context, row: int, strategy: dict[str, Any],
 
 
 # ---------------------------------------------------------------------- the search
+class _LocalSession:
+    """The local executor's process pool kept open for a whole search: the branch and bound
+    runs many small batches one after the other, and a new pool per batch would pay the
+    workers' start-up (importing des) every time. Same workers and run function
+    (:func:`des.app.sweep_exec.run_point`) as :class:`~des.app.sweep_exec.LocalExecutor`."""
+
+    name = "local"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool: Any = None
+
+    def __enter__(self) -> _LocalSession:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from des.app.sweep_exec import _worker_signals
+
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_signals)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, points: list[SweepPoint], backend: str, constraints: list[str]
+            ) -> Iterator[PointResult]:
+        """Results as they finish."""
+        from concurrent.futures import as_completed
+
+        from des.app.sweep_exec import run_point
+
+        futures = [self.pool.submit(run_point, p, backend, constraints) for p in points]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+@contextlib.contextmanager
+def executor_session(executor: Any) -> Iterator[Any]:
+    """``executor`` ready for many batches: a local pool kept open, a Dask client kept
+    connected (its own session), anything else as it is."""
+    from des.app.sweep_exec import LocalExecutor
+
+    if isinstance(executor, LocalExecutor) and executor.workers > 1:
+        with _LocalSession(executor.workers) as session:
+            yield session
+    elif hasattr(executor, "__enter__") and getattr(executor, "_active", None) is None \
+            and not isinstance(executor, _LocalSession):
+        with executor:
+            yield executor
+    else:
+        yield executor
+
+
 def _run_batch(executor: Any, points: list[SweepPoint], backend: str) -> dict[str, PointResult]:
     return {r.key: r for r in executor.run(points, backend, [])}
 
@@ -345,9 +400,11 @@ def run_search(spec: SearchSpec, executor: Any = None,
               "pruned_memory": int((divides & ~keep).sum()), "survivors": int(keep.sum())}
     free = list(spec.free) + (["dp"] if spec.sweep is None and "dp" not in spec.free else [])
     t0 = time.perf_counter()
-    found = _branch_and_bound(spec, space, keep, bound, memory, free, executor, progress, beat)
+    with executor_session(executor) as session:
+        found = _branch_and_bound(spec, space, keep, bound, memory, free, session, progress,
+                                  beat)
     wall["search"] = time.perf_counter() - t0
-    confirmed, analysed, best, stop, proven = found
+    confirmed, analysed, best, stop, proven, floor = found
     counts["analysed"] = len(analysed)
     counts["confirmed"] = sum(1 for c in confirmed if c.status == "confirmed")
     counts["confirm_errors"] = sum(1 for c in confirmed if c.status == "error")
@@ -375,7 +432,7 @@ def run_search(spec: SearchSpec, executor: Any = None,
     return SearchResult(spec.name, counts, dict(by_rule), best, ok, runners, stop, proven,
                         spec.confirm.margin, limits_by_ctx, wall, bound_gap,
                         min_bound_s=float(np.nanmin(bound[keep])) * 1e-9 if keep.any()
-                        else None)
+                        else None, floor_s=floor)
 
 
 def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: np.ndarray,
@@ -447,7 +504,9 @@ def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: 
             progress(backend, len(analysed) if state == 0 else len(confirmed), len(rows))
     if stop == "exhausted" and heap:
         stop = "bound: every remaining candidate's lower bound exceeds the best confirmed time"
-    return confirmed, analysed, best, stop, proven
+    floor = min([heap[0][0]] if heap else [math.inf])
+    floor = min([floor, *(c.confirmed_s for c in confirmed if c.confirmed_s is not None)])
+    return confirmed, analysed, best, stop, proven, floor if math.isfinite(floor) else None
 
 
 def explain(candidate: Candidate) -> dict[str, Any]:
