@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 0: trusted as a lower bound)")
     parser.add_argument("--max-confirm", type=int, metavar="N",
                         help="most contended (SimPy) runs (default 64)")
+    parser.add_argument("--analyse-max", type=int, metavar="N",
+                        help="most analytical runs (default: no limit); a search stopped by "
+                             "it says its best is not proven")
     parser.add_argument("--executor", choices=["local", "dask"], default="local",
                         help="local process pool (default) or a Dask cluster")
     parser.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
@@ -119,6 +122,10 @@ def load(args: argparse.Namespace) -> Any:
         if args.max_confirm < 1:
             raise SearchError(f"--max-confirm: must be >= 1, got {args.max_confirm}")
         spec.confirm.max = args.max_confirm
+    if args.analyse_max is not None:
+        if args.analyse_max < 1:
+            raise SearchError(f"--analyse-max: must be >= 1, got {args.analyse_max}")
+        spec.confirm.analyse_max = args.analyse_max
     return spec
 
 

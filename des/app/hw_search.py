@@ -386,8 +386,7 @@ def _front_search(spec: HwSpec, live: list[Design], designs: list[Design],
         sspec = SearchSpec(f"{spec.name}@{designs.index(d)}", base=d._scenario,  # type: ignore
                            free=dict(spec.free), memory_limit=spec.memory_limit,
                            memory_limit_set=spec.memory_limit_set,
-                           confirm=Confirm(spec.confirm.margin, spec.confirm.max,
-                                           spec.confirm.batch))
+                           confirm=copy.copy(spec.confirm))
         try:
             found = run_search(sspec, executor, beat=best_time)
         except (SearchError, ValueError) as err:

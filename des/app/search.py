@@ -463,12 +463,20 @@ def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: 
                                   float(memory[row]), float(bound[row]) * 1e-9, point=point)
         return made[row]
 
+    analyse_max = spec.confirm.analyse_max
+    skipped = 0
     while heap and heap[0][0] <= best_s:
         state = heap[0][1]
+        if state == 0 and analyse_max is not None and len(analysed) >= analyse_max:
+            heapq.heappop(heap)  # could be faster, but the analytical budget is spent
+            skipped += 1
+            continue
         if state == 1 and len(confirmed) >= spec.confirm.max:
             stop, proven = f"confirm.max ({spec.confirm.max}) contended runs reached", False
             break
         size = analyse_batch if state == 0 else confirm_batch
+        if state == 0 and analyse_max is not None:
+            size = min(size, analyse_max - len(analysed))
         batch, other = [], []
         while heap and len(batch) < size and heap[0][0] <= best_s:
             item = heapq.heappop(heap)
@@ -502,7 +510,11 @@ def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: 
                     best, best_s = cand, time_s
         if progress:
             progress(backend, len(analysed) if state == 0 else len(confirmed), len(rows))
-    if stop == "exhausted" and heap:
+    if skipped:
+        stop, proven = (f"confirm.analyse_max ({analyse_max}) analytical runs reached; "
+                        f"{skipped} candidates whose bound is below the best were never "
+                        "analysed"), False
+    elif stop == "exhausted" and heap:
         stop = "bound: every remaining candidate's lower bound exceeds the best confirmed time"
     floor = min([heap[0][0]] if heap else [math.inf])
     floor = min([floor, *(c.confirmed_s for c in confirmed if c.confirmed_s is not None)])

@@ -18,7 +18,9 @@ runtime times each kernel (:func:`des.core.hardware.compute_time_ns`, summed per
 tensor-parallel collectives' bandwidth floor: an all-reduce of ``S`` bytes over ``t`` ranks
 makes every rank send at least ``2 (t - 1)/t S`` bytes, a reduce-scatter or all-gather
 ``(t - 1)/t S`` (Patarasuk & Yuan 2009, the bandwidth lower bound), which takes at least that
-over the rank's total injection bandwidth (the sum of its out-links). Embedding, LM head,
+over the rank's total injection bandwidth (the sum of its out-links); with ZeRO-3 the layer's
+parameter all-gather before each forward and backward pass is on the chain too (Rajbhandari
+et al. 2020). Embedding, LM head,
 optimizer and data-parallel work are left out, which only lowers the bound. Context-parallel
 ring attention computes the same kernels in ``cp`` blocks (each with its own launch), so the
 unsplit core is a lower bound of it.
@@ -121,7 +123,22 @@ def lower_bound(c: Candidates, model: ModelConfig, hardware: GpuSpec, injection:
     # reduce-scatters with sequence parallelism -- 4 (t - 1)/t S bytes either way
     tp_bytes = np.where(tp > 1, 4 * (tp - 1) / tp * act, 0.0)
     ep_bytes = np.where(ep > 1, 2 * (ep - 1) / ep * routed, 0.0)
-    comm_f = (tp_bytes + ep_bytes) / injection
+    dp = np.maximum(x["dp"], 1).astype(float)
+    zero = x["zero"]
+    tpf = x["tp"].astype(float)
+    layer = float(model.layer_params())
+    if model.experts:  # the layer's parameters on one GPU (TrainingBuilder._prepare_costs)
+        dense = layer - model.experts * model.expert_params()
+        local = dense / tpf + model.experts / ep * model.expert_params() / tpf
+    else:
+        local = layer / tpf
+    dp_share = (dp - 1) / dp
+    # ZeRO-3 gathers each layer's parameters before its forward and its backward pass, on the
+    # pass's chain, and reduce-scatters its gradients after the backward
+    zero3 = (zero == 3) & (dp > 1)
+    gather = np.where(zero3, dp_share * local * dtype_bytes, 0.0)
+    scatter = np.where(zero3, dp_share * local * grad_bytes, 0.0)
+    comm_f = (tp_bytes + ep_bytes + gather) / injection
     full = rc == RECOMPUTE.index("full")
     layer_f = fwd + comm_f
     layer_b = bwd + comm_f + np.where(full, layer_f, 0.0) + np.where(
@@ -137,27 +154,18 @@ def lower_bound(c: Candidates, model: ModelConfig, hardware: GpuSpec, injection:
     # the first stage's optimizer step, and with ZeRO 1-2 its parameter all-gather
     one = pp == 1
     chain = chain + m * (head_f + head_b) + np.where(one, m * (emb_f + emb_b), emb_f + emb_b)
-    dp = np.maximum(x["dp"], 1).astype(float)
-    zero = x["zero"]
     first_params = stage_params(c, model)[0]
     chain = chain + _optimizer_ns(hardware, first_params / np.where(zero > 0, dp, 1.0))
     chain = chain + np.where((dp > 1) & ((zero == 1) | (zero == 2)),
-                             (dp - 1) / dp * first_params * dtype_bytes / injection, 0.0)
-    # traffic: TP/EP per layer and pass (forward, backward, recomputed forward)
+                             dp_share * first_params * dtype_bytes / injection, 0.0)
+    # traffic: TP/EP (and ZeRO-3 gathers) per layer and pass (forward, backward, recomputed
+    # forward), ZeRO-3 scatters per layer and backward
     passes = 2 + full
-    sent = m * stage_layers * passes * (tp_bytes + ep_bytes)
-    tpf = x["tp"].astype(float)
-    layer = float(model.layer_params())
-    if model.experts:  # the layer's parameters on one GPU (TrainingBuilder._prepare_costs)
-        dense = layer - model.experts * model.expert_params()
-        local = dense / tpf + model.experts / ep * model.expert_params() / tpf
-    else:
-        local = layer / tpf
+    sent = m * stage_layers * (passes * (tp_bytes + ep_bytes + gather) + scatter)
     params = model.layers / pp * local  # the stage's layers (embeddings left out: a bound)
-    dp_share = (dp - 1) / dp
     grads = np.where(zero == 0, 2 * dp_share * params * grad_bytes,
                      dp_share * params * grad_bytes + dp_share * params * dtype_bytes)
-    sent = sent + np.where(dp > 1, grads, 0.0)
+    sent = sent + np.where((dp > 1) & (zero < 3), grads, 0.0)
     pp_sends = np.where(pp > 1, m * v * act / np.where(sp, tpf, 1.0), 0.0)
     cp = x["cp"].astype(float)
     kv = 2 * act / model.hidden * model.kv_heads * model.head_dim / tpf  # K and V block

@@ -22,8 +22,10 @@ Either a base scenario and the strategy axes left free::
 or a sweep file's space (``sweep: stage_lab_llama70b``: its axes, groups, derived values and
 constraints; its ``memory_limit`` unless one is given here). ``confirm.margin`` is how far the
 analytical backend may exceed the contended time (0: it is trusted as a lower bound);
-``confirm.max`` caps the contended runs; ``confirm.batch`` runs that many at once (default: the
-executor's workers). ``limits.max_candidates`` bounds the enumeration (default 10^7).
+``confirm.max`` caps the contended runs and ``confirm.analyse_max`` the analytical ones (a
+search stopped by either says its best is not proven); ``confirm.batch`` runs that many at
+once (default: the executor's workers). ``limits.max_candidates`` bounds the enumeration
+(default 10^7).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Confirm:
     margin: float = 0.0
     max: int = 64
     batch: int | None = None
+    analyse_max: int | None = None
 
 
 @dataclass
@@ -117,11 +120,13 @@ def _values(axis: str, value: Any, where: str) -> Any:
 
 
 def _confirm(value: Any, where: str) -> Confirm:
-    sec = Section(value, where, keys=("margin", "max", "batch"), error=SearchError)
+    sec = Section(value, where, keys=("margin", "max", "batch", "analyse_max"),
+                  error=SearchError)
     margin = sec.get("margin", nonneg_number, default=0.0)
     most = sec.get("max", positive_int, default=64)
     batch = sec.get("batch", positive_int, default=None)
-    return Confirm(float(margin), most, batch)
+    analyse = sec.get("analyse_max", positive_int, default=None)
+    return Confirm(float(margin), most, batch, analyse)
 
 
 def _limits(value: Any, where: str) -> int:
