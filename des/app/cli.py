@@ -202,9 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     search = command(
         "search", help="find the fastest strategy (or hardware) without a full sweep",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Prune a strategy space by divisibility and memory, rank the survivors "
-                    "by a closed-form bound and the analytical backend, confirm the best with "
-                    "the contended engine (branch and bound); or search hardware against a "
+        description="Prune a strategy space by divisibility and memory, rank the survivors\n"
+                    "by a closed-form bound and the analytical backend, confirm the best with\n"
+                    "the contended engine (branch and bound); or search hardware against a\n"
                     "cost model for the Pareto front of time vs cost.",
         epilog=cli_search.EXAMPLES)
     cli_search.add_arguments(search)

@@ -231,6 +231,11 @@ def render(result: Any, console: Console, top: int = 10) -> None:
     if result.best is None:
         console.print("[bold red]no candidate fits and runs[/]" if not result.confirmed
                       else "no candidate confirmed", markup=True)
+        if c.get("pruned_memory") and not c.get("survivors"):
+            limits = {v for v in result.memory_limit.values() if v is not None}
+            console.print(f"every candidate that divides needs more than "
+                          f"{', '.join(format_size(v) for v in sorted(limits))} per GPU; "
+                          "--memory-limit none searches without a limit", highlight=False)
         return
     best = result.best
     console.print(f"[bold]best[/] ({escape(best.context)}): {escape(_strategy(best.strategy))}: "
