@@ -32,8 +32,9 @@ LABS = ("stage_lab_llama70b", "stage_lab_gpt175b")
 SYNTHETIC = ROOT / "configs" / "searches" / "llama70b_1024.yaml"
 
 
-def lab_row(name: str, full_dir: Path | None, run_full: bool, workers: int) -> dict:
-    """One STAGE sweep: the search against the full sweep."""
+def lab_row(name: str, full_dir: Path | None, run_full: bool, workers: int,
+            reuse: dict | None = None) -> dict:
+    """One STAGE sweep: the search (or a previous run's, ``reuse``) against the full sweep."""
     from des.app.search import run_search
     from des.app.search_spec import load_spec
     from des.app.sweep import run_sweep
@@ -42,20 +43,29 @@ def lab_row(name: str, full_dir: Path | None, run_full: bool, workers: int) -> d
 
     spec = load_spec(name)
     spec.memory_limit, spec.memory_limit_set = None, True
-    start = time.perf_counter()
-    found = run_search(spec, LocalExecutor(workers))
-    wall = time.perf_counter() - start
     sweep = spec.sweep
     points = sweep.points()
-    valid = sum(1 for p in points if not sweep.screen(p)[1])
-    row = {"sweep": name, "points": len(points), "valid_points": valid,
-           "simulated": found.counts["confirmed"], "analysed": found.counts["analysed"],
-           "fraction_of_valid": found.counts["confirmed"] / valid,
-           "fraction_of_points": found.counts["confirmed"] / len(points),
-           "search_wall_s": wall, "proven": found.proven, "stop": found.stop,
-           "best": found.best.values if found.best else None,
-           "best_s": found.best.confirmed_s if found.best else None,
-           "bound_gap": found.bound_gap}
+    if reuse is not None:
+        row = {k: v for k, v in reuse.items() if not k.startswith("full")
+               and k not in ("optimum_matches", "search_not_worse_than_any_done")}
+    else:
+        start = time.perf_counter()
+        found = run_search(spec, LocalExecutor(workers))
+        wall = time.perf_counter() - start
+        valid = sum(1 for p in points if not sweep.screen(p)[1])
+        row = {"sweep": name, "points": len(points), "valid_points": valid,
+               "simulated": found.counts["confirmed"], "analysed": found.counts["analysed"],
+               "fraction_of_valid": found.counts["confirmed"] / valid,
+               "fraction_of_points": found.counts["confirmed"] / len(points),
+               "search_wall_s": wall, "proven": found.proven, "stop": found.stop,
+               "best": found.best.values if found.best else None,
+               "best_key": found.best.point.key if found.best else None,
+               "best_s": found.best.confirmed_s if found.best else None,
+               "bound_gap": found.bound_gap,
+               "confirmed": [{"values": c.values, "contended_s": c.confirmed_s,
+                              "analytical_s": c.analytical_s, "bound_s": c.prescreen_s}
+                             for c in found.confirmed]}
+    valid = row["valid_points"]
     if full_dir is not None and run_full:
         start = time.perf_counter()
         run_sweep(sweep, full_dir, executor=LocalExecutor(workers))
@@ -69,20 +79,20 @@ def lab_row(name: str, full_dir: Path | None, run_full: bool, workers: int) -> d
         row["full_complete"] = len(ok) == valid
         row["full_sim_wall_s"] = sum(r.metrics.get("wall_s", 0.0) for r in ok)
         best = ranking(results)
-        if best and found.best is not None:
+        if best and row["best_s"] is not None:
             row["full_best"] = best[0].values
             row["full_best_s"] = best[0].metrics["iteration_s"]
-            row["optimum_matches"] = (best[0].key == found.best.point.key
-                                      and best[0].metrics["iteration_s"]
-                                      == found.best.confirmed_s)
+            row["optimum_matches"] = (best[0].key == row["best_key"]
+                                      and best[0].metrics["iteration_s"] == row["best_s"])
             row["search_not_worse_than_any_done"] = all(
-                found.best.confirmed_s <= r.metrics["iteration_s"] for r in ok)
+                row["best_s"] <= r.metrics["iteration_s"] for r in ok)
         fit = ranking(results, sweep.memory_limit)
         row["full_points_within_memory_limit"] = len(fit)
     return row
 
 
-def synthetic_row(full: bool, workers: int) -> dict:
+def synthetic_row(full: bool, workers: int, analyse_max: int = 16, confirm_max: int = 4
+                  ) -> dict:
     """The >= 10^5-candidate space: counts and times of each stage."""
     import numpy as np
 
@@ -108,7 +118,8 @@ def synthetic_row(full: bool, workers: int) -> dict:
            "pruned_memory": int(((reasons == "") & ~keep).sum()),
            "survivors": int(np.sum(keep)), "enumerate_s": t1 - t0, "prune_s": t2 - t1,
            "bound_s": t3 - t2}
-    if full:
+    if full:  # a budget: each analytical run of a 1024-GPU candidate takes seconds
+        spec.confirm.analyse_max, spec.confirm.max = analyse_max, confirm_max
         start = time.perf_counter()
         found = run_search(spec, LocalExecutor(workers))
         row.update(search_wall_s=time.perf_counter() - start, counts=found.counts,
@@ -128,16 +139,26 @@ def main() -> None:
                         help="run (or resume) the full sweeps there first")
     parser.add_argument("--synthetic-full", action="store_true",
                         help="also run the whole search of the synthetic space")
+    parser.add_argument("--analyse-max", type=int, default=16,
+                        help="analytical runs allowed in the whole synthetic search")
     parser.add_argument("--skip-lab", action="store_true")
+    parser.add_argument("--reuse", type=Path, metavar="JSON",
+                        help="take the lab searches from an earlier run's JSON; only compare")
+    parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "search.json")
     args = parser.parse_args()
     dirs = {name: ROOT / "sweeps" / name for name in LABS}
     for item in args.full:
         name, _, folder = item.partition("=")
         dirs[name] = Path(folder)
-    labs = [] if args.skip_lab else [lab_row(n, dirs.get(n), args.run_full, args.workers)
-                                     for n in LABS]
-    synthetic = synthetic_row(args.synthetic_full, args.workers)
+    old = {}
+    if args.reuse:
+        old = json.loads(args.reuse.read_text())
+    before = {r["sweep"]: r for r in old.get("labs", [])}
+    labs = [] if args.skip_lab else [lab_row(n, dirs.get(n), args.run_full, args.workers,
+                                             before.get(n)) for n in LABS]
+    synthetic = old.get("synthetic") if args.skip_synthetic else synthetic_row(
+        args.synthetic_full, args.workers, args.analyse_max)
     print(f"{'sweep':22} {'points':>7} {'valid':>6} {'simulated':>9} {'fraction':>9} "
           f"{'optimum':>8} {'search s':>9} {'full sweep':>16}")
     for r in labs:
@@ -145,13 +166,14 @@ def main() -> None:
                 else "not given")
         match = r.get("optimum_matches")
         print(f"{r['sweep']:22} {r['points']:7d} {r['valid_points']:6d} {r['simulated']:9d} "
-              f"{r['fraction_of_valid']:9.1%} {str(match):>8} {r['search_wall_s']:9.1f} "
+              f"{r['fraction_of_valid']:9.1%} {match!s:>8} {r['search_wall_s']:9.1f} "
               f"{full:>16}")
-    s = synthetic
-    print(f"\nsynthetic {s['space']}: {s['candidates']:,} candidates, "
-          f"{s['pruned_divisibility']:,} pruned by divisibility, {s['pruned_memory']:,} by "
-          f"memory, {s['survivors']:,} survivors; enumerate {s['enumerate_s']:.2f} s, prune "
-          f"{s['prune_s']:.2f} s, bound {s['bound_s']:.2f} s")
+    s = synthetic or {}
+    if s:
+        print(f"\nsynthetic {s['space']}: {s['candidates']:,} candidates, "
+              f"{s['pruned_divisibility']:,} pruned by divisibility, {s['pruned_memory']:,} "
+              f"by memory, {s['survivors']:,} survivors; enumerate {s['enumerate_s']:.2f} s, "
+              f"prune {s['prune_s']:.2f} s, bound {s['bound_s']:.2f} s")
     if "search_wall_s" in s:
         c = s["counts"]
         print(f"  whole search: {s['search_wall_s']:.0f} s, {c['analysed']} analysed, "
