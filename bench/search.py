@@ -64,7 +64,11 @@ def lab_row(name: str, full_dir: Path | None, run_full: bool, workers: int,
                "bound_gap": found.bound_gap,
                "confirmed": [{"values": c.values, "contended_s": c.confirmed_s,
                               "analytical_s": c.analytical_s, "bound_s": c.prescreen_s}
-                             for c in found.confirmed]}
+                             for c in found.confirmed],
+               "analysed_points": [{"key": c.point.key, "analytical_s": c.analytical_s,
+                                    "bound_s": c.prescreen_s}
+                                   for c in [*found.confirmed, *found.runners_up]
+                                   if c.analytical_s is not None]}
     valid = row["valid_points"]
     if full_dir is not None and run_full:
         start = time.perf_counter()
@@ -86,6 +90,15 @@ def lab_row(name: str, full_dir: Path | None, run_full: bool, workers: int,
                                       and best[0].metrics["iteration_s"] == row["best_s"])
             row["search_not_worse_than_any_done"] = all(
                 row["best_s"] <= r.metrics["iteration_s"] for r in ok)
+        # the lower-bound property on every point the search analysed that the sweep ran
+        simpy = {r.key: r.metrics["iteration_s"] for r in ok}
+        pairs = [(a["analytical_s"], a["bound_s"], simpy[a["key"]])
+                 for a in row.get("analysed_points", []) if a["key"] in simpy]
+        row["bound_checked_points"] = len(pairs)
+        row["analytical_above_contended"] = sum(a > t * (1 + 1e-9) for a, _, t in pairs)
+        row["closed_form_above_contended"] = sum(b > t * (1 + 1e-9) for _, b, t in pairs)
+        row["worst_analytical_over_contended"] = max((a / t for a, _, t in pairs),
+                                                     default=None)
         fit = ranking(results, sweep.memory_limit)
         row["full_points_within_memory_limit"] = len(fit)
     return row
