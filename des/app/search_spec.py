@@ -196,9 +196,9 @@ def spec_from_dict(data: Any, default_name: str = "search", base_dir: Path | Non
             raw, "memory_limit") if not isinstance(raw, bool) else _bad_size(raw)
         if spec.memory_limit is not None and not spec.memory_limit > 0:
             raise sec.fail("memory_limit", f"must be > 0, got {show(raw)}")
-    elif spec.sweep is not None:
+    elif spec.sweep is not None:  # the sweep's own limit, or none, as its ranking has
         spec.memory_limit = spec.sweep.memory_limit
-        spec.memory_limit_set = spec.memory_limit is not None
+        spec.memory_limit_set = True
     spec.confirm = sec.get("confirm", _confirm, default=Confirm())
     spec.max_candidates = sec.get("limits", _limits, default=DEFAULT_MAX_CANDIDATES)
     sec.finish()
