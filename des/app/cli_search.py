@@ -19,7 +19,7 @@ from rich.table import Table
 
 EXAMPLES = """examples:
   des search stage_lab_llama70b                      # search a bundled sweep's space
-  des search configs/searches/llama70b_1024.yaml --json best.json --csv runs.csv
+  des search llama70b_1024 --json best.json --csv runs.csv   # a bundled search
   des search --base llama70b_torus3d_64 --free tp=auto --free pp=auto \\
              --free recompute=none,full --memory-limit '80 GiB'
   des search configs/searches/hw_llama7b.yaml --plot pareto.png   # hardware search
@@ -93,13 +93,18 @@ def load(args: argparse.Namespace) -> Any:
     if args.spec and args.base:
         raise SearchError("give a spec or --base, not both")
     if args.spec:
+        from des.core.paths import bundled
+
         path = Path(args.spec)
-        if is_file(path):
-            data = load_yaml(read_text(path, "search spec"), args.spec)
+        searches = bundled("searches")
+        if is_file(path) or args.spec in searches:
+            data = load_yaml(read_text(path, "search spec") if is_file(path)
+                             else searches[args.spec].read_text(), args.spec)
             if isinstance(data, dict) and "hardware" in data:
                 from des.app.hw_search import hw_spec_from_dict
 
-                return hw_spec_from_dict(data, path.stem, path.parent)
+                return hw_spec_from_dict(data, path.stem,
+                                         path.parent if is_file(path) else Path.cwd())
         spec = load_spec(args.spec)
         if args.free:
             raise SearchError("--free goes with --base (a spec file lists its free axes)")

@@ -210,22 +210,25 @@ def _bad_size(value: Any) -> float:
 
 
 def load_spec(spec: str | os.PathLike[str]) -> SearchSpec:
-    """A search spec from a YAML file; a bundled sweep name searches that sweep's space."""
+    """A search spec from a YAML file or a bundled search (``configs/searches``); a bundled
+    sweep's name searches that sweep's space."""
     from des.core.paths import bundled
 
     text = os.fspath(spec)
     path = Path(text)
-    if is_file(path):
-        source = read_text(path, "search spec")
+    if is_file(path) or text in bundled("searches"):
+        source = read_text(path, "search spec") if is_file(path) else \
+            bundled("searches")[text].read_text()
         try:
             data = load_yaml(source, text)
         except YamlError as err:
             raise SearchError(str(err)) from None
-        return spec_from_dict(data, path.stem, path.parent)
+        return spec_from_dict(data, path.stem, path.parent if is_file(path) else Path.cwd())
     if text in bundled("sweeps"):
         return spec_from_dict({"sweep": text}, text)
-    raise SearchError(f"search spec {text!r}: no such file and no bundled sweep of that name; "
-                      f"bundled sweeps: {', '.join(sorted(bundled('sweeps')))}")
+    raise SearchError(f"search spec {text!r}: no such file, bundled search or bundled sweep; "
+                      f"bundled searches: {', '.join(sorted(bundled('searches')))}; bundled "
+                      f"sweeps: {', '.join(sorted(bundled('sweeps')))}")
 
 
 def divisors(n: int) -> list[int]:
