@@ -29,7 +29,7 @@ from rich.text import Text
 
 from collectives import CollectiveError
 from des import __version__
-from des.app import cli_sweep, cli_tools
+from des.app import cli_search, cli_sweep, cli_tools
 from des.app.cli_tools import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, check_writable
 from des.app.config import DEFAULT_SCENARIO, ConfigError, Scenario, load_scenario
 from des.app.plots import PlotError
@@ -202,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "DIR/points.jsonl (a rerun resumes), write results.csv/json and rank. "
                     "Exit 3 when stopped (--timeout, Ctrl-C) before every point finished.")
     cli_sweep.add_arguments(sweep, BACKEND_HELP)
+    search = command(
+        "search", help="find the fastest strategy (or hardware) without a full sweep",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prune a strategy space by divisibility and memory, rank the survivors\n"
+                    "by a closed-form bound and the analytical backend, confirm the best with\n"
+                    "the contended engine (branch and bound); or search hardware against a\n"
+                    "cost model for the Pareto front of time vs cost.",
+        epilog=cli_search.EXAMPLES)
+    cli_search.add_arguments(search)
 
     cross = command(
         "crosscheck", help="run a scenario in des and in AstraSim on the same inputs",
@@ -238,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _crosscheck(args, console)
         if args.command == "sweep":
             return cli_sweep.run(args, console)
+        if args.command == "search":
+            return cli_search.run(args, console)
         if args.command == "model":
             return cli_tools.model_import(args, console)
         if args.command == "et":
