@@ -121,7 +121,8 @@ def synthetic_row(full: bool, workers: int, analyse_max: int = 16, confirm_max: 
     t1 = time.perf_counter()
     ctx = space.contexts[0]
     reasons, _, keep = prune(space.cands, ctx.model, ctx.npus, ctx.seq, ctx.global_batch,
-                             ctx.memory_limit)
+                             ctx.memory_limit, dtype_bytes=ctx.dtype_bytes,
+                             grad_bytes=ctx.grad_bytes, flash=ctx.flash)
     t2 = time.perf_counter()
     lower_bound(space.cands.take(keep), ctx.model, ctx.hardware,
                 injection_bandwidth(ctx.topology), ctx.seq, ctx.global_batch)

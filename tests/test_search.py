@@ -57,7 +57,7 @@ def _builder_peak(model, row, npus, seq, global_batch):
         return None
 
 
-@pytest.mark.parametrize("model_name", ["llama2-7b", "mixtral-8x7b"])
+@pytest.mark.parametrize("model_name", ["llama2-7b", "mixtral-8x7b", "deepseek-v2-lite"])
 def test_prunes_agree_with_the_builder_row_by_row(model_name):
     """Nothing that divides is pruned by divisibility and everything pruned breaks a stated
     rule the builder enforces; the vectorised memory equals the builder's peak."""

@@ -45,6 +45,7 @@ from des.app.search_spec import SearchError, SearchSpec, divisors
 from des.app.sweep import point_key, set_path
 from des.app.sweep_types import PointResult, SweepPoint, canonical_json
 from workloads.parallel import RECOMPUTE, SCHEDULES
+from workloads.precision import DTYPE_BYTES
 
 _LOG = logging.getLogger(__name__)
 _STRATEGY_KEYS = ("tp", "pp", "dp", "cp", "ep", "sp", "zero", "micro_batch", "recompute",
@@ -175,8 +176,16 @@ def _context(scenario: dict[str, Any], label: str, memory_limit: float | None,
     if "global_batch" not in par:
         raise SearchError("base.workload.parallel.global_batch: required for a search")
     return Context(label, scenario, model, hardware, topology, seq, int(par["global_batch"]),
-                   int(par.get("dtype_bytes", 2)), int(par.get("grad_bytes", 4)),
+                   int(par.get("dtype_bytes", 2)), _grad_bytes(par),
                    bool(par.get("flash", True)), None if limit is None else float(limit))
+
+
+def _grad_bytes(par: dict[str, Any]) -> int:
+    """The gradient precision in bytes, as :class:`~workloads.parallel.ParallelConfig`
+    resolves it (``grad_bytes`` or ``grad_reduce_dtype``; fp32 when neither is given)."""
+    if par.get("grad_bytes") is not None:
+        return int(par["grad_bytes"])
+    return DTYPE_BYTES.get(str(par.get("grad_reduce_dtype") or "fp32"), DTYPE_BYTES["fp32"])
 
 
 def _resolve(free: dict[str, Any], npus: int, global_batch: int) -> dict[str, list[Any]]:
@@ -379,7 +388,7 @@ def run_search(spec: SearchSpec, executor: Any = None,
         rows = np.flatnonzero(ctx_col == ci)
         sub = cands.take(rows)
         r, m, k = prune(sub, ctx.model, ctx.npus, ctx.seq, ctx.global_batch, ctx.memory_limit,
-                        dtype_bytes=ctx.dtype_bytes, flash=ctx.flash)
+                        dtype_bytes=ctx.dtype_bytes, grad_bytes=ctx.grad_bytes, flash=ctx.flash)
         reasons[rows], memory[rows], keep[rows] = r, m, k
     wall["prune"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -16,10 +16,11 @@ checks this both ways on a whole small space).
 vectorised: ZeRO-sharded weights, gradients and Adam state (Rajbhandari et al. 2020) of the
 busiest pipeline stage plus its in-flight activations (Korthikanti et al. 2022), with the
 per-layer activation bytes taken from :func:`workloads.memory.activations_per_layer` itself
-(once per distinct micro-batch / tensor / context / recompute shape). The busiest stage is the
-first or the last: middle stages hold no embedding or LM head and no more in-flight
-micro-batches than the first. It equals the builder's figure (the ``peak_memory_bytes`` a sweep
-ranks by), which the tests check point by point.
+(once per distinct micro-batch / tensor / context / recompute / pipeline shape, layer by
+layer so that MoE models' leading dense layers and MLA count as the builder counts them).
+The busiest stage is the first or the last: middle stages hold no embedding or LM head and
+no more in-flight micro-batches than the first. It equals the builder's figure (the
+``peak_memory_bytes`` a sweep ranks by), which the tests check point by point.
 """
 
 from __future__ import annotations
@@ -143,25 +144,71 @@ def divisibility(c: Candidates, model: ModelConfig, npus: int, seq: int, global_
     return out
 
 
+def _distinct(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``cols`` stacked, and each row's index among them."""
+    distinct, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+    return distinct, np.ravel(inverse)
+
+
+def _stage_chunks(pp: int, v: int, last: bool) -> list[int]:
+    """The global model chunks the first (or last) pipeline stage holds."""
+    stage = pp - 1 if last else 0
+    return [local * pp + stage for local in range(v)]
+
+
 def stage_params(c: Candidates, model: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     """Parameters on one GPU of the first and of the last pipeline stage
-    (:meth:`~workloads.llm.TrainingBuilder._stage_params`)."""
+    (:meth:`~workloads.llm.TrainingBuilder._stage_params`): each layer of the stage's chunks at
+    :meth:`~workloads.models.ModelConfig.layer_params_local` (dense or MoE layer, MLA
+    down-projections whole on every tensor-parallel rank), the embedding in the first chunk and
+    the LM head in the last; summed once per distinct (tp, ep, pp, virtual stages)."""
     x = c.cols
-    tp, pp, ep = (x[k].astype(float) for k in ("tp", "pp", "ep"))
-    layer = float(model.layer_params())
-    if model.experts:
-        dense = layer - model.experts * model.expert_params()
-        local = dense / tp + model.experts / ep * model.expert_params() / tp
-    else:
-        local = layer / tp
-    body = model.layers / pp * local  # every chunk of the stage: layers / pp layers
-    embed = model.embedding_params() / tp
-    head = model.vocab * model.hidden / tp
-    one_stage = x["pp"] == 1
-    has_head = np.where(one_stage, not model.tied_embeddings, True)
-    first = body + embed + np.where(one_stage & has_head, head, 0.0)
-    last = body + np.where(has_head, head, 0.0) + np.where(one_stage, embed, 0.0)
-    return first, last
+    distinct, inverse = _distinct(x["tp"], x["ep"], x["pp"], x["virtual_stages"])
+    out = np.zeros((len(distinct), 2))
+    for i, (tp, ep, pp, v) in enumerate(distinct.tolist()):
+        per_chunk = model.layers // (pp * v)
+        chunks = pp * v
+        for j, last in enumerate((False, True)):
+            total = 0.0
+            for g in _stage_chunks(pp, v, last):
+                total += sum(model.layer_params_local(tp, ep, layer)
+                             for layer in range(g * per_chunk, (g + 1) * per_chunk))
+                if g == 0:
+                    total += model.embedding_params() / tp
+                if g == chunks - 1 and (not model.tied_embeddings or pp > 1):
+                    total += model.vocab * model.hidden / tp
+            out[i, j] = total
+    return out[inverse, 0], out[inverse, 1]
+
+
+def _stage_activations(c: Candidates, model: ModelConfig, seq: int, flash: bool
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Activation bytes of the largest model chunk of the first and of the last stage
+    (:meth:`~workloads.llm.TrainingBuilder.memory`), each layer at
+    :func:`workloads.memory.activations_per_layer` (an MoE model's leading dense layers at
+    their own figure); once per distinct shape."""
+    x = c.cols
+    distinct, inverse = _distinct(x["micro_batch"], x["tp"], x["cp"], x["sp"], x["recompute"],
+                                  x["pp"], x["virtual_stages"])
+    out = np.zeros((len(distinct), 2))
+    memo: dict[tuple, float] = {}
+
+    def layer_bytes(b: int, t: int, cp: int, sp: int, r: int, layer: int) -> float:
+        kind = model.is_moe_layer(layer) if model.is_moe else None
+        key = (b, t, cp, sp, r, kind)
+        if key not in memo:
+            memo[key] = activations_per_layer(
+                model, micro_batch=b, seq=seq // cp, tp=t, sp=bool(sp),
+                recompute=RECOMPUTE[r], flash=flash, layer=layer)
+        return memo[key]
+
+    for i, (b, t, cp, sp, r, pp, v) in enumerate(distinct.tolist()):
+        per_chunk = model.layers // (pp * v)
+        for j, last in enumerate((False, True)):
+            out[i, j] = max(sum(layer_bytes(b, t, cp, sp, r, layer)
+                                for layer in range(g * per_chunk, (g + 1) * per_chunk))
+                            for g in _stage_chunks(pp, v, last))
+    return out[inverse, 0], out[inverse, 1]
 
 
 def _in_flight(c: Candidates, stage_last: bool, global_batch: int) -> np.ndarray:
@@ -179,31 +226,25 @@ def _in_flight(c: Candidates, stage_last: bool, global_batch: int) -> np.ndarray
 
 
 def peak_memory(c: Candidates, model: ModelConfig, seq: int, global_batch: int, *,
-                dtype_bytes: int = 2, flash: bool = True) -> np.ndarray:
-    """Per-GPU peak bytes of each row (rows must pass :func:`divisibility`)."""
+                dtype_bytes: int = 2, grad_bytes: int = 4, flash: bool = True) -> np.ndarray:
+    """Per-GPU peak bytes of each row (rows must pass :func:`divisibility`); gradients held at
+    ``grad_bytes`` (the builder's default: fp32, :class:`~workloads.parallel.ParallelConfig`)."""
     x = c.cols
     dp = np.maximum(x["dp"], 1).astype(float)
     zero = x["zero"]
     per_param = (dtype_bytes / np.where(zero >= 3, dp, 1.0)
-                 + dtype_bytes / np.where(zero >= 2, dp, 1.0)
+                 + grad_bytes / np.where(zero >= 2, dp, 1.0)
                  + (MASTER_BYTES + ADAM_STATES * ADAM_STATE_BYTES) / np.where(zero >= 1, dp, 1))
-    # activation bytes per layer: the memory model's own formula, once per distinct shape
-    shape = np.stack([x["micro_batch"], x["tp"], x["cp"], x["sp"], x["recompute"]], axis=1)
-    distinct, inverse = np.unique(shape, axis=0, return_inverse=True)
-    per_shape = np.array([activations_per_layer(
-        model, micro_batch=int(b), seq=int(seq // cp), tp=int(t), sp=bool(s),
-        recompute=RECOMPUTE[int(r)], flash=flash) for b, t, cp, s, r in distinct])
-    per_layer = per_shape[np.ravel(inverse)]
-    chunk_layers = model.layers / (x["pp"] * x["virtual_stages"])
     first_p, last_p = stage_params(c, model)
-    first = first_p * per_param + per_layer * chunk_layers * _in_flight(c, False, global_batch)
-    last = last_p * per_param + per_layer * chunk_layers * _in_flight(c, True, global_batch)
+    first_a, last_a = _stage_activations(c, model, seq, flash)
+    first = first_p * per_param + first_a * _in_flight(c, False, global_batch)
+    last = last_p * per_param + last_a * _in_flight(c, True, global_batch)
     return np.maximum(first, last)
 
 
 def prune(c: Candidates, model: ModelConfig, npus: int, seq: int, global_batch: int,
-          memory_limit: float | None, *, dtype_bytes: int = 2, flash: bool = True
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          memory_limit: float | None, *, dtype_bytes: int = 2, grad_bytes: int = 4,
+          flash: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(reasons, memory, keep)``: each row's broken divisibility rule (``""`` none), its peak
     memory (NaN where it does not divide) and whether it survives both prunes."""
     reasons = divisibility(c, model, npus, seq, global_batch)
@@ -211,7 +252,8 @@ def prune(c: Candidates, model: ModelConfig, npus: int, seq: int, global_batch: 
     memory = np.full(len(c), np.nan)
     if divides.any():
         memory[divides] = peak_memory(c.take(divides), model, seq, global_batch,
-                                      dtype_bytes=dtype_bytes, flash=flash)
+                                      dtype_bytes=dtype_bytes, grad_bytes=grad_bytes,
+                                      flash=flash)
     keep = divides.copy()
     if memory_limit is not None:
         keep &= np.where(divides, memory <= memory_limit, False)
