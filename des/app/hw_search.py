@@ -50,7 +50,7 @@ from des.app.search_spec import FREE_AXES, Confirm, SearchError, SearchSpec, _va
 from des.app.sweep import set_path
 from des.core import units
 from des.core.schema import Section, nonneg_number, positive_int, show
-from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
+from des.core.yaml_safe import YamlError, load_yaml
 
 #: How each cost unit turns a parameter value (with its unit) into a quantity.
 UNITS = {
@@ -103,21 +103,15 @@ def _item(value: Any, where: str, name: str) -> CostItem:
 
 def load_costs(value: Any, base_dir: Path | None = None) -> CostModel:
     """A cost model: a mapping, a file, or a name under ``configs/costs``."""
-    from des.core.paths import bundled
+    from des.core.paths import bundled, read_file_or_bundled
 
     where = "hardware.costs"
     if isinstance(value, str):
-        path = Path(value)
-        if not path.is_absolute() and base_dir is not None and is_file(base_dir / path):
-            path = base_dir / path
-        if is_file(path):
-            text = read_text(path, "cost model")
-        else:
-            found = bundled("costs")
-            if value not in found:
-                raise SearchError(f"{where}: {value!r} is no file and no bundled cost model; "
-                                  f"bundled: {', '.join(sorted(found)) or 'none'}")
-            text = found[value].read_text()
+        found = read_file_or_bundled("costs", value, base_dir)
+        if found is None:
+            raise SearchError(f"{where}: {value!r} is no file and no bundled cost model; "
+                              f"bundled: {', '.join(sorted(bundled('costs'))) or 'none'}")
+        text, path = found
         try:
             value = load_yaml(text, str(path))
         except YamlError as err:

@@ -13,7 +13,7 @@ from des.app.sweep import Sweep
 from des.app.sweep_expr import check_expression
 from des.app.sweep_types import SweepError, canonical_json
 from des.core import limits
-from des.core.paths import bundled
+from des.core.paths import bundled, read_file_or_bundled
 from des.core.schema import Section, entries, optional, short, show
 from des.core.schema import text as _text
 from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
@@ -22,17 +22,11 @@ from des.sim.backends import DEFAULT_BACKEND, backend_names
 
 def load_scenario_data(spec: str, base_dir: Path | None = None) -> dict[str, Any]:
     """The parsed (not yet built) mapping of a scenario file or bundled scenario."""
-    path = Path(spec)
-    if not path.is_absolute() and base_dir is not None and is_file(base_dir / path):
-        path = base_dir / path
-    if is_file(path):
-        text = read_text(path, "scenario file")
-    else:
-        presets = bundled("scenarios")
-        if spec not in presets:
-            raise SweepError(f"base {spec!r}: no such scenario file or bundled scenario; "
-                             f"bundled: {', '.join(sorted(presets))}")
-        text = read_text(presets[spec], "scenario preset")
+    found = read_file_or_bundled("scenarios", spec, base_dir)
+    if found is None:
+        raise SweepError(f"base {spec!r}: no such scenario file or bundled scenario; "
+                         f"bundled: {', '.join(sorted(bundled('scenarios')))}")
+    text = found[0]
     try:
         data = load_yaml(text, f"base {spec}")
     except YamlError as err:

@@ -55,6 +55,22 @@ def read_preset(kind: str, name_or_path: str | os.PathLike[str]) -> tuple[str, s
     return None
 
 
+def read_file_or_bundled(kind: str, spec: str, base_dir: Path | None = None
+                         ) -> tuple[str, Path] | None:
+    """(text, path) of ``spec`` as a file (relative to ``base_dir`` first, the file that
+    names it), else of the bundled ``kind`` file of that exact name; None when it is neither.
+    Read with the bounded reader either way."""
+    path = Path(spec)
+    if not path.is_absolute() and base_dir is not None and is_file(base_dir / path):
+        path = base_dir / path
+    if is_file(path):
+        return read_text(path, f"{kind} file"), path
+    found = bundled(kind)
+    if spec not in found:
+        return None
+    return read_text(found[spec], f"bundled {kind}"), Path(spec)
+
+
 def load_preset(kind: str, name_or_path: str | os.PathLike[str], parse: Callable[[Any], T],
                 error: type[Exception], what: str) -> T:
     """A bundled preset or YAML file of ``kind`` parsed by ``parse``; every failure (unknown
