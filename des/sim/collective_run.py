@@ -334,12 +334,11 @@ class ClosedFormCollective:
     bytes_injected = bytes_delivered = None  # it moves no messages
 
     def __init__(self, options: EngineOptions, npus: int, clock: Clock, inst: CollectiveInstance,
-                 plan_algorithm: str,
-                 dims: tuple[int, ...] | Callable[[], tuple[int, ...] | None] | None,
+                 plan_algorithm: str, dims: Callable[[], tuple[int, ...] | None],
                  cost: MessageCost, durations: dict[tuple, tuple[int, float, float]]) -> None:
         """``durations`` caches (chunks, chunk bytes, time) per shape across a model's runs: the
-        same collective recurs every layer, so a repeat is one lookup. ``dims`` may be a
-        function, called only when the shape is new."""
+        same collective recurs every layer, so a repeat is one lookup. ``dims`` gives the
+        logical dimensions, asked only when the shape is new."""
         self.clock = clock
         self.inst = inst
         span = inst.span or inst.group
@@ -351,10 +350,8 @@ class ClosedFormCollective:
                 options.chunk_bytes)
             if plan_class(inst.collective, plan_algorithm).node_program:  # runs whole
                 chunks, chunk_bytes = 1, inst.nbytes
-            if callable(dims):
-                dims = dims()
             plan = make_plan(inst.collective, span, chunk_bytes, plan_algorithm,
-                             dims=dims, root=inst.root, options=options.plan_options)
+                             dims=dims(), root=inst.root, options=options.plan_options)
             shape = durations[key] = (chunks, chunk_bytes, collective_time(
                 plan, chunks, options.chunks_in_flight, cost,
                 lambda st: step_overhead(st, options), options.endpoint_delay_ns))

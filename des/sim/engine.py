@@ -191,24 +191,22 @@ class ContendedModel:
         if run is None:
             inst = self._instances[index]
             algorithm = self.runtime.algorithms[index]
-            run = None
-            if inst.span and self.orbits is not None:
-                run = self._replayed_run(inst, algorithm)
-            if run is not None:
-                self.runs[index] = run
-                return run
-            dims = logical_dims(self.topology, inst.span or inst.group, not self.options.astra)
-            if inst.span and self.orbits is not None:
-                run = self._folded_run(inst, algorithm, dims)
-            if run is None and inst.span:
-                run = ClosedFormCollective(self.options, self.topology.num_npus, self.clock,
-                                           inst, algorithm, dims, self.message_cost,
-                                           self._durations)
-                self.closed_form_spans += 1
-            elif run is None and plan_class(inst.collective, algorithm).node_program:
-                run = ProgramRun(self, inst, algorithm, dims)
-            elif run is None:
-                run = CollectiveRun(self, inst, algorithm, dims)
+            folded = bool(inst.span) and self.orbits is not None
+            run = self._replayed_run(inst, algorithm) if folded else None
+            if run is None:
+                dims = logical_dims(self.topology, inst.span or inst.group,
+                                    not self.options.astra)
+                if folded:
+                    run = self._folded_run(inst, algorithm, dims)
+                if run is None and inst.span:
+                    run = ClosedFormCollective(self.options, self.topology.num_npus, self.clock,
+                                               inst, algorithm, lambda: dims, self.message_cost,
+                                               self._durations)
+                    self.closed_form_spans += 1
+                elif run is None and plan_class(inst.collective, algorithm).node_program:
+                    run = ProgramRun(self, inst, algorithm, dims)
+                elif run is None:
+                    run = CollectiveRun(self, inst, algorithm, dims)
             self.runs[index] = run
         return run
 

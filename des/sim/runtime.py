@@ -309,15 +309,13 @@ class Runtime:
 
     def _stream_done(self, stream: _Stream, name: str, node: Node, start: float) -> None:
         self.finish(node, start, name)
-        del stream.busy[name]
-        stream.free.append(name)
-        if stream.queue:
-            self._dispatch(stream)
+        self._free(stream, name)
 
     def _free(self, stream: _Stream, name: str) -> None:
         del stream.busy[name]
         stream.free.append(name)
-        self._dispatch(stream)
+        if stream.queue:
+            self._dispatch(stream)
 
     def finish(self, node: Node, start: float, stream: str) -> None:
         """Record a node that ends now and release its dependents."""
