@@ -273,7 +273,7 @@ def test_any_workload_section_loads_or_names_its_error(changes: dict, parallel: 
 
 
 def test_builder_refuses_bad_numbers() -> None:
-    with pytest.raises(ParallelError, match="seq: must be a whole number"):
+    with pytest.raises(ParallelError, match="seq: must be a positive integer"):
         LstmConfig(2, 64, 0, 4, 32)
     with pytest.raises(ParallelError, match="topology has 3 NPUs"):
         build_lstm(LstmConfig(2, 64, 2, 4, 32, pp=2), 3)

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 
 from des.core.graph import CollectiveType, EventGraph
 from des.core.hardware import DEFAULT_DTYPE, DTYPES
+from des.core.schema import check, positive_int
 from workloads.op_cost import OpCost, kernels
 from workloads.parallel import ParallelError
 
@@ -104,10 +105,8 @@ class LstmConfig:
 
     def __post_init__(self) -> None:
         for key in ("layers", "hidden", "seq", "batch", "vocab", "dp", "pp", "tp"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                where = f"parallel.{key}" if key in ("dp", "pp", "tp") else key
-                raise ParallelError(f"{where}: must be a whole number >= 1, got {value!r}")
+            where = f"parallel.{key}" if key in ("dp", "pp", "tp") else key
+            check(positive_int, getattr(self, key), where, ParallelError)
         if self.dtype not in DTYPE_BYTES:
             raise ParallelError(f"dtype: unknown {self.dtype!r}; expected one of "
                                 f"{', '.join(DTYPE_BYTES)}")
