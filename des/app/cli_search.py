@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from des.core.units import format_seconds
+
 EXAMPLES = """examples:
   des search stage_lab_llama70b                      # search a bundled sweep's space
   des search llama70b_1024 --json best.json --csv runs.csv   # a bundled search
@@ -189,7 +191,7 @@ def _write(args: argparse.Namespace, result: Any, console: Console) -> None:
 
 
 def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g} s"
+    return "-" if value is None else format_seconds(value)
 
 
 def _strategy(s: dict[str, Any]) -> str:

@@ -12,7 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from des.core.results import Result
-from des.core.units import format_bandwidth, format_energy, format_power, format_size, format_time
+from des.core.units import (
+    format_bandwidth,
+    format_energy,
+    format_power,
+    format_seconds,
+    format_size,
+    format_time,
+)
 
 RANK_ROWS = 16
 
@@ -331,7 +338,7 @@ def _metric_cell(metrics: dict, key: str, unit: str) -> str:
     if value is None or (unit in ("rate", "percent", "memory") and not value):
         return "-"
     if unit == "time":
-        return _seconds(value)
+        return format_seconds(value)
     if unit == "rate":
         return f"{value:,.0f}"
     if unit == "percent":
@@ -339,15 +346,6 @@ def _metric_cell(metrics: dict, key: str, unit: str) -> str:
     if unit == "memory":
         return format_size(value) + (" OOM" if metrics.get("out_of_memory") else "")
     return f"{value:,.4g}"
-
-
-def _seconds(value: float) -> str:
-    """Seconds in the unit that reads best, to 4 significant digits so close sweep points
-    stay apart: ``1.234 s``, ``126.1 us``."""
-    for factor, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us")):
-        if abs(value) * factor >= 1.0:
-            return f"{value * factor:.4g} {unit}"
-    return f"{value * 1e9:.4g} ns"
 
 
 def _breakdown(llm: dict, console: Console) -> None:

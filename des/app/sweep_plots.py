@@ -15,6 +15,7 @@ from typing import Any
 
 from des.app.plots import PlotError, _pyplot
 from des.app.sweep_types import PointResult, canonical_json
+from des.core.units import seconds_unit
 
 GIB = 1024.0 ** 3
 _BAR = "#4477aa"
@@ -112,13 +113,8 @@ def _label_axes(results: Sequence[PointResult], label_axes: Sequence[str] | None
 
 
 def time_unit(seconds: Iterable[float]) -> tuple[float, str]:
-    """``(factor, unit)`` that shows these times (s) in readable numbers: s, ms, us or ns by
-    the largest of them (0.000446 s reads as 446 us)."""
-    top = max((abs(v) for v in seconds), default=0.0)
-    for factor, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us")):
-        if top * factor >= 1.0:
-            return factor, unit
-    return 1e9, "ns"
+    """``(factor, unit)`` that shows these times (s) in readable numbers, by the largest."""
+    return seconds_unit(max((abs(v) for v in seconds), default=0.0))
 
 
 def _what(results: Sequence[PointResult]) -> str:

@@ -293,6 +293,22 @@ def format_time(ns: float) -> str:
     return _format(float(ns), _TIME_UNITS)
 
 
+def seconds_unit(largest: float) -> tuple[float, str]:
+    """``(factor, unit)`` that shows times up to ``largest`` seconds in readable numbers: s,
+    ms, us or ns (0.000446 s reads as 446 us)."""
+    for factor, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us")):
+        if abs(largest) * factor >= 1.0:
+            return factor, unit
+    return 1e9, "ns"
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds in the unit that reads best, to 4 significant digits so that close values stay
+    apart: ``"1.234 s"``, ``"126.1 us"``."""
+    factor, unit = seconds_unit(seconds)
+    return f"{seconds * factor:.4g} {unit}"
+
+
 def format_size(nbytes: float) -> str:
     """A size in bytes for humans in binary units, 3 significant digits: ``"64.0 MiB"``."""
     return _format(float(nbytes), _SIZE_UNITS)
