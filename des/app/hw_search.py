@@ -278,28 +278,12 @@ class Design:
     confirmed: int = 0
     analysed: int = 0
 
-    @property
-    def params(self) -> dict[str, float]:
-        """Numeric parameter values for tables and plots (units as written, numbers only)."""
-        out = {}
-        for key, value in self.values.items():
-            out[key] = float(value) if isinstance(value, int | float) else float(
-                _leading_number(value))
-        return out
-
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"values": self.values, "cost": self.cost, "time_s": self.time_s,
                 "bound_s": self.bound_s, "status": self.status, "strategy": self.strategy,
                 "dominated_by": self.dominated_by, "reason": self.reason,
                 "confirmed": self.confirmed, "analysed": self.analysed}
-
-
-def _leading_number(value: Any) -> float:
-    try:
-        return float(str(value).split()[0])
-    except (ValueError, IndexError):
-        return math.nan
 
 
 @dataclass

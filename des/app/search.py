@@ -40,12 +40,13 @@ from typing import Any
 import numpy as np
 
 from des.app.search_bound import injection_bandwidth, lower_bound
-from des.app.search_space import COLUMNS, RULES, Candidates, grid, prune
+from des.app.search_space import COLUMNS, Candidates, grid, prune
 from des.app.search_spec import SearchError, SearchSpec, divisors
 from des.app.sweep import point_key, set_path
 from des.app.sweep_types import PointResult, SweepPoint, canonical_json
+from des.core.schema import check, positive_int
 from workloads.parallel import RECOMPUTE, SCHEDULES
-from workloads.precision import DTYPE_BYTES
+from workloads.precision import DTYPE_BYTES, GRAD_REDUCE_DTYPES, dtype_bytes
 
 _LOG = logging.getLogger(__name__)
 _STRATEGY_KEYS = ("tp", "pp", "dp", "cp", "ep", "sp", "zero", "micro_batch", "recompute",
@@ -183,9 +184,17 @@ def _context(scenario: dict[str, Any], label: str, memory_limit: float | None,
 def _grad_bytes(par: dict[str, Any]) -> int:
     """The gradient precision in bytes, as :class:`~workloads.parallel.ParallelConfig`
     resolves it (``grad_bytes`` or ``grad_reduce_dtype``; fp32 when neither is given)."""
-    if par.get("grad_bytes") is not None:
-        return int(par["grad_bytes"])
-    return DTYPE_BYTES.get(str(par.get("grad_reduce_dtype") or "fp32"), DTYPE_BYTES["fp32"])
+    where = "base.workload.parallel"
+    given = par.get("grad_bytes")
+    named = par.get("grad_reduce_dtype")
+    if named is None:
+        return DTYPE_BYTES["fp32"] if given is None else check(positive_int, given,
+                                                              f"{where}.grad_bytes")
+    size = dtype_bytes(named, GRAD_REDUCE_DTYPES, f"{where}.grad_reduce_dtype")
+    if given is not None and given != size:
+        raise SearchError(f"{where}.grad_bytes ({given!r}) disagrees with grad_reduce_dtype "
+                          f"({named}: {size} bytes); give one of them")
+    return size
 
 
 def _resolve(free: dict[str, Any], npus: int, global_batch: int) -> dict[str, list[Any]]:
@@ -437,7 +446,6 @@ def run_search(spec: SearchSpec, executor: Any = None,
     runners = ok[1:] + pending
     wall["total"] = time.perf_counter() - clock
     limits_by_ctx = {c.label: c.memory_limit for c in space.contexts}
-    _ = RULES  # the rule keys of pruned_by_rule are RULES' keys
     return SearchResult(spec.name, counts, dict(by_rule), best, ok, runners, stop, proven,
                         spec.confirm.margin, limits_by_ctx, wall, bound_gap,
                         min_bound_s=float(np.nanmin(bound[keep])) * 1e-9 if keep.any()

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from des.app.search_space import Candidates, stage_params
+from des.app.search_space import Candidates, distinct_rows, stage_params
 from des.core.hardware import GpuSpec, compute_time_ns
 from topologies.base import Topology
 from workloads.models import ModelConfig
@@ -108,13 +108,12 @@ def lower_bound(c: Candidates, model: ModelConfig, hardware: GpuSpec, injection:
     analytical backend) and the larger of it and the traffic bound (a lower bound of the
     contended engine). Rows must pass :func:`~des.app.search_space.divisibility`."""
     x = c.cols
-    shape = np.stack([x["tp"], x["sp"], x["cp"], x["micro_batch"], x["ep"]], axis=1)
-    distinct, inverse = np.unique(shape, axis=0, return_inverse=True)
+    distinct, inverse = distinct_rows(x["tp"], x["sp"], x["cp"], x["micro_batch"], x["ep"])
     table = np.array([_layer_costs(model, hardware, seq, int(t), bool(s), int(cp), int(b),
                                    int(e), dtype_bytes, flash)
                       for t, s, cp, b, e in distinct]).reshape(-1, 9)
     fwd, bwd, core, act, routed, head_f, head_b, emb_f, emb_b = (
-        table[np.ravel(inverse), k] for k in range(9))
+        table[inverse, k] for k in range(9))
     tp = x["tp"].astype(float)
     ep = x["ep"].astype(float)
     sp = x["sp"].astype(bool)
@@ -125,13 +124,12 @@ def lower_bound(c: Candidates, model: ModelConfig, hardware: GpuSpec, injection:
     ep_bytes = np.where(ep > 1, 2 * (ep - 1) / ep * routed, 0.0)
     dp = np.maximum(x["dp"], 1).astype(float)
     zero = x["zero"]
-    tpf = x["tp"].astype(float)
     layer = float(model.layer_params())
     if model.experts:  # the layer's parameters on one GPU (TrainingBuilder._prepare_costs)
         dense = layer - model.experts * model.expert_params()
-        local = dense / tpf + model.experts / ep * model.expert_params() / tpf
+        local = dense / tp + model.experts / ep * model.expert_params() / tp
     else:
-        local = layer / tpf
+        local = layer / tp
     dp_share = (dp - 1) / dp
     # ZeRO-3 gathers each layer's parameters before its forward and its backward pass, on the
     # pass's chain, and reduce-scatters its gradients after the backward
@@ -166,9 +164,9 @@ def lower_bound(c: Candidates, model: ModelConfig, hardware: GpuSpec, injection:
     grads = np.where(zero == 0, 2 * dp_share * params * grad_bytes,
                      dp_share * params * grad_bytes + dp_share * params * dtype_bytes)
     sent = sent + np.where((dp > 1) & (zero < 3), grads, 0.0)
-    pp_sends = np.where(pp > 1, m * v * act / np.where(sp, tpf, 1.0), 0.0)
+    pp_sends = np.where(pp > 1, m * v * act / np.where(sp, tp, 1.0), 0.0)
     cp = x["cp"].astype(float)
-    kv = 2 * act / model.hidden * model.kv_heads * model.head_dim / tpf  # K and V block
+    kv = 2 * act / model.hidden * model.kv_heads * model.head_dim / tp  # K and V block
     ring = np.where(cp > 1, m * stage_layers * (cp - 1) * kv * (3 + full), 0.0)
     # every stage sends at least m v pipeline transfers (forward or backward, per chunk)
     traffic = (sent + pp_sends + ring) / injection

@@ -144,7 +144,7 @@ def divisibility(c: Candidates, model: ModelConfig, npus: int, seq: int, global_
     return out
 
 
-def _distinct(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def distinct_rows(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of ``cols`` stacked, and each row's index among them."""
     distinct, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
     return distinct, np.ravel(inverse)
@@ -163,7 +163,7 @@ def stage_params(c: Candidates, model: ModelConfig) -> tuple[np.ndarray, np.ndar
     down-projections whole on every tensor-parallel rank), the embedding in the first chunk and
     the LM head in the last; summed once per distinct (tp, ep, pp, virtual stages)."""
     x = c.cols
-    distinct, inverse = _distinct(x["tp"], x["ep"], x["pp"], x["virtual_stages"])
+    distinct, inverse = distinct_rows(x["tp"], x["ep"], x["pp"], x["virtual_stages"])
     out = np.zeros((len(distinct), 2))
     for i, (tp, ep, pp, v) in enumerate(distinct.tolist()):
         per_chunk = model.layers // (pp * v)
@@ -188,7 +188,7 @@ def _stage_activations(c: Candidates, model: ModelConfig, seq: int, flash: bool
     :func:`workloads.memory.activations_per_layer` (an MoE model's leading dense layers at
     their own figure); once per distinct shape."""
     x = c.cols
-    distinct, inverse = _distinct(x["micro_batch"], x["tp"], x["cp"], x["sp"], x["recompute"],
+    distinct, inverse = distinct_rows(x["micro_batch"], x["tp"], x["cp"], x["sp"], x["recompute"],
                                   x["pp"], x["virtual_stages"])
     out = np.zeros((len(distinct), 2))
     memo: dict[tuple, float] = {}
