@@ -388,3 +388,15 @@ def test_folded_inference_lays_out_its_closed_form_collectives() -> None:
     assert folded["laid_out_bytes"] > 0 and full["laid_out_bytes"] == 0
     assert folded["links_j"] == pytest.approx(full["links_j"], rel=1e-9)
     assert folded["switch_bytes"] == pytest.approx(full["switch_bytes"], rel=1e-9)
+
+
+def test_energy_and_power_read_in_the_unit_that_fits_and_round_up_across_units():
+    from des.core.units import format_energy, format_power
+
+    assert format_energy(0.045) == "45.0 mJ"
+    assert format_energy(0.9996) == "1.00 J"  # rounding carries into the next unit
+    assert format_energy(1234.0) == "1.23 kJ"
+    assert format_energy(2.5e-9) == "2.50 nJ"
+    assert format_energy(0) == "0 J"
+    assert format_power(5600.0) == "5.60 kW"
+    assert format_power(231.0) == "231 W"

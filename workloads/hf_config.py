@@ -194,9 +194,6 @@ class _Reader:
         self.used: set[str] = set()
         self.warnings: list[str] = []
 
-    def has(self, key: str) -> bool:
-        return self.config.get(key) is not None
-
     def required(self, aliases: tuple[str, ...], field: str) -> int:
         """A required positive integer under the first alias present."""
         self.used.update(aliases)
@@ -297,7 +294,7 @@ def import_hf_config(config: Mapping[str, Any], name: str, seq: int | None = Non
             f"{show(tied)}"
         )
     moe = _moe(r, ffn_aliases, layers)
-    window = _sliding_window(r)
+    window = _sliding_window(r, layers)
     _approximations(r)
 
     model_type = _hf_text(config, "model_type", name).lower()
@@ -417,7 +414,7 @@ def _moe(r: _Reader, ffn_aliases: tuple[str, ...], layers: int) -> dict[str, int
             "shared_experts": shared, "dense_layers": dense}
 
 
-def _sliding_window(r: _Reader) -> int:
+def _sliding_window(r: _Reader, layers: int) -> int:
     """The attention window of every layer (Mistral 7B, arXiv 2310.06825), or 0."""
     config = r.config
     r.used.update(("sliding_window", "use_sliding_window", "layer_types", "max_window_layers",
@@ -436,17 +433,10 @@ def _sliding_window(r: _Reader) -> int:
                "is ignored: every layer attends the whole sequence")
         return 0
     limit = config.get("max_window_layers")
-    if _is_int(limit) and "use_sliding_window" in config and 0 < limit < _layers(config):
+    if _is_int(limit) and "use_sliding_window" in config and 0 < limit < layers:
         r.warn("max_window_layers", f"{limit}: only the layers below it use the window in "
                "some families; des applies it to every layer")
     return window
-
-
-def _layers(config: Mapping[str, Any]) -> int:
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if _is_int(config.get(key)):
-            return config[key]
-    return 0
 
 
 def _approximations(r: _Reader) -> None:

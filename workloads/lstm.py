@@ -246,7 +246,6 @@ class LstmWorkload:
     graph: EventGraph
     config: LstmConfig
     dp_bytes: dict[int, list[float]] = field(default_factory=dict)  # rank -> all-reduce sizes
-    local_params: dict[int, float] = field(default_factory=dict)  # rank -> its weights
 
     @property
     def simulated_ranks(self) -> list[int]:
@@ -371,7 +370,6 @@ class _Builder:
         g.compute(r, name="optimizer", kernels=kernels(optimizer_step(owned, e)),
                   deps=dp_done, category="optimizer")
         workload.dp_bytes[r] = sizes
-        workload.local_params[r] = owned
 
 
 def build_lstm(cfg: LstmConfig, npus: int) -> LstmWorkload:

@@ -452,11 +452,13 @@ def _unit_of(key: str, value: Any, inherited: str = "") -> str:
 
 
 def _workload_reports(doc: Mapping[str, Any]) -> str:
-    """The workload's own report (``meta.llm``: LLM training or inference; ``meta.gemm``),
-    every scalar of it, nested mappings as their own tables."""
+    """The workload's own report (``meta.llm``: LLM training or inference; ``meta.gemm``;
+    ``meta.lstm``) and the energy (``meta.energy``), every scalar of each, nested mappings as
+    their own tables."""
     meta = doc.get("meta", {})
     out = []
-    for section, title in (("llm", "LLM report"), ("gemm", "GEMM report")):
+    for section, title in (("llm", "LLM report"), ("gemm", "GEMM report"),
+                           ("lstm", "LSTM report"), ("energy", "Energy")):
         report = meta.get(section)
         if isinstance(report, Mapping):
             out.append(f'<h2 id="{section}">{title}</h2>')

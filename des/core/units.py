@@ -319,19 +319,17 @@ def format_bandwidth(bytes_per_ns: float) -> str:
     return _format(float(bytes_per_ns) * 1e9, _BANDWIDTH_UNITS)
 
 
-_ENERGY_UNITS = (("J", 1.0), ("kJ", 1e3), ("MJ", 1e6), ("GJ", 1e9))
-_SMALL_ENERGY_UNITS = (("pJ", 1e-12), ("nJ", 1e-9), ("uJ", 1e-6), ("mJ", 1e-3))
+_ENERGY_UNITS = (("pJ", 1.0), ("nJ", 1e3), ("uJ", 1e6), ("mJ", 1e9), ("J", 1e12), ("kJ", 1e15),
+                 ("MJ", 1e18), ("GJ", 1e21))  # sizes in pJ
 _POWER_UNITS = (("W", 1.0), ("kW", 1e3), ("MW", 1e6))
 
 
 def format_energy(joules: float) -> str:
     """An energy in joules for humans, 3 significant digits: ``"1.23 kJ"``, ``"45.0 mJ"``."""
     value = float(joules)
-    if math.isfinite(value) and 0 < abs(value) < 1.0:
-        for name, size in reversed(_SMALL_ENERGY_UNITS):
-            if abs(value) >= size or size == _SMALL_ENERGY_UNITS[0][1]:
-                return _format(value / size, ((name, 1.0),))
-    return _format(value, _ENERGY_UNITS)
+    if value == 0 or not math.isfinite(value):
+        return _format(value, (("J", 1.0),))
+    return _format(value * 1e12, _ENERGY_UNITS)
 
 
 def format_power(watts: float) -> str:
