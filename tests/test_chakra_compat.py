@@ -162,6 +162,11 @@ def test_enum_constants_match() -> None:
 def test_messages_do_not_touch_the_default_pool() -> None:
     """Ours live in their own pool, so importing both never clashes (et_def_pb2 is imported
     here next to ours) and the classes are distinct."""
+    from google.protobuf import descriptor_pool
+
+    default = descriptor_pool.Default()
+    assert ours.Node.DESCRIPTOR.file.pool is not default
+    assert default.FindFileByName(et_def_pb2.DESCRIPTOR.name) is et_def_pb2.DESCRIPTOR
     assert ours.Node is not et_def_pb2.Node
     assert ours.Node.DESCRIPTOR.full_name == et_def_pb2.Node.DESCRIPTOR.full_name
 
@@ -196,7 +201,7 @@ def test_tensor_and_zero_oneof_values_same_bytes() -> None:
     kw = {"tensor_id": 2**64 - 1, "storage_id": 3, "offset": 0, "num_elem": 12,
           "elem_bytes": 2, "device": "cuda:0"}
     same_message(ours.Tensor(**kw), et_def_pb2.Tensor(**kw))
-    # a oneof member set to its zero value is written (explicit presence): 3 bytes, not 0
+    # a oneof member set to its zero value is written (explicit presence): 2 bytes, not 0
     mine, theirs = ours.AttributeProto(), et_def_pb2.AttributeProto()
     mine.int64_val = theirs.int64_val = 0
     same_message(mine, theirs)

@@ -371,5 +371,8 @@ def test_inference_scenario_takes_an_fp8_cache():
            "workload": {"kind": "llm_inference", "model": "mistral-7b",
                         "parallel": {"tp": 2, "batch": 1, "prompt": 64, "generate": 1,
                                      "kv_cache_dtype": "fp8"}}}
-    scenario = scenario_from_dict(doc)
-    assert scenario is not None
+    fp8 = scenario_from_dict(doc).workload.memory[0]
+    doc["workload"]["parallel"]["kv_cache_dtype"] = "bf16"
+    bf16 = scenario_from_dict(doc).workload.memory[0]
+    assert fp8.kv_cache > 0 and fp8.kv_cache == pytest.approx(bf16.kv_cache / 2)
+    assert fp8.weights == bf16.weights  # only the cache changes precision

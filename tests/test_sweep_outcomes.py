@@ -5,9 +5,11 @@ results.csv; the progress bar estimates the time left."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from rich.console import Console
 from rich.progress import TimeRemainingColumn
@@ -70,15 +72,20 @@ def test_an_inference_sweep_ranks_on_inference_metrics_in_the_table_and_csv(tmp_
 
 
 def test_the_sweep_progress_bar_shows_the_time_left():
-    bar = SweepBar(Console(file=open("/dev/null", "w")))  # noqa: SIM115
+    clock = [0.0]
+    bar = SweepBar(Console(file=io.StringIO()))
+    bar.progress.get_time = lambda: clock[0]  # a clock the test moves
     columns = bar.progress.columns
-    assert any(isinstance(c, TimeRemainingColumn) for c in columns)
+    remaining = next(c for c in columns if isinstance(c, TimeRemainingColumn))
     bar(SweepProgress("running", 1, 4, 10.0, 40.0))
     task = bar.progress.tasks[0]
     # the estimate is made from cost done per second against the cost total, not points
     assert (task.completed, task.total) == (10.0, 40.0)
-    remaining = next(c for c in columns if isinstance(c, TimeRemainingColumn))
-    assert remaining.render(task).plain  # renders ("-:--:--" until it has a rate)
+    clock[0] = 10.0
+    # 20 cost units in 10 s: 10 left take 5 s (by points, 2 of 4 in 10 s, it would say 20 s)
+    bar(SweepProgress("running", 2, 4, 30.0, 40.0))
+    assert task.time_remaining == pytest.approx(5.0)
+    assert remaining.render(task).plain == "0:00:05"
 
 
 def test_sweep_times_read_in_human_units():
