@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from des.app.cli_sweep import add_executor_arguments, make_executor
+
 EXAMPLES = """examples:
   des search stage_lab_llama70b                      # search a bundled sweep's space
   des search llama70b_1024 --json best.json --csv runs.csv   # a bundled search
@@ -45,11 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--analyse-max", type=int, metavar="N",
                         help="most analytical runs (default: no limit); a search stopped by "
                              "it says its best is not proven")
-    parser.add_argument("--executor", choices=["local", "dask"], default="local",
-                        help="local process pool (default) or a Dask cluster")
-    parser.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="Dask scheduler to connect to (default: a local cluster)")
+    add_executor_arguments(parser)
     parser.add_argument("--top", type=int, default=10, metavar="N", help="runner-up rows")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
     parser.add_argument("--csv", type=Path, metavar="FILE",
@@ -134,22 +132,12 @@ def load(args: argparse.Namespace) -> Any:
     return spec
 
 
-def _executor(args: argparse.Namespace) -> Any:
-    from des.app.search_spec import SearchError
-
-    if args.workers is not None and args.workers < 1:
-        raise SearchError(f"--workers: must be >= 1, got {args.workers}")
-    from des.app.cli_sweep import _executor as sweep_executor
-
-    return sweep_executor(args)
-
-
 def run(args: argparse.Namespace, console: Console) -> int:
     """``des search``: search, render, write; the exit code."""
     from des.app.search import explain, run_search
 
     spec = load(args)
-    executor = _executor(args)
+    executor = make_executor(args)
     if getattr(spec, "kind", "") == "hardware":
         from des.app.hw_search import run_hw_search
 
