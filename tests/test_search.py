@@ -23,7 +23,7 @@ from des.app.hw_search import (
 from des.app.search import run_search
 from des.app.search_bound import injection_bandwidth, lower_bound
 from des.app.search_space import RULES, grid, prune
-from des.app.search_spec import SearchError, spec_from_dict
+from des.app.search_spec import SearchError, load_spec, spec_from_dict
 from des.app.sweep import run_sweep
 from des.app.sweep_exec import LocalExecutor
 from des.app.sweep_load import sweep_from_dict
@@ -209,6 +209,23 @@ def test_design_cost_is_the_cost_model():
                               "hardware.hbm_bandwidth": "2 TB/s"}, 8)
     assert cost == pytest.approx(8 * (1000 + 2 * 50 + 100 * 2))
     assert load_costs("gpu_cluster_2025").items["gpu"].prices["H100-SXM5-80GB"] > 0
+
+
+def test_load_spec_reads_a_hardware_spec_once_as_a_hardware_search(tmp_path):
+    """A spec file with a ``hardware:`` section loads as the hardware search its dict makes
+    (named after the file); one without stays a strategy search."""
+    import yaml
+
+    hw = tmp_path / "hw_small.yaml"
+    doc = _hw_doc()
+    del doc["name"]
+    hw.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(hw)
+    assert spec.kind == "hardware" and spec.name == "hw_small"
+    assert spec.params == hw_spec_from_dict(_hw_doc()).params
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"base": copy.deepcopy(BASE), "free": {"tp": [1, 2]}}))
+    assert getattr(load_spec(plain), "kind", "") != "hardware"
 
 
 def test_hardware_search_front_matches_brute_force():

@@ -86,24 +86,13 @@ def _free(items: list[str]) -> dict[str, Any]:
 def load(args: argparse.Namespace) -> Any:
     """The spec the arguments name (a strategy or a hardware search)."""
     from des.app.search_spec import SearchError, load_spec, spec_from_dict
-    from des.core.yaml_safe import is_file, load_yaml, read_text
 
     if args.spec and args.base:
         raise SearchError("give a spec or --base, not both")
     if args.spec:
-        from des.core.paths import bundled
-
-        path = Path(args.spec)
-        searches = bundled("searches")
-        if is_file(path) or args.spec in searches:
-            data = load_yaml(read_text(path, "search spec") if is_file(path)
-                             else searches[args.spec].read_text(), args.spec)
-            if isinstance(data, dict) and "hardware" in data:
-                from des.app.hw_search import hw_spec_from_dict
-
-                return hw_spec_from_dict(data, path.stem,
-                                         path.parent if is_file(path) else Path.cwd())
         spec = load_spec(args.spec)
+        if getattr(spec, "kind", "") == "hardware":  # its own flags; the overrides below
+            return spec                              # are strategy-search settings
         if args.free:
             raise SearchError("--free goes with --base (a spec file lists its free axes)")
     elif args.base:
