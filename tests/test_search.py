@@ -331,6 +331,18 @@ def test_cli_small_search_writes_json_and_csv(tmp_path, capsys):
     assert "how much of the space it visited" in capsys.readouterr().out
 
 
+def test_cli_search_refuses_a_folder_output_before_searching(tmp_path, capsys):
+    """--json naming a folder is bad input (exit 2) found before the search runs."""
+    import yaml
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"base": copy.deepcopy(BASE), "free": {"tp": [1, 2]}}))
+    assert main(["search", str(spec), "--workers", "1", "--json", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "is a directory" in " ".join(captured.err.split())
+    assert "how much of the space it visited" not in captured.out
+
+
 def test_large_space_enumerates_and_prunes_in_arrays():
     """10^5 candidates are enumerated, pruned and bounded without building a graph; the
     counts add up and every survivor fits."""

@@ -126,6 +126,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from des.app.search import explain, run_search
 
     spec = load(args)
+    _check_outputs(args)
     executor = make_executor(args)
     if getattr(spec, "kind", "") == "hardware":
         from des.app.hw_search import run_hw_search
@@ -147,21 +148,23 @@ def run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _write(args: argparse.Namespace, result: Any, console: Console) -> None:
-    import csv
+def _check_outputs(args: argparse.Namespace) -> None:
+    """A bad --json/--csv/--plot path fails now, not after a long search."""
+    from des.app.cli_tools import check_writable
 
+    for path in (args.json, args.csv, args.plot):
+        if path:
+            check_writable(path)
+
+
+def _write(args: argparse.Namespace, result: Any, console: Console) -> None:
     if args.json:
         args.json.write_text(json.dumps(result.as_dict(), indent=1, default=str) + "\n")
         console.print(f"wrote {args.json}")
     if args.csv:
-        rows = result.rows()
-        columns: list[str] = []
-        for row in rows:
-            columns += [c for c in row if c not in columns]
-        with args.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+        from des.app.sweep_results import write_csv
+
+        write_csv(result.rows(), args.csv)
         console.print(f"wrote {args.csv}")
 
 
