@@ -23,7 +23,7 @@ from des.app.hw_search import (
 from des.app.search import run_search
 from des.app.search_bound import injection_bandwidth, lower_bound
 from des.app.search_space import RULES, grid, prune
-from des.app.search_spec import SearchError, spec_from_dict
+from des.app.search_spec import SearchError, load_spec, spec_from_dict
 from des.app.sweep import run_sweep
 from des.app.sweep_exec import LocalExecutor
 from des.app.sweep_load import sweep_from_dict
@@ -211,6 +211,23 @@ def test_design_cost_is_the_cost_model():
     assert load_costs("gpu_cluster_2025").items["gpu"].prices["H100-SXM5-80GB"] > 0
 
 
+def test_load_spec_reads_a_hardware_spec_once_as_a_hardware_search(tmp_path):
+    """A spec file with a ``hardware:`` section loads as the hardware search its dict makes
+    (named after the file); one without stays a strategy search."""
+    import yaml
+
+    hw = tmp_path / "hw_small.yaml"
+    doc = _hw_doc()
+    del doc["name"]
+    hw.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(hw)
+    assert spec.kind == "hardware" and spec.name == "hw_small"
+    assert spec.params == hw_spec_from_dict(_hw_doc()).params
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"base": copy.deepcopy(BASE), "free": {"tp": [1, 2]}}))
+    assert getattr(load_spec(plain), "kind", "") != "hardware"
+
+
 def test_hardware_search_front_matches_brute_force():
     """Every design simulated in full: the search's front is the brute-force front, and each
     design it did not simulate is dominated by a cheaper-or-equal one's time."""
@@ -312,6 +329,18 @@ def test_cli_small_search_writes_json_and_csv(tmp_path, capsys):
     assert doc["counts"]["confirmed"] >= 1
     assert csv.read_text().startswith("context,")
     assert "how much of the space it visited" in capsys.readouterr().out
+
+
+def test_cli_search_refuses_a_folder_output_before_searching(tmp_path, capsys):
+    """--json naming a folder is bad input (exit 2) found before the search runs."""
+    import yaml
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"base": copy.deepcopy(BASE), "free": {"tp": [1, 2]}}))
+    assert main(["search", str(spec), "--workers", "1", "--json", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "is a directory" in " ".join(captured.err.split())
+    assert "how much of the space it visited" not in captured.out
 
 
 def test_large_space_enumerates_and_prunes_in_arrays():

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from des.app.cli_sweep import add_executor_arguments, make_executor
 from des.core.units import format_seconds
 
 EXAMPLES = """examples:
@@ -47,11 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--analyse-max", type=int, metavar="N",
                         help="most analytical runs (default: no limit); a search stopped by "
                              "it says its best is not proven")
-    parser.add_argument("--executor", choices=["local", "dask"], default="local",
-                        help="local process pool (default) or a Dask cluster")
-    parser.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="Dask scheduler to connect to (default: a local cluster)")
+    add_executor_arguments(parser)
     parser.add_argument("--top", type=int, default=10, metavar="N", help="runner-up rows")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
     parser.add_argument("--csv", type=Path, metavar="FILE",
@@ -90,24 +87,13 @@ def _free(items: list[str]) -> dict[str, Any]:
 def load(args: argparse.Namespace) -> Any:
     """The spec the arguments name (a strategy or a hardware search)."""
     from des.app.search_spec import SearchError, load_spec, spec_from_dict
-    from des.core.yaml_safe import is_file, load_yaml, read_text
 
     if args.spec and args.base:
         raise SearchError("give a spec or --base, not both")
     if args.spec:
-        from des.core.paths import bundled
-
-        path = Path(args.spec)
-        searches = bundled("searches")
-        if is_file(path) or args.spec in searches:
-            data = load_yaml(read_text(path, "search spec") if is_file(path)
-                             else searches[args.spec].read_text(), args.spec)
-            if isinstance(data, dict) and "hardware" in data:
-                from des.app.hw_search import hw_spec_from_dict
-
-                return hw_spec_from_dict(data, path.stem,
-                                         path.parent if is_file(path) else Path.cwd())
         spec = load_spec(args.spec)
+        if getattr(spec, "kind", "") == "hardware":  # its own flags; the overrides below
+            return spec                              # are strategy-search settings
         if args.free:
             raise SearchError("--free goes with --base (a spec file lists its free axes)")
     elif args.base:
@@ -136,22 +122,13 @@ def load(args: argparse.Namespace) -> Any:
     return spec
 
 
-def _executor(args: argparse.Namespace) -> Any:
-    from des.app.search_spec import SearchError
-
-    if args.workers is not None and args.workers < 1:
-        raise SearchError(f"--workers: must be >= 1, got {args.workers}")
-    from des.app.cli_sweep import _executor as sweep_executor
-
-    return sweep_executor(args)
-
-
 def run(args: argparse.Namespace, console: Console) -> int:
     """``des search``: search, render, write; the exit code."""
     from des.app.search import explain, run_search
 
     spec = load(args)
-    executor = _executor(args)
+    _check_outputs(args)
+    executor = make_executor(args)
     if getattr(spec, "kind", "") == "hardware":
         from des.app.hw_search import run_hw_search
 
@@ -172,21 +149,23 @@ def run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _write(args: argparse.Namespace, result: Any, console: Console) -> None:
-    import csv
+def _check_outputs(args: argparse.Namespace) -> None:
+    """A bad --json/--csv/--plot path fails now, not after a long search."""
+    from des.app.cli_tools import check_writable
 
+    for path in (args.json, args.csv, args.plot):
+        if path:
+            check_writable(path)
+
+
+def _write(args: argparse.Namespace, result: Any, console: Console) -> None:
     if args.json:
         args.json.write_text(json.dumps(result.as_dict(), indent=1, default=str) + "\n")
         console.print(f"wrote {args.json}")
     if args.csv:
-        rows = result.rows()
-        columns: list[str] = []
-        for row in rows:
-            columns += [c for c in row if c not in columns]
-        with args.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+        from des.app.sweep_results import write_csv
+
+        write_csv(result.rows(), args.csv)
         console.print(f"wrote {args.csv}")
 
 

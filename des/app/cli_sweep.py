@@ -47,11 +47,7 @@ def add_arguments(sweep: argparse.ArgumentParser, backend_help: str) -> None:
     sweep.add_argument("--backend", choices=backend_names(),
                        help="override the sweep's backend (analytical: fast first pass); "
                             + backend_help)
-    sweep.add_argument("--executor", choices=["local", "dask"], default="local",
-                       help="local process pool (default) or a Dask cluster")
-    sweep.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
-    sweep.add_argument("--scheduler", metavar="ADDRESS",
-                       help="Dask scheduler to connect to (default: a local cluster)")
+    add_executor_arguments(sweep)
     sweep.add_argument("--timeout", type=float, metavar="SECONDS",
                        help="stop after SECONDS (default: the sweep file's timeout, else none), "
                             "write what finished and exit 3; rerunning resumes")
@@ -60,6 +56,15 @@ def add_arguments(sweep: argparse.ArgumentParser, backend_help: str) -> None:
                        help="time vs strategy and Pareto front PNGs (plot extra)")
     sweep.add_argument("--compare", metavar="AXIS",
                        help="also plot iteration time across the values of AXIS (plot extra)")
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--executor/--workers/--scheduler``, shared by ``des sweep`` and ``des search``."""
+    parser.add_argument("--executor", choices=["local", "dask"], default="local",
+                        help="local process pool (default) or a Dask cluster")
+    parser.add_argument("--workers", type=int, metavar="N", help="processes (default: cores)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler to connect to (default: a local cluster)")
 
 
 class SweepBar:
@@ -109,9 +114,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _executor(args: argparse.Namespace) -> Any:
+def make_executor(args: argparse.Namespace) -> Any:
+    """The executor :func:`add_executor_arguments`' options name; a SchemaError (exit 2) for
+    ``--workers`` below 1."""
     from des.app.sweep_exec import LocalExecutor
+    from des.core.schema import SchemaError
 
+    if args.workers is not None and args.workers < 1:
+        raise SchemaError(f"--workers: must be >= 1, got {args.workers}")
     if args.executor == "dask":
         from des.app.sweep_dask import DaskExecutor
 
@@ -139,7 +149,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     sweep = load_sweep(args.sweep)
     out = args.out or Path("sweeps") / sweep.name
-    executor = _executor(args)
+    executor = make_executor(args)
     timeout = args.timeout if args.timeout is not None else sweep.timeout
     if timeout is not None and not timeout > 0:
         raise SweepError(f"--timeout: must be > 0 seconds, got {timeout}")

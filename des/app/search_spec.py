@@ -34,7 +34,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from des.app.sweep_types import SweepError
 from des.core.schema import (
@@ -47,6 +47,9 @@ from des.core.schema import (
 )
 from des.core.yaml_safe import YamlError, is_file, load_yaml, read_text
 from workloads.parallel import RECOMPUTE, SCHEDULES
+
+if TYPE_CHECKING:  # hw_search imports this module; it is imported lazily below
+    from des.app.hw_search import HwSpec
 
 #: Strategy axes a spec may leave free.
 FREE_AXES = ("tp", "pp", "dp", "cp", "ep", "sp", "zero", "micro_batch", "recompute",
@@ -209,9 +212,10 @@ def _bad_size(value: Any) -> float:
     raise SearchError(f"memory_limit: expected a size like '80 GiB' or none, got {show(value)}")
 
 
-def load_spec(spec: str | os.PathLike[str]) -> SearchSpec:
+def load_spec(spec: str | os.PathLike[str]) -> SearchSpec | HwSpec:
     """A search spec from a YAML file or a bundled search (``configs/searches``); a bundled
-    sweep's name searches that sweep's space."""
+    sweep's name searches that sweep's space. A spec with a ``hardware:`` section is a
+    hardware search (:class:`des.app.hw_search.HwSpec`)."""
     from des.core.paths import bundled
 
     text = os.fspath(spec)
@@ -223,7 +227,12 @@ def load_spec(spec: str | os.PathLike[str]) -> SearchSpec:
             data = load_yaml(source, text)
         except YamlError as err:
             raise SearchError(str(err)) from None
-        return spec_from_dict(data, path.stem, path.parent if is_file(path) else Path.cwd())
+        base_dir = path.parent if is_file(path) else Path.cwd()
+        if isinstance(data, dict) and "hardware" in data:
+            from des.app.hw_search import hw_spec_from_dict
+
+            return hw_spec_from_dict(data, path.stem, base_dir)
+        return spec_from_dict(data, path.stem, base_dir)
     if text in bundled("sweeps"):
         return spec_from_dict({"sweep": text}, text)
     raise SearchError(f"search spec {text!r}: no such file, bundled search or bundled sweep; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from des.app.sweep_types import PointResult
 
@@ -31,14 +32,28 @@ def load_done(out: Path) -> dict[str, PointResult]:
 
 
 
+def write_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """``rows`` as CSV at ``path``: the columns are the union of the rows' keys in first-seen
+    order (a row missing one leaves its cell empty); returns the path."""
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    path = Path(path)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def write_table(results: list[PointResult], out: str | os.PathLike[str]) -> tuple[Path, Path]:
     """``results.csv`` and ``results.json``: one row per point, in point order, with every axis
     and metric and its ``rank`` (1 = best by the points' workload kind: output tokens/s for
     inference, iteration time for training, the makespan otherwise; see :func:`ranking`;
     empty for points that did not run). An axis named ``rank`` keeps its name and the rank
     becomes ``result.rank``."""
-    import csv
-
     out = Path(out)
     place = {r.key: n for n, r in enumerate(ranking(results), start=1)}
     rows = []
@@ -46,14 +61,8 @@ def write_table(results: list[PointResult], out: str | os.PathLike[str]) -> tupl
         row = r.row()
         row["result.rank" if "rank" in r.values else "rank"] = place.get(r.key, "")
         rows.append(row)
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
     csv_path, json_path = out / "results.csv", out / "results.json"
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, csv_path)
     json_path.write_text(json.dumps(rows, indent=1, default=str) + "\n")
     return csv_path, json_path
 

@@ -30,6 +30,7 @@ sets). nccl-tests files in the same folder are read by :mod:`des.app.validation_
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ from des.core import units
 from des.core.paths import load_preset
 from des.core.schema import SchemaError
 from des.core.yaml_safe import load_yaml, read_text
+
+#: The ``format:`` of an nccl-tests measurement file (:mod:`des.app.validation_nccl`).
+NCCL_FORMAT = "nccl-tests"
 
 
 class ValidationError(SchemaError):
@@ -136,21 +140,30 @@ def rows_of(data: Any, source: str) -> list[Row]:
     return rows
 
 
-def load_rows(folder: str | Path) -> list[Row]:
-    """Every row of every ``*.yaml`` measurement file in ``folder``, files in name order."""
+def is_nccl_file(data: Any) -> bool:
+    """Whether parsed YAML is an nccl-tests measurement file (:mod:`des.app.validation_nccl`)."""
+    return isinstance(data, dict) and data.get("format") == NCCL_FORMAT
+
+
+def measurement_files(folder: str | Path) -> Iterator[tuple[str, Any]]:
+    """``(file name, parsed YAML)`` of every ``*.yaml`` measurement file in ``folder``, in name
+    order; a missing folder or a file that cannot be read is a :class:`ValidationError`."""
     path = Path(folder)
     if not path.is_dir():
         raise ValidationError(f"measurement folder not found: {path}")
-    rows: list[Row] = []
     for file in sorted(path.glob("*.yaml")):
         try:
             data = load_yaml(read_text(file, "measurement file"), file.name)
         except SchemaError as err:
             raise ValidationError(str(err)) from None
-        if isinstance(data, dict) and data.get("format") == "nccl-tests":
-            continue  # collective bandwidth tables: des.app.validation_nccl
-        rows.extend(rows_of(data, file.name))
-    return rows
+        yield file.name, data
+
+
+def load_rows(folder: str | Path) -> list[Row]:
+    """Every row of every ``*.yaml`` measurement file in ``folder``, files in name order;
+    nccl-tests files are left to :func:`des.app.validation_nccl.load_runs`."""
+    return [row for name, data in measurement_files(folder) if not is_nccl_file(data)
+            for row in rows_of(data, name)]
 
 
 def load_machine(name_or_path: str) -> dict[str, Any]:
@@ -226,5 +239,6 @@ def scenario_dict(row: Row, machine: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["FLOP_FORMULAS", "LINK_CLASSES", "MODES", "Row", "ValidationError", "load_machine",
-           "load_rows", "machine_topology", "narayanan_eq3_flops", "rows_of", "scenario_dict"]
+__all__ = ["FLOP_FORMULAS", "LINK_CLASSES", "MODES", "NCCL_FORMAT", "Row", "ValidationError",
+           "is_nccl_file", "load_machine", "load_rows", "machine_topology", "measurement_files",
+           "narayanan_eq3_flops", "rows_of", "scenario_dict"]

@@ -25,12 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from des.app.validation import ValidationError, machine_topology
+from des.app.validation import (
+    NCCL_FORMAT,
+    ValidationError,
+    is_nccl_file,
+    machine_topology,
+    measurement_files,
+)
 from des.core.results import bus_factor
-from des.core.schema import SchemaError
-from des.core.yaml_safe import load_yaml, read_text
 
-FORMAT = "nccl-tests"
+FORMAT = NCCL_FORMAT  # the format: key these files carry (checked by is_nccl_file)
 #: nccl-tests binary names (without ``_perf``) -> des collective names.
 COLLECTIVES = {"all_reduce": "all_reduce", "all_gather": "all_gather",
                "reduce_scatter": "reduce_scatter", "alltoall": "all_to_all",
@@ -70,11 +74,6 @@ def busbw_GBps(collective: str, ranks: int, size: float, time_us: float) -> floa
     if time_us <= 0:
         return 0.0
     return size / (time_us * 1e3) * bus_factor(collective, ranks)
-
-
-def is_nccl_file(data: Any) -> bool:
-    """Whether parsed YAML is an nccl-tests measurement file."""
-    return isinstance(data, dict) and data.get("format") == FORMAT
 
 
 def parse_table(text: str, where: str) -> list[NcclPoint]:
@@ -133,18 +132,8 @@ def load_runs(folder: str | Path) -> list[NcclRun]:
     """Every run of every nccl-tests file (``*.yaml`` with ``format: nccl-tests``) in
     ``folder``, files in name order; other measurement files are left to
     :func:`des.app.validation.load_rows`."""
-    path = Path(folder)
-    if not path.is_dir():
-        raise ValidationError(f"measurement folder not found: {path}")
-    runs: list[NcclRun] = []
-    for file in sorted(path.glob("*.yaml")):
-        try:
-            data = load_yaml(read_text(file, "measurement file"), file.name)
-        except SchemaError as err:
-            raise ValidationError(str(err)) from None
-        if is_nccl_file(data):
-            runs.extend(runs_of(data, file.name))
-    return runs
+    return [run for name, data in measurement_files(folder) if is_nccl_file(data)
+            for run in runs_of(data, name)]
 
 
 def run_scenario_dict(run: NcclRun, machine: dict[str, Any]) -> dict[str, Any]:
