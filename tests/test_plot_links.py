@@ -8,15 +8,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-
-from topologies.spec import parse_spec
-
-pytest.importorskip("matplotlib")
-
 from matplotlib.collections import LineCollection
 from matplotlib.text import Annotation
 
 from des.app.plots import heatmap_title, positions, topology_figure
+from topologies.spec import parse_spec
 
 
 def drawn_arrows(fig) -> list[tuple[tuple[float, float], tuple[float, float]]]:
