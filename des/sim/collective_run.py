@@ -323,6 +323,22 @@ class CollectiveRun:
             part.done()
 
 
+def closed_form_plan(inst: CollectiveInstance, plan_algorithm: str, options: EngineOptions,
+                     npus: int, dims: tuple[int, ...] | None
+                     ) -> tuple[int, float, CollectivePlan]:
+    """(chunks, bytes per chunk, step plan) of a collective over its full span as the closed
+    form times it (and as its links are charged when no message moved,
+    :mod:`des.sim.link_traffic`): the engine's chunk layout, a node program whole."""
+    span = inst.span or inst.group
+    chunks, chunk_bytes = chunk_layout(inst.collective, inst.nbytes, len(span), npus,
+                                       options.chunks, options.chunking, options.chunk_bytes)
+    if plan_class(inst.collective, plan_algorithm).node_program:  # runs whole
+        chunks, chunk_bytes = 1, inst.nbytes
+    plan = make_plan(inst.collective, span, chunk_bytes, plan_algorithm, dims=dims,
+                     root=inst.root, options=options.plan_options)
+    return chunks, chunk_bytes, plan
+
+
 class ClosedFormCollective:
     """A collective timed in closed form: its members start together when the last one joins
     and all finish after the uncontended time of the collective over its full group
@@ -345,13 +361,8 @@ class ClosedFormCollective:
         key = (inst.collective, inst.nbytes, span, plan_algorithm, inst.root)
         shape = durations.get(key)
         if shape is None:
-            chunks, chunk_bytes = chunk_layout(
-                inst.collective, inst.nbytes, len(span), npus, options.chunks, options.chunking,
-                options.chunk_bytes)
-            if plan_class(inst.collective, plan_algorithm).node_program:  # runs whole
-                chunks, chunk_bytes = 1, inst.nbytes
-            plan = make_plan(inst.collective, span, chunk_bytes, plan_algorithm,
-                             dims=dims(), root=inst.root, options=options.plan_options)
+            chunks, chunk_bytes, plan = closed_form_plan(inst, plan_algorithm, options, npus,
+                                                         dims())
             shape = durations[key] = (chunks, chunk_bytes, collective_time(
                 plan, chunks, options.chunks_in_flight, cost,
                 lambda st: step_overhead(st, options), options.endpoint_delay_ns))

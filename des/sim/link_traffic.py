@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from collectives.base import make_plan, plan_class
+from collectives.base import plan_class
 from des.core.fold import Fold
 from des.core.graph import EventGraph
 from des.core.results import Result
 from des.sim.choices import logical_dims, message_route
-from des.sim.collective_run import chunk_layout
+from des.sim.collective_run import closed_form_plan
 from des.sim.options import EngineOptions
 from topologies.base import Topology
 
@@ -102,12 +102,8 @@ def _collective_links(topology: Topology, fold: Fold | None, inst, span: tuple[i
     program (no step program to lay out)."""
     if plan_class(inst.collective, algorithm).node_program:
         return None
-    chunks, chunk_bytes = chunk_layout(inst.collective, inst.nbytes, len(span),
-                                       topology.num_npus, options.chunks, options.chunking,
-                                       options.chunk_bytes)
-    dims = logical_dims(topology, span, not options.astra)
-    plan = make_plan(inst.collective, span, chunk_bytes, algorithm, dims=dims, root=inst.root,
-                     options=options.plan_options)
+    chunks, _, plan = closed_form_plan(inst, algorithm, options, topology.num_npus,
+                                       logical_dims(topology, span, not options.astra))
     pairs: Pairs = defaultdict(float)
     for rank in span:
         for k in range(plan.num_steps(rank)):
