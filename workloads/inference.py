@@ -219,13 +219,12 @@ class InferenceBuilder:
         return Shard(tokens=tokens, seq=seq, tp=c.tp, flash=c.flash,
                      dtype_bytes=c.dtype_bytes, decode=decode, kv_bytes=c.kv_bytes)
 
-    def _costs(self, shard: Shard, moe: bool | None = None
-               ) -> tuple[list[OpCost], list[OpCost]]:
+    def _costs(self, shard: Shard, moe: bool = True) -> tuple[list[OpCost], list[OpCost]]:
         """(attention block, MLP block) op costs of one layer on one GPU; ``moe`` False gives
         an MoE model's leading dense layer."""
         m = self.model
         attn = ops.attention_forward(m, shard)
-        if m.is_moe and moe is not False:  # every expert on every GPU, columns split tp ways
+        if m.is_moe and moe:  # every expert on every GPU, columns split tp ways
             per_expert = ops.balanced_tokens_per_expert(m, shard.tokens)
             mlp = ops.moe_forward(m, shard, per_expert, m.experts)
         else:
@@ -286,7 +285,7 @@ class InferenceBuilder:
             if c.tp > 1:
                 h = self._coll(rank, AR, act_bytes, f"tp/{phase}/L{layer}.ar1", (h,))
             h = self._kernels(rank, cat, f"{phase}/L{layer}.mlp",
-                              mlp if m.is_moe_layer(layer) or not m.is_moe else dense_mlp, (h,))
+                              mlp if m.is_moe_layer(layer) else dense_mlp, (h,))
             if c.tp > 1:
                 h = self._coll(rank, AR, act_bytes, f"tp/{phase}/L{layer}.ar2", (h,))
         if stage < c.pp - 1:

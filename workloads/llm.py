@@ -201,8 +201,7 @@ class TrainingBuilder:
             if p.sp:
                 h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
         moe = self.model.is_moe_layer(layer)
-        h = self._mlp(rank, h, cat, g, self.mlp if moe or not self.model.is_moe
-                      else self.dense_mlp, moe)
+        h = self._mlp(rank, h, cat, g, self.mlp if moe else self.dense_mlp, moe)
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
@@ -252,8 +251,7 @@ class TrainingBuilder:
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
         moe = self.model.is_moe_layer(layer)
-        h = self._mlp(rank, h, "bwd", g, self.bwd_mlp if moe or not self.model.is_moe
-                      else self.bwd_dense_mlp, moe)
+        h = self._mlp(rank, h, "bwd", g, self.bwd_mlp if moe else self.bwd_dense_mlp, moe)
         if tp:
             h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
                            f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))

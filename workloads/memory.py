@@ -178,7 +178,7 @@ def activations_per_layer(model: ModelConfig, *, micro_batch: int, seq: int, tp:
     # MLP intermediates kept, 2 bytes each: GELU input and down input (2), SwiGLU gate, up and
     # down input (3).
     stored = model.mlp_matrices
-    if model.is_moe if layer is None else model.is_moe_layer(layer):
+    if model.is_moe_layer(layer):
         replicated += 2 * model.top_k * sbh + 4 * sb * model.experts
         mlp = 2 * stored * (model.top_k + model.shared_experts) * sb * model.expert_ffn
     else:

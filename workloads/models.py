@@ -252,10 +252,11 @@ class ModelConfig:
         MoE model (DeepSeek's ``first_k_dense_replace``), none of a dense one."""
         return self.layers - self.dense_layers if self.is_moe else 0
 
-    def is_moe_layer(self, layer: int) -> bool:
+    def is_moe_layer(self, layer: int | None) -> bool:
         """Whether layer ``layer`` (0-based) has the MoE MLP: the first ``dense_layers`` of an
-        MoE model keep a dense MLP of ``ffn`` (DeepSeek-V2, arXiv 2405.04434, Section 3.1.1)."""
-        return self.is_moe and layer >= self.dense_layers
+        MoE model keep a dense MLP of ``ffn`` (DeepSeek-V2, arXiv 2405.04434, Section 3.1.1).
+        ``None`` stands for an MoE layer of an MoE model (any layer of a dense one)."""
+        return self.is_moe and (layer is None or layer >= self.dense_layers)
 
     def attention_widths(self) -> tuple[int, int, int, int]:
         """Full (unsharded) widths of the query, key, value and attention-output-input
@@ -401,7 +402,7 @@ class ModelConfig:
         """One transformer block: attention + MLP (or all experts, shared experts and the
         router) + 2 norms. ``layer`` (0-based) picks the dense MLP for the first
         ``dense_layers`` of an MoE model; None means an MoE layer of an MoE model."""
-        moe = self.is_moe if layer is None else self.is_moe_layer(layer)
+        moe = self.is_moe_layer(layer)
         mlp = self.moe_mlp_params() if moe else self.mlp_params()
         return self.attention_params() + mlp + 2 * self.norm_params()
 
@@ -412,7 +413,7 @@ class ModelConfig:
         ``layer`` as in :meth:`layer_params`."""
         _check_tp(tp)
         check(positive_int, ep, "ep", ModelConfigError)
-        moe = self.is_moe if layer is None else self.is_moe_layer(layer)
+        moe = self.is_moe_layer(layer)
         routed = self.experts * self.expert_params() if moe else 0
         replicated = self.attention_replicated_params()
         rest = self.layer_params(layer) - routed - replicated

@@ -448,7 +448,7 @@ def layer_flops_forward(model: ModelConfig, tokens: int, seq: int, *,
     ``dense_layers`` of an MoE model (None: an MoE layer of an MoE model)."""
     shard = Shard(tokens=tokens, seq=seq, causal=causal)
     ops = attention_forward(model, shard)
-    if model.is_moe if layer is None else model.is_moe_layer(layer):
+    if model.is_moe_layer(layer):
         per_expert = balanced_tokens_per_expert(model, tokens)
         ops += moe_forward(model, shard, per_expert, model.experts)
     else:
