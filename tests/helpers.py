@@ -173,3 +173,17 @@ def write_et(prefix: Path, ranks: Sequence[Sequence[Any]]) -> Path:
             for node in nodes:
                 encodeMessage(fh, node)
     return prefix
+
+
+#: A two-layer model small enough for whole sweeps in a test (vocabulary 64) and a 2-NPU switch.
+TINY = {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 64,
+        "seq": 128, "activation": "gelu"}
+SWITCH = {"kind": "switch", "npus": 2, "bandwidth": "100 GB/s", "latency": "1 us"}
+#: The same model with an 8-word vocabulary, and a 4-way data-parallel training scenario of it.
+TINY_MODEL = {**TINY, "vocab": 8}
+LLM_BASE = {
+    "topology": {"kind": "switch", "npus": 4, "bandwidth": "100 GB/s", "latency": "1 us"},
+    "hardware": "A100-SXM4-80GB",
+    "workload": {"kind": "llm_training", "model": TINY_MODEL,
+                 "parallel": {"tp": 1, "dp": 4, "micro_batch": 1, "global_batch": 4}},
+}

@@ -9,7 +9,8 @@ import json
 import math
 
 import pytest
-from helpers import run_des
+from helpers import LLM_BASE as HELPER_LLM_BASE
+from helpers import TINY_MODEL, run_des
 
 import topologies as topo
 from des.app.config import scenario_from_dict
@@ -262,14 +263,8 @@ def test_every_preset_has_sourced_energy_figures(name: str) -> None:
 
 
 # ---------------------------------------------------------------------- reports
-TINY_MODEL = {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 8,
-              "seq": 128, "activation": "gelu"}
-LLM_BASE = {
-    "topology": {"kind": "switch", "npus": 4, "bandwidth": "100 GB/s", "latency": "1 us"},
-    "hardware": "H100-SXM5-80GB",
-    "workload": {"kind": "llm_training", "model": TINY_MODEL,
-                 "parallel": {"tp": 1, "dp": 4, "micro_batch": 1, "global_batch": 4}},
-}
+# the H100 preset: its idle power (static energy) is set
+LLM_BASE = {**HELPER_LLM_BASE, "hardware": "H100-SXM5-80GB"}
 
 
 def test_training_json_has_the_energy_section_and_per_token_figure(tmp_path) -> None:

@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import TINY
 
 from des.app.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from des.app.html_report import COLLECTIVE_ROWS, build_html, pointer, ramp
 from des.core.units import parse_bandwidth, parse_size, parse_time
 
-TINY = {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 64,
-        "seq": 128, "activation": "gelu"}
 SCENARIOS: dict[str, dict[str, Any]] = {
     # compute, overlapped and exposed all-reduces and idle time on a ring
     "dp_step": {"name": "dp <step> & \"co\"", "description": "<script>alert(1)</script> & more",

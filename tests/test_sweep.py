@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, checkout_env
+from helpers import LLM_BASE, REPO, checkout_env
 
 from des.app.plots import PlotError
 from des.app.sweep import run_sweep
@@ -27,14 +27,6 @@ from des.app.sweep_types import PointResult, SweepError, SweepPoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
-TINY_MODEL = {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 8,
-              "seq": 128, "activation": "gelu"}
-LLM_BASE = {
-    "topology": {"kind": "switch", "npus": 4, "bandwidth": "100 GB/s", "latency": "1 us"},
-    "hardware": "A100-SXM4-80GB",
-    "workload": {"kind": "llm_training", "model": TINY_MODEL,
-                 "parallel": {"tp": 1, "dp": 4, "micro_batch": 1, "global_batch": 4}},
-}
 RING_BASE = {
     "topology": {"kind": "ring", "npus": 4, "bandwidth": "50 GB/s", "latency": "500 ns"},
     "workload": {"kind": "collectives",

@@ -11,16 +11,13 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import SWITCH, TINY
 from rich.console import Console
 from rich.progress import TimeRemainingColumn
 
 from des.app.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from des.app.cli_sweep import SweepBar
 from des.app.sweep_types import SweepProgress
-
-TINY = {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 64,
-        "seq": 128, "activation": "gelu"}
-SWITCH = {"kind": "switch", "npus": 2, "bandwidth": "100 GB/s", "latency": "1 us"}
 
 
 def sweep(tmp_path: Path, doc: dict[str, Any], capsys) -> tuple[int, str, Path]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import SWITCH, TINY
 from rich.console import Console
 
 from des.app.cli import EXIT_OK, main
@@ -28,9 +29,6 @@ from des.app.workload_kinds import (
 )
 from des.sim.backends import BackendError, backend_names, run_backend
 
-TINY = {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 64,
-        "seq": 128, "activation": "gelu"}
-SWITCH = {"kind": "switch", "npus": 2, "bandwidth": "100 GB/s", "latency": "1 us"}
 BASES: dict[str, dict[str, Any]] = {
     "llm_training": {"workload": {"kind": "llm_training", "model": TINY,
                                   "parallel": {"dp": 2, "micro_batch": 1, "global_batch": 2}}},
