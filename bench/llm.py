@@ -75,7 +75,7 @@ def run_case(case: str, backend: str) -> dict:
     fold = workload.graph.fold
     return {"case": case, "backend": backend, "gpus": par.world,
             "micro_batches": par.micro_batches,
-            "folded": "+".join(fold.axes) if fold else "-",
+            "folded": "+".join(fold.folded_axes) if fold else "-",
             "simulated_ranks": len(workload.simulated_ranks), "nodes": len(workload.graph),
             "messages": result.meta["messages"], "iteration_s": report["iteration_s"],
             "mfu": report["mfu"], "build_s": built, "wall_s": wall,

@@ -53,7 +53,7 @@ def run_row(row, machine: dict, backends: tuple[str, ...]) -> dict:
     scenario = scenario_from_dict(scenario_dict(row, machine))
     out["build_cpu_s"] = time.process_time() - cpu
     fold = scenario.graph.fold
-    out["folded_axes"] = list(fold.axes) if fold else []
+    out["folded_axes"] = list(fold.folded_axes) if fold else []
     out["nodes"] = len(scenario.graph)
     for backend in backends:
         cpu = time.process_time()

@@ -30,6 +30,15 @@ CASES = [
      lambda: topo.superpod(2, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0),
      dict(tp=4, pp=2, dp=2, sp=True, global_batch=8, schedule="interleaved",
           virtual_stages=2)),
+    # data-parallel groups that straddle nodes fold factor by factor (within a node, across
+    # nodes on the rails), and their collectives run per dimension
+    ("superpod_tp2_dp8_pp2_straddling",
+     lambda: topo.superpod(4, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0),
+     dict(tp=2, pp=2, dp=8, global_batch=16, order="tp,cp,ep,dp,pp")),
+    ("superpod_cp2_dp8_pp2_phased_straddling",
+     lambda: topo.superpod(4, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0),
+     dict(cp=2, pp=2, dp=8, global_batch=16, order="tp,cp,ep,dp,pp",
+          ring_attention="phased", zero=1)),
     ("switch_tp2_dp4_zero3", lambda: topo.switch(8, 50.0, 500.0),
      dict(tp=2, dp=4, zero=3, global_batch=8)),
     # context-parallel peers fold when ring attention is one rotation per phase
@@ -146,3 +155,42 @@ def test_folded_stragglers_are_refused_by_the_engine() -> None:
     with pytest.raises(Exception, match="straggler breaks the symmetry"):
         simulate(topology, workload.graph, hardware=GPU,
                  options=EngineOptions(speed={1: 0.5}))
+
+
+def test_the_closed_form_backend_folds_where_equal_cost_routing_breaks_link_symmetry() -> None:
+    # pipeline neighbours 4 -> 8 cross nodes and rails: ECMP picks a spine per pair by hash,
+    # so the translations do not map links consistently (no exact fold for the contended
+    # engine), but every image's route has the same hops, so closed-form times agree
+    def build():
+        return topo.superpod(8, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0)
+
+    par = dict(cp=4, pp=4, dp=4, global_batch=8, order="tp,cp,ep,pp,dp",
+               ring_attention="phased")
+    contended = build_training(MODEL, ParallelConfig(fold="auto", **par), 64, build())
+    assert contended.graph.fold is None
+    closed = build_training(MODEL, ParallelConfig(fold="auto", **par), 64, build(),
+                            contention=False)
+    fold = closed.graph.fold
+    assert fold is not None and set(fold.folded_axes) == {"cp", "dp"} and fold.count == 16
+    _, full = run(build, par, "none", analyze)
+    folded = analyze(build(), closed.graph, hardware=GPU, options=OPTIONS)
+    assert folded.makespan_ns == pytest.approx(full.makespan_ns, rel=1e-12)
+    assert {r: s.finished_ns for r, s in folded.ranks.items()} == pytest.approx(
+        {r: s.finished_ns for r, s in full.ranks.items()}, rel=1e-12)
+
+
+def test_an_aligned_fold_cuts_an_axis_at_the_fabric_dimensions() -> None:
+    from des.core.fold import Fold
+
+    sizes = {"tp": 1, "cp": 4, "ep": 1, "dp": 64, "pp": 4}
+    order = ("tp", "cp", "ep", "dp", "pp")
+    fold = Fold.aligned(("cp", "dp"), sizes, order, (8, 128))
+    # dp at stride 4: 2 within a node of 8, then 32 across nodes; cp fits in a node
+    assert fold.axes == ("cp", "dp", "dp") and fold.sizes == (4, 2, 32)
+    assert fold.strides == (1, 4, 8) and fold.folded_axes == ("cp", "dp")
+    plain = Fold.of(("cp", "dp"), sizes, order)
+    # the same orbits (so the same representatives), different translations
+    for rank in range(0, 1024, 37):
+        assert fold.representative(rank)[0] == plain.representative(rank)[0]
+    assert fold.translate(4, 4) == 0  # the within-node factor wraps inside the node
+    assert plain.translate(4, 4) == 8  # the plain axis steps into the next node

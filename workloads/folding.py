@@ -19,7 +19,8 @@ from math import prod
 
 from des.core.fold import Fold
 from topologies.base import Topology
-from topologies.symmetry import LinkOrbits
+from topologies.dims import divmod_coords, logical_dims
+from topologies.symmetry import LinkOrbits, same_timing
 from workloads.parallel import Layout
 
 FOLDABLE = ("tp", "dp")
@@ -30,14 +31,21 @@ attention is modelled by phase (one ring all-gather over the context group,
 expert-parallel all-to-all crosses axes, so those stay unfolded."""
 
 
-def partners(layout: Layout, rank: int) -> set[int]:
+def partners(layout: Layout, rank: int, topology: Topology | None = None) -> set[int]:
     """Every rank ``rank`` may exchange messages with: its groups along each axis and its
-    pipeline neighbours."""
+    pipeline neighbours. On a fabric with logical dimensions, a group that spans several of
+    them runs its collectives dimension by dimension (:func:`collectives.auto.choose_algorithm`
+    and :func:`topologies.dims.logical_dims`, which the backends use), so ``rank`` only talks
+    to the members that differ from it in one logical coordinate of the group: on a
+    rail-optimised cluster, its node's members and its rail's, never a member on another rail
+    of another node. The backends check the routes their plans really use again before they
+    trust the fold (:class:`des.sim.engine.ContendedModel`)."""
     out: set[int] = set()
-    for axis in ("tp", "cp", "ep", "dp"):
-        if layout.sizes[axis] > 1:
-            out.update(layout.group(rank, axis))
-    out.update(layout.group(rank, "ep", "dp"))
+    groups = [layout.group(rank, axis) for axis in ("tp", "cp", "ep", "dp")
+              if layout.sizes[axis] > 1]
+    groups.append(layout.group(rank, "ep", "dp"))
+    for group in groups:
+        out.update(_dimension_neighbours(group, rank, topology))
     stages = layout.sizes["pp"]
     stage = layout.coords(rank)["pp"]
     for other in (stage - 1, stage + 1):
@@ -47,25 +55,50 @@ def partners(layout: Layout, rank: int) -> set[int]:
     return out
 
 
-def fold_holds(fold: Fold, layout: Layout, topology: Topology) -> bool:
+def _dimension_neighbours(group: tuple[int, ...], rank: int,
+                          topology: Topology | None) -> tuple[int, ...]:
+    """The members of ``group`` that differ from ``rank`` in at most one of the group's
+    logical dimensions on ``topology`` (the whole group without them)."""
+    dims = logical_dims(topology, group) if topology is not None and len(group) > 1 else None
+    if dims is None or len(dims) < 2:
+        return group
+    # members are listed in id order, dimension 0 fastest (topologies.dims)
+    coords = [divmod_coords(i, dims) for i in range(len(group))]
+    mine = coords[group.index(rank)]
+    return tuple(m for m, c in zip(group, coords, strict=True)
+                 if sum(a != b for a, b in zip(c, mine, strict=True)) <= 1)
+
+
+def fold_holds(fold: Fold, layout: Layout, topology: Topology,
+               contention: bool = True) -> bool:
     """True when every translation of ``fold`` maps the representatives' routes onto
-    identical, separate links of ``topology``."""
-    orbits = LinkOrbits(topology, fold.table())
+    identical, separate links of ``topology`` (with ``contention``: the contended engine
+    simulates each orbit of links once), or, without ``contention``, onto routes of the same
+    hop-by-hop parameters (the closed-form backend times a message from what its links are,
+    not from which they are, so every image of a representative then takes its time)."""
+    table = fold.table()
+    orbits = LinkOrbits(topology, table) if contention else None
     for rank in range(fold.world):
         if not fold.is_representative(rank):
             continue
-        for peer in sorted(partners(layout, rank)):
-            if orbits.route(rank, peer) is None:
+        for peer in sorted(partners(layout, rank, topology)):
+            if orbits is not None and orbits.route(rank, peer) is None:
+                return False
+            if orbits is None and not same_timing(topology, table, rank, peer):
                 return False
     return True
 
 
 def choose_fold(layout: Layout, topology: Topology | None, request: str | Sequence[str],
-                candidates: Iterable[str] = FOLDABLE, symmetric: bool = True) -> Fold | None:
+                candidates: Iterable[str] = FOLDABLE, symmetric: bool = True,
+                contention: bool = True) -> Fold | None:
     """The fold a workload builds with. ``request``: ``"none"``; ``"auto"`` (the largest set
     of ``candidates`` whose fold the guard proves exact on ``topology``; none without a
     topology, or when ``symmetric`` is False because stragglers or timed faults single ranks
-    out); or explicit axes, folded as asked (the caller vouches for the symmetry)."""
+    out); or explicit axes, folded as asked (the caller vouches for the symmetry).
+    ``contention`` False proves the fold for the closed-form backend only (routes of the same
+    parameters, :func:`fold_holds`), which folds fabrics whose equal-cost routing breaks the
+    link-by-link symmetry the contended engine needs."""
     sizes, order = layout.sizes, layout.axes
     if request == "none":
         return None
@@ -78,8 +111,14 @@ def choose_fold(layout: Layout, topology: Topology | None, request: str | Sequen
     subsets = [c for size in range(len(axes), 0, -1) for c in combinations(axes, size)]
     # most axes first, then the most ranks folded away
     subsets.sort(key=lambda c: (-len(c), -prod(sizes[a] for a in c)))
+    dims = topology.info.dims
     for subset in subsets:
-        fold = Fold.of(subset, sizes, order)
-        if fold.count > 1 and fold_holds(fold, layout, topology):
-            return fold
+        tried = [Fold.of(subset, sizes, order)]
+        if dims:  # the same orbits, translated factor by factor along the fabric's dims
+            aligned = Fold.aligned(subset, sizes, order, dims)
+            if aligned.sizes != tried[0].sizes:
+                tried.append(aligned)
+        for fold in tried:
+            if fold.count > 1 and fold_holds(fold, layout, topology, contention):
+                return fold
     return None

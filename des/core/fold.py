@@ -26,7 +26,8 @@ from itertools import product
 class Fold:
     """Folded axes of a rank grid. ``sizes`` and ``strides`` give each folded axis's size and
     rank stride (rank = sum of coordinate x stride over all axes); ``world`` is the number of
-    ranks. Translations are numbered in mixed radix over the folded axes (first fastest);
+    ranks. An axis may appear more than once, cut into cyclic factors (:meth:`aligned`).
+    Translations are numbered in mixed radix over the folded axes (first fastest);
     translation 0 is the identity."""
 
     axes: tuple[str, ...]
@@ -45,6 +46,51 @@ class Fold:
             stride *= sizes[axis]
         axes = tuple(a for a in order if a in axes and sizes[a] > 1)
         return cls(axes, tuple(sizes[a] for a in axes), tuple(strides[a] for a in axes), stride)
+
+    @classmethod
+    def aligned(cls, axes: Sequence[str], sizes: Mapping[str, int], order: Sequence[str],
+                dims: Sequence[int]) -> Fold:
+        """The fold of ``axes`` with each axis cut where it crosses a boundary of the
+        topology's logical dimensions ``dims`` (NPU ids in mixed radix, dimension 0 fastest).
+
+        The orbits of ranks are those of :meth:`of` (every coordinate of a folded axis), so the
+        representatives are the same; only the translations differ. A data-parallel axis of 64
+        ranks at stride 4 on nodes of 8 GPUs becomes two cyclic factors, 2 within a node and
+        32 across nodes: translating by one along the axis would move a node's last member to
+        the next node (an NVSwitch route onto a NIC route), while each factor's translation
+        maps NVSwitch routes onto NVSwitch routes and rail routes onto the same rails, which
+        is the symmetry a dimension-by-dimension collective over the group has."""
+        strides, stride = {}, 1
+        for axis in order:
+            strides[axis] = stride
+            stride *= sizes[axis]
+        bounds, b = [], 1
+        for d in dims[:-1]:
+            b *= int(d)
+            bounds.append(b)
+        out_axes: list[str] = []
+        out_sizes: list[int] = []
+        out_strides: list[int] = []
+        for axis in order:
+            if axis not in axes or sizes[axis] <= 1:
+                continue
+            low, high = strides[axis], strides[axis] * sizes[axis]
+            cur = low
+            for bound in bounds:
+                if cur < bound < high and bound % cur == 0 and high % bound == 0:
+                    out_axes.append(axis)
+                    out_sizes.append(bound // cur)
+                    out_strides.append(cur)
+                    cur = bound
+            out_axes.append(axis)
+            out_sizes.append(high // cur)
+            out_strides.append(cur)
+        return cls(tuple(out_axes), tuple(out_sizes), tuple(out_strides), stride)
+
+    @property
+    def folded_axes(self) -> tuple[str, ...]:
+        """The parallel axes folded, each once (an aligned fold may cut one into factors)."""
+        return tuple(dict.fromkeys(self.axes))
 
     @cached_property
     def count(self) -> int:
@@ -72,10 +118,20 @@ class Fold:
         return rank
 
     def table(self) -> list[tuple[int, ...]]:
-        """``table()[k][r]``: rank ``r`` moved by translation ``k``, for every k and r."""
+        """``table()[k][r]``: rank ``r`` moved by translation ``k``, for every k and r
+        (worked out for all at once: 256 translations of 1024 ranks are 262,144 entries)."""
         if not self._table:
-            self._table.extend(tuple(self.translate(r, k) for r in range(self.world))
-                               for k in range(self.count))
+            import numpy as np  # only folded runs need it: keep start-up lean
+
+            ranks = np.arange(self.world, dtype=np.int64)
+            moved = np.broadcast_to(ranks, (self.count, self.world)).copy()
+            k = np.arange(self.count, dtype=np.int64)
+            for st, sz in zip(self.strides, self.sizes, strict=True):
+                step = (k % sz)[:, None]
+                k //= sz
+                c = (ranks // st) % sz
+                moved += (((c + step) % sz) - c) * st
+            self._table.extend(map(tuple, moved.tolist()))
         return self._table
 
     def representative(self, rank: int) -> tuple[int, int]:

@@ -107,14 +107,27 @@ class ContendedModel:
         pairs = {(p.src, p.dst) for p in self.graph.p2p_pairs()}
         seen: set[tuple] = set()  # the same group recurs every layer: take its pairs once
         for inst in self._instances:
-            if (inst.group, inst.span) in seen:
+            algorithm = self.runtime.algorithms[inst.index]
+            if (inst.group, inst.span, algorithm) in seen:
                 continue
-            seen.add((inst.group, inst.span))
+            seen.add((inst.group, inst.span, algorithm))
             if inst.span:
-                pairs.update((inst.group[0], m) for m in inst.span if m != inst.group[0])
+                pairs.update(self._span_pairs(inst, algorithm))
             elif len(inst.group) <= 64:
                 pairs.update((a, b) for a in inst.group for b in inst.group if a != b)
         return pairs
+
+    def _span_pairs(self, inst: CollectiveInstance, algorithm: str) -> set[tuple[int, int]]:
+        """The representative's sends in a span collective's plan: the routes a folded run
+        uses (its members' are their translates, which :func:`fold_matches` checks); every
+        span member for node programs, whose sends are not laid out in steps."""
+        rep = inst.group[0]
+        if plan_class(inst.collective, algorithm).node_program:
+            return {(rep, m) for m in inst.span if m != rep}
+        dims = logical_dims(self.topology, inst.span, not self.options.astra)
+        plan = self.plan(inst, inst.span, inst.nbytes, algorithm, dims)
+        return {(rep, peer) for k in range(plan.num_steps(rep))
+                for peer, _ in plan.step(rep, k).sends if peer != rep}
 
     def _check_fold(self, fold: Fold) -> None:
         if self.options.timed_faults:
@@ -360,7 +373,8 @@ class ContendedModel:
                "mirrored_messages": t.messages * count - simulated,
                "trains": self.train_count}
         if self.fold is not None:
-            out["folded"] = {"axes": list(self.fold.axes), "copies": count,
+            out["folded"] = {"axes": list(self.fold.folded_axes), "copies": count,
+                             "translations": list(self.fold.sizes),
                              "exact": self.orbits is not None and not self.closed_form_spans,
                              "closed_form_collectives": self.closed_form_spans,
                              "replayed_collectives": self.folding.replays if self.folding

@@ -40,8 +40,8 @@ def _images(fold: Fold | None, ranks: Iterable[int]) -> list[dict[int, int]]:
         return [{r: r for r in ranks}]
     seen: set[frozenset[int]] = set()
     maps = []
-    for k in range(fold.count):
-        moved = tuple(fold.translate(r, k) for r in ranks)
+    for image in fold.table():
+        moved = tuple(image[r] for r in ranks)
         if frozenset(moved) not in seen:
             seen.add(frozenset(moved))
             maps.append(dict(zip(ranks, moved, strict=True)))
@@ -85,12 +85,14 @@ def unmoved_link_bytes(topology: Topology, graph: EventGraph, result: Result,
         for link, nbytes in per_link.items():
             out[link] += nbytes
     if result.meta.get("backend") == "analytical":  # sends moved no messages either
+        sends: Pairs = defaultdict(float)  # a pipeline pair sends once per micro-batch
         for pair in graph.p2p_pairs():
             if pair.nbytes > 0:
-                routed = _route_pairs({(pair.src, pair.dst): pair.nbytes},
-                                      _images(graph.fold, (pair.src, pair.dst)), route)
-                for link, nbytes in routed.items():
-                    out[link] += nbytes
+                sends[(pair.src, pair.dst)] += pair.nbytes
+        for (src, dst), total in sends.items():
+            routed = _route_pairs({(src, dst): total}, _images(graph.fold, (src, dst)), route)
+            for link, nbytes in routed.items():
+                out[link] += nbytes
     return dict(out), skipped
 
 

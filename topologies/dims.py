@@ -1,0 +1,70 @@
+"""A group's logical dimensions on a grid, hierarchical or rail-optimised fabric: the shape
+that dimension-by-dimension collectives run over, and the symmetry folding relies on (both
+the workload builders' fold guard and the backends ask it the same way)."""
+
+from __future__ import annotations
+
+import math
+
+from topologies.base import Topology
+
+
+def logical_dims(topology: Topology, group: tuple[int, ...],
+                 subgrids: bool = True) -> tuple[int, ...] | None:
+    """The group's logical dimensions on a grid or hierarchical topology (NPU ids in mixed
+    radix over ``topology.info.dims``, dimension 0 fastest): the topology's dims for the whole
+    machine in id order; with ``subgrids``, also for a group that is a box of the grid (a
+    contiguous range of coordinates in every dimension, members in id order) or, on fabrics
+    whose dimensions are rails (``info.rail_aligned``), any product of coordinate sets: the
+    sides longer than one.
+    AstraSim modes pass ``subgrids=False``: AstraSim runs such a group as one flat collective
+    over its members."""
+    dims = topology.info.dims
+    if not dims:
+        return None
+    cache = topology._trees  # the topology's own cache (cleared when routes are invalidated)
+    key = ("logical_dims", group, subgrids)
+    if key not in cache:
+        cache[key] = _logical_dims(topology, dims, group, subgrids)
+    return cache[key]
+
+
+def _logical_dims(topology: Topology, dims: tuple[int, ...], group: tuple[int, ...],
+                  subgrids: bool) -> tuple[int, ...] | None:
+    n = len(group)
+    if n == topology.num_npus and group[0] == 0 and group[-1] == n - 1 \
+            and group == tuple(range(n)):
+        return tuple(dims)
+    if not subgrids or n < 2 or n > topology.num_npus:
+        return None
+    coords = [divmod_coords(r, dims) for r in group]
+    values = [sorted({c[d] for c in coords}) for d in range(len(dims))]
+    if not topology.info.rail_aligned and any(v[-1] - v[0] + 1 != len(v) for v in values):
+        return None  # not a box: its members are not neighbours in some dimension
+    strides = [math.prod(dims[:d]) for d in range(len(dims))]
+    sides = [len(v) for v in values]
+    if math.prod(sides) != n:
+        return None
+    expected = [sum(values[d][c] * strides[d] for d, c in enumerate(box))
+                for box in _box(sides)]
+    if list(group) != expected:
+        return None
+    active = tuple(side for side in sides if side > 1)
+    return active or None
+
+
+def divmod_coords(rank: int, dims: tuple[int, ...]) -> tuple[int, ...]:
+    """``rank``'s coordinates in mixed radix over ``dims`` (dimension 0 fastest)."""
+    out = []
+    for d in dims:
+        out.append(rank % d)
+        rank //= d
+    return tuple(out)
+
+
+def _box(sides: list[int]) -> list[tuple[int, ...]]:
+    """Offsets of a box's cells in id order (dimension 0 fastest)."""
+    cells = [()]
+    for side in sides:
+        cells = [(*c, i) for i in range(side) for c in cells]
+    return cells
