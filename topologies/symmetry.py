@@ -20,6 +20,28 @@ from collections.abc import Sequence
 from topologies.base import Topology, TopologyError
 
 
+def route_signature(topology: Topology, route: Sequence[int]) -> tuple:
+    """What a message's uncontended time over ``route`` depends on: each hop's bandwidth,
+    derate, latency and state, and the latency of the switch it enters (the last hop enters
+    the destination)."""
+    return tuple((lk.bandwidth, lk.derate, lk.latency, lk.up,
+                  topology.switch_latency.get(lk.dst, 0.0) if h < len(route) - 1 else 0.0)
+                 for h, lk in enumerate(topology.links[i] for i in route))
+
+
+def same_timing(topology: Topology, table: Sequence[Sequence[int]], src: int,
+                dst: int) -> bool:
+    """True when every translation ``table[k]`` maps the route ``src -> dst`` onto a route
+    of the same :func:`route_signature`: the weaker symmetry an uncontended (closed-form)
+    model needs, where which links a message crosses does not matter, only what they are."""
+    try:
+        base = route_signature(topology, topology.route(src, dst))
+        return all(route_signature(topology, topology.route(t[src], t[dst])) == base
+                   for t in table[1:])
+    except TopologyError:
+        return False
+
+
 class LinkOrbits:
     """The translations ``table[k]`` (rank permutations, ``table[0]`` the identity) acting on
     ``topology``'s links, learnt from the routes asked for."""
@@ -35,10 +57,7 @@ class LinkOrbits:
         self._routes: dict[tuple[int, int], tuple[int, ...] | None] = {}
 
     def _signature(self, route: tuple[int, ...]) -> tuple:
-        topo = self.topology
-        return tuple((lk.bandwidth, lk.derate, lk.latency, lk.up,
-                      topo.switch_latency.get(lk.dst, 0.0) if h < len(route) - 1 else 0.0)
-                     for h, lk in enumerate(topo.links[i] for i in route))
+        return route_signature(self.topology, route)
 
     def route(self, src: int, dst: int) -> tuple[int, ...] | None:
         """The canonical route of a message from ``src`` to ``dst`` (the representative's), or

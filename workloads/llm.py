@@ -83,7 +83,8 @@ class TrainingBuilder:
     """Builds :class:`TrainingWorkload` for a model, a strategy and a number of NPUs."""
 
     def __init__(self, model: ModelConfig, par: ParallelConfig, npus: int,
-                 topology: Topology | None = None, symmetric: bool = True) -> None:
+                 topology: Topology | None = None, symmetric: bool = True,
+                 contention: bool = True) -> None:
         self.model, self.par = model, par
         self.seq = par.seq or model.seq
         if par.world != npus:
@@ -106,7 +107,7 @@ class TrainingBuilder:
         self.layout = Layout(par)
         self.graph = EventGraph(npus, f"{model.name} {self._label()}")
         self.fold = choose_fold(self.layout, topology, par.fold_request, par.foldable,
-                                symmetric=symmetric)
+                                symmetric=symmetric, contention=contention)
         self.graph.fold = self.fold
         self._coll_axes: dict[str, tuple[tuple[str, ...], bool]] = {}  # axis -> (axes, fold)
         self.layers_per_chunk = model.layers // chunks
@@ -521,12 +522,16 @@ class TrainingBuilder:
 
 
 def build_training(model: ModelConfig, par: ParallelConfig, npus: int,
-                   topology: Topology | None = None, symmetric: bool = True) -> TrainingWorkload:
+                   topology: Topology | None = None, symmetric: bool = True,
+                   contention: bool = True) -> TrainingWorkload:
     """One training iteration of ``model`` under ``par`` on ``npus`` NPUs; with the
     ``topology`` (and ``symmetric``: no stragglers or timed faults), ``fold: auto`` folds what
-    the topology proves symmetric (:func:`workloads.folding.choose_fold`)."""
+    the topology proves symmetric (:func:`workloads.folding.choose_fold`): link by link for
+    the contended engine, route parameters only when the graph is for the closed-form
+    backend (``contention`` False; the contended engine would not take such a fold as
+    exact)."""
     with cyclic_gc_paused():  # 10^5-10^6 long-lived nodes: nothing to collect meanwhile
-        return TrainingBuilder(model, par, npus, topology, symmetric).build()
+        return TrainingBuilder(model, par, npus, topology, symmetric, contention).build()
 
 
 __all__ = ["TrainingBuilder", "TrainingWorkload", "build_training"]

@@ -320,7 +320,7 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError("--astra-compat, --no-contention and the AstraSim configuration "
                           "flags go with --workload-configuration")
     else:
-        scenario = load_scenario(args.scenario)
+        scenario = load_scenario(args.scenario, backend=args.backend)
     if args.scenario is None and astra_model is None and not args.quiet:
         console.print(f"No scenario given: running the embedded default "
                       f"[bold]{DEFAULT_SCENARIO}[/].", markup=True)

@@ -172,14 +172,17 @@ def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
 
 # ---------------------------------------------------------------------- workload
 def build_workload(sec: Section, num_ranks: int, name: str, topology: Topology | None = None,
-                   symmetric: bool = True) -> tuple[EventGraph, Any, str]:
+                   symmetric: bool = True, contention: bool = True
+                   ) -> tuple[EventGraph, Any, str]:
     """``workload:`` -> (EventGraph over ``num_ranks`` ranks, what built it or None, kind):
     the kind's parser from the one registry of :mod:`des.app.workload_kinds`. Kinds that fold
     symmetric ranks get the ``topology`` and whether the run is ``symmetric`` (no stragglers
-    or timed faults) to prove folding exact."""
+    or timed faults) to prove folding exact, and whether it is for a backend with
+    ``contention`` (link by link) or the closed-form one (route parameters)."""
     kind = sec.choice("kind", scenario_kinds())
     entry = get_workload_kind(kind)
-    extra = {"topology": topology, "symmetric": symmetric} if entry.folds else {}
+    extra = {"topology": topology, "symmetric": symmetric, "contention": contention} \
+        if entry.folds else {}
     try:
         built = entry.build(sec, num_ranks, name, **extra)
     except (GraphError, CollectiveError) as err:
@@ -357,14 +360,18 @@ def _build_outputs(sec: Section, base: Path) -> Outputs:
 
 
 # ---------------------------------------------------------------------- entry points
-def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = None) -> Scenario:
-    """Build a Scenario from parsed YAML; ``base`` resolves relative file and output paths."""
+def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = None, *,
+                       backend: str = "simpy") -> Scenario:
+    """Build a Scenario from parsed YAML; ``base`` resolves relative file and output paths.
+    ``backend``: what the graph will run on. A graph for the ``analytical`` backend folds
+    wherever symmetric ranks take the same time, a graph for the contended one only where
+    they also load separate, identical links (:func:`workloads.folding.fold_holds`)."""
     root = Section(data, "", label=source)
     with limits.using(root.get("limits", default=None)):
-        return _scenario(root, source, base or Path.cwd())
+        return _scenario(root, source, base or Path.cwd(), backend != "analytical")
 
 
-def _scenario(root: Section, source: str, base: Path) -> Scenario:
+def _scenario(root: Section, source: str, base: Path, contention: bool = True) -> Scenario:
     """The scenario of ``root``, read with its ``limits:`` in force."""
     name = root.get("name", _text, default=Path(source).stem)
     description = root.get("description", _text, default="")
@@ -377,7 +384,7 @@ def _scenario(root: Section, source: str, base: Path) -> Scenario:
     workload = root.section("workload", required=True)
     symmetric = not options.timed_faults and len(set(options.speed.values()) | {1.0}) == 1
     graph, built_from, kind = build_workload(workload, topology.num_npus, name, topology,
-                                             symmetric)
+                                             symmetric, contention)
     outputs = _build_outputs(root.section("outputs"), base)
     root.finish()
     try:
@@ -389,8 +396,10 @@ def _scenario(root: Section, source: str, base: Path) -> Scenario:
                     built_from, kind)
 
 
-def load_scenario(spec: str | os.PathLike[str] | None = None) -> Scenario:
-    """A scenario from a YAML path or a bundled scenario name (None: the embedded default)."""
+def load_scenario(spec: str | os.PathLike[str] | None = None, *,
+                  backend: str = "simpy") -> Scenario:
+    """A scenario from a YAML path or a bundled scenario name (None: the embedded default),
+    built for ``backend`` (see :func:`scenario_from_dict`)."""
     text = os.fspath(spec) if spec is not None else DEFAULT_SCENARIO
     path = Path(text)
     source: Traversable | Path
@@ -408,7 +417,7 @@ def load_scenario(spec: str | os.PathLike[str] | None = None) -> Scenario:
     except SchemaError as err:  # unreadable, not UTF-8, not valid YAML or over a limit
         raise ConfigError(str(err)) from None
     base = path.parent if isinstance(source, Path) else Path.cwd()
-    return scenario_from_dict(data, source=text, base=base)
+    return scenario_from_dict(data, source=text, base=base, backend=backend)
 
 
 __all__ = ["DEFAULT_SCENARIO", "ConfigError", "Outputs", "Scenario", "Section", "build_faults",

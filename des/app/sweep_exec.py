@@ -32,7 +32,8 @@ def run_point(point: SweepPoint, backend: str, constraints: list[str] | None = N
 
     start = time.perf_counter()
     try:
-        scenario = scenario_from_dict(copy.deepcopy(point.scenario), point.scenario["name"])
+        scenario = scenario_from_dict(copy.deepcopy(point.scenario), point.scenario["name"],
+                                      backend=backend)
     except Exception as err:  # a bad point is a result, not a crash
         return PointResult(point.key, point.index, point.values, "invalid", str(err))
     names = scenario_names(point.scenario, scenario.topology.num_npus)

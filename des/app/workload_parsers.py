@@ -204,9 +204,11 @@ def _parallel(value: Any, where: str, seq: int | None) -> ParallelConfig:
 
 def parse_llm_training(sec: Section, num_ranks: int, name: str,
                        topology: Topology | None = None,
-                       symmetric: bool = True) -> tuple[EventGraph, Any]:
+                       symmetric: bool = True, contention: bool = True
+                       ) -> tuple[EventGraph, Any]:
     """``kind: llm_training``: one training iteration of ``model`` under ``parallel``
-    (folded where ``topology`` proves it exact and the run is ``symmetric``)."""
+    (folded where ``topology`` proves it exact for the backend, contended or not, and the run
+    is ``symmetric``)."""
     model = sec.get("model", _model)
     seq = sec.get("seq", _dim, default=None)
     par = sec.get("parallel", lambda v, w: _parallel(v, w, seq))
@@ -218,7 +220,7 @@ def parse_llm_training(sec: Section, num_ranks: int, name: str,
     from workloads.llm import build_training  # the LLM builder: only for this kind
 
     try:
-        workload = build_training(model, par, num_ranks, topology, symmetric)
+        workload = build_training(model, par, num_ranks, topology, symmetric, contention)
     except ParallelError as err:
         raise ConfigError(f"{sec.path}: {err}") from None
     return workload.graph, workload
