@@ -81,23 +81,37 @@ def phases(plan: CollectivePlan) -> list[tuple[int, range]]:
     return out
 
 
-def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: int) -> float:
+def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: int,
+                   holds: list[float] | None = None) -> float:
     """Identical chunks through phases ``(dimension, duration)``; a dimension holds at most
     ``in_flight`` chunks (0 = any number) and queues the rest first come, first served, as the
-    engine's per-dimension queues do. Returns when the last chunk leaves its last phase."""
+    engine's per-dimension queues do. ``holds``: how long each phase holds its dimension's
+    links (its serialization): chunks in one dimension share the rank's links there, so a
+    chunk's phase ends no sooner than the links have carried it after every chunk ahead of it
+    (its latency may overlap theirs: a lower bound of the contended engine, which interleaves
+    chunks message by message). Returns when the last chunk leaves its last phase."""
     seq = itertools.count()
     busy: dict[int, int] = defaultdict(int)
+    free: dict[int, float] = defaultdict(float)  # when a dimension's links are released
     waiting: dict[int, list[tuple[int, int]]] = defaultdict(list)
     events: list[tuple[float, int, int, int]] = []  # (time, seq, chunk, phase finished)
     end = 0.0
+
+    def start(t: float, chunk: int, phase: int) -> None:
+        dim = durations[phase][0]
+        busy[dim] += 1
+        done = t + durations[phase][1]
+        if holds is not None:  # its links free up no sooner than the chunk ahead's did
+            free[dim] = max(t, free[dim]) + holds[phase]
+            done = max(done, free[dim])
+        heapq.heappush(events, (done, next(seq), chunk, phase))
 
     def request(t: float, chunk: int, phase: int) -> None:
         dim = durations[phase][0]
         if in_flight and busy[dim] >= in_flight:
             waiting[dim].append((chunk, phase))
             return
-        busy[dim] += 1
-        heapq.heappush(events, (t + durations[phase][1], next(seq), chunk, phase))
+        start(t, chunk, phase)
 
     for chunk in range(chunks):
         request(0.0, chunk, 0)
@@ -110,10 +124,16 @@ def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: i
             request(t, chunk, phase + 1)
         if waiting[dim]:
             nxt_chunk, nxt_phase = waiting[dim].pop(0)
-            busy[dim] += 1
-            heapq.heappush(events, (t + durations[nxt_phase][1], next(seq), nxt_chunk,
-                                    nxt_phase))
+            start(t, nxt_chunk, nxt_phase)
     return end
+
+
+def _holding(plan: CollectivePlan, cost: MessageCost, steps: range) -> float:
+    """How long one chunk's ``steps`` hold the first member's links: per step, its slowest
+    send's serialization."""
+    rank = plan.group[0]
+    return sum(max((cost.serialization(rank, p, b) for p, b in plan.step(rank, k).sends),
+                   default=0.0) for k in steps)
 
 
 def collective_time(plan: CollectivePlan, chunks: int, in_flight: int, cost: MessageCost,
@@ -124,9 +144,11 @@ def collective_time(plan: CollectivePlan, chunks: int, in_flight: int, cost: Mes
     if plan.node_program:
         return plan.closed_form(cost, overhead)
     if plan.multi_dim:  # each phase starts with the endpoint delay, as in the engine
-        durations = [(dim, dry_run(plan, cost, overhead, start_overhead, steps) )
-                     for dim, steps in phases(plan)]
-        return flow_shop_time(durations, chunks, in_flight)
+        split = phases(plan)
+        durations = [(dim, dry_run(plan, cost, overhead, start_overhead, steps))
+                     for dim, steps in split]
+        return flow_shop_time(durations, chunks, in_flight,
+                              [_holding(plan, cost, steps) for _, steps in split])
     one = plan.closed_form(cost, overhead, start_overhead)
     if chunks <= 1 or plan.num_steps(plan.group[0]) == 0:
         return one
