@@ -126,7 +126,8 @@ def synthetic_row(full: bool, workers: int, analyse_max: int = 16, confirm_max: 
     t2 = time.perf_counter()
     lower_bound(space.cands.take(keep), ctx.model, ctx.hardware,
                 injection_bandwidth(ctx.topology), ctx.seq, ctx.global_batch,
-                dtype_bytes=ctx.dtype_bytes, grad_bytes=ctx.grad_bytes, flash=ctx.flash)
+                dtype_bytes=ctx.dtype_bytes, grad_bytes=ctx.grad_bytes, flash=ctx.flash,
+                cut=ctx.cut, dp_overlap=ctx.dp_overlap)
     t3 = time.perf_counter()
     row = {"space": SYNTHETIC.name, "candidates": len(space.cands),
            "pruned_divisibility": int((reasons != "").sum()),

@@ -118,6 +118,9 @@ class ParallelConfig:
                                 f"{', '.join(SCHEDULES)}")
         if self.schedule != "interleaved" and self.virtual_stages != 1:
             raise ParallelError("parallel.virtual_stages > 1 needs schedule: interleaved")
+        if self.schedule == "interleaved" and self.pp < 2:
+            raise ParallelError("parallel.schedule interleaved needs pp >= 2: with one stage "
+                                "there is no pipeline to interleave (use 1f1b)")
         if self.dp % self.ep:
             raise ParallelError(f"parallel.ep ({self.ep}) must divide dp ({self.dp}): expert "
                                 "parallel ranks are taken out of the data-parallel ones")

@@ -35,11 +35,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from des.app.search_bound import injection_bandwidth, lower_bound
+from des.app.search_bound import NodeCut, injection_bandwidth, lower_bound, node_cut
 from des.app.search_space import COLUMNS, Candidates, grid, prune
 from des.app.search_spec import SearchError, SearchSpec, divisors
 from des.app.sweep import point_key, set_path
@@ -69,6 +70,12 @@ class Context:
     grad_bytes: int
     flash: bool
     memory_limit: float | None
+    dp_overlap: bool = True
+
+    @cached_property
+    def cut(self) -> NodeCut | None:
+        """The topology's node cut (:func:`~des.app.search_bound.node_cut`)."""
+        return node_cut(self.topology)
 
     @property
     def npus(self) -> int:
@@ -178,7 +185,8 @@ def _context(scenario: dict[str, Any], label: str, memory_limit: float | None,
         raise SearchError("base.workload.parallel.global_batch: required for a search")
     return Context(label, scenario, model, hardware, topology, seq, int(par["global_batch"]),
                    int(par.get("dtype_bytes", 2)), _grad_bytes(par),
-                   bool(par.get("flash", True)), None if limit is None else float(limit))
+                   bool(par.get("flash", True)), None if limit is None else float(limit),
+                   bool(par.get("dp_overlap", True)))
 
 
 def _grad_bytes(par: dict[str, Any]) -> int:
@@ -408,7 +416,7 @@ def run_search(spec: SearchSpec, executor: Any = None,
         c, b = lower_bound(cands.take(rows), ctx.model, ctx.hardware,
                            injection_bandwidth(ctx.topology), ctx.seq, ctx.global_batch,
                            dtype_bytes=ctx.dtype_bytes, grad_bytes=ctx.grad_bytes,
-                           flash=ctx.flash)
+                           flash=ctx.flash, cut=ctx.cut, dp_overlap=ctx.dp_overlap)
         chain[rows], bound[rows] = c, b
     wall["prescreen"] = time.perf_counter() - t0
     divides = reasons == ""
