@@ -116,7 +116,8 @@ def test_search_finds_the_brute_force_optimum(brute_force):
     assert found.counts["survivors"] == len(ok)  # the prunes kept every point that runs
     assert found.counts["confirmed"] < len(ok)  # and the bound spared most of them
     assert found.counts["enumerated"] == found.counts["pruned_divisibility"] + \
-        found.counts["pruned_memory"] + found.counts["survivors"]
+        found.counts["pruned_memory"] + found.counts["pruned_equivalent"] + \
+        found.counts["survivors"]
 
 
 def test_the_bounds_are_lower_bounds(brute_force):
@@ -410,7 +411,7 @@ def test_the_data_parallel_tail_bound_holds_on_a_fabric_with_nodes(overlap):
     axes = {"tp": [1, 2], "pp": [1, 2], "zero": [0, 1, 2], "micro_batch": [1],
             "schedule": ["1f1b", "interleaved"], "virtual_stages": [1, 2], "order": [0, 1]}
     cands = grid(axes, 16, orders)
-    reasons, _, keep = prune(cands, model, 16, 256, 16, None)
+    _, _, keep = prune(cands, model, 16, 256, 16, None)
     cands = cands.take(keep)
     inj = injection_bandwidth(topology)
     chain, bound = lower_bound(cands, model, hw, inj, 256, 16, cut=node_cut(topology),
@@ -434,3 +435,30 @@ def test_the_data_parallel_tail_bound_holds_on_a_fabric_with_nodes(overlap):
         assert bound[i] <= contended * (1 + 1e-9), (row, bound[i], contended)
         binds += chain[i] > no_cut[i] * 1.05
     assert binds >= 5
+
+
+def test_rows_of_one_class_build_the_same_graph():
+    """ZeRO-1 and ZeRO-2 (and any stage with dp 1) build identical graphs: same nodes, same
+    collectives with the same sizes and groups, so the search runs one of them."""
+    from des.app.search_space import same_graph
+
+    model = model_from_dict(TINY, "model")
+    axes = {"tp": [1, 2], "pp": [1, 2], "zero": [0, 1, 2, 3], "micro_batch": [1]}
+    cands = grid(axes, 8, ["tp,cp,ep,pp,dp"])
+    _, _, keep = prune(cands, model, 8, 256, 8, None)
+    cands = cands.take(keep)
+    klass = same_graph(cands)
+
+    def shape(row):
+        par = ParallelConfig(seq=256, global_batch=8, fold="none", **row)
+        graph = TrainingBuilder(model, par, 8).build().graph
+        return [repr(n) for n in graph.all_nodes()]  # every field of every node, in order
+
+    shapes = [shape(cands.row(i)) for i in range(len(cands))]
+    pairs = 0
+    for i in range(len(cands)):
+        for j in range(i + 1, len(cands)):
+            assert (shapes[i] == shapes[j]) == (klass[i] == klass[j]), (cands.row(i),
+                                                                         cands.row(j))
+            pairs += klass[i] == klass[j]
+    assert pairs >= 4

@@ -124,7 +124,7 @@ def load(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """``des search``: search, render, write; the exit code."""
-    from des.app.search import explain, run_search
+    from des.app.search import SearchProgress, explain, run_search
 
     spec = load(args)
     _check_outputs(args)
@@ -140,8 +140,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
             console.print(f"wrote {plot_pareto(result, args.plot)}")
         return 0
-    with console.status("searching", spinner="dots"):
-        result = run_search(spec, executor)
+    with console.status("searching: pruning and bounding", spinner="dots") as status:
+        def show(p: SearchProgress) -> None:
+            best = f", best {format_seconds(p.best_s)}" if p.best_s is not None else ""
+            floor = f", open bounds from {format_seconds(p.floor_s)}" \
+                if p.floor_s is not None else ""
+            status.update(f"searching {p.survivors:,} candidates: {p.analysed:,} analytical "
+                          f"runs, {p.confirmed:,} contended{best}{floor}")
+
+        result = run_search(spec, executor, show)
         if result.best is not None and not args.no_explain:
             result.explanation = explain(result.best)
     render(result, console, args.top)
@@ -205,6 +212,7 @@ def render(result: Any, console: Console, top: int = 10) -> None:
                        ("pruned by sweep constraints", "pruned_constraints"),
                        ("pruned by divisibility", "pruned_divisibility"),
                        ("pruned by memory", "pruned_memory"),
+                       ("same graph as a kept one (ZeRO 1/2)", "pruned_equivalent"),
                        ("survivors (closed-form bound)", "survivors"),
                        ("ranked analytically", "analysed"),
                        ("confirmed (contended engine)", "confirmed")):

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from des.app.search_bound import NodeCut, injection_bandwidth, lower_bound, node_cut
-from des.app.search_space import COLUMNS, Candidates, grid, prune
+from des.app.search_space import COLUMNS, Candidates, grid, prune, same_graph
 from des.app.search_spec import SearchError, SearchSpec, divisors
 from des.app.sweep import point_key, set_path
 from des.app.sweep_types import PointResult, SweepPoint, canonical_json
@@ -81,6 +81,18 @@ class Context:
     def npus(self) -> int:
         """NPUs of the cluster."""
         return self.topology.num_npus
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """Where a running search stands after a batch: runs so far, the best confirmed time and
+    the lowest key still open (no candidate left can beat it), seconds."""
+
+    analysed: int
+    confirmed: int
+    survivors: int
+    best_s: float | None
+    floor_s: float | None
 
 
 @dataclass
@@ -379,10 +391,10 @@ def _run_batch(executor: Any, points: list[SweepPoint], backend: str) -> dict[st
 
 
 def run_search(spec: SearchSpec, executor: Any = None,
-               progress: Callable[[str, int, int], None] | None = None, *,
+               progress: Callable[[SearchProgress], None] | None = None, *,
                beat: float = math.inf) -> SearchResult:
     """Search ``spec``'s space (see the module doc) on ``executor`` (default: a local process
-    pool). ``progress(phase, done, total)`` is called as backends finish batches. With
+    pool). ``progress`` gets a :class:`SearchProgress` as backends finish batches. With
     ``beat`` (seconds), only strategies that could be faster are looked at: the result has no
     best when none is (the hardware search uses this to skip dominated designs)."""
     from des.app.sweep_exec import LocalExecutor
@@ -407,6 +419,17 @@ def run_search(spec: SearchSpec, executor: Any = None,
         r, m, k = prune(sub, ctx.model, ctx.npus, ctx.seq, ctx.global_batch, ctx.memory_limit,
                         dtype_bytes=ctx.dtype_bytes, grad_bytes=ctx.grad_bytes, flash=ctx.flash)
         reasons[rows], memory[rows], keep[rows] = r, m, k
+    # rows that build the same graph run once: the one needing the least memory stands in
+    equivalent = 0
+    if keep.any():
+        rows = np.flatnonzero(keep)
+        klass = same_graph(cands.take(rows))
+        order = np.lexsort((rows, memory[rows], klass))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = klass[order][1:] != klass[order][:-1]
+        dropped = rows[order[~first]]
+        keep[dropped] = False
+        equivalent = len(dropped)
     wall["prune"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for ci, ctx in enumerate(space.contexts):
@@ -423,7 +446,8 @@ def run_search(spec: SearchSpec, executor: Any = None,
     by_rule = Counter(str(x) for x in reasons[~divides])
     counts = {"enumerated": space.enumerated, "pruned_constraints": space.invalid,
               "pruned_divisibility": int((~divides).sum()),
-              "pruned_memory": int((divides & ~keep).sum()), "survivors": int(keep.sum())}
+              "pruned_memory": int((divides & ~keep).sum()) - equivalent,
+              "pruned_equivalent": equivalent, "survivors": int(keep.sum())}
     free = list(spec.free) + (["dp"] if spec.sweep is None and "dp" not in spec.free else [])
     t0 = time.perf_counter()
     with executor_session(executor) as session:
@@ -462,7 +486,8 @@ def run_search(spec: SearchSpec, executor: Any = None,
 
 def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: np.ndarray,
                       memory: np.ndarray, free: list[str], executor: Any,
-                      progress: Callable[[str, int, int], None] | None, beat: float = math.inf):
+                      progress: Callable[[SearchProgress], None] | None,
+                      beat: float = math.inf):
     """The lazy branch and bound of the module doc."""
     cands = space.cands
     margin = spec.confirm.margin
@@ -533,8 +558,14 @@ def _branch_and_bound(spec: SearchSpec, space: _Space, keep: np.ndarray, bound: 
                 confirmed.append(cand)
                 if time_s < best_s or (time_s == best_s and best is not None and row < best.id):
                     best, best_s = cand, time_s
+        _LOG.info("%s batch of %d done: %d analysed, %d confirmed, best %s, lowest open key %s",
+                  backend, len(batch), len(analysed), len(confirmed),
+                  f"{best.confirmed_s:.4f} s" if best else "-",
+                  f"{heap[0][0]:.4f} s" if heap else "-")
         if progress:
-            progress(backend, len(analysed) if state == 0 else len(confirmed), len(rows))
+            progress(SearchProgress(len(analysed), len(confirmed), len(rows),
+                                    best.confirmed_s if best else None,
+                                    heap[0][0] if heap else None))
     if skipped:
         stop, proven = (f"confirm.analyse_max ({analyse_max}) analytical runs reached; "
                         f"{skipped} candidates whose bound is below the best were never "

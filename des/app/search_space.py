@@ -260,3 +260,17 @@ def prune(c: Candidates, model: ModelConfig, npus: int, seq: int, global_batch: 
     if memory_limit is not None:
         keep &= np.where(divides, memory <= memory_limit, False)
     return reasons, memory, keep
+
+
+def same_graph(c: Candidates) -> np.ndarray:
+    """Per row, a class id shared by the rows whose workload builder builds the same event
+    graph, so every backend gives them the same time: ZeRO-1 and ZeRO-2 differ only in the
+    gradients a GPU holds (both reduce-scatter gradients and all-gather parameters,
+    :class:`~workloads.llm.TrainingBuilder`), and with ``dp`` 1 the ZeRO stage shards
+    nothing. The rows of a class differ in memory only (``tests/test_search.py`` builds both
+    graphs of such pairs and compares them)."""
+    x = c.cols
+    zero = np.where(x["zero"] == 2, 1, x["zero"])
+    zero = np.where(x["dp"] == 1, 0, zero)
+    cols = [x[k] for k in COLUMNS if k != "zero"] + [zero]
+    return distinct_rows(*cols)[1]
