@@ -333,4 +333,7 @@ def _dp_tail(c: Candidates, hardware: GpuSpec, injection: float,
     tail = np.maximum(start_rank + reduce_rank + optimizer + gather_rank,
                       start_cut + np.maximum(reduce_cut + gather_rank,
                                              reduce_rank + gather_cut) + optimizer)
+    # a node of stage 0 alone: none of its ranks starts the all-gather before the pipeline's
+    # critical chain has drained into it and its optimizer has run
+    tail = np.maximum(tail, np.where(one_stage, bwd_end + optimizer + gather_cut, 0.0))
     return np.where(applies, tail, 0.0)

@@ -65,8 +65,8 @@ def unmoved_link_bytes(topology: Topology, graph: EventGraph, result: Result,
     route = message_route(topology, options)
     instances = {inst.index: inst for inst in graph.collective_instances()}
     out: dict[int, float] = defaultdict(float)
-    cache: dict[tuple, dict[int, float] | None] = {}
-    skipped = 0
+    # the same collective recurs every layer and micro-batch: lay each shape out once
+    shapes: dict[tuple, list] = {}
     for stats in result.collectives:
         inst = instances.get(stats.index)
         if stats.bytes_injected is not None or inst is None or inst.nbytes <= 0:
@@ -75,15 +75,20 @@ def unmoved_link_bytes(topology: Topology, graph: EventGraph, result: Result,
         if len(span) < 2:
             continue
         key = (inst.collective, inst.nbytes, span, stats.algorithm, inst.root)
-        if key not in cache:
-            cache[key] = _collective_links(topology, graph.fold, inst, span, stats.algorithm,
-                                           options, route)
-        per_link = cache[key]
+        entry = shapes.get(key)
+        if entry is None:
+            shapes[key] = [inst, span, stats.algorithm, 1]
+        else:
+            entry[3] += 1
+    skipped = 0
+    for inst, span, algorithm, count in shapes.values():
+        per_link = _collective_links(topology, graph.fold, inst, span, algorithm, options,
+                                     route)
         if per_link is None:
-            skipped += 1
+            skipped += count
             continue
         for link, nbytes in per_link.items():
-            out[link] += nbytes
+            out[link] += nbytes * count
     if result.meta.get("backend") == "analytical":  # sends moved no messages either
         sends: Pairs = defaultdict(float)  # a pipeline pair sends once per micro-batch
         for pair in graph.p2p_pairs():
