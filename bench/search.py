@@ -104,8 +104,8 @@ def lab_row(name: str, full_dir: Path | None, run_full: bool, workers: int,
     return row
 
 
-def synthetic_row(full: bool, workers: int, analyse_max: int = 16, confirm_max: int = 4
-                  ) -> dict:
+def synthetic_row(full: bool, workers: int, analyse_max: int | None = None,
+                  confirm_max: int | None = None) -> dict:
     """The >= 10^5-candidate space: counts and times of each stage."""
     import numpy as np
 
@@ -134,8 +134,10 @@ def synthetic_row(full: bool, workers: int, analyse_max: int = 16, confirm_max: 
            "pruned_memory": int(((reasons == "") & ~keep).sum()),
            "survivors": int(np.sum(keep)), "enumerate_s": t1 - t0, "prune_s": t2 - t1,
            "bound_s": t3 - t2}
-    if full:  # a budget: each analytical run of a 1024-GPU candidate takes seconds
-        spec.confirm.analyse_max, spec.confirm.max = analyse_max, confirm_max
+    if full:  # optionally a budget: each analytical run of a 1024-GPU candidate takes seconds
+        spec.confirm.analyse_max = analyse_max
+        if confirm_max is not None:
+            spec.confirm.max = confirm_max
         start = time.perf_counter()
         found = run_search(spec, LocalExecutor(workers))
         row.update(search_wall_s=time.perf_counter() - start, counts=found.counts,
@@ -155,8 +157,9 @@ def main() -> None:
                         help="run (or resume) the full sweeps there first")
     parser.add_argument("--synthetic-full", action="store_true",
                         help="also run the whole search of the synthetic space")
-    parser.add_argument("--analyse-max", type=int, default=16,
-                        help="analytical runs allowed in the whole synthetic search")
+    parser.add_argument("--analyse-max", type=int, default=None,
+                        help="cap the analytical runs of the whole synthetic search "
+                             "(default: none, the search runs to its proof)")
     parser.add_argument("--skip-lab", action="store_true")
     parser.add_argument("--reuse", type=Path, metavar="JSON",
                         help="take the lab searches from an earlier run's JSON; only compare")

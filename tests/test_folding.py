@@ -39,6 +39,10 @@ CASES = [
      lambda: topo.superpod(4, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0),
      dict(cp=2, pp=2, dp=8, global_batch=16, order="tp,cp,ep,dp,pp",
           ring_attention="phased", zero=1)),
+    # on a torus, dp = 8 at stride 4 is the y-z box (4 x 2): translated per dimension, as its
+    # hierarchical collectives are
+    ("torus_tp4_dp8_aligned", lambda: topo.torus3d(4, 4, 2, 50.0, 500.0),
+     dict(tp=4, dp=8, global_batch=16)),
     ("switch_tp2_dp4_zero3", lambda: topo.switch(8, 50.0, 500.0),
      dict(tp=2, dp=4, zero=3, global_batch=8)),
     # context-parallel peers fold when ring attention is one rotation per phase
@@ -90,6 +94,17 @@ def test_folded_training_equals_the_unfolded_run_in_closed_form(name, build, par
     assert folded.makespan_ns == pytest.approx(full.makespan_ns, rel=1e-12)
     assert {r: s.finished_ns for r, s in folded.ranks.items()} == pytest.approx(
         {r: s.finished_ns for r, s in full.ranks.items()}, rel=1e-12)
+
+
+def test_an_aligned_fold_needs_collectives_with_its_symmetry() -> None:
+    # dp = 16 at stride 2 on a 4x4x2 torus is no box (x in {0, 2}): its collectives run as one
+    # flat ring, whose rotation is not a translation cut along the torus's dimensions, so dp
+    # is not folded (the engine would have to time those collectives in closed form)
+    torus = topo.torus3d(4, 4, 2, 50.0, 500.0)
+    workload = build_training(MODEL, ParallelConfig(tp=2, dp=16, global_batch=16), 32, torus)
+    assert workload.graph.fold is None or "dp" not in workload.graph.fold.axes
+    result = simulate(torus, workload.graph, hardware=GPU, options=OPTIONS)
+    assert workload.graph.fold is None or result.meta["folded"]["exact"]
 
 
 def test_auto_does_not_fold_what_the_topology_breaks() -> None:

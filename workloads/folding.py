@@ -89,6 +89,45 @@ def fold_holds(fold: Fold, layout: Layout, topology: Topology,
     return True
 
 
+def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
+    """True when the collectives a representative runs over each folded axis have the fold's
+    translations as their own symmetry (:func:`collectives.translation.fold_matches`), for the
+    algorithms ``auto`` picks on ``topology`` for bandwidth-bound sizes
+    (:func:`collectives.auto.choose_algorithm`; a training step's collectives are) and the
+    ring ring attention uses: then the engine runs them for the representative alone. A flat
+    ring over a group that is no box of a torus, say, is symmetric under its own rotation
+    only, not under translations cut along the torus's dimensions, so an aligned fold
+    (:meth:`~des.core.fold.Fold.aligned`) must pass this as well as :func:`fold_holds`."""
+    from collectives.auto import choose_algorithm, topology_hints
+    from collectives.base import make_plan
+    from collectives.translation import fold_matches
+    from des.core.graph import CollectiveType
+
+    kind, _ = topology_hints(topology)
+    kinds = (CollectiveType.ALL_REDUCE, CollectiveType.REDUCE_SCATTER,
+             CollectiveType.ALL_GATHER)
+    seen: set[tuple[int, ...]] = set()
+    for rank in range(fold.world):
+        if not fold.is_representative(rank):
+            continue
+        for axis in fold.folded_axes:
+            group = layout.group(rank, axis)
+            if len(group) < 2 or group in seen:
+                continue
+            seen.add(group)
+            dims = logical_dims(topology, group)
+            algorithms = {(c, choose_algorithm(c, len(group), 2.0**30, topology_kind=kind,
+                                               dims=dims))
+                          for c in kinds}
+            if axis == "cp":  # ring attention's rotation, phase by phase
+                algorithms.add((CollectiveType.ALL_GATHER, "ring"))
+            for ctype, algorithm in sorted(algorithms, key=str):
+                plan = make_plan(ctype, group, 2.0**20, algorithm, dims=dims)
+                if plan.node_program or not fold_matches(plan, fold):
+                    return False
+    return True
+
+
 def choose_fold(layout: Layout, topology: Topology | None, request: str | Sequence[str],
                 candidates: Iterable[str] = FOLDABLE, symmetric: bool = True,
                 contention: bool = True) -> Fold | None:
@@ -113,12 +152,13 @@ def choose_fold(layout: Layout, topology: Topology | None, request: str | Sequen
     subsets.sort(key=lambda c: (-len(c), -prod(sizes[a] for a in c)))
     dims = topology.info.dims
     for subset in subsets:
-        tried = [Fold.of(subset, sizes, order)]
+        plain = Fold.of(subset, sizes, order)
+        if plain.count > 1 and fold_holds(plain, layout, topology, contention):
+            return plain
         if dims:  # the same orbits, translated factor by factor along the fabric's dims
             aligned = Fold.aligned(subset, sizes, order, dims)
-            if aligned.sizes != tried[0].sizes:
-                tried.append(aligned)
-        for fold in tried:
-            if fold.count > 1 and fold_holds(fold, layout, topology, contention):
-                return fold
+            if aligned.sizes != plain.sizes and fold_holds(aligned, layout, topology,
+                                                           contention) \
+                    and plans_match(aligned, layout, topology):
+                return aligned
     return None

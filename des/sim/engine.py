@@ -21,6 +21,7 @@ from typing import Any
 import simpy
 
 from collectives.base import CollectivePlan, make_plan, plan_class
+from collectives.translation import fold_matches
 from des.core import hardware as hw
 from des.core.fold import Fold
 from des.core.graph import CollectiveInstance, EventGraph, Node, P2PPair
@@ -31,7 +32,7 @@ from des.sim.collective_run import ClosedFormCollective, CollectiveRun, chunk_la
 from des.sim.costs import MessageCost
 from des.sim.flows import Flow, Train, TrainRecording
 from des.sim.folded import FoldedRouting, ReplayedCollective
-from des.sim.lockstep import Symmetry, find_symmetry, fold_matches
+from des.sim.lockstep import Symmetry, find_symmetry
 from des.sim.options import EngineOptions
 from des.sim.program_run import ProgramRun
 from des.sim.runtime import ConservationError, Runtime, SimulationError

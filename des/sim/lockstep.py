@@ -23,57 +23,18 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from collectives.base import CollectivePlan
-from des.core.fold import Fold
+from collectives.translation import GroupTranslation, fold_matches
 from topologies.base import Topology
+from topologies.symmetry import route_signature
+
+__all__ = ["GroupTranslation", "LockstepBatch", "Symmetry", "find_symmetry", "fold_matches"]
 
 if TYPE_CHECKING:
     from des.sim.transport import Link, Transport
-
-
-class GroupTranslation:
-    """Positions of a group as coordinates in ``dims`` (dimension 0 fastest) and their
-    translations modulo ``dims``."""
-
-    __slots__ = ("dims", "size")
-
-    def __init__(self, dims: Sequence[int]) -> None:
-        self.dims = tuple(dims)
-        size = 1
-        for d in self.dims:
-            size *= d
-        self.size = size
-
-    def coords(self, position: int) -> tuple[int, ...]:
-        """Coordinates of ``position``."""
-        out = []
-        for d in self.dims:
-            out.append(position % d)
-            position //= d
-        return tuple(out)
-
-    def position(self, coords: Sequence[int]) -> int:
-        """Position of ``coords`` (taken modulo the dims)."""
-        pos, stride = 0, 1
-        for x, d in zip(coords, self.dims, strict=True):
-            pos += (x % d) * stride
-            stride *= d
-        return pos
-
-    def add(self, position: int, offset: Sequence[int]) -> int:
-        """``position`` translated by the vector ``offset``."""
-        return self.position([x + o for x, o in zip(self.coords(position), offset, strict=True)])
-
-
-def _signature(topology: Topology, route: tuple[int, ...]) -> tuple:
-    specs = [topology.links[i] for i in route]
-    switch = topology.switch_latency
-    return tuple((sp.bandwidth, sp.derate, sp.latency, sp.up,
-                  switch.get(sp.dst, 0.0) if h < len(specs) - 1 else 0.0)
-                 for h, sp in enumerate(specs))
 
 
 class Symmetry:
@@ -113,7 +74,7 @@ def find_symmetry(plan: CollectivePlan, topology: Topology,
         for peer, _ in plan.step(rep, k).sends:
             offsets[tr.coords(plan.position[peer])] = None
     rep_routes = {off: topology.route(rep, group[tr.position(off)]) for off in offsets}
-    signatures = {off: _signature(topology, route) for off, route in rep_routes.items()}
+    signatures = {off: route_signature(topology, route) for off, route in rep_routes.items()}
     link_map: dict[int, list[int]] = {}
     for route in rep_routes.values():
         for link in route:
@@ -123,7 +84,7 @@ def find_symmetry(plan: CollectivePlan, topology: Topology,
         src = group[position]
         for off, rep_route in rep_routes.items():
             route = topology.route(src, group[tr.add(position, off)])
-            if len(route) != len(rep_route) or _signature(topology, route) != signatures[off]:
+            if len(route) != len(rep_route) or route_signature(topology, route) != signatures[off]:
                 return None
             for rep_link, link in zip(rep_route, route, strict=True):
                 images = link_map[rep_link]
@@ -134,27 +95,6 @@ def find_symmetry(plan: CollectivePlan, topology: Topology,
                 elif images[position] != link:
                     return None  # one representative link would stand for two
     return Symmetry(group, tr, list(offsets), link_map)
-
-
-def fold_matches(plan: CollectivePlan, fold: Fold) -> bool:
-    """True when the plan's translation symmetry over its group is the fold's: for every
-    offset of the plan's group structure there is a fold translation moving every member by
-    that offset. Then a folded representative's message to offset o stands for its receive
-    from offset -o, as in a lockstep batch."""
-    dims = plan.translation_dims()
-    group = plan.group
-    if dims is None or group[0] != fold.representative(group[0])[0]:
-        return False
-    tr = GroupTranslation(dims)
-    for position in range(1, len(group)):
-        rep, k = fold.representative(group[position])
-        if rep != group[0]:
-            return False
-        offset = tr.coords(position)
-        for q in range(len(group)):
-            if fold.translate(group[q], k) != group[tr.add(q, offset)]:
-                return False
-    return True
 
 
 class LockstepBatch:

@@ -1,0 +1,66 @@
+"""Translations of a collective's group and whether a fold's translations are them: the check
+that lets a folded representative's messages stand for every member's (the engine's folded
+collectives, :mod:`des.sim.lockstep`) and lets a workload builder fold only what the engine
+will take as exact (:func:`workloads.folding.choose_fold`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from collectives.base import CollectivePlan
+from des.core.fold import Fold
+
+
+class GroupTranslation:
+    """Positions of a group as coordinates in ``dims`` (dimension 0 fastest) and their
+    translations modulo ``dims``."""
+
+    __slots__ = ("dims", "size")
+
+    def __init__(self, dims: Sequence[int]) -> None:
+        self.dims = tuple(dims)
+        size = 1
+        for d in self.dims:
+            size *= d
+        self.size = size
+
+    def coords(self, position: int) -> tuple[int, ...]:
+        """Coordinates of ``position``."""
+        out = []
+        for d in self.dims:
+            out.append(position % d)
+            position //= d
+        return tuple(out)
+
+    def position(self, coords: Sequence[int]) -> int:
+        """Position of ``coords`` (taken modulo the dims)."""
+        pos, stride = 0, 1
+        for x, d in zip(coords, self.dims, strict=True):
+            pos += (x % d) * stride
+            stride *= d
+        return pos
+
+    def add(self, position: int, offset: Sequence[int]) -> int:
+        """``position`` translated by the vector ``offset``."""
+        return self.position([x + o for x, o in zip(self.coords(position), offset, strict=True)])
+
+
+def fold_matches(plan: CollectivePlan, fold: Fold) -> bool:
+    """True when the plan's translation symmetry over its group is the fold's: for every
+    offset of the plan's group structure there is a fold translation moving every member by
+    that offset. Then a folded representative's message to offset o stands for its receive
+    from offset -o, as in a lockstep batch."""
+    dims = plan.translation_dims()
+    group = plan.group
+    if dims is None or group[0] != fold.representative(group[0])[0]:
+        return False
+    tr = GroupTranslation(dims)
+    for position in range(1, len(group)):
+        rep, k = fold.representative(group[position])
+        if rep != group[0]:
+            return False
+        offset = tr.coords(position)
+        for q in range(len(group)):
+            if fold.translate(group[q], k) != group[tr.add(q, offset)]:
+                return False
+    return True
