@@ -209,3 +209,19 @@ def test_an_aligned_fold_cuts_an_axis_at_the_fabric_dimensions() -> None:
         assert fold.representative(rank)[0] == plain.representative(rank)[0]
     assert fold.translate(4, 4) == 0  # the within-node factor wraps inside the node
     assert plain.translate(4, 4) == 8  # the plain axis steps into the next node
+
+
+def test_the_closed_form_backend_folds_collectives_of_any_symmetry() -> None:
+    # the flat-ring dp group of the torus case above: the closed-form backend times it over
+    # its whole span, so the aligned fold is exact for it
+    def build():
+        return topo.torus3d(4, 4, 2, 50.0, 500.0)
+
+    par = dict(tp=2, dp=16, global_batch=16)
+    closed = build_training(MODEL, ParallelConfig(fold="auto", **par), 32, build(),
+                            contention=False)
+    assert closed.graph.fold is not None and "dp" in closed.graph.fold.folded_axes
+    _, full = run(build, par, "none", analyze)
+    folded = analyze(build(), closed.graph, hardware=GPU, options=OPTIONS)
+    assert {r: s.finished_ns for r, s in folded.ranks.items()} == pytest.approx(
+        {r: s.finished_ns for r, s in full.ranks.items()}, rel=1e-12)

@@ -97,7 +97,9 @@ def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
     ring ring attention uses: then the engine runs them for the representative alone. A flat
     ring over a group that is no box of a torus, say, is symmetric under its own rotation
     only, not under translations cut along the torus's dimensions, so an aligned fold
-    (:meth:`~des.core.fold.Fold.aligned`) must pass this as well as :func:`fold_holds`."""
+    (:meth:`~des.core.fold.Fold.aligned`) for the contended engine must pass this as well as
+    :func:`fold_holds`. The closed-form backend times a folded collective over its whole span
+    (every member's time is the same by construction), so it does not need it."""
     from collectives.auto import choose_algorithm, topology_hints
     from collectives.base import make_plan
     from collectives.translation import fold_matches
@@ -159,6 +161,6 @@ def choose_fold(layout: Layout, topology: Topology | None, request: str | Sequen
             aligned = Fold.aligned(subset, sizes, order, dims)
             if aligned.sizes != plain.sizes and fold_holds(aligned, layout, topology,
                                                            contention) \
-                    and plans_match(aligned, layout, topology):
+                    and (not contention or plans_match(aligned, layout, topology)):
                 return aligned
     return None
