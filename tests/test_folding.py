@@ -225,3 +225,15 @@ def test_the_closed_form_backend_folds_collectives_of_any_symmetry() -> None:
     folded = analyze(build(), closed.graph, hardware=GPU, options=OPTIONS)
     assert {r: s.finished_ns for r, s in folded.ranks.items()} == pytest.approx(
         {r: s.finished_ns for r, s in full.ranks.items()}, rel=1e-12)
+
+
+def test_a_folded_closed_form_run_says_what_it_folded() -> None:
+    def build():
+        return topo.superpod(4, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0)
+
+    workload = build_training(MODEL, ParallelConfig(tp=8, pp=2, dp=2, global_batch=8), 32,
+                              build(), contention=False)
+    result = analyze(build(), workload.graph, hardware=GPU, options=OPTIONS)
+    folded = result.meta["folded"]
+    assert folded["closed_form"] and folded["copies"] == workload.graph.fold.count > 1
+    assert set(folded["axes"]) == set(workload.graph.fold.folded_axes)

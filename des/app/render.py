@@ -48,7 +48,9 @@ def render(name: str, description: str, links: int, result: Result, console: Con
                       "mid-flight", highlight=False)
     folded, mirrored = meta.get("folded"), meta.get("mirrored_messages", 0)
     if folded:
-        how = ("exact: every link of an orbit simulated once, "
+        how = ("closed form: every image of a representative takes its time"
+               if folded.get("closed_form") else
+               "exact: every link of an orbit simulated once, "
                f"{folded.get('replayed_collectives', 0)} recurring collectives replayed"
                if folded["exact"] else
                "[yellow]not exact[/]: the topology breaks the symmetry, so "

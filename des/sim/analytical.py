@@ -100,8 +100,16 @@ class ClosedFormModel:
         self._by_node = {}
 
     def meta(self) -> dict[str, Any]:
-        """No messages are moved."""
-        return {"messages": 0, "hops": 0, "reroutes": 0}
+        """No messages are moved; a folded graph says what was folded (closed-form times are
+        exact for every image of a representative whose routes have the same parameters,
+        which the builder checked)."""
+        out: dict[str, Any] = {"messages": 0, "hops": 0, "reroutes": 0}
+        fold = self.runtime.graph.fold
+        if fold is not None and fold.count > 1:
+            out["folded"] = {"axes": list(fold.folded_axes), "copies": fold.count,
+                             "translations": list(fold.sizes), "exact": True,
+                             "closed_form": True}
+        return out
 
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:
         """None is recorded."""
