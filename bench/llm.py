@@ -66,7 +66,8 @@ def run_case(case: str, backend: str) -> dict:
     topo = superpod(par.world // 8, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0)
     gpu = load_gpu("A100-SXM4-80GB")
     start = time.perf_counter()
-    workload = build_training(model, par, topo.num_npus, topo)
+    workload = build_training(model, par, topo.num_npus, topo,
+                              contention=backend != "analytical")  # as des simulate builds
     built = time.perf_counter() - start
     result = get_backend(backend).run(topo, workload.graph, hardware=gpu,
                                       options=EngineOptions(chunks=4, comm_streams=2))
