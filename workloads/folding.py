@@ -96,10 +96,11 @@ def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
     (:func:`collectives.auto.choose_algorithm`; a training step's collectives are) and the
     ring ring attention uses: then the engine runs them for the representative alone. A flat
     ring over a group that is no box of a torus, say, is symmetric under its own rotation
-    only, not under translations cut along the torus's dimensions, so an aligned fold
-    (:meth:`~des.core.fold.Fold.aligned`) for the contended engine must pass this as well as
-    :func:`fold_holds`. The closed-form backend times a folded collective over its whole span
-    (every member's time is the same by construction), so it does not need it."""
+    only, not under translations cut along the torus's dimensions (and a dimension-by-dimension
+    plan is not symmetric under a plain translation that crosses them), so a fold for the
+    contended engine must pass this as well as :func:`fold_holds`. The closed-form backend
+    times a folded collective over its whole span (every member's time is the same by
+    construction), so it does not need it."""
     from collectives.auto import choose_algorithm, topology_hints
     from collectives.base import make_plan
     from collectives.translation import fold_matches
@@ -155,12 +156,13 @@ def choose_fold(layout: Layout, topology: Topology | None, request: str | Sequen
     dims = topology.info.dims
     for subset in subsets:
         plain = Fold.of(subset, sizes, order)
-        if plain.count > 1 and fold_holds(plain, layout, topology, contention):
-            return plain
+        tried = [plain]
         if dims:  # the same orbits, translated factor by factor along the fabric's dims
             aligned = Fold.aligned(subset, sizes, order, dims)
-            if aligned.sizes != plain.sizes and fold_holds(aligned, layout, topology,
-                                                           contention) \
-                    and (not contention or plans_match(aligned, layout, topology)):
-                return aligned
+            if aligned.sizes != plain.sizes:
+                tried.append(aligned)
+        for fold in tried:
+            if fold.count > 1 and fold_holds(fold, layout, topology, contention) \
+                    and (not contention or plans_match(fold, layout, topology)):
+                return fold
     return None
