@@ -82,17 +82,18 @@ def phases(plan: CollectivePlan) -> list[tuple[int, range]]:
 
 
 def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: int,
-                   holds: list[float] | None = None) -> float:
+                   holds: list[tuple[frozenset[int], float]] | None = None) -> float:
     """Identical chunks through phases ``(dimension, duration)``; a dimension holds at most
     ``in_flight`` chunks (0 = any number) and queues the rest first come, first served, as the
-    engine's per-dimension queues do. ``holds``: how long each phase holds its dimension's
-    links (its serialization): chunks in one dimension share the rank's links there, so a
-    chunk's phase ends no sooner than the links have carried it after every chunk ahead of it
-    (its latency may overlap theirs: a lower bound of the contended engine, which interleaves
-    chunks message by message). Returns when the last chunk leaves its last phase."""
+    engine's per-dimension queues do. ``holds``: per phase, the links it sends on and how long
+    it holds them (its serialization): phases on the same links share them, so a chunk's phase
+    ends no sooner than the links have carried it after every chunk ahead of it there (its
+    latency may overlap theirs: a lower bound of the contended engine, which interleaves chunks
+    message by message; phases on other links, such as an all-gather running the ring the
+    other way, do not wait). Returns when the last chunk leaves its last phase."""
     seq = itertools.count()
     busy: dict[int, int] = defaultdict(int)
-    free: dict[int, float] = defaultdict(float)  # when a dimension's links are released
+    free: dict[frozenset[int], float] = defaultdict(float)  # when a link set is released
     waiting: dict[int, list[tuple[int, int]]] = defaultdict(list)
     events: list[tuple[float, int, int, int]] = []  # (time, seq, chunk, phase finished)
     end = 0.0
@@ -102,8 +103,9 @@ def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: i
         busy[dim] += 1
         done = t + durations[phase][1]
         if holds is not None:  # its links free up no sooner than the chunk ahead's did
-            free[dim] = max(t, free[dim]) + holds[phase]
-            done = max(done, free[dim])
+            links, hold = holds[phase]
+            free[links] = max(t, free[links]) + hold
+            done = max(done, free[links])
         heapq.heappush(events, (done, next(seq), chunk, phase))
 
     def request(t: float, chunk: int, phase: int) -> None:
@@ -128,12 +130,19 @@ def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: i
     return end
 
 
-def _holding(plan: CollectivePlan, cost: MessageCost, steps: range) -> float:
-    """How long one chunk's ``steps`` hold the first member's links: per step, its slowest
-    send's serialization."""
+def _holding(plan: CollectivePlan, cost: MessageCost, steps: range
+             ) -> tuple[frozenset[int], float]:
+    """The links one chunk's ``steps`` send on from the first member, and how long they hold
+    them: per step, its slowest send's serialization."""
     rank = plan.group[0]
-    return sum(max((cost.serialization(rank, p, b) for p, b in plan.step(rank, k).sends),
-                   default=0.0) for k in steps)
+    links: set[int] = set()
+    hold = 0.0
+    for k in steps:
+        sends = plan.step(rank, k).sends
+        for peer, _ in sends:
+            links.update(cost.route(rank, peer))
+        hold += max((cost.serialization(rank, p, b) for p, b in sends), default=0.0)
+    return frozenset(links), hold
 
 
 def collective_time(plan: CollectivePlan, chunks: int, in_flight: int, cost: MessageCost,
