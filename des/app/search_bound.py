@@ -79,14 +79,19 @@ class NodeCut:
 
 def node_cut(topology: Topology) -> NodeCut | None:
     """The node cut of ``topology``, or None when it has no nodes (fewer than two logical
-    dimensions, or a first dimension of one NPU)."""
+    dimensions, or a first dimension of one NPU) or when NPUs are wired to each other (rings,
+    tori, fully connected dimensions): there the closed-form backend lets a rank's successive
+    messages overlap on one link, so a cut could exceed its time (the bound must stay below
+    both backends), and the search falls back to the per-GPU injection bound."""
     dims = topology.info.dims
     n = topology.num_npus
     if not dims or len(dims) < 2 or dims[0] < 2 or n % dims[0] or n == dims[0]:
         return None
+    links = [lk for lk in topology.links if lk.up]
+    if any(lk.src < n and lk.dst < n for lk in links):
+        return None
     block = int(dims[0])
     node_of = {npu: npu // block for npu in range(n)}
-    links = [lk for lk in topology.links if lk.up]
     neighbours: dict[int, set[int]] = {}
     for lk in links:
         if lk.src >= n:
