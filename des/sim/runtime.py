@@ -185,6 +185,15 @@ class Runtime:
         self._compute = [_Stream(("compute",), self._by_id) for _ in range(graph.num_ranks)]
         self._comm = [_Stream(comm_names, self._by_id) for _ in range(graph.num_ranks)]
         self._speed = [opts.speed.get(r, 1.0) for r in range(graph.num_ranks)]
+        fold = graph.fold
+        if fold is not None and fold.count > 1:  # both backends report folded ranks as reps
+            for rank, speed in opts.speed.items():
+                rep, _ = fold.representative(rank)
+                if speed != opts.speed.get(rep, 1.0):
+                    raise SimulationError(
+                        f"rank {rank} has speed {speed} but the representative it is folded "
+                        f"onto, rank {rep}, has {opts.speed.get(rep, 1.0)}: a straggler breaks "
+                        "the symmetry folding relies on; build the graph unfolded (fold: none)")
         self._pairs_by_send: dict[tuple[int, int], P2PPair] = {}
         for pair in graph.p2p_pairs():
             self._pairs_by_send[(pair.src, pair.send_id)] = pair
