@@ -128,8 +128,10 @@ SCENARIO = {
     "topology": {"kind": "switch", "npus": 8, "bandwidth": "50 GB/s", "latency": "500 ns"},
     "hardware": "A100-SXM4-80GB",
     "workload": {"kind": "llm_training",
-                 "model": {"name": "tiny", "layers": 2, "hidden": 256, "heads": 4, "ffn": 1024,
-                           "vocab": 64, "seq": 128, "activation": "gelu"},
+                 # 1 MiB activations and an 8 MB embedding gradient: bandwidth-bound
+                 # collectives, whose ring plans fold exactly
+                 "model": {"name": "tiny", "layers": 2, "hidden": 1024, "heads": 4,
+                           "ffn": 4096, "vocab": 4096, "seq": 512, "activation": "gelu"},
                  "parallel": {"tp": 2, "dp": 4, "global_batch": 8}},
 }
 
@@ -225,6 +227,19 @@ def test_the_closed_form_backend_folds_collectives_of_any_symmetry() -> None:
     folded = analyze(build(), closed.graph, hardware=GPU, options=OPTIONS)
     assert {r: s.finished_ns for r, s in folded.ranks.items()} == pytest.approx(
         {r: s.finished_ns for r, s in full.ranks.items()}, rel=1e-12)
+
+
+def test_auto_does_not_fold_where_a_small_collective_would_be_inexact() -> None:
+    # 64 KiB tensor-parallel all-reduces pick halving-doubling, which has no translation
+    # symmetry: the engine would time them in closed form, so the builder does not fold
+    tiny = ModelConfig(name="tiny", layers=2, hidden=256, heads=4, kv_heads=4, head_dim=64,
+                       ffn=1024, activation="gelu", vocab=64, seq=128)
+    pod = topo.superpod(2, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0)
+    workload = build_training(tiny, ParallelConfig(tp=4, dp=4, global_batch=8), 16, pod)
+    assert workload.graph.fold is None
+    closed = build_training(tiny, ParallelConfig(tp=4, dp=4, global_batch=8), 16, pod,
+                            contention=False)
+    assert closed.graph.fold is not None  # the closed form times spans whole: exact
 
 
 def test_a_folded_closed_form_run_says_what_it_folded() -> None:

@@ -18,6 +18,7 @@ from itertools import combinations
 from math import prod
 
 from des.core.fold import Fold
+from des.core.graph import EventGraph
 from topologies.base import Topology
 from topologies.dims import divmod_coords, logical_dims
 from topologies.symmetry import LinkOrbits, same_timing
@@ -128,6 +129,38 @@ def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
                 plan = make_plan(ctype, group, 2.0**20, algorithm, dims=dims)
                 if plan.node_program or not fold_matches(plan, fold):
                     return False
+    return True
+
+
+def collectives_match(graph: EventGraph, topology: Topology) -> bool:
+    """True when every folded collective of a built ``graph`` (one with a ``span``) runs an
+    algorithm whose plan has the graph's fold as its symmetry, as the contended engine checks
+    before it lets a representative stand for its span (:func:`plans_match` checks the
+    bandwidth-bound choice before building; a small collective may pick a latency-bound
+    algorithm, halving-doubling or a tree, that has no such symmetry)."""
+    from collectives.auto import choose_algorithm, topology_hints
+    from collectives.base import make_plan
+    from collectives.translation import fold_matches
+
+    fold = graph.fold
+    if fold is None or fold.count <= 1:
+        return True
+    kind, _ = topology_hints(topology)
+    seen: set[tuple] = set()
+    for inst in graph.collective_instances():
+        if not inst.span:
+            continue
+        dims = logical_dims(topology, inst.span)
+        algorithm = inst.algorithm or choose_algorithm(
+            inst.collective, len(inst.span), inst.nbytes, topology_kind=kind, dims=dims)
+        key = (inst.collective, inst.span, algorithm, inst.root)
+        if key in seen:
+            continue
+        seen.add(key)
+        plan = make_plan(inst.collective, inst.span, max(inst.nbytes, 1.0), algorithm,
+                         dims=dims, root=inst.root)
+        if plan.node_program or not fold_matches(plan, fold):
+            return False
     return True
 
 

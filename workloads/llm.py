@@ -28,14 +28,14 @@ names start with the same word for readability, but nothing parses them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from des.core.gc_pause import cyclic_gc_paused
 from des.core.graph import CollectiveType, EventGraph
 from topologies.base import Topology
 from workloads import ops
-from workloads.folding import choose_fold
+from workloads.folding import choose_fold, collectives_match
 from workloads.memory import (
     MemoryBreakdown,
     activations_per_layer,
@@ -531,7 +531,14 @@ def build_training(model: ModelConfig, par: ParallelConfig, npus: int,
     backend (``contention`` False; the contended engine would not take such a fold as
     exact)."""
     with cyclic_gc_paused():  # 10^5-10^6 long-lived nodes: nothing to collect meanwhile
-        return TrainingBuilder(model, par, npus, topology, symmetric, contention).build()
+        workload = TrainingBuilder(model, par, npus, topology, symmetric, contention).build()
+        if contention and par.fold_request == "auto" and topology is not None \
+                and not collectives_match(workload.graph, topology):
+            # a collective the engine could not run for its representative alone: build the
+            # graph unfolded rather than report an inexact fold
+            workload = TrainingBuilder(model, replace(par, fold="none"), npus, topology,
+                                       symmetric, contention).build()
+        return workload
 
 
 __all__ = ["TrainingBuilder", "TrainingWorkload", "build_training"]
