@@ -386,6 +386,9 @@ def test_node_cut_of_a_superpod_is_its_nics():
     assert cut.out_bw == pytest.approx(4 * 25.0) and cut.in_bw == pytest.approx(4 * 25.0)
     flat = build_topology(Section(BASE["topology"], "topology"))
     assert node_cut(flat) is None  # one switch: no nodes to cut
+    torus = build_topology(Section({"kind": "torus3d", "x": 4, "y": 4, "z": 2,
+                                    "bandwidth": "50 GB/s", "latency": "1 us"}, "topology"))
+    assert node_cut(torus) is None  # NPUs wired to NPUs: the closed form is no cut's bound
 
 
 POD = {"kind": "superpod", "nodes": 4, "gpus_per_node": 4, "bandwidth": "200 GB/s",

@@ -18,7 +18,7 @@ from itertools import combinations
 from math import prod
 
 from des.core.fold import Fold
-from des.core.graph import EventGraph
+from des.core.graph import CollectiveType, EventGraph
 from topologies.base import Topology
 from topologies.dims import divmod_coords, logical_dims
 from topologies.symmetry import LinkOrbits, same_timing
@@ -90,26 +90,35 @@ def fold_holds(fold: Fold, layout: Layout, topology: Topology,
     return True
 
 
-def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
-    """True when the collectives a representative runs over each folded axis have the fold's
-    translations as their own symmetry (:func:`collectives.translation.fold_matches`), for the
-    algorithms ``auto`` picks on ``topology`` for bandwidth-bound sizes
-    (:func:`collectives.auto.choose_algorithm`; a training step's collectives are) and the
-    ring ring attention uses: then the engine runs them for the representative alone. A flat
-    ring over a group that is no box of a torus, say, is symmetric under its own rotation
-    only, not under translations cut along the torus's dimensions (and a dimension-by-dimension
-    plan is not symmetric under a plain translation that crosses them), so a fold for the
-    contended engine must pass this as well as :func:`fold_holds`. The closed-form backend
-    times a folded collective over its whole span (every member's time is the same by
-    construction), so it does not need it."""
+def _symmetric(fold: Fold, topology: Topology, collective: CollectiveType,
+               group: tuple[int, ...], nbytes: float, algorithm: str | None = None,
+               root: int | None = None) -> bool:
+    """True when ``collective`` over ``group`` (``algorithm``, or the one ``auto`` picks for
+    ``nbytes`` on ``topology``) has a step program whose translation symmetry is ``fold``'s
+    (:func:`collectives.translation.fold_matches`): the engine then runs it for the
+    representative alone."""
     from collectives.auto import choose_algorithm, topology_hints
     from collectives.base import make_plan
     from collectives.translation import fold_matches
-    from des.core.graph import CollectiveType
 
-    kind, _ = topology_hints(topology)
-    kinds = (CollectiveType.ALL_REDUCE, CollectiveType.REDUCE_SCATTER,
-             CollectiveType.ALL_GATHER)
+    dims = logical_dims(topology, group)
+    if algorithm is None:
+        algorithm = choose_algorithm(collective, len(group), nbytes,
+                                     topology_kind=topology_hints(topology)[0], dims=dims)
+    plan = make_plan(collective, group, max(nbytes, 1.0), algorithm, dims=dims, root=root)
+    return not plan.node_program and fold_matches(plan, fold)
+
+
+def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
+    """True when the collectives a representative runs over each folded axis have the fold's
+    translations as their own symmetry (:func:`_symmetric`), for the algorithms ``auto``
+    picks for bandwidth-bound sizes (a training step's collectives are) and the ring ring
+    attention uses. A flat ring over a group that is no box of a torus, say, is symmetric
+    under its own rotation only, not under translations cut along the torus's dimensions
+    (and a dimension-by-dimension plan is not symmetric under a plain translation that crosses
+    them), so a fold for the contended engine must pass this as well as :func:`fold_holds`.
+    The closed-form backend times a folded collective over its whole span (every member's
+    time is the same by construction), so it does not need it."""
     seen: set[tuple[int, ...]] = set()
     for rank in range(fold.world):
         if not fold.is_representative(rank):
@@ -119,47 +128,33 @@ def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
             if len(group) < 2 or group in seen:
                 continue
             seen.add(group)
-            dims = logical_dims(topology, group)
-            algorithms = {(c, choose_algorithm(c, len(group), 2.0**30, topology_kind=kind,
-                                               dims=dims))
-                          for c in kinds}
+            checks = [(c, None) for c in (CollectiveType.ALL_REDUCE,
+                                          CollectiveType.REDUCE_SCATTER,
+                                          CollectiveType.ALL_GATHER)]
             if axis == "cp":  # ring attention's rotation, phase by phase
-                algorithms.add((CollectiveType.ALL_GATHER, "ring"))
-            for ctype, algorithm in sorted(algorithms, key=str):
-                plan = make_plan(ctype, group, 2.0**20, algorithm, dims=dims)
-                if plan.node_program or not fold_matches(plan, fold):
-                    return False
+                checks.append((CollectiveType.ALL_GATHER, "ring"))
+            if not all(_symmetric(fold, topology, c, group, 2.0**30, a) for c, a in checks):
+                return False
     return True
 
 
 def collectives_match(graph: EventGraph, topology: Topology) -> bool:
-    """True when every folded collective of a built ``graph`` (one with a ``span``) runs an
-    algorithm whose plan has the graph's fold as its symmetry, as the contended engine checks
-    before it lets a representative stand for its span (:func:`plans_match` checks the
+    """True when every folded collective of a built ``graph`` (one with a ``span``) has the
+    graph's fold as its symmetry (:func:`_symmetric`), as the contended engine checks before
+    it lets a representative stand for its span (:func:`plans_match` checks the
     bandwidth-bound choice before building; a small collective may pick a latency-bound
     algorithm, halving-doubling or a tree, that has no such symmetry)."""
-    from collectives.auto import choose_algorithm, topology_hints
-    from collectives.base import make_plan
-    from collectives.translation import fold_matches
-
     fold = graph.fold
     if fold is None or fold.count <= 1:
         return True
-    kind, _ = topology_hints(topology)
     seen: set[tuple] = set()
     for inst in graph.collective_instances():
-        if not inst.span:
-            continue
-        dims = logical_dims(topology, inst.span)
-        algorithm = inst.algorithm or choose_algorithm(
-            inst.collective, len(inst.span), inst.nbytes, topology_kind=kind, dims=dims)
-        key = (inst.collective, inst.span, algorithm, inst.root)
-        if key in seen:
+        key = (inst.collective, inst.span, inst.nbytes, inst.algorithm, inst.root)
+        if not inst.span or key in seen:
             continue
         seen.add(key)
-        plan = make_plan(inst.collective, inst.span, max(inst.nbytes, 1.0), algorithm,
-                         dims=dims, root=inst.root)
-        if plan.node_program or not fold_matches(plan, fold):
+        if not _symmetric(fold, topology, inst.collective, inst.span, inst.nbytes,
+                          inst.algorithm, inst.root):
             return False
     return True
 

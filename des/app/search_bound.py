@@ -54,12 +54,14 @@ workload builder's own cost preparation, then broadcast over the rows with numpy
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
 from des.app.search_space import Candidates, distinct_rows, stage_params
+from des.core.fold import axis_strides
 from des.core.hardware import GpuSpec, compute_time_ns
 from topologies.base import Topology
 from workloads.models import ModelConfig
@@ -120,13 +122,10 @@ def _crossing(order: str, sizes: dict[str, int], axis: str, block: int
     ``(sum over the groups of (n - n_in)/n, groups that leave the node, whether the node holds
     one pipeline stage only)``, with ``n`` a group's size and ``n_in`` its members in the
     node."""
-    strides, stride = {}, 1
-    for a in (s.strip() for s in order.split(",")):
-        strides[a] = stride
-        stride *= sizes[a]
+    strides = axis_strides(sizes, [a.strip() for a in order.split(",")])
     s, n = strides[axis], sizes[axis]
     bases: dict[int, int] = {}
-    for rank in range(min(block, stride)):
+    for rank in range(min(block, math.prod(sizes.values()))):
         coord = (rank // s) % n
         base = rank - coord * s
         if base not in bases:

@@ -16,10 +16,21 @@ it before a workload folds, and the contended engine simulates each orbit of lin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import product
+
+
+def axis_strides(sizes: Mapping[str, int], order: Sequence[str]) -> dict[str, int]:
+    """Each axis's rank stride on a grid whose axes, innermost first, are ``order``
+    (rank = sum of coordinate x stride)."""
+    strides, stride = {}, 1
+    for axis in order:
+        strides[axis] = stride
+        stride *= sizes[axis]
+    return strides
 
 
 @dataclass(frozen=True)
@@ -39,13 +50,8 @@ class Fold:
     @classmethod
     def of(cls, axes: Sequence[str], sizes: Mapping[str, int], order: Sequence[str]) -> Fold:
         """The fold of ``axes`` on a grid whose axes, innermost first, are ``order`` with
-        ``sizes``."""
-        strides, stride = {}, 1
-        for axis in order:
-            strides[axis] = stride
-            stride *= sizes[axis]
-        axes = tuple(a for a in order if a in axes and sizes[a] > 1)
-        return cls(axes, tuple(sizes[a] for a in axes), tuple(strides[a] for a in axes), stride)
+        ``sizes``: each axis one cyclic translation (:meth:`aligned` on no dimensions)."""
+        return cls.aligned(axes, sizes, order, ())
 
     @classmethod
     def aligned(cls, axes: Sequence[str], sizes: Mapping[str, int], order: Sequence[str],
@@ -60,10 +66,7 @@ class Fold:
         the next node (an NVSwitch route onto a NIC route), while each factor's translation
         maps NVSwitch routes onto NVSwitch routes and rail routes onto the same rails, which
         is the symmetry a dimension-by-dimension collective over the group has."""
-        strides, stride = {}, 1
-        for axis in order:
-            strides[axis] = stride
-            stride *= sizes[axis]
+        strides = axis_strides(sizes, order)
         bounds, b = [], 1
         for d in dims[:-1]:
             b *= int(d)
@@ -85,7 +88,8 @@ class Fold:
             out_axes.append(axis)
             out_sizes.append(high // cur)
             out_strides.append(cur)
-        return cls(tuple(out_axes), tuple(out_sizes), tuple(out_strides), stride)
+        return cls(tuple(out_axes), tuple(out_sizes), tuple(out_strides),
+                   math.prod(sizes[a] for a in order))
 
     @property
     def folded_axes(self) -> tuple[str, ...]:
@@ -95,10 +99,7 @@ class Fold:
     @cached_property
     def count(self) -> int:
         """Number of translations (the size of every orbit of ranks)."""
-        n = 1
-        for s in self.sizes:
-            n *= s
-        return n
+        return math.prod(self.sizes)
 
     def coords(self, rank: int) -> tuple[int, ...]:
         """The rank's coordinates on the folded axes."""

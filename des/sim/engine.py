@@ -23,7 +23,6 @@ import simpy
 from collectives.base import CollectivePlan, make_plan, plan_class
 from collectives.translation import fold_matches
 from des.core import hardware as hw
-from des.core.fold import Fold
 from des.core.graph import CollectiveInstance, EventGraph, Node, P2PPair
 from des.core.results import LinkStats, Result
 from des.sim.choices import logical_dims, message_route
@@ -92,7 +91,10 @@ class ContendedModel:
         self.copies = 1
         self.folding: FoldedRouting | None = None
         if self.fold is not None:
-            self._check_fold(self.fold)
+            if self.options.timed_faults:  # (stragglers: refused by the runtime)
+                raise SimulationError(
+                    "a folded graph cannot take timed faults (the folded ranks are not "
+                    "simulated to reroute); build it unfolded (fold: none)")
             orbits = LinkOrbits(self.topology, self.fold.table())
             if all(orbits.route(a, b) is not None for a, b in self._fold_pairs()):
                 self.orbits = orbits
@@ -134,13 +136,6 @@ class ContendedModel:
         plan = self.plan(inst, inst.span, inst.nbytes, algorithm, dims)
         return {(rep, peer) for k in range(plan.num_steps(rep))
                 for peer, _ in plan.step(rep, k).sends if peer != rep}
-
-    def _check_fold(self, fold: Fold) -> None:
-        """Timed faults single out links the folded ranks would reroute around (stragglers are
-        refused by the runtime for both backends)."""
-        if self.options.timed_faults:
-            raise SimulationError("a folded graph cannot take timed faults (the folded ranks are "
-                                  "not simulated to reroute); build it unfolded (fold: none)")
 
     def _folded_route(self, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
         route = self.orbits.route(src, dst)

@@ -27,11 +27,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from collectives.base import CollectivePlan
-from collectives.translation import GroupTranslation, fold_matches
+from collectives.translation import GroupTranslation
 from topologies.base import Topology
 from topologies.symmetry import route_signature
 
-__all__ = ["GroupTranslation", "LockstepBatch", "Symmetry", "find_symmetry", "fold_matches"]
+__all__ = ["LockstepBatch", "Symmetry", "find_symmetry"]
 
 if TYPE_CHECKING:
     from des.sim.transport import Link, Transport
