@@ -91,7 +91,7 @@ def nccl_results(runs, machine: dict, backends: tuple[str, ...]) -> list[dict]:
 
 
 def nccl_summaries(results: list[dict], backends: tuple[str, ...]) -> dict:
-    """Per measurement file and backend: mean and max |busbw error| over its sizes."""
+    """Per measurement file and backend: mean and max |time error| over its sizes."""
     out: dict[str, dict] = {}
     for r in results:
         for b in backends:
@@ -120,8 +120,8 @@ def print_nccl(console, results: list[dict], backends: tuple[str, ...], machine:
                 cells += [f"{s['des_us']:.1f}", f"{s['des_busbw']:.2f}", f"{s['error']:+.1%}"]
             table.add_row(*cells)
         console.print(table)
-    console.print("busbw in GB/s, nccl-tests definitions (out-of-place); error = des / measured "
-                  "- 1")
+    console.print("busbw in GB/s, nccl-tests definitions (out-of-place); error = des time / "
+                  "measured time - 1 (negative: des too fast)")
     summaries = nccl_summaries(results, backends)
     for src, per in summaries.items():
         for b, s in per.items():
