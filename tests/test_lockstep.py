@@ -174,3 +174,47 @@ def test_subgrid_groups_of_a_torus_get_dimensions_and_batch_exactly() -> None:
     assert_same(off, on)
     assert {c.algorithm for c in on.collectives} == {"hierarchical"}
     assert on.meta["mirrored_messages"] == on.meta["messages"] * 15 // 16
+
+
+# ---------------------------------------------------------------------- the same instant
+# A batch must also keep the message-by-message run's order of events that fall in one instant:
+# two messages entering a link at once queue in that order (regression: issue 11).
+
+def test_a_send_issued_with_a_collective_queues_as_in_the_per_message_run() -> None:
+    # rank 0's send and its ring all-reduce are ready at the same instant, both over link
+    # 0 -> 1: the collective's members start at the end of the instant in both runs
+    graph = EventGraph(4, "same instant")
+    ready = {r: [graph.compute(r, duration_ns=1000.0)] for r in range(4)}
+    graph.collective_all("all_reduce", 8 * MiB, algorithm="ring", deps=ready)
+    graph.send(0, 1, MiB, deps=ready[0])
+    graph.recv(1, 0, MiB)
+    off, on = both(lambda: topo.ring(4, 50.0, 500.0), graph, chunks=1)
+    assert_same(off, on)
+
+
+def test_superpod_pipeline_inner_data_parallel_training_is_exact() -> None:
+    # the review's case (issue 11): TP1 PP2 DP8 on a 2-node SuperPOD with the pipeline inner
+    # to data parallelism, so the DP groups straddle the nodes; ZeRO-3's gathers and
+    # reduce-scatters batch, and pipeline sends leave at the instants they start and end
+    from des.core.hardware import load_gpu
+    from workloads.llm import build_training
+    from workloads.models import ModelConfig
+    from workloads.parallel import ParallelConfig
+
+    model = ModelConfig(name="tiny", layers=4, hidden=1024, heads=8, kv_heads=8, head_dim=128,
+                        ffn=4096, activation="gelu", vocab=4096, seq=512)
+
+    def build():
+        return topo.superpod(2, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0)
+
+    par = ParallelConfig(tp=1, pp=2, dp=8, zero=3, global_batch=8, order="tp,cp,ep,pp,dp",
+                         fold="none")
+    graph = build_training(model, par, 16, build()).graph
+    gpu = load_gpu("A100-SXM4-80GB")
+    off, on = (simulate(build(), graph, hardware=gpu,
+                        options=EngineOptions(chunks=1, lockstep=lockstep, trains=False,
+                                              replay=False))
+               for lockstep in (False, True))
+    assert_same(off, on)
+    assert on.meta["mirrored_messages"] > 0
+

@@ -17,6 +17,13 @@ contended model calls it before any timed fault fires: every member then gets a 
 representative's state (its progress, its in-flight messages on the mapped routes, its pending
 timers, its links' queues), and the run continues message by message from that instant. Nothing
 is approximated, so the result equals the message-by-message run's.
+
+Equal also means the same order of the events that fall in one instant: two messages entering a
+link at the same time queue in the order their events run. The decision to batch waits for the
+end of the first member's instant (every member must have joined by then), so a collective whose
+plan could batch starts its members there whether batching is on or off
+(:class:`~des.sim.collective_run.CollectiveRun`); starting them as they join when it is off put
+their first messages ahead of other traffic that the batched run let go first.
 """
 
 from __future__ import annotations
