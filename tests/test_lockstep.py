@@ -218,3 +218,17 @@ def test_superpod_pipeline_inner_data_parallel_training_is_exact() -> None:
     assert_same(off, on)
     assert on.meta["mirrored_messages"] > 0
 
+def test_mirrored_links_get_the_batch_s_own_peak_queue() -> None:
+    # the even ranks' reduce-scatter overlaps the first all-gather on their links only; the
+    # second all-gather batches, and its representative's link (rank 0's) must not hand the
+    # earlier, deeper queue to the odd ranks' links
+    graph = EventGraph(8, "peaks")
+    rs = graph.collective_all("reduce_scatter", MiB, group=[0, 2, 4, 6])
+    big = graph.collective_all("all_gather", 8 * MiB, algorithm="ring",
+                               deps={r: [d] for r, d in rs.items()})
+    graph.collective_all("all_gather", MiB, algorithm="ring",
+                         deps={r: [d] for r, d in big.items()})
+    off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=4)
+    assert_same(off, on)
+    assert on.meta["mirrored_messages"] > 0
+

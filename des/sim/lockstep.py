@@ -118,8 +118,12 @@ class LockstepBatch:
         self._next_timer = 0
         links = transport.links
         self.base = {link: (links[link].bytes, links[link].busy_ns, links[link].messages,
-                            len(links[link].activity or ()))
+                            len(links[link].activity or ()), links[link].peak_queue)
                      for link in symmetry.link_map}
+        # a representative link counts the batch's own peak queue from here (its earlier peak,
+        # other traffic's, is kept in base): that is what every member's link sees
+        for link in symmetry.link_map:
+            links[link].peak_queue = 0
         self.sent_count = 0  # the representative's messages, sent and delivered bytes so far
         self.sent_bytes = 0.0
         self.delivered_bytes = 0.0
@@ -167,8 +171,10 @@ class LockstepBatch:
         hops = 0
         for rep_link, images in self.symmetry.link_map.items():
             rep = links[rep_link]
-            b0, busy0, m0, a0 = self.base[rep_link]
+            b0, busy0, m0, a0, peak0 = self.base[rep_link]
             dbytes, dbusy, dmsg = rep.bytes - b0, rep.busy_ns - busy0, rep.messages - m0
+            peak = rep.peak_queue
+            rep.peak_queue = max(peak0, peak)
             hops += dmsg
             new_activity = rep.activity[a0:] if rep.activity is not None else None
             for link_id in images[1:]:
@@ -179,7 +185,7 @@ class LockstepBatch:
                 link.messages += dmsg
                 link.mirrored = True
                 link._ends = deque(rep._ends)
-                link.peak_queue = max(link.peak_queue, rep.peak_queue)
+                link.peak_queue = max(link.peak_queue, peak)
                 if link.activity is not None and new_activity:
                     link.activity.extend(new_activity)
             for link_id in images:
