@@ -232,3 +232,20 @@ def test_mirrored_links_get_the_batch_s_own_peak_queue() -> None:
     assert_same(off, on)
     assert on.meta["mirrored_messages"] > 0
 
+def test_materialized_copies_are_due_at_the_representative_s_very_time() -> None:
+    # the all-reduce's traffic breaks the batched reduce-scatter: each member's copy of an
+    # in-flight message is due when the representative's is, to the last bit
+    graph = EventGraph(8, "exact time")
+    evens = [0, 2, 4, 6]
+    ready = {r: [graph.compute(r, duration_ns=2000.0 if r in evens else 1000.0)]
+             for r in range(8)}
+    rs = graph.collective_all("reduce_scatter", 4 * MiB, group=evens,
+                              deps={r: ready[r] for r in evens})
+    graph.collective_all("all_reduce", MiB, deps={
+        r: [graph.compute(r, duration_ns=1000.0, deps=[rs[r]])] if r in rs else ready[r]
+        for r in range(8)})
+    off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=1, comm_streams=2,
+                   transport="store_and_forward")
+    assert_same(off, on)
+    assert 0 < on.meta["mirrored_messages"] < on.meta["messages"]
+

@@ -174,8 +174,11 @@ class Transport:
         heappush(self._queue, (due, NORMAL, next(self._eid), msg))
 
     def schedule_at(self, when: float, msg: Message, callbacks: tuple) -> None:
-        """Schedule ``msg``'s next event at ``when`` (a lockstep member's copy of a message)."""
-        self._schedule(when - self.env._now, msg, callbacks)
+        """Schedule ``msg``'s next event at ``when`` (a lockstep member's copy of a message),
+        exactly: ``now + (when - now)`` can be an ulp off the original's time."""
+        msg.callbacks = callbacks
+        msg.due = due = when if when > self.env._now else self.env._now
+        heappush(self._queue, (due, NORMAL, next(self._eid), msg))
 
     def _send_uncontended(self, msg: Message) -> None:
         route = msg.route
