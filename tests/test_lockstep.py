@@ -218,6 +218,7 @@ def test_superpod_pipeline_inner_data_parallel_training_is_exact() -> None:
     assert_same(off, on)
     assert on.meta["mirrored_messages"] > 0
 
+
 def test_mirrored_links_get_the_batch_s_own_peak_queue() -> None:
     # the even ranks' reduce-scatter overlaps the first all-gather on their links only; the
     # second all-gather batches, and its representative's link (rank 0's) must not hand the
@@ -232,6 +233,7 @@ def test_mirrored_links_get_the_batch_s_own_peak_queue() -> None:
     assert_same(off, on)
     assert on.meta["mirrored_messages"] > 0
 
+
 def test_materialized_copies_are_due_at_the_representative_s_very_time() -> None:
     # the all-reduce's traffic breaks the batched reduce-scatter: each member's copy of an
     # in-flight message is due when the representative's is, to the last bit
@@ -245,6 +247,19 @@ def test_materialized_copies_are_due_at_the_representative_s_very_time() -> None
         r: [graph.compute(r, duration_ns=1000.0, deps=[rs[r]])] if r in rs else ready[r]
         for r in range(8)})
     off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=1, comm_streams=2,
+                   transport="store_and_forward")
+    assert_same(off, on)
+    assert 0 < on.meta["mirrored_messages"] < on.meta["messages"]
+
+
+def test_materialized_copies_keep_their_place_among_simultaneous_events() -> None:
+    # the odd ranks start the full all-reduce while the even ranks' batch runs on the other
+    # comm stream; when it falls back, each member's copy of a pending hop must come before
+    # the odd ranks' messages due at the same time, as the member's own message did
+    graph = EventGraph(8, "order")
+    evens = graph.collective_all("all_reduce", 4 * MiB, group=[0, 2, 4, 6])
+    graph.collective_all("all_reduce", 8 * MiB, deps={r: [d] for r, d in evens.items()})
+    off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=2, comm_streams=2,
                    transport="store_and_forward")
     assert_same(off, on)
     assert 0 < on.meta["mirrored_messages"] < on.meta["messages"]

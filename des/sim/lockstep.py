@@ -23,7 +23,9 @@ link at the same time queue in the order their events run. The decision to batch
 end of the first member's instant (every member must have joined by then), so a collective whose
 plan could batch starts its members there whether batching is on or off
 (:class:`~des.sim.collective_run.CollectiveRun`); starting them as they join when it is off put
-their first messages ahead of other traffic that the batched run let go first.
+their first messages ahead of other traffic that the batched run let go first. On falling back,
+each member's copy of a pending event takes the place right after the representative's among
+events due at the same time, where the member's own event was.
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ class LockstepBatch:
         self.symmetry = symmetry
         self.transport = transport
         self.inflight: dict[int, Any] = {}  # id -> representative message not yet delivered
-        self.timers: dict[int, tuple[float, Callable[..., None], tuple]] = {}
+        # key -> (when, action, args, sequence number of its event)
+        self.timers: dict[int, tuple[float, Callable[..., None], tuple, int]] = {}
         self._next_timer = 0
         links = transport.links
         self.base = {link: (links[link].bytes, links[link].busy_ns, links[link].messages,
@@ -154,8 +157,10 @@ class LockstepBatch:
         """Schedule a representative timer, remembered until it fires."""
         key = self._next_timer
         self._next_timer += 1
-        self.timers[key] = (when, action, args)
-        self.run.clock.call_at(when, self._fire, key)
+        clock = self.run.clock
+        order = clock.next_order()
+        self.timers[key] = (when, action, args, order)
+        clock.call_in_order(when, order, self._fire, key)
 
     def _fire(self, key: int) -> None:
         entry = self.timers.pop(key, None)
@@ -213,18 +218,28 @@ class LockstepBatch:
         rep = sym.group[0]
         rep_part = run.parts[rep]
         self._mirror_links()
+        # Each member's copy of a pending event goes right after the representative's in the
+        # order of events due at the same time: where the message-by-message run has the
+        # members' own, which every member scheduled in the same instant as the representative.
+        # Scheduled now (last among equals), a copy would come after events that run has after
+        # it, and a tie on a link (a copy and other traffic entering it at once) would go the
+        # other way.
+        members = len(sym.group)
+        order = transport.pending_order(self.inflight)
         # in-flight links of timed-fault tracking hold the representative's messages only
         clones: dict[int, list[Any]] = {}
         for key, msg in self.inflight.items():
             copies = clones[key] = []
-            for position in range(1, len(sym.group)):
+            seq = order.get(key)
+            for position in range(1, members):
                 src = sym.group[position]
                 dst = sym.image_rank(position, msg.dst)
                 image = msg.clone()
                 image.src, image.dst = src, dst
                 image.route = transport.topology.route(src, dst)
                 image.hop, image.tail_in = msg.hop, msg.tail_in
-                transport.schedule_at(msg.due, image, msg.callbacks)
+                transport.schedule_at(msg.due, image, msg.callbacks,
+                                      None if seq is None else seq + position / members)
                 copies.append(image)
         links = transport.links
         for rep_link, images in sym.link_map.items():
@@ -242,7 +257,8 @@ class LockstepBatch:
             part = copy.deepcopy(rep_part, {id(rep_part.node): run.graph_node(rank),
                                             id(rep_part.done): run.joined_done[rank]})
             run.parts[rank] = part
-            for when, action, args in self.timers.values():
+            for when, action, args, seq in self.timers.values():
                 if args and args[0] == rep:
-                    run.clock.call_at(when, action, rank, part, *args[2:])
+                    run.clock.call_in_order(when, seq + position / members, action, rank,
+                                            part, *args[2:])
         run.unbatch()
