@@ -264,3 +264,20 @@ def test_materialized_copies_keep_their_place_among_simultaneous_events() -> Non
     assert_same(off, on)
     assert 0 < on.meta["mirrored_messages"] < on.meta["messages"]
 
+
+@pytest.mark.parametrize("collective", ["all_reduce", "reduce_scatter"])
+def test_members_done_together_are_released_in_one_order(collective) -> None:
+    # ranks 0 and 5 send to 7 a fixed time after the batched collective: their messages meet
+    # at 7's link at once, queued in the order the members were released
+    graph = EventGraph(8, "release")
+    first = graph.collective_all("all_reduce", MiB)
+    done = graph.collective_all(collective, 8 * MiB, algorithm="ring", deps={
+        r: [graph.compute(r, duration_ns=5000.0, deps=[first[r]])] for r in range(8)})
+    for src, size in ((0, MiB / 2), (5, MiB)):
+        ready = graph.compute(src, duration_ns=5000.0, deps=[done[src]])
+        graph.send(src, 7, size, tag=src, deps=[ready])
+        graph.recv(7, src, size, tag=src)
+    off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=1)
+    assert_same(off, on)
+    assert on.meta["mirrored_messages"] > 0
+

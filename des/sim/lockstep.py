@@ -23,9 +23,11 @@ link at the same time queue in the order their events run. The decision to batch
 end of the first member's instant (every member must have joined by then), so a collective whose
 plan could batch starts its members there whether batching is on or off
 (:class:`~des.sim.collective_run.CollectiveRun`); starting them as they join when it is off put
-their first messages ahead of other traffic that the batched run let go first. On falling back,
-each member's copy of a pending event takes the place right after the representative's among
-events due at the same time, where the member's own event was.
+their first messages ahead of other traffic that the batched run let go first. Likewise, members
+that finish in one instant are released at its end in the order they joined, batched or not: a
+batch finishes every member at once, with nothing to tell the order their own last events would
+have had. On falling back, each member's copy of a pending event takes the place right after the
+representative's among events due at the same time, where the member's own event was.
 """
 
 from __future__ import annotations
