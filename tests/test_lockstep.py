@@ -5,6 +5,7 @@ and peak queue), including when the symmetry breaks mid-run and the run falls ba
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -281,3 +282,55 @@ def test_members_done_together_are_released_in_one_order(collective) -> None:
     assert_same(off, on)
     assert on.meta["mirrored_messages"] > 0
 
+
+def random_graph(seed: int) -> tuple[str, EventGraph, dict]:
+    """A small random mix of collectives over all or the even ranks and point-to-point sends,
+    on round-number compute times, so that many things happen in the same instant."""
+    rng = random.Random(seed)
+    kind = rng.choice(["switch", "ring", "superpod"])
+    graph = EventGraph(8, f"random {seed}")
+    last: dict[int, list[int]] = {r: [] for r in range(8)}
+    tag = 0
+    for _ in range(rng.randint(2, 5)):
+        if rng.random() < 0.5:
+            group = list(range(8)) if rng.random() < 0.6 else [0, 2, 4, 6]
+            duration = rng.choice([1000.0, 2000.0, 5000.0])
+            ids = graph.collective_all(
+                rng.choice(["all_reduce", "reduce_scatter", "all_gather"]),
+                rng.choice([1, 4, 8]) * MiB, algorithm=rng.choice([None, "ring"]),
+                group=group, deps={r: [graph.compute(r, duration_ns=duration, deps=last[r])]
+                                   for r in group})
+            last.update({r: [ids[r]] for r in group})
+            continue
+        for _ in range(rng.randint(1, 3)):
+            src = rng.randrange(8)
+            dst = (src + rng.choice([1, -1, 2])) % 8
+            delay = rng.choice([0.0, 1000.0, 2000.0, 5000.0, 17000.0])
+            deps = [graph.compute(src, duration_ns=delay, deps=last[src])] if delay else last[src]
+            size = rng.choice([0.5, 1, 3]) * MiB
+            last[src] = [graph.send(src, dst, size, tag=tag, deps=deps)]
+            graph.recv(dst, src, size, tag=tag, deps=last[dst])
+            tag += 1
+    options = dict(chunks=rng.choice([1, 2, 4]), comm_streams=rng.choice([1, 2]),
+                   trains=rng.random() < 0.5,
+                   transport=rng.choice(["cut_through", "store_and_forward"]))
+    return kind, graph, options
+
+
+RANDOM_TOPOLOGIES = {
+    "switch": lambda: topo.switch(8, 50.0, 500.0),
+    "ring": lambda: topo.ring(8, 50.0, 500.0),
+    "superpod": lambda: topo.superpod(2, gpus_per_node=4, nvlink_bandwidth=230.0,
+                                      nic_bandwidth=25.0, latency=1000.0),
+}
+
+
+@pytest.mark.parametrize("first", range(0, 400, 100))
+def test_random_graphs_with_simultaneous_events_batch_exactly(first) -> None:
+    batched = 0
+    for seed in range(first, first + 100):
+        kind, graph, options = random_graph(seed)
+        off, on = both(RANDOM_TOPOLOGIES[kind], graph, **options)
+        assert_same(off, on)
+        batched += on.meta["mirrored_messages"] > 0
+    assert batched > 20
