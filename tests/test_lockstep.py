@@ -5,6 +5,7 @@ and peak queue), including when the symmetry breaks mid-run and the run falls ba
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -174,3 +175,162 @@ def test_subgrid_groups_of_a_torus_get_dimensions_and_batch_exactly() -> None:
     assert_same(off, on)
     assert {c.algorithm for c in on.collectives} == {"hierarchical"}
     assert on.meta["mirrored_messages"] == on.meta["messages"] * 15 // 16
+
+
+# ---------------------------------------------------------------------- the same instant
+# A batch must also keep the message-by-message run's order of events that fall in one instant:
+# two messages entering a link at once queue in that order (regression: issue 11).
+
+def test_a_send_issued_with_a_collective_queues_as_in_the_per_message_run() -> None:
+    # rank 0's send and its ring all-reduce are ready at the same instant, both over link
+    # 0 -> 1: the collective's members start at the end of the instant in both runs
+    graph = EventGraph(4, "same instant")
+    ready = {r: [graph.compute(r, duration_ns=1000.0)] for r in range(4)}
+    graph.collective_all("all_reduce", 8 * MiB, algorithm="ring", deps=ready)
+    graph.send(0, 1, MiB, deps=ready[0])
+    graph.recv(1, 0, MiB)
+    off, on = both(lambda: topo.ring(4, 50.0, 500.0), graph, chunks=1)
+    assert_same(off, on)
+
+
+def test_superpod_pipeline_inner_data_parallel_training_is_exact() -> None:
+    # the review's case (issue 11): TP1 PP2 DP8 on a 2-node SuperPOD with the pipeline inner
+    # to data parallelism, so the DP groups straddle the nodes; ZeRO-3's gathers and
+    # reduce-scatters batch, and pipeline sends leave at the instants they start and end
+    from des.core.hardware import load_gpu
+    from workloads.llm import build_training
+    from workloads.models import ModelConfig
+    from workloads.parallel import ParallelConfig
+
+    model = ModelConfig(name="tiny", layers=4, hidden=1024, heads=8, kv_heads=8, head_dim=128,
+                        ffn=4096, activation="gelu", vocab=4096, seq=512)
+
+    def build():
+        return topo.superpod(2, nvlink_bandwidth=230.0, nic_bandwidth=25.0, latency=1000.0)
+
+    par = ParallelConfig(tp=1, pp=2, dp=8, zero=3, global_batch=8, order="tp,cp,ep,pp,dp",
+                         fold="none")
+    graph = build_training(model, par, 16, build()).graph
+    gpu = load_gpu("A100-SXM4-80GB")
+    off, on = (simulate(build(), graph, hardware=gpu,
+                        options=EngineOptions(chunks=1, lockstep=lockstep, trains=False,
+                                              replay=False))
+               for lockstep in (False, True))
+    assert_same(off, on)
+    assert on.meta["mirrored_messages"] > 0
+
+
+def test_mirrored_links_get_the_batch_s_own_peak_queue() -> None:
+    # the even ranks' reduce-scatter overlaps the first all-gather on their links only; the
+    # second all-gather batches, and its representative's link (rank 0's) must not hand the
+    # earlier, deeper queue to the odd ranks' links
+    graph = EventGraph(8, "peaks")
+    rs = graph.collective_all("reduce_scatter", MiB, group=[0, 2, 4, 6])
+    big = graph.collective_all("all_gather", 8 * MiB, algorithm="ring",
+                               deps={r: [d] for r, d in rs.items()})
+    graph.collective_all("all_gather", MiB, algorithm="ring",
+                         deps={r: [d] for r, d in big.items()})
+    off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=4)
+    assert_same(off, on)
+    assert on.meta["mirrored_messages"] > 0
+
+
+def test_materialized_copies_are_due_at_the_representative_s_very_time() -> None:
+    # the all-reduce's traffic breaks the batched reduce-scatter: each member's copy of an
+    # in-flight message is due when the representative's is, to the last bit
+    graph = EventGraph(8, "exact time")
+    evens = [0, 2, 4, 6]
+    ready = {r: [graph.compute(r, duration_ns=2000.0 if r in evens else 1000.0)]
+             for r in range(8)}
+    rs = graph.collective_all("reduce_scatter", 4 * MiB, group=evens,
+                              deps={r: ready[r] for r in evens})
+    graph.collective_all("all_reduce", MiB, deps={
+        r: [graph.compute(r, duration_ns=1000.0, deps=[rs[r]])] if r in rs else ready[r]
+        for r in range(8)})
+    off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=1, comm_streams=2,
+                   transport="store_and_forward")
+    assert_same(off, on)
+    assert 0 < on.meta["mirrored_messages"] < on.meta["messages"]
+
+
+def test_materialized_copies_keep_their_place_among_simultaneous_events() -> None:
+    # the odd ranks start the full all-reduce while the even ranks' batch runs on the other
+    # comm stream; when it falls back, each member's copy of a pending hop must come before
+    # the odd ranks' messages due at the same time, as the member's own message did
+    graph = EventGraph(8, "order")
+    evens = graph.collective_all("all_reduce", 4 * MiB, group=[0, 2, 4, 6])
+    graph.collective_all("all_reduce", 8 * MiB, deps={r: [d] for r, d in evens.items()})
+    off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=2, comm_streams=2,
+                   transport="store_and_forward")
+    assert_same(off, on)
+    assert 0 < on.meta["mirrored_messages"] < on.meta["messages"]
+
+
+@pytest.mark.parametrize("collective", ["all_reduce", "reduce_scatter"])
+def test_members_done_together_are_released_in_one_order(collective) -> None:
+    # ranks 0 and 5 send to 7 a fixed time after the batched collective: their messages meet
+    # at 7's link at once, queued in the order the members were released
+    graph = EventGraph(8, "release")
+    first = graph.collective_all("all_reduce", MiB)
+    done = graph.collective_all(collective, 8 * MiB, algorithm="ring", deps={
+        r: [graph.compute(r, duration_ns=5000.0, deps=[first[r]])] for r in range(8)})
+    for src, size in ((0, MiB / 2), (5, MiB)):
+        ready = graph.compute(src, duration_ns=5000.0, deps=[done[src]])
+        graph.send(src, 7, size, tag=src, deps=[ready])
+        graph.recv(7, src, size, tag=src)
+    off, on = both(lambda: topo.switch(8, 50.0, 500.0), graph, chunks=1)
+    assert_same(off, on)
+    assert on.meta["mirrored_messages"] > 0
+
+
+def random_graph(seed: int) -> tuple[str, EventGraph, dict]:
+    """A small random mix of collectives over all or the even ranks and point-to-point sends,
+    on round-number compute times, so that many things happen in the same instant."""
+    rng = random.Random(seed)
+    kind = rng.choice(["switch", "ring", "superpod"])
+    graph = EventGraph(8, f"random {seed}")
+    last: dict[int, list[int]] = {r: [] for r in range(8)}
+    tag = 0
+    for _ in range(rng.randint(2, 5)):
+        if rng.random() < 0.5:
+            group = list(range(8)) if rng.random() < 0.6 else [0, 2, 4, 6]
+            duration = rng.choice([1000.0, 2000.0, 5000.0])
+            ids = graph.collective_all(
+                rng.choice(["all_reduce", "reduce_scatter", "all_gather"]),
+                rng.choice([1, 4, 8]) * MiB, algorithm=rng.choice([None, "ring"]),
+                group=group, deps={r: [graph.compute(r, duration_ns=duration, deps=last[r])]
+                                   for r in group})
+            last.update({r: [ids[r]] for r in group})
+            continue
+        for _ in range(rng.randint(1, 3)):
+            src = rng.randrange(8)
+            dst = (src + rng.choice([1, -1, 2])) % 8
+            delay = rng.choice([0.0, 1000.0, 2000.0, 5000.0, 17000.0])
+            deps = [graph.compute(src, duration_ns=delay, deps=last[src])] if delay else last[src]
+            size = rng.choice([0.5, 1, 3]) * MiB
+            last[src] = [graph.send(src, dst, size, tag=tag, deps=deps)]
+            graph.recv(dst, src, size, tag=tag, deps=last[dst])
+            tag += 1
+    options = dict(chunks=rng.choice([1, 2, 4]), comm_streams=rng.choice([1, 2]),
+                   trains=rng.random() < 0.5,
+                   transport=rng.choice(["cut_through", "store_and_forward"]))
+    return kind, graph, options
+
+
+RANDOM_TOPOLOGIES = {
+    "switch": lambda: topo.switch(8, 50.0, 500.0),
+    "ring": lambda: topo.ring(8, 50.0, 500.0),
+    "superpod": lambda: topo.superpod(2, gpus_per_node=4, nvlink_bandwidth=230.0,
+                                      nic_bandwidth=25.0, latency=1000.0),
+}
+
+
+@pytest.mark.parametrize("first", range(0, 400, 100))
+def test_random_graphs_with_simultaneous_events_batch_exactly(first) -> None:
+    batched = 0
+    for seed in range(first, first + 100):
+        kind, graph, options = random_graph(seed)
+        off, on = both(RANDOM_TOPOLOGIES[kind], graph, **options)
+        assert_same(off, on)
+        batched += on.meta["mirrored_messages"] > 0
+    assert batched > 20

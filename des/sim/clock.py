@@ -75,6 +75,19 @@ class SimPyClock:
         heapq.heappush(env._queue, (when if when > env._now else env._now, NORMAL,
                                     next(env._eid), _Call(fn, args)))
 
+    def call_in_order(self, when: float, order: float, fn: Callable[..., Any],
+                      *args: Any) -> None:
+        """:meth:`call_at`, placed among the calls and events due at ``when`` as if it had
+        been scheduled with sequence number ``order`` (SimPy's tie-break among equal times).
+        :meth:`next_order` gives a fresh one."""
+        env = self.env
+        heapq.heappush(env._queue, (when if when > env._now else env._now, NORMAL, order,
+                                    _Call(fn, args)))
+
+    def next_order(self) -> int:
+        """A fresh sequence number: later in the order than everything scheduled so far."""
+        return next(self.env._eid)
+
     def run(self) -> None:
         """Run the environment until no event is left."""
         self.env.run()

@@ -114,12 +114,21 @@ class CollectiveRun:
         self.bytes_injected = 0.0  # what its messages carried, sent and delivered (members
         self.bytes_delivered = 0.0  # mirrored by a lockstep batch included)
         self.joined_done: dict[int, Callable[[], None]] = {}  # join order
-        # lockstep: the first member's start waits for the end of the instant it joined in, to
-        # see whether every member joins then (see des.sim.lockstep)
+        # a plan that lockstep batching could run: the first member's start waits for the end
+        # of the instant it joined in, to see whether every member joins then (see
+        # des.sim.lockstep). That wait does not depend on whether batching is on: it decides
+        # where the members' first sends fall in the instant's event order, which a run that
+        # batches must share with the run that simulates every message. Likewise, members
+        # that finish in one instant are released together at its end, in the order they
+        # joined: a batch finishes every member at once and cannot know the order the members'
+        # own last events would have had. A folded run follows the same rules, so that it
+        # times as the unfolded run it stands for.
         self.batch: LockstepBatch | None = None
         self._pending: list[int] | None = None
-        self._lockstep = (opts.lockstep and len(inst.group) > 1 and not folded
-                          and self.plan.translation_dims() is not None)
+        self._symmetric = len(members) > 1 and self.plan.translation_dims() is not None
+        self._gather = self._symmetric
+        self._lockstep = opts.lockstep and not folded
+        self._closing: list[int] = []  # members done in this instant, not yet released
 
     # ------------------------------------------------------------------ bookkeeping
     def part(self, rank: int) -> _RankPart:
@@ -156,7 +165,7 @@ class CollectiveRun:
         """``rank`` joins now; ``done()`` is called when its part is over."""
         self.joined_done[rank] = done
         self.first_join = min(self.first_join, self.env._now)
-        if self._lockstep:  # wait for the decision at the end of this instant
+        if self._gather:  # wait for the decision at the end of this instant
             if self._pending is None:
                 self._pending = []
                 self.clock.call_at(self.env._now, self._decide)
@@ -167,9 +176,9 @@ class CollectiveRun:
     def _decide(self) -> None:
         """Every member that joins in the first member's instant has joined: batch the run
         when all have and the topology proves the symmetry, else start them one by one."""
-        self._lockstep = False
+        self._gather = False
         pending, self._pending = self._pending or [], []
-        if len(pending) == len(self.inst.group):
+        if self._lockstep and len(pending) == len(self.inst.group):
             symmetry = self.model.symmetry(self.plan)
             if symmetry is not None and LockstepBatch.links_idle(symmetry, self.model.transport,
                                                                  self.env._now):
@@ -317,10 +326,27 @@ class CollectiveRun:
             if self.batch is not None:  # the representative is done: so is every member
                 self.batch.finish()
                 self.unbatch()
-                for done in list(self.joined_done.values()):
-                    done()
-                return
-            part.done()
+                self._close(self.inst.group)
+            elif self._symmetric:
+                self._close((rank,))
+            else:
+                part.done()
+
+    def _close(self, ranks: tuple[int, ...]) -> None:
+        """``ranks`` are done now: release them with any others done in this instant, at its
+        end, in join order."""
+        if not self._closing:
+            self.clock.call_at(self.env._now, self._release_closed)
+        self._closing.extend(ranks)
+
+    def _release_closed(self) -> None:
+        closing, self._closing = self._closing, []
+        if len(closing) > 1:
+            order = {rank: i for i, rank in enumerate(self.joined_done)}
+            closing.sort(key=order.__getitem__)
+        joined = self.joined_done
+        for rank in closing:
+            joined[rank]()
 
 
 def closed_form_plan(inst: CollectiveInstance, plan_algorithm: str, options: EngineOptions,

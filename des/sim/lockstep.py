@@ -17,6 +17,17 @@ contended model calls it before any timed fault fires: every member then gets a 
 representative's state (its progress, its in-flight messages on the mapped routes, its pending
 timers, its links' queues), and the run continues message by message from that instant. Nothing
 is approximated, so the result equals the message-by-message run's.
+
+Equal also means the same order of the events that fall in one instant: two messages entering a
+link at the same time queue in the order their events run. The decision to batch waits for the
+end of the first member's instant (every member must have joined by then), so a collective whose
+plan could batch starts its members there whether batching is on or off
+(:class:`~des.sim.collective_run.CollectiveRun`); starting them as they join when it is off put
+their first messages ahead of other traffic that the batched run let go first. Likewise, members
+that finish in one instant are released at its end in the order they joined, batched or not: a
+batch finishes every member at once, with nothing to tell the order their own last events would
+have had. On falling back, each member's copy of a pending event takes the place right after the
+representative's among events due at the same time, where the member's own event was.
 """
 
 from __future__ import annotations
@@ -107,12 +118,17 @@ class LockstepBatch:
         self.symmetry = symmetry
         self.transport = transport
         self.inflight: dict[int, Any] = {}  # id -> representative message not yet delivered
-        self.timers: dict[int, tuple[float, Callable[..., None], tuple]] = {}
+        # key -> (when, action, args, sequence number of its event)
+        self.timers: dict[int, tuple[float, Callable[..., None], tuple, int]] = {}
         self._next_timer = 0
         links = transport.links
         self.base = {link: (links[link].bytes, links[link].busy_ns, links[link].messages,
-                            len(links[link].activity or ()))
+                            len(links[link].activity or ()), links[link].peak_queue)
                      for link in symmetry.link_map}
+        # a representative link counts the batch's own peak queue from here (its earlier peak,
+        # other traffic's, is kept in base): that is what every member's link sees
+        for link in symmetry.link_map:
+            links[link].peak_queue = 0
         self.sent_count = 0  # the representative's messages, sent and delivered bytes so far
         self.sent_bytes = 0.0
         self.delivered_bytes = 0.0
@@ -143,8 +159,10 @@ class LockstepBatch:
         """Schedule a representative timer, remembered until it fires."""
         key = self._next_timer
         self._next_timer += 1
-        self.timers[key] = (when, action, args)
-        self.run.clock.call_at(when, self._fire, key)
+        clock = self.run.clock
+        order = clock.next_order()
+        self.timers[key] = (when, action, args, order)
+        clock.call_in_order(when, order, self._fire, key)
 
     def _fire(self, key: int) -> None:
         entry = self.timers.pop(key, None)
@@ -160,8 +178,10 @@ class LockstepBatch:
         hops = 0
         for rep_link, images in self.symmetry.link_map.items():
             rep = links[rep_link]
-            b0, busy0, m0, a0 = self.base[rep_link]
+            b0, busy0, m0, a0, peak0 = self.base[rep_link]
             dbytes, dbusy, dmsg = rep.bytes - b0, rep.busy_ns - busy0, rep.messages - m0
+            peak = rep.peak_queue
+            rep.peak_queue = max(peak0, peak)
             hops += dmsg
             new_activity = rep.activity[a0:] if rep.activity is not None else None
             for link_id in images[1:]:
@@ -172,7 +192,7 @@ class LockstepBatch:
                 link.messages += dmsg
                 link.mirrored = True
                 link._ends = deque(rep._ends)
-                link.peak_queue = max(link.peak_queue, rep.peak_queue)
+                link.peak_queue = max(link.peak_queue, peak)
                 if link.activity is not None and new_activity:
                     link.activity.extend(new_activity)
             for link_id in images:
@@ -200,18 +220,28 @@ class LockstepBatch:
         rep = sym.group[0]
         rep_part = run.parts[rep]
         self._mirror_links()
+        # Each member's copy of a pending event goes right after the representative's in the
+        # order of events due at the same time: where the message-by-message run has the
+        # members' own, which every member scheduled in the same instant as the representative.
+        # Scheduled now (last among equals), a copy would come after events that run has after
+        # it, and a tie on a link (a copy and other traffic entering it at once) would go the
+        # other way.
+        members = len(sym.group)
+        order = transport.pending_order(self.inflight)
         # in-flight links of timed-fault tracking hold the representative's messages only
         clones: dict[int, list[Any]] = {}
         for key, msg in self.inflight.items():
             copies = clones[key] = []
-            for position in range(1, len(sym.group)):
+            seq = order.get(key)
+            for position in range(1, members):
                 src = sym.group[position]
                 dst = sym.image_rank(position, msg.dst)
                 image = msg.clone()
                 image.src, image.dst = src, dst
                 image.route = transport.topology.route(src, dst)
                 image.hop, image.tail_in = msg.hop, msg.tail_in
-                transport.schedule_at(msg.due, image, msg.callbacks)
+                transport.schedule_at(msg.due, image, msg.callbacks,
+                                      None if seq is None else seq + position / members)
                 copies.append(image)
         links = transport.links
         for rep_link, images in sym.link_map.items():
@@ -229,7 +259,8 @@ class LockstepBatch:
             part = copy.deepcopy(rep_part, {id(rep_part.node): run.graph_node(rank),
                                             id(rep_part.done): run.joined_done[rank]})
             run.parts[rank] = part
-            for when, action, args in self.timers.values():
+            for when, action, args, seq in self.timers.values():
                 if args and args[0] == rep:
-                    run.clock.call_at(when, action, rank, part, *args[2:])
+                    run.clock.call_in_order(when, seq + position / members, action, rank,
+                                            part, *args[2:])
         run.unbatch()

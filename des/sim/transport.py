@@ -173,9 +173,18 @@ class Transport:
         msg.due = due = self.env._now + (delay if delay > 0.0 else 0.0)
         heappush(self._queue, (due, NORMAL, next(self._eid), msg))
 
-    def schedule_at(self, when: float, msg: Message, callbacks: tuple) -> None:
-        """Schedule ``msg``'s next event at ``when`` (a lockstep member's copy of a message)."""
-        self._schedule(when - self.env._now, msg, callbacks)
+    def schedule_at(self, when: float, msg: Message, callbacks: tuple,
+                    order: float | None = None) -> None:
+        """Schedule ``msg``'s next event at ``when`` (a lockstep member's copy of a message),
+        exactly (``now + (when - now)`` can be an ulp off the original's time), and among the
+        events due then as if scheduled with sequence number ``order`` (default: now)."""
+        msg.callbacks = callbacks
+        msg.due = due = when if when > self.env._now else self.env._now
+        heappush(self._queue, (due, NORMAL, next(self._eid) if order is None else order, msg))
+
+    def pending_order(self, events: dict[int, Any]) -> dict[int, float]:
+        """The sequence numbers of those of ``events`` (by id) that are scheduled."""
+        return {id(entry[3]): entry[2] for entry in self._queue if id(entry[3]) in events}
 
     def _send_uncontended(self, msg: Message) -> None:
         route = msg.route
