@@ -53,6 +53,48 @@ def _logical_dims(topology: Topology, dims: tuple[int, ...], group: tuple[int, .
     return active or None
 
 
+GRID_KINDS = ("mesh2d", "torus2d", "torus3d")
+
+
+def neighbour_ring(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...]:
+    """``group`` in a cyclic order whose consecutive members (the last and the first too) are
+    one link apart, where the group is a box of a mesh or torus and such an order closes: a
+    reflected mixed-radix Gray code over the box (each step moves one coordinate by one; the
+    last member is the first moved along the slowest side, one wrap-around link away when that
+    side spans a torus dimension, or one link when it is 2; each side is tried as the slowest).
+    Otherwise the group as given.
+
+    A ring of NPUs in id order crosses a grid's rows and planes in 2-3 hops (on a 4x4x4 torus a
+    quarter of its steps), so its transfers contend and no two members' routes look alike;
+    the neighbour order is the ring a topology-aware placement runs (Hamiltonian cycle of the
+    grid graph)."""
+    if topology.info.kind not in GRID_KINDS or len(group) < 3 \
+            or logical_dims(topology, group) is None:
+        return group
+    dims = topology.info.dims
+    coords = [divmod_coords(r, dims) for r in group]
+    low = [min(c[d] for c in coords) for d in range(len(dims))]
+    sides = [max(c[d] for c in coords) - low[d] + 1 for d in range(len(dims))]
+    strides = [math.prod(dims[:d]) for d in range(len(dims))]
+    wraps = topology.info.kind != "mesh2d"
+    for slowest in reversed(range(len(dims))):  # the code closes along its slowest side
+        axes = [d for d in range(len(dims)) if d != slowest] + [slowest]
+        order: list[tuple[int, ...]] = [()]
+        for d in axes:  # fastest first: each slower value walks the faster ones back
+            order = [(*cell, v) for v in range(sides[d])
+                     for cell in (order if v % 2 == 0 else order[::-1])]
+        first, last = order[0], order[-1]
+        moved = [i for i in range(len(axes)) if first[i] != last[i]]
+        if len(moved) != 1:
+            continue
+        d = axes[moved[0]]
+        if abs(last[moved[0]] - first[moved[0]]) == 1 or (
+                wraps and dims[d] >= 3 and sides[d] == dims[d]):
+            return tuple(sum((low[a] + cell[i]) * strides[a] for i, a in enumerate(axes))
+                         for cell in order)
+    return group
+
+
 def divmod_coords(rank: int, dims: tuple[int, ...]) -> tuple[int, ...]:
     """``rank``'s coordinates in mixed radix over ``dims`` (dimension 0 fastest)."""
     out = []

@@ -34,6 +34,7 @@ from functools import cached_property
 from des.core.gc_pause import cyclic_gc_paused
 from des.core.graph import CollectiveType, EventGraph
 from topologies.base import Topology
+from topologies.dims import neighbour_ring
 from workloads import ops
 from workloads.folding import choose_fold, collectives_match
 from workloads.memory import (
@@ -105,6 +106,8 @@ class TrainingBuilder:
         if par.ep > 1 and not model.experts:
             raise ParallelError(f"ep = {par.ep} but {model.name} has no experts")
         self.layout = Layout(par)
+        self.topology = topology
+        self._rings: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.graph = EventGraph(npus, f"{model.name} {self._label()}")
         self.fold = choose_fold(self.layout, topology, par.fold_request, par.foldable,
                                 symmetric=symmetric, contention=contention)
@@ -215,8 +218,18 @@ class TrainingBuilder:
         the backward pass the KV gradients travel with the blocks: ``passes`` = 2)."""
         if self.par.cp == 1:
             return self._compute(rank, cat, f"{g}.attn", core, (h,))
-        return self._ring.build(rank, self.layout.group(rank, "cp"), h, cat, g, core, passes,
+        return self._ring.build(rank, self._cp_ring(rank), h, cat, g, core, passes,
                                 self._next_tag)
+
+    def _cp_ring(self, rank: int) -> tuple[int, ...]:
+        """``rank``'s context-parallel group in ring order: neighbours one link apart where the
+        group is a box of a grid (:func:`topologies.dims.neighbour_ring`), else rank order."""
+        group = self.layout.group(rank, "cp")
+        ring = self._rings.get(group)
+        if ring is None:
+            ring = self._rings[group] = (group if self.topology is None
+                                         else neighbour_ring(self.topology, group))
+        return ring
 
     @cached_property
     def _ring(self) -> RingAttention:
