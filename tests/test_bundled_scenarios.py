@@ -42,7 +42,10 @@ BUNDLED = bundled("scenarios")
 
 # Scenarios whose traffic contends for links (or loses one mid-run): the analytical backend,
 # which has no contention, is a strict lower bound there. Everywhere else it must agree.
-CONTENDED = {"fattree_k4_alltoall", "mixtral_8x7b_ep8", "torus4x4_link_failure"}
+# llama70b_torus3d_64: its two data-parallel groups per tensor-parallel line are strided boxes
+# (every other y): their hierarchical phases along y share the y links
+CONTENDED = {"fattree_k4_alltoall", "llama70b_torus3d_64", "mixtral_8x7b_ep8",
+             "torus4x4_link_failure"}
 
 # workload.parallel settings cut for speed: each must be smaller than the bundled value.
 REDUCED: dict[str, dict[str, int]] = {

@@ -5,6 +5,8 @@ not fold, and an explicit fold says it is not exact."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import topologies as topo
@@ -96,15 +98,21 @@ def test_folded_training_equals_the_unfolded_run_in_closed_form(name, build, par
         {r: s.finished_ns for r, s in full.ranks.items()}, rel=1e-12)
 
 
-def test_an_aligned_fold_needs_collectives_with_its_symmetry() -> None:
-    # dp = 16 at stride 2 on a 4x4x2 torus is no box (x in {0, 2}): its collectives run as one
-    # flat ring, whose rotation is not a translation cut along the torus's dimensions, so dp
-    # is not folded (the engine would have to time those collectives in closed form)
+def test_a_strided_box_folds_exactly() -> None:
+    # dp = 16 at stride 2 on a 4x4x2 torus (x in {0, 2}, every y and z) is a strided box: its
+    # collectives run per dimension (2, 4, 2), translations cut along the torus's dimensions
+    # map them onto each other, and the folded run equals the unfolded one
     torus = topo.torus3d(4, 4, 2, 50.0, 500.0)
-    workload = build_training(MODEL, ParallelConfig(tp=2, dp=16, global_batch=16), 32, torus)
-    assert workload.graph.fold is None or "dp" not in workload.graph.fold.axes
-    result = simulate(torus, workload.graph, hardware=GPU, options=OPTIONS)
-    assert workload.graph.fold is None or result.meta["folded"]["exact"]
+    par = ParallelConfig(tp=2, dp=16, global_batch=16)
+    workload = build_training(MODEL, par, 32, torus)
+    assert workload.graph.fold is not None and set(workload.graph.fold.axes) == {"dp"}
+    folded = simulate(torus, workload.graph, hardware=GPU, options=OPTIONS)
+    assert folded.meta["folded"]["exact"]
+    whole = build_training(MODEL, dataclasses.replace(par, fold="none"), 32, torus).graph
+    unfolded = simulate(torus, whole, hardware=GPU, options=OPTIONS)
+    assert folded.makespan_ns == unfolded.makespan_ns
+    assert {r: s.finished_ns for r, s in folded.ranks.items()} == \
+        {r: s.finished_ns for r, s in unfolded.ranks.items()}
 
 
 def test_auto_does_not_fold_what_the_topology_breaks() -> None:

@@ -165,7 +165,11 @@ def test_subgrid_groups_of_a_torus_get_dimensions_and_batch_exactly() -> None:
     assert logical_dims(torus, tuple(range(16))) == (4, 4)          # an x-y plane
     assert logical_dims(torus, tuple(range(32))) == (4, 4, 2)       # two planes
     assert logical_dims(torus, (0, 16, 32, 48)) == (4,)             # a z line
-    assert logical_dims(torus, (0, 2)) is None                      # not a box
+    assert logical_dims(torus, (0, 2)) == (2,)                      # every other x, round
+    assert logical_dims(torus, tuple(range(0, 64, 2))) == (2, 4, 4)  # a strided box
+    assert logical_dims(torus, (0, 3)) is None                      # not evenly spaced
+    assert logical_dims(torus, (0, 1, 3)) is None                   # neither
+    assert logical_dims(topo.mesh2d(4, 4, 50.0, 500.0), (0, 2)) is None  # no wrap-around
     assert logical_dims(torus, (1, 0)) is None                      # not in id order
     assert logical_dims(torus, tuple(range(16)), subgrids=False) is None  # AstraSim modes
     graph = EventGraph(64, "planes")

@@ -4,6 +4,7 @@ the workload builders' fold guard and the backends ask it the same way)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from topologies.base import Topology
@@ -15,8 +16,9 @@ def logical_dims(topology: Topology, group: tuple[int, ...],
     radix over ``topology.info.dims``, dimension 0 fastest): the topology's dims for the whole
     machine in id order; with ``subgrids``, also for a group that is a box of the grid (a
     contiguous range of coordinates in every dimension, members in id order) or, on fabrics
-    whose dimensions are rails (``info.rail_aligned``), any product of coordinate sets: the
-    sides longer than one.
+    whose dimensions are rails (``info.rail_aligned``), any product of coordinate sets, and on
+    a torus a strided box (every k-th coordinate all the way round a dimension, e.g. one
+    tensor-parallel index's data-parallel peers): the sides longer than one.
     AstraSim modes pass ``subgrids=False``: AstraSim runs such a group as one flat collective
     over its members."""
     dims = topology.info.dims
@@ -39,8 +41,10 @@ def _logical_dims(topology: Topology, dims: tuple[int, ...], group: tuple[int, .
         return None
     coords = [divmod_coords(r, dims) for r in group]
     values = [sorted({c[d] for c in coords}) for d in range(len(dims))]
-    if not topology.info.rail_aligned and any(v[-1] - v[0] + 1 != len(v) for v in values):
-        return None  # not a box: its members are not neighbours in some dimension
+    wraps = topology.info.kind in _WRAPPED
+    if not topology.info.rail_aligned and not all(
+            _spaced(v, size, wraps) for v, size in zip(values, dims, strict=True)):
+        return None  # neither a box nor a strided box of a torus
     strides = [math.prod(dims[:d]) for d in range(len(dims))]
     sides = [len(v) for v in values]
     if math.prod(sides) != n:
@@ -75,6 +79,8 @@ def neighbour_ring(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...
     coords = [divmod_coords(r, dims) for r in group]
     low = [min(c[d] for c in coords) for d in range(len(dims))]
     sides = [max(c[d] for c in coords) - low[d] + 1 for d in range(len(dims))]
+    if math.prod(sides) != len(group):
+        return group  # a strided box: its members are several links apart anyway
     strides = [math.prod(dims[:d]) for d in range(len(dims))]
     wraps = topology.info.kind != "mesh2d"
     for slowest in reversed(range(len(dims))):  # the code closes along its slowest side
@@ -93,6 +99,21 @@ def neighbour_ring(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...
             return tuple(sum((low[a] + cell[i]) * strides[a] for i, a in enumerate(axes))
                          for cell in order)
     return group
+
+
+_WRAPPED = ("torus2d", "torus3d")
+
+
+def _spaced(values: list[int], size: int, wraps: bool) -> bool:
+    """Coordinates that form one logical dimension: contiguous, or (on a torus) every
+    ``size / len``-th coordinate all the way round, so each member's next one along the
+    dimension is the same distance away."""
+    if values[-1] - values[0] + 1 == len(values):
+        return True
+    if not wraps or size % len(values):
+        return False
+    stride = size // len(values)
+    return all(b - a == stride for a, b in itertools.pairwise(values))
 
 
 def divmod_coords(rank: int, dims: tuple[int, ...]) -> tuple[int, ...]:
