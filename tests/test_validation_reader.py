@@ -88,3 +88,55 @@ def test_machine_description_sizes_the_topology_and_sets_the_software(tmp_path):
         load_rows(tmp_path)
     with pytest.raises(ValidationError, match="not found"):
         load_rows(tmp_path / "missing")
+
+
+LAYER_CASE = {"name": "l", "model": {**GPT_1_7B, "layers": 4},
+              "parallel": {"gpus": 8, "tp": 8, "pp": 1, "dp": 1, "global_batch": 1,
+                           "micro_batch": 1, "tp_grad_overlap": True},
+              "measured_layer_ms": {"none": {"forward": 2.0, "backward": 4.0},
+                                    "selective+sp": {"forward": 1.5, "backward": 3.0}}}
+
+
+def test_layer_times_give_a_row_per_mode_and_pass():
+    rows = rows_of({"cases": [LAYER_CASE]}, "t.yaml")
+    assert [(r.mode, r.measured_as, r.measured_s, r.layer) for r in rows] == [
+        ("none", "layer_forward_s", 0.002, 2), ("none", "layer_backward_s", 0.004, 2),
+        ("selective+sp", "layer_forward_s", 0.0015, 2),
+        ("selective+sp", "layer_backward_s", 0.003, 2)]
+    assert rows[0].workload["parallel"]["tp_grad_overlap"] is True
+    assert rows[2].workload["parallel"]["sp"] and \
+        rows[2].workload["parallel"]["recompute"] == "selective"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"parallel": {**LAYER_CASE["parallel"], "pp": 2}}, "pp 1 and one micro-batch"),
+    ({"parallel": {**LAYER_CASE["parallel"], "global_batch": 2}}, "one micro-batch"),
+    ({"layer": 9}, "layer 9 is not one of the 4 layers"),
+    ({"measured_layer_ms": {"some": {"forward": 1, "backward": 1}}}, "mode 'some'"),
+    ({"measured_layer_ms": {"none": {"forward": 1}}}, "forward and backward"),
+    ({"parallel": {**LAYER_CASE["parallel"], "tp_grad_overlap": "yes"}}, "true or false"),
+])
+def test_bad_layer_cases_are_named(change, message):
+    with pytest.raises(ValidationError, match=message):
+        rows_of({"cases": [{**LAYER_CASE, **change}]}, "t.yaml")
+
+
+def test_layer_seconds_span_one_layers_passes():
+    from des.app.validation import layer_seconds
+    from des.sim.backends import run_backend
+
+    machine = load_machine("selene-dgx-a100")
+    row = rows_of({"cases": [LAYER_CASE]}, "t.yaml")[0]
+    scenario = scenario_from_dict(scenario_dict(row, machine))
+    result = run_backend("simpy", scenario.topology, scenario.graph,
+                         hardware=scenario.hardware, options=scenario.options)
+    spans = layer_seconds(result, 2)
+    ops = [op for op in result.ops if op.rank == 0 and "/L2." in op.name]
+    forward = [op for op in ops if op.name.startswith(("fwd/", "tp/fwd/"))]
+    backward = [op for op in ops if op not in forward]
+    assert forward and backward
+    for kind, chosen in (("forward", forward), ("backward", backward)):
+        assert spans[kind] == pytest.approx(
+            (max(op.end_ns for op in chosen) - min(op.start_ns for op in chosen)) * 1e-9)
+    # a layer's passes run one after another on one micro-batch: forward ends before backward
+    assert max(op.end_ns for op in forward) <= min(op.start_ns for op in backward)

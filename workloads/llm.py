@@ -54,6 +54,34 @@ from workloads.parallel import (
 )
 from workloads.ring_attention import RingAttention
 
+#: Forward GEMMs that are column-parallel linears reading a block's (replicated) input.
+COLUMN_LINEARS = ("qkv", "mlp_up", "mlp_gate")
+
+
+def split_column_backward(costs: list[OpCost]) -> tuple[list[OpCost], list[OpCost],
+                                                         list[OpCost]]:
+    """A block's backward ops (:func:`workloads.ops.backward` order) split where Megatron-LM
+    starts the input-gradient all-reduce: (everything up to the column-parallel linears' input
+    gradients, their weight gradients, what follows them). A backward GEMM is the input- and
+    the weight-gradient GEMM, each the forward's size (Narayanan et al. 2021), so each half
+    takes half its FLOPs and bytes."""
+    names = {f"bwd.{n}" for n in COLUMN_LINEARS}
+    last = max((i for i, c in enumerate(costs) if c.name in names), default=None)
+    if last is None:
+        return list(costs), [], []
+    head, wgrad = [], []
+    for c in costs[:last + 1]:
+        if c.name in names:
+            half = OpCost(c.name + ".dgrad", c.op_class, c.flops / 2, c.bytes / 2,
+                          c.weight_bytes / 2)
+            head.append(half)
+            wgrad.append(OpCost(c.name + ".wgrad", c.op_class, c.flops / 2, c.bytes / 2,
+                                c.weight_bytes / 2))
+        else:
+            head.append(c)
+    return head, wgrad, list(costs[last + 1:])
+
+
 AR, AG, RS, A2A = (CollectiveType.ALL_REDUCE, CollectiveType.ALL_GATHER,
                    CollectiveType.REDUCE_SCATTER, CollectiveType.ALL_TO_ALL)
 
@@ -265,25 +293,46 @@ class TrainingBuilder:
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
         moe = self.model.is_moe_layer(layer)
-        h = self._mlp(rank, h, "bwd", g, self.bwd_mlp if moe else self.bwd_dense_mlp, moe)
-        if tp:
-            h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
-                           f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
-            if p.sp:
-                h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
+        overlap = tp and p.tp_grad_overlap and not p.sp
+        if overlap and not moe:
+            h = self._overlapped_backward(rank, h, g, self.bwd_dense_mlp, "mlp", "ar2")
+        else:
+            h = self._mlp(rank, h, "bwd", g, self.bwd_mlp if moe else self.bwd_dense_mlp, moe)
+            if tp:
+                h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
+                               f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
+        if tp and p.sp:
+            h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
         if p.recompute == "selective":
             h = self._compute(rank, "recompute", f"recompute/L{layer}.attn", self.attn_core,
                               (h,))
         h = self._compute(rank, "bwd", f"{g}.attn_out", self.bwd_attn_post, (h,))
         h = self._attention_core(rank, h, "bwd", g, self.bwd_attn_core, passes=2)
-        h = self._compute(rank, "bwd", f"{g}.attn_in", self.bwd_attn_pre, (h,))
-        if tp:
-            h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
-                           f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
+        if overlap:
+            h = self._overlapped_backward(rank, h, g, self.bwd_attn_pre, "attn_in", "ar1")
+        else:
+            h = self._compute(rank, "bwd", f"{g}.attn_in", self.bwd_attn_pre, (h,))
+            if tp:
+                h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
+                               f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
         if p.zero == 3 and p.dp > 1:  # every micro-batch, DeepSpeed ZeRO-3 style
             self._grad_reduce(rank, RS, self._layer_local(layer) * p.grad_bytes,
                               f"dp/{g}.grads", h)
         return h
+
+    def _overlapped_backward(self, rank: int, h: int, g: str, costs: list[OpCost],
+                             part: str, reduce: str) -> int:
+        """A block's backward whose input-gradient all-reduce overlaps the weight gradients of
+        its column-parallel linears (``tp_grad_overlap``): everything up to their input
+        gradients, then the all-reduce on a communication stream while their weight-gradient
+        GEMMs run, then the rest (the block's norm) once both are done (Megatron-LM
+        ``ColumnParallelLinear`` backward: ``all_reduce(async_op=True)`` after the input
+        gradient, the weight gradient, then the wait)."""
+        head, wgrad, tail = split_column_backward(costs)
+        h = self._compute(rank, "bwd", f"{g}.{part}", head, (h,))
+        reduced = self._coll(rank, AR, self.act_bytes, "tp", f"tp/{g}.{reduce}", (h,))
+        w = self._compute(rank, "bwd", f"{g}.{part}_wgrad", wgrad, (h,))
+        return self._compute(rank, "bwd", f"{g}.{part}_rest", tail, (reduced, w))
 
     # ------------------------------------------------------------------ passes
     def _chunk_layers(self, g: int) -> range:

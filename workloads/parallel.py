@@ -56,6 +56,10 @@ class ParallelConfig:
     releases); ``dp_overlap``: data-parallel gradients are reduced in ``bucket_bytes`` buckets
     while the last backward pass runs (PyTorch DDP), or, when False, in one reduction per
     model chunk after the pipeline has flushed (Megatron's "local" DDP, ``train_step``).
+    ``tp_grad_overlap``: without sequence parallelism, the backward all-reduce of a
+    column-parallel linear's input gradient (QKV, MLP up/gate) runs while that linear's weight
+    gradient is computed (Megatron-LM 2022 ``async_tensor_model_parallel_allreduce``, on by
+    default there; Korthikanti et al. 2022, Sec. 6.2).
     ``ring_attention``: how context parallelism's ring attention is modelled, ``detailed``
     (every KV exchange; the default) or ``phased`` (the whole rotation as one ring all-gather and
     one compute phase per rank, layer and pass: far fewer nodes and messages, an approximation of
@@ -87,6 +91,7 @@ class ParallelConfig:
     pp_blocking: bool = False
     pp_scatter_gather: bool = False
     dp_overlap: bool = True
+    tp_grad_overlap: bool = False
     grad_reduce_dtype: str | None = None
 
     def __post_init__(self) -> None:

@@ -71,6 +71,7 @@ class Context:
     flash: bool
     memory_limit: float | None
     dp_overlap: bool = True
+    tp_grad_overlap: bool = False
 
     @cached_property
     def cut(self) -> NodeCut | None:
@@ -198,7 +199,7 @@ def _context(scenario: dict[str, Any], label: str, memory_limit: float | None,
     return Context(label, scenario, model, hardware, topology, seq, int(par["global_batch"]),
                    int(par.get("dtype_bytes", 2)), _grad_bytes(par),
                    bool(par.get("flash", True)), None if limit is None else float(limit),
-                   bool(par.get("dp_overlap", True)))
+                   bool(par.get("dp_overlap", True)), bool(par.get("tp_grad_overlap", False)))
 
 
 def _grad_bytes(par: dict[str, Any]) -> int:
@@ -439,7 +440,8 @@ def run_search(spec: SearchSpec, executor: Any = None,
         c, b = lower_bound(cands.take(rows), ctx.model, ctx.hardware,
                            injection_bandwidth(ctx.topology), ctx.seq, ctx.global_batch,
                            dtype_bytes=ctx.dtype_bytes, grad_bytes=ctx.grad_bytes,
-                           flash=ctx.flash, cut=ctx.cut, dp_overlap=ctx.dp_overlap)
+                           flash=ctx.flash, cut=ctx.cut, dp_overlap=ctx.dp_overlap,
+                           tp_grad_overlap=ctx.tp_grad_overlap)
         chain[rows], bound[rows] = c, b
     wall["prescreen"] = time.perf_counter() - t0
     divides = reasons == ""

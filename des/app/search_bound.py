@@ -208,13 +208,15 @@ def _optimizer_ns(hardware: GpuSpec, params: np.ndarray) -> np.ndarray:
 
 def lower_bound(c: Candidates, model: ModelConfig, hardware: GpuSpec, injection: float,
                 seq: int, global_batch: int, *, dtype_bytes: int = 2, grad_bytes: int = 4,
-                flash: bool = True, cut: NodeCut | None = None, dp_overlap: bool = True
-                ) -> tuple[np.ndarray, np.ndarray]:
+                flash: bool = True, cut: NodeCut | None = None, dp_overlap: bool = True,
+                tp_grad_overlap: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(chain_ns, bound_ns)`` per row: the larger of the critical-chain and data-parallel
     tail bounds (also a lower bound of the analytical backend) and the larger of it and the
     traffic bound (a lower bound of the contended engine). ``cut``: the fabric's node cut
     (:func:`node_cut`); ``dp_overlap``: gradients reduced in buckets during the last
-    backward passes, as the workload builder's default. Rows must pass
+    backward passes, as the workload builder's default; ``tp_grad_overlap``: without sequence
+    parallelism the backward all-reduces overlap weight gradients, so they leave the chain.
+    Rows must pass
     :func:`~des.app.search_space.divisibility`."""
     x = c.cols
     distinct, inverse = distinct_rows(x["tp"], x["sp"], x["cp"], x["micro_batch"], x["ep"])
@@ -248,7 +250,8 @@ def lower_bound(c: Candidates, model: ModelConfig, hardware: GpuSpec, injection:
     comm_f = (tp_bytes + ep_bytes + gather) / injection
     full = rc == RECOMPUTE.index("full")
     layer_f = fwd + comm_f
-    layer_b = bwd + comm_f + np.where(full, layer_f, 0.0) + np.where(
+    comm_b = np.where(tp_grad_overlap & ~sp, (ep_bytes + gather) / injection, comm_f)
+    layer_b = bwd + comm_b + np.where(full, layer_f, 0.0) + np.where(
         rc == RECOMPUTE.index("selective"), core, 0.0)
     pp = x["pp"].astype(float)
     v = x["virtual_stages"].astype(float)

@@ -3,12 +3,18 @@ scenario on a shipped machine description, and compare.
 
 A measurement file (YAML, ``cases:``) lists published runs with their full configuration:
 ``model`` (layers, hidden, heads, head_dim, ffn, seq, vocab), ``parallel`` (gpus, tp, pp, dp,
-global_batch, micro_batch, pipeline_interleaving, and optionally ``ddp`` and
-``grad_allreduce_bytes``), and what was measured, in one of two forms:
+global_batch, micro_batch, pipeline_interleaving, and optionally ``ddp``,
+``grad_allreduce_bytes`` and ``tp_grad_overlap``: what the source records of its software),
+and what was measured, in one of two forms:
 
 * ``measured_iteration_s: {full: 1.42, selective+sp: 1.10}``: iteration seconds per
   recomputation mode (``full``: full recomputation; ``selective+sp``: sequence parallelism with
   selective recomputation), one row per mode;
+* ``measured_layer_ms: {full: {forward: 7.7, backward: 19.5}, ...}``: the time of one
+  transformer layer's forward and backward pass (backward including its recomputation and
+  tensor-parallel communication) per mode (:data:`LAYER_MODES`), two rows per mode, for a case
+  with one micro-batch and no pipeline; des's figure is the span of that layer's operations on
+  the first rank (:func:`layer_seconds`), the case's ``layer`` (default: the middle one);
 * ``measured: {metric: tflops_per_gpu, value: 137, flops_formula: narayanan2021_eq3}`` with
   ``recompute`` and ``sp`` on the case: achieved teraFLOP/s per GPU, compared as iteration time
   ``t = F / (n X)`` through the paper's own FLOP count ``F`` (Narayanan et al. 2021, eq. 3:
@@ -56,6 +62,10 @@ LINK_CLASSES: dict[str, dict[str, tuple[str, str]]] = {
 }
 MODES = {"full": ("full", False), "selective+sp": ("selective", True)}
 """Recomputation modes of ``measured_iteration_s``: (recompute, sequence parallelism)."""
+LAYER_MODES = {"none": ("none", False), "sp": ("none", True), **MODES,
+               "selective": ("selective", False)}
+"""Modes of ``measured_layer_ms`` (Korthikanti et al. 2022, Table 4's rows)."""
+PASSES = ("forward", "backward")
 FLOP_FORMULAS = ("narayanan2021_eq3",)
 
 
@@ -71,6 +81,23 @@ class Row:
     measured_s: float
     workload: dict[str, Any] = field(compare=False)
     measured_as: str = "iteration_s"
+    layer: int | None = None  # measured_as layer_forward_s / layer_backward_s: which layer
+
+
+def layer_seconds(result: Any, layer: int, rank: int = 0) -> dict[str, float]:
+    """Seconds from the first start to the last end of layer ``layer``'s forward operations
+    (``fwd/`` names and their tensor-parallel collectives) and of the rest of its operations
+    (backward, recomputation and their collectives) on ``rank``: what a profile of one layer's
+    passes measures (a graph with one micro-batch, so the layer runs once per pass)."""
+    tag = f"/L{layer}."
+    spans: dict[str, list[float]] = {}
+    for op in result.ops:
+        if op.rank != rank or tag not in op.name + ".":
+            continue
+        kind = "forward" if op.name.startswith(("fwd/", "tp/fwd/")) else "backward"
+        low, high = spans.setdefault(kind, [op.start_ns, op.end_ns])
+        spans[kind] = [min(low, op.start_ns), max(high, op.end_ns)]
+    return {kind: (high - low) * 1e-9 for kind, (low, high) in spans.items()}
 
 
 def narayanan_eq3_flops(model: dict[str, Any], global_batch: int) -> float:
@@ -96,6 +123,11 @@ def _workload(case: dict[str, Any], recompute: str, sp: bool) -> dict[str, Any]:
         parallel["dp_overlap"] = p["ddp"] == "torch"
     if "grad_allreduce_bytes" in p:
         parallel["grad_bytes"] = p["grad_allreduce_bytes"]
+    if "tp_grad_overlap" in p:
+        if not isinstance(p["tp_grad_overlap"], bool):
+            raise ValidationError(f"{case['name']}: parallel.tp_grad_overlap must be true or "
+                                  f"false, got {p['tp_grad_overlap']!r}")
+        parallel["tp_grad_overlap"] = p["tp_grad_overlap"]
     model = {"name": case["name"], "layers": m["layers"], "hidden": m["hidden"],
              "heads": m["heads"], "kv_heads": m["heads"], "head_dim": m["head_dim"],
              "ffn": m["ffn"], "vocab": m["vocab"], "seq": m["seq"], "activation": "gelu",
@@ -119,6 +151,8 @@ def rows_of(data: Any, source: str) -> list[Row]:
                                               f"one of {', '.join(MODES)}")
                     rows.append(Row(source, name, mode, gpus, float(seconds),
                                     _workload(case, *MODES[mode])))
+            elif "measured_layer_ms" in case:
+                rows.extend(_layer_rows(case, where, source))
             elif "measured" in case:
                 measured = case["measured"]
                 if measured.get("metric") != "tflops_per_gpu" or \
@@ -132,11 +166,36 @@ def rows_of(data: Any, source: str) -> list[Row]:
                 rows.append(Row(source, name, mode, gpus, seconds,
                                 _workload(case, recompute, sp), "tflops_per_gpu"))
             else:
-                raise ValidationError(f"{where}: needs measured_iteration_s or measured")
+                raise ValidationError(f"{where}: needs measured_iteration_s, "
+                                      "measured_layer_ms or measured")
         except (KeyError, TypeError, ValueError) as err:
             if isinstance(err, ValidationError):
                 raise
             raise ValidationError(f"{where}: cannot read the case ({err!r})") from None
+    return rows
+
+
+def _layer_rows(case: dict[str, Any], where: str, source: str) -> list[Row]:
+    """Two rows (forward, backward) per mode of a ``measured_layer_ms`` case."""
+    p, layers = case["parallel"], case["model"]["layers"]
+    if p["pp"] != 1 or p["global_batch"] != p["micro_batch"] * p["dp"]:
+        raise ValidationError(f"{where}: per-layer times need pp 1 and one micro-batch "
+                              f"(global_batch = micro_batch x dp), got pp {p['pp']}, "
+                              f"global_batch {p['global_batch']}, micro_batch {p['micro_batch']}")
+    layer = int(case.get("layer", layers // 2))
+    if not 0 <= layer < layers:
+        raise ValidationError(f"{where}: layer {layer} is not one of the {layers} layers")
+    rows = []
+    for mode, passes in case["measured_layer_ms"].items():
+        if mode not in LAYER_MODES:
+            raise ValidationError(f"{where}: measured_layer_ms mode {mode!r}; expected one of "
+                                  f"{', '.join(LAYER_MODES)}")
+        if not isinstance(passes, dict) or set(passes) != set(PASSES):
+            raise ValidationError(f"{where}: measured_layer_ms.{mode} needs exactly "
+                                  f"{' and '.join(PASSES)} (ms)")
+        for kind in PASSES:
+            rows.append(Row(source, case["name"], mode, p["gpus"], float(passes[kind]) / 1e3,
+                            _workload(case, *LAYER_MODES[mode]), f"layer_{kind}_s", layer))
     return rows
 
 
@@ -239,6 +298,7 @@ def scenario_dict(row: Row, machine: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["FLOP_FORMULAS", "LINK_CLASSES", "MODES", "NCCL_FORMAT", "Row", "ValidationError",
-           "is_nccl_file", "load_machine", "load_rows", "machine_topology", "measurement_files",
-           "narayanan_eq3_flops", "rows_of", "scenario_dict"]
+__all__ = ["FLOP_FORMULAS", "LAYER_MODES", "LINK_CLASSES", "MODES", "NCCL_FORMAT", "PASSES",
+           "Row", "ValidationError", "is_nccl_file", "layer_seconds", "load_machine",
+           "load_rows", "machine_topology", "measurement_files", "narayanan_eq3_flops",
+           "rows_of", "scenario_dict"]
