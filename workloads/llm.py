@@ -525,7 +525,8 @@ class TrainingBuilder:
                 rank, name="optimizer/step",
                 kernels=kernels(ops.optimizer_step(params, zero_shard=p.dp if p.zero else 1,
                                                    grad_bytes=p.grad_bytes,
-                                                   param_bytes=p.dtype_bytes)),
+                                                   param_bytes=p.dtype_bytes,
+                                                   impl=p.optimizer_impl)),
                 deps=(prev, *self._dp_grads), category="optimizer")
             if p.zero in (1, 2) and p.dp > 1:
                 self._coll(rank, AG, params * p.dtype_bytes, "dp", "dp/params", (opt,))

@@ -47,6 +47,7 @@ from workloads.op_cost import OpCost, OpsError, Shard, finite_number, positive_i
 __all__ = [
     "ADAM_FLOPS_PER_PARAM",
     "BACKWARD_MULTIPLIERS",
+    "OPTIMIZER_IMPLS",
     "attended_keys",
     "attention_forward",
     "backward",
@@ -392,7 +393,8 @@ def backward(ops: Iterable[OpCost]) -> list[OpCost]:
 def optimizer_step(params_local: float, *, zero_shard: int = 1,
                    master_bytes: int = MASTER_BYTES, grad_bytes: int = DEFAULT_DTYPE_BYTES,
                    param_bytes: int = DEFAULT_DTYPE_BYTES, state_bytes: int = ADAM_STATE_BYTES,
-                   optimizer_states: int = ADAM_STATES, clip_grad: bool = True) -> list[OpCost]:
+                   optimizer_states: int = ADAM_STATES, clip_grad: bool = True,
+                   impl: str = "fused") -> list[OpCost]:
     """One mixed-precision Adam step over this GPU's ``params_local / zero_shard`` parameters
     (ZeRO shards the optimizer ``zero_shard`` ways; Rajbhandari et al. 2020).
 
@@ -401,7 +403,23 @@ def optimizer_step(params_local: float, *, zero_shard: int = 1,
     ``optimizer_states`` moments, and writes the ``param_bytes`` working copy: with the defaults
     ``2 + (4+4+4)*2 + 2 = 28`` bytes and :data:`ADAM_FLOPS_PER_PARAM` (12) FLOPs per parameter.
     ``master_bytes=0`` means no master copy (weights updated in place in ``param_bytes``).
+
+    ``impl`` (:data:`OPTIMIZER_IMPLS`): ``fused`` is the above, one kernel reading the working
+    gradients and writing the working weights. ``megatron_fp16`` / ``megatron_bf16`` are the
+    separate passes of Megatron-LM's ``Float16OptimizerWithFloat16Params.step`` (2021-22,
+    ``megatron/optimizer/optimizer.py``) and its local DDP: zero the gradient buffer; copy the
+    gradients to fp32 main gradients (``main_grad.float()``, a no-op when the buffer is already
+    fp32); with fp16, unscale them and check for inf/NaN; the gradient norm over the fp32
+    gradients; Adam on fp32 gradients, weights and moments; copy the fp32 weights to the working
+    ones.
     """
+    if impl not in OPTIMIZER_IMPLS:
+        raise OpsError(f"optimizer impl: expected one of {', '.join(OPTIMIZER_IMPLS)}, "
+                       f"got {impl!r}")
+    if impl != "fused":
+        return _megatron_optimizer(params_local, zero_shard, grad_bytes, param_bytes,
+                                   state_bytes, optimizer_states, clip_grad,
+                                   unscale=impl == "megatron_fp16")
     params = finite_number(params_local, "params_local")
     positive_int(zero_shard, "zero_shard")
     for label, value in (("grad_bytes", grad_bytes), ("param_bytes", param_bytes),
@@ -418,6 +436,33 @@ def optimizer_step(params_local: float, *, zero_shard: int = 1,
     if clip_grad:
         ops.append(OpCost("grad_norm", "reduction", 2.0 * n, grad_bytes * n))
     ops.append(OpCost("adam", "elementwise", ADAM_FLOPS_PER_PARAM * n, per_param * n))
+    return ops
+
+
+#: Optimizer implementations :func:`optimizer_step` models.
+OPTIMIZER_IMPLS = ("fused", "megatron_fp16", "megatron_bf16")
+
+
+def _megatron_optimizer(params_local: float, zero_shard: int, grad_bytes: int,
+                        param_bytes: int, state_bytes: int, optimizer_states: int,
+                        clip_grad: bool, unscale: bool) -> list[OpCost]:
+    """Megatron-LM's mixed-precision step as separate passes (see :func:`optimizer_step`):
+    with fp16 gradient buffers ``2 + 6 + 8 + 4 + 28 + 6 = 54`` bytes per parameter."""
+    n = finite_number(params_local, "params_local") / zero_shard
+    for label, value in (("grad_bytes", grad_bytes), ("param_bytes", param_bytes),
+                         ("state_bytes", state_bytes)):
+        positive_int(value, label)
+    main = MASTER_BYTES
+    ops = [OpCost("zero_grad_buffer", "elementwise", 0.0, grad_bytes * n)]
+    if grad_bytes != main:
+        ops.append(OpCost("copy_main_grads", "elementwise", 0.0, (grad_bytes + main) * n))
+    if unscale:  # _amp_foreach_non_finite_check_and_unscale_: read, scale, write
+        ops.append(OpCost("unscale_check", "elementwise", 2.0 * n, 2 * main * n))
+    if clip_grad:
+        ops.append(OpCost("grad_norm", "reduction", 2.0 * n, main * n))
+    adam = main + 2 * main + 2 * optimizer_states * state_bytes
+    ops.append(OpCost("adam", "elementwise", ADAM_FLOPS_PER_PARAM * n, adam * n))
+    ops.append(OpCost("copy_to_model", "elementwise", 0.0, (main + param_bytes) * n))
     return ops
 
 

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from des.core.hardware import DEFAULT_DTYPE_BYTES
+from workloads.ops import OPTIMIZER_IMPLS
 from workloads.precision import DTYPE_BYTES, GRAD_REDUCE_DTYPES, PrecisionError, dtype_bytes
 from workloads.ring_attention import RING_ATTENTION
 
@@ -60,6 +61,9 @@ class ParallelConfig:
     column-parallel linear's input gradient (QKV, MLP up/gate) runs while that linear's weight
     gradient is computed (Megatron-LM 2022 ``async_tensor_model_parallel_allreduce``, on by
     default there; Korthikanti et al. 2022, Sec. 6.2).
+    ``optimizer_impl``: ``fused`` (one Adam kernel over the working gradients and weights) or
+    Megatron-LM's separate passes, ``megatron_fp16`` / ``megatron_bf16``
+    (:func:`workloads.ops.optimizer_step`).
     ``ring_attention``: how context parallelism's ring attention is modelled, ``detailed``
     (every KV exchange; the default) or ``phased`` (the whole rotation as one ring all-gather and
     one compute phase per rank, layer and pass: far fewer nodes and messages, an approximation of
@@ -92,6 +96,7 @@ class ParallelConfig:
     pp_scatter_gather: bool = False
     dp_overlap: bool = True
     tp_grad_overlap: bool = False
+    optimizer_impl: str = "fused"
     grad_reduce_dtype: str | None = None
 
     def __post_init__(self) -> None:
@@ -118,6 +123,9 @@ class ParallelConfig:
         if self.ring_attention not in RING_ATTENTION:
             raise ParallelError(f"parallel.ring_attention {self.ring_attention!r}; expected one "
                                 f"of {', '.join(RING_ATTENTION)}")
+        if self.optimizer_impl not in OPTIMIZER_IMPLS:
+            raise ParallelError(f"parallel.optimizer_impl {self.optimizer_impl!r}; expected one "
+                                f"of {', '.join(OPTIMIZER_IMPLS)}")
         if self.schedule not in SCHEDULES:
             raise ParallelError(f"parallel.schedule {self.schedule!r}; expected one of "
                                 f"{', '.join(SCHEDULES)}")

@@ -183,7 +183,7 @@ _PARALLEL_KEYS = {
     "grad_bytes": _positive_int, "dtype_bytes": _positive_int, "flash": _boolean,
     "fold_tp": _boolean, "fold": _fold, "ring_attention": _text, "dropout": _boolean,
     "pp_blocking": _boolean, "pp_scatter_gather": _boolean, "dp_overlap": _boolean,
-    "tp_grad_overlap": _boolean,
+    "tp_grad_overlap": _boolean, "optimizer_impl": _text,
     "grad_reduce_dtype": _number_format(GRAD_REDUCE_DTYPES),
 }
 

@@ -1,7 +1,9 @@
-"""Megatron-LM's asynchronous tensor-parallel gradient all-reduce (``tp_grad_overlap``): a
-column-parallel linear's input-gradient all-reduce runs while its weight gradient is computed.
-The split keeps every FLOP and byte, the all-reduce really runs beside the weight-gradient
-GEMMs, the step gets no slower, and the search bound stays a lower bound."""
+"""Megatron-LM's training software as switches. The asynchronous tensor-parallel gradient
+all-reduce (``tp_grad_overlap``): a column-parallel linear's input-gradient all-reduce runs while
+its weight gradient is computed; the split keeps every FLOP and byte, the all-reduce really runs
+beside the weight-gradient GEMMs, the step gets no slower, and the search bound stays a lower
+bound. Its optimizer step as separate passes (``optimizer_impl``): bytes per parameter in closed
+form."""
 
 from __future__ import annotations
 
@@ -98,3 +100,41 @@ def test_the_search_bound_stays_below_the_overlapped_step() -> None:
                                    tp_grad_overlap=True)
         assert chain[0] <= analytical.makespan_ns * (1 + 1e-9)
         assert bound[0] <= simpy.makespan_ns * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(("impl", "grad_bytes", "per_param", "passes"), [
+    ("fused", 2, 30, ["grad_norm", "adam"]),
+    # zero 2, copy 2 + 4, unscale 4 + 4, norm 4, Adam 4 + 8 + 16, copy back 4 + 2
+    ("megatron_fp16", 2, 54, ["zero_grad_buffer", "copy_main_grads", "unscale_check",
+                              "grad_norm", "adam", "copy_to_model"]),
+    ("megatron_fp16", 4, 50, ["zero_grad_buffer", "unscale_check", "grad_norm", "adam",
+                              "copy_to_model"]),  # an fp32 buffer: .float() copies nothing
+    ("megatron_bf16", 4, 42, ["zero_grad_buffer", "grad_norm", "adam", "copy_to_model"]),
+])
+def test_megatrons_optimizer_passes(impl, grad_bytes, per_param, passes) -> None:
+    step = ops.optimizer_step(1e9, grad_bytes=grad_bytes, param_bytes=2, impl=impl)
+    assert [c.name for c in step] == passes
+    assert sum(c.bytes for c in step) == pytest.approx(per_param * 1e9)
+    sharded = ops.optimizer_step(1e9, zero_shard=4, grad_bytes=grad_bytes, impl=impl)
+    assert sum(c.bytes for c in sharded) == pytest.approx(
+        sum(c.bytes for c in ops.optimizer_step(1e9, grad_bytes=grad_bytes, impl=impl)) / 4)
+
+
+def test_an_unknown_optimizer_is_named() -> None:
+    from workloads.op_cost import OpsError
+    from workloads.parallel import ParallelError
+
+    with pytest.raises(OpsError, match="megatron_fp16"):
+        ops.optimizer_step(1.0, impl="apex")
+    with pytest.raises(ParallelError, match="optimizer_impl 'apex'"):
+        ParallelConfig(optimizer_impl="apex")
+
+
+def test_the_step_charges_the_optimizer_it_names() -> None:
+    base = ParallelConfig(tp=2, micro_batch=1, global_batch=1, fold="none")
+    times = {}
+    for impl in ("fused", "megatron_fp16"):
+        _, result = run(dataclasses.replace(base, optimizer_impl=impl))
+        (opt,) = [op for op in result.ops if op.rank == 0 and op.name == "optimizer/step"]
+        times[impl] = opt.end_ns - opt.start_ns
+    assert times["megatron_fp16"] > times["fused"]
