@@ -85,7 +85,9 @@ class PhaseProgram:
     concurrently on every sub-group; sub-plans are built lazily and shared by their members."""
 
     def __init__(self, plan: CollectivePlan, dims: Sequence[int], phases: Sequence[Phase]) -> None:
-        self.plan = plan
+        # the plan's group, positions and options, not the plan: it holds this program, and a
+        # cycle would keep both (and every sub-plan) alive until the cyclic collector runs
+        self.group, self.position, self.options = plan.group, plan.position, plan.options
         self.dims = tuple(dims)
         self.strides = tuple(prod(self.dims[:d]) for d in range(len(self.dims)))
         self.phases = tuple(phases)
@@ -106,7 +108,7 @@ class PhaseProgram:
         """The ranks that differ from the member at ``position`` only in coordinate ``d``."""
         stride, size = self.strides[d], self.dims[d]
         base = position - (position // stride) % size * stride
-        ranks = tuple(self.plan.group[base + j * stride] for j in range(size))
+        ranks = tuple(self.group[base + j * stride] for j in range(size))
         return ranks[::-1] if reverse else ranks
 
     def _subplan(self, index: int, position: int) -> CollectivePlan:
@@ -116,7 +118,7 @@ class PhaseProgram:
         sub = self._subplans.get((index, base))
         if sub is None:
             sub = make_plan(phase.collective, self.subgroup(base, phase.dim, phase.reverse),
-                            phase.nbytes, phase.algorithm, options=self.plan.options)
+                            phase.nbytes, phase.algorithm, options=self.options)
             self._subplans[(index, base)] = sub
         return sub
 
@@ -127,7 +129,7 @@ class PhaseProgram:
             sub = self._subplan(index, 0)
             if sub.size > 1 and not sub.cyclic:
                 return None
-        return self.dims if self.plan.size > 1 else None
+        return self.dims if len(self.group) > 1 else None
 
     def phase_of(self, k: int) -> int:
         """Index of the phase that step ``k`` belongs to."""
@@ -137,7 +139,7 @@ class PhaseProgram:
         """Step ``k`` of ``rank``: its sub-plan's step, tagged with the phase's dimension."""
         index = self.phase_of(k)
         phase = self.phases[index]
-        sub = self._subplan(index, self.plan.position[rank])
+        sub = self._subplan(index, self.position[rank])
         j = k - self.offsets[index]
         if j >= sub.num_steps(rank):
             return Step(dim=phase.dim)

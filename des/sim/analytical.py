@@ -95,9 +95,11 @@ class ClosedFormModel:
         """Nothing to conserve: no messages are moved."""
 
     def detach(self) -> None:
-        """Drop the collectives (their callbacks refer to the runtime) and the node index."""
+        """Drop the collectives (their callbacks refer to the runtime), the node index and the
+        back reference to the runtime: no reference cycle is left through the graph."""
         self.runs = {}
         self._by_node = {}
+        self.runtime = None
 
     def meta(self) -> dict[str, Any]:
         """No messages are moved; a folded graph says what was folded (closed-form times are

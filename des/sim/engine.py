@@ -385,10 +385,15 @@ class ContendedModel:
 
     def detach(self) -> None:
         """Drop the collectives (they refer to the model, their callbacks to the runtime), the
-        node index and the trains."""
+        node index, the trains and the back reference to the runtime, and close the transport:
+        what is left holds no reference cycle through the graph or the topology, so reference
+        counting frees a run's objects (the cyclic collector may not run again for a long time,
+        see :mod:`des.core.gc_pause`)."""
         self.runs = {}
         self._by_node = {}
         self.trains = set()
+        self.runtime = None
+        self.transport.close()
 
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:
         """Transmission intervals per link (when ``record_link_activity``)."""

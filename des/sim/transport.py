@@ -151,6 +151,13 @@ class Transport:
         self._to_dst = (self._deliver,)
         self._summaries: dict[tuple[int, ...], tuple[float, float]] = {}
 
+    def close(self) -> None:
+        """After the run: drop the callbacks that refer back to this transport or to its owner
+        (its own bound methods, a folded graph's router), so no reference cycle keeps the links
+        and the topology alive once the run's objects are released. Sending again raises."""
+        self._to_link = self._to_dst = ()
+        self.route = _closed
+
     def send(self, src: int, dst: int, nbytes: float, handler: Callable[[Message], None],
              tag: Any = None, context: Any = None, flow: int = 0,
              post_delay: float = 0.0) -> Message:
@@ -291,6 +298,10 @@ class Transport:
             msg.dead = True
             self._reroute(msg.clone(), link.spec.src)
         return len(stranded)
+
+
+def _closed(src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+    raise RuntimeError("this transport is closed: its run has ended")
 
 
 def _truncate(activity: list[tuple[float, float]], start: float, end: float,
