@@ -140,3 +140,37 @@ def test_layer_seconds_span_one_layers_passes():
             (max(op.end_ns for op in chosen) - min(op.start_ns for op in chosen)) * 1e-9)
     # a layer's passes run one after another on one micro-batch: forward ends before backward
     assert max(op.end_ns for op in forward) <= min(op.start_ns for op in backward)
+
+
+def test_layer_seconds_takes_one_layers_ops_by_pass_whatever_their_axis():
+    # a synthetic profile: layer 2 next to layers 12 and 20 (names share "L2"), and forward
+    # collectives of every axis (context, expert, ZeRO-3 gathers), not only tensor-parallel
+    from types import SimpleNamespace
+
+    from des.app.validation import layer_seconds
+    from des.core.results import OpRecord
+
+    def op(name, start, end, rank=0):
+        return OpRecord(rank, 0, name, "compute", "compute", start, end)
+
+    ops = [op("dp/fwd/L2.params", 100.0, 150.0), op("fwd/L2.attn_in", 150.0, 200.0),
+           op("cp/fwd/L2.kv0", 200.0, 260.0), op("ep/fwd/L2.dispatch", 260.0, 300.0),
+           op("tp/fwd/L2.ar2", 300.0, 400.0),
+           op("fwd/L20.attn_in", 0.0, 5000.0), op("bwd/L12.mlp", 0.0, 9000.0),
+           op("bwd/L2.mlp", 1000.0, 1100.0), op("cp/bwd/L2.kv0", 1100.0, 1200.0),
+           op("tp/recompute/L2.ar1", 900.0, 950.0), op("bwd/L2.attn_in", 1200.0, 1300.0, 1)]
+    spans = layer_seconds(SimpleNamespace(ops=ops), 2)
+    assert spans["forward"] == pytest.approx(300e-9)
+    assert spans["backward"] == pytest.approx(300e-9)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"measured_layer_ms": [2.0, 4.0]}, "measured_layer_ms: expected a mapping"),
+    ({"measured_layer_ms": {"none": {"forward": 0, "backward": 4.0}}}, "positive"),
+    ({"measured_layer_ms": {"none": {"forward": -1, "backward": 4.0}}}, "positive"),
+    ({"layer": 2.5}, "layer must be an integer"),
+    ({"layer": True}, "layer must be an integer"),
+])
+def test_malformed_layer_measurements_are_named(change, message):
+    with pytest.raises(ValidationError, match=message):
+        rows_of({"cases": [{**LAYER_CASE, **change}]}, "t.yaml")

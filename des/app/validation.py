@@ -86,15 +86,16 @@ class Row:
 
 def layer_seconds(result: Any, layer: int, rank: int = 0) -> dict[str, float]:
     """Seconds from the first start to the last end of layer ``layer``'s forward operations
-    (``fwd/`` names and their tensor-parallel collectives) and of the rest of its operations
-    (backward, recomputation and their collectives) on ``rank``: what a profile of one layer's
-    passes measures (a graph with one micro-batch, so the layer runs once per pass)."""
+    (``fwd/`` names and the collectives of every axis named after them: ``tp/fwd/``,
+    ``cp/fwd/``, ``ep/fwd/``, ``dp/fwd/``) and of the rest of its operations (backward,
+    recomputation and their collectives) on ``rank``: what a profile of one layer's passes
+    measures (a graph with one micro-batch, so the layer runs once per pass)."""
     tag = f"/L{layer}."
     spans: dict[str, list[float]] = {}
     for op in result.ops:
         if op.rank != rank or tag not in op.name + ".":
             continue
-        kind = "forward" if op.name.startswith(("fwd/", "tp/fwd/")) else "backward"
+        kind = "forward" if "fwd" in op.name.split("/")[:-1] else "backward"
         low, high = spans.setdefault(kind, [op.start_ns, op.end_ns])
         spans[kind] = [min(low, op.start_ns), max(high, op.end_ns)]
     return {kind: (high - low) * 1e-9 for kind, (low, high) in spans.items()}
@@ -182,11 +183,17 @@ def _layer_rows(case: dict[str, Any], where: str, source: str) -> list[Row]:
         raise ValidationError(f"{where}: per-layer times need pp 1 and one micro-batch "
                               f"(global_batch = micro_batch x dp), got pp {p['pp']}, "
                               f"global_batch {p['global_batch']}, micro_batch {p['micro_batch']}")
-    layer = int(case.get("layer", layers // 2))
+    layer = case.get("layer", layers // 2)
+    if not isinstance(layer, int) or isinstance(layer, bool):
+        raise ValidationError(f"{where}: layer must be an integer, got {layer!r}")
     if not 0 <= layer < layers:
         raise ValidationError(f"{where}: layer {layer} is not one of the {layers} layers")
+    measured = case["measured_layer_ms"]
+    if not isinstance(measured, dict):
+        raise ValidationError(f"{where}: measured_layer_ms: expected a mapping of modes, got "
+                              f"{measured!r}")
     rows = []
-    for mode, passes in case["measured_layer_ms"].items():
+    for mode, passes in measured.items():
         if mode not in LAYER_MODES:
             raise ValidationError(f"{where}: measured_layer_ms mode {mode!r}; expected one of "
                                   f"{', '.join(LAYER_MODES)}")
@@ -194,7 +201,11 @@ def _layer_rows(case: dict[str, Any], where: str, source: str) -> list[Row]:
             raise ValidationError(f"{where}: measured_layer_ms.{mode} needs exactly "
                                   f"{' and '.join(PASSES)} (ms)")
         for kind in PASSES:
-            rows.append(Row(source, case["name"], mode, p["gpus"], float(passes[kind]) / 1e3,
+            ms = passes[kind]
+            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not ms > 0:
+                raise ValidationError(f"{where}: measured_layer_ms.{mode}.{kind} must be a "
+                                      f"positive number of ms, got {ms!r}")
+            rows.append(Row(source, case["name"], mode, p["gpus"], float(ms) / 1e3,
                             _workload(case, *LAYER_MODES[mode]), f"layer_{kind}_s", layer))
     return rows
 
