@@ -138,3 +138,14 @@ def test_the_step_charges_the_optimizer_it_names() -> None:
         (opt,) = [op for op in result.ops if op.rank == 0 and op.name == "optimizer/step"]
         times[impl] = opt.end_ns - opt.start_ns
     assert times["megatron_fp16"] > times["fused"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"zero_shard": 0}, "zero_shard"), ({"optimizer_states": -1}, "optimizer_states"),
+    ({"master_bytes": 0}, "master_bytes 0 needs impl 'fused'"),
+])
+def test_megatrons_optimizer_checks_its_arguments_as_the_fused_one(change, message) -> None:
+    from workloads.op_cost import OpsError
+
+    with pytest.raises(OpsError, match=message):
+        ops.optimizer_step(1e9, impl="megatron_fp16", **change)

@@ -416,10 +416,6 @@ def optimizer_step(params_local: float, *, zero_shard: int = 1,
     if impl not in OPTIMIZER_IMPLS:
         raise OpsError(f"optimizer impl: expected one of {', '.join(OPTIMIZER_IMPLS)}, "
                        f"got {impl!r}")
-    if impl != "fused":
-        return _megatron_optimizer(params_local, zero_shard, grad_bytes, param_bytes,
-                                   state_bytes, optimizer_states, clip_grad,
-                                   unscale=impl == "megatron_fp16")
     params = finite_number(params_local, "params_local")
     positive_int(zero_shard, "zero_shard")
     for label, value in (("grad_bytes", grad_bytes), ("param_bytes", param_bytes),
@@ -428,6 +424,13 @@ def optimizer_step(params_local: float, *, zero_shard: int = 1,
     for label, value in (("master_bytes", master_bytes), ("optimizer_states", optimizer_states)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise OpsError(f"{label}: must be an integer >= 0, got {value!r}")
+    if impl != "fused":
+        if master_bytes != MASTER_BYTES:  # Megatron's main weights are always fp32
+            raise OpsError(f"optimizer impl {impl}: keeps fp32 main weights; master_bytes "
+                           f"{master_bytes} needs impl 'fused'")
+        return _megatron_optimizer(params, zero_shard, grad_bytes, param_bytes,
+                                   state_bytes, optimizer_states, clip_grad,
+                                   unscale=impl == "megatron_fp16")
     n = params / zero_shard
     # master read + written and the working copy written; without a master, the weights in place
     weights = 2 * master_bytes + param_bytes if master_bytes else 2 * param_bytes
