@@ -56,6 +56,8 @@ def test_table_rows_with_and_without_root_column():
         parse_table(ROW_13.replace("76.71", "fast"), "t")
     with pytest.raises(ValidationError, match="no rows"):
         parse_table("# nothing\n", "t")
+    with pytest.raises(ValidationError, match="a measured time must be positive"):
+        parse_table(ROW_13.replace("76.71", " 0.00"), "t")
 
 
 @pytest.mark.parametrize(("run", "message"), [

@@ -94,6 +94,9 @@ def parse_table(text: str, where: str) -> list[NcclPoint]:
         except ValueError:
             raise ValidationError(f"{where}: table line {i + 1} is not an nccl-tests row: "
                                   f"{line.strip()!r}") from None
+        if not points[-1].time_us > 0:
+            raise ValidationError(f"{where}: table line {i + 1} has an out-of-place time of "
+                                  f"{points[-1].time_us} us; a measured time must be positive")
     if not points:
         raise ValidationError(f"{where}: the table has no rows")
     return points

@@ -4,7 +4,15 @@ Building an event graph or running it allocates 10^5-10^6 objects that all live 
 the step (nodes, op records, events): each young-generation collection meanwhile finds nothing
 to free, and each full collection rescans everything built so far (about 30% of a GPT-3 step's
 CPU time with the collector on). Reference counting still frees whatever is not in a cycle; the
-collector's previous state is restored afterwards, and it collects any cycles then.
+collector's previous state is restored afterwards.
+
+What the block allocated and still lives is then moved to the oldest generation in O(1)
+(``gc.freeze()`` then ``gc.unfreeze()``), so young collections do not rescan it (0.6 s after a
+GPT-3 step). Garbage cycles made inside the block move there too and wait for the next full
+collection, which may be far off; so the runs break their own cycles when they end (the
+models' ``detach``, :meth:`des.sim.transport.Transport.close`), and repeated runs in one process
+leave a handful of objects each (``tests/test_gc_pause.py``). A host program that froze objects
+itself keeps them frozen: then the block skips the move.
 """
 
 from __future__ import annotations
@@ -25,11 +33,7 @@ def cyclic_gc_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            # what the block allocated would otherwise sit in the youngest generation and be
-            # rescanned by a young, a middle and a full collection in turn (0.6 s after a
-            # GPT-3 step); freeze-then-unfreeze moves every tracked object to the oldest
-            # generation in O(1), where it is scanned only by full collections, as any
-            # long-lived object is (CPython's gc.freeze / gc.unfreeze)
-            gc.freeze()
-            gc.unfreeze()
+            if gc.get_freeze_count() == 0:  # unfreeze would also release a host's frozen set
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
