@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from des.core.hardware import (
+    FALLBACK_CLASS,
     OP_CLASSES,
     GpuSpec,
     HardwareError,
@@ -291,7 +292,8 @@ def test_expected_presets_are_bundled() -> None:
 def test_every_preset_loads_and_is_complete(name: str) -> None:
     spec = load_gpu(name)
     assert spec.name == name
-    assert set(spec.efficiency) == set(OP_CLASSES)
+    # every class, except those timed as another when not measured (FALLBACK_CLASS)
+    assert set(OP_CLASSES) - set(FALLBACK_CLASS) <= set(spec.efficiency) <= set(OP_CLASSES)
     assert spec.sources and all(source.strip() for source in spec.sources)
     assert spec.launch_overhead_ns > 0
     assert spec.default_dtype == "bf16"

@@ -15,7 +15,8 @@ __all__ = ["OP_CLASSES", "OpCost", "OpsError", "Shard", "finite_number", "kernel
            "positive_int"]
 
 #: Op classes used here (a subset of :data:`des.core.hardware.OP_CLASSES`).
-OP_CLASSES: tuple[str, ...] = ("gemm", "attention", "elementwise", "reduction")
+OP_CLASSES: tuple[str, ...] = ("gemm", "attention", "attention_unfused", "elementwise",
+                               "reduction")
 
 
 class OpsError(ValueError):

@@ -70,6 +70,7 @@ __all__ = [
 BACKWARD_MULTIPLIERS: dict[str, tuple[float, float]] = {
     "gemm": (2.0, 2.0),  # dgrad + wgrad GEMMs; each reads/writes one more operand set
     "attention": (2.5, 2.0),  # FlashAttention bwd: recompute S, then dV, dP, dQ, dK
+    "attention_unfused": (2.0, 2.0),  # matmuls: dgrad + wgrad; softmax/dropout: grad + saved
     "elementwise": (2.0, 2.0),  # reads grad out + saved input, writes grad in
     "reduction": (2.0, 2.0),
 }
@@ -156,6 +157,14 @@ def _kv_positions(model: ModelConfig, shard: Shard) -> float:
     return shard.kv_tokens
 
 
+#: Op class of the unfused attention kernels (Megatron-LM's path before FlashAttention): the
+#: score and context matmuls and the softmax / dropout over the materialised score matrix, timed
+#: together as a streaming chain where the hardware preset measures one
+#: (:data:`des.core.hardware.FALLBACK_CLASS` otherwise); their matmuls count as matmul FLOPs.
+UNFUSED = "attention_unfused"
+UNFUSED_MATMULS = ("attn_scores", "attn_context")
+
+
 def _core(ops: list[OpCost], shard: Shard, t: float, heads: int, qk: float, v: float,
           keys: float, q_bytes: float, kv_bytes: float, o_bytes: float) -> None:
     """The attention core over ``heads`` local heads whose scores are ``qk`` wide and whose
@@ -169,13 +178,13 @@ def _core(ops: list[OpCost], shard: Shard, t: float, heads: int, qk: float, v: f
         return
     scores = float(t) * shard.seq * heads  # the full (masked) square is materialised
     k_share = qk / (qk + v)
-    ops.append(OpCost("attn_scores", "gemm", 2.0 * t * keys * heads * qk,
+    ops.append(OpCost("attn_scores", UNFUSED, 2.0 * t * keys * heads * qk,
                       q_bytes + kv_bytes * k_share + e * scores))
-    ops.append(OpCost("attn_softmax", "elementwise", _SOFTMAX_FLOPS * scores, 2 * e * scores))
+    ops.append(OpCost("attn_softmax", UNFUSED, _SOFTMAX_FLOPS * scores, 2 * e * scores))
     if shard.dropout:
-        ops.append(OpCost("attn_dropout", "elementwise", _DROPOUT_FLOPS * scores,
+        ops.append(OpCost("attn_dropout", UNFUSED, _DROPOUT_FLOPS * scores,
                           2 * e * scores + scores))
-    ops.append(OpCost("attn_context", "gemm", 2.0 * t * keys * heads * v,
+    ops.append(OpCost("attn_context", UNFUSED, 2.0 * t * keys * heads * v,
                       e * scores + kv_bytes * (1 - k_share) + o_bytes))
 
 
@@ -485,7 +494,9 @@ def total_bytes(ops: Iterable[OpCost]) -> float:
 def matmul_flops(ops: Iterable[OpCost]) -> float:
     """Sum of ``flops`` of the matmul ops (classes ``gemm`` and ``attention``) - the FLOPs of
     model-FLOPs-utilisation accounting."""
-    return math.fsum(op.flops for op in ops if op.op_class in ("gemm", "attention"))
+    return math.fsum(op.flops for op in ops if op.op_class in ("gemm", "attention")
+                     or (op.op_class == UNFUSED and op.name.removeprefix("bwd.")
+                         in UNFUSED_MATMULS))
 
 
 def layer_flops_forward(model: ModelConfig, tokens: int, seq: int, *,

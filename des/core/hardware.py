@@ -52,7 +52,12 @@ __all__ = [
 #: Data types a preset may give a peak FLOP rate for.
 DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8")
 #: Operation classes a preset may give efficiencies for; others fall back to ``"default"``.
-OP_CLASSES: tuple[str, ...] = ("gemm", "attention", "elementwise", "reduction", "default")
+OP_CLASSES: tuple[str, ...] = ("gemm", "attention", "attention_unfused", "elementwise",
+                               "reduction", "default")
+#: A class a preset does not list that is timed as another before ``"default"``: the unfused
+#: attention kernels (score and context matmuls, softmax and dropout over the score matrix) are
+#: GEMMs and streaming kernels unless the preset gives their measured efficiency.
+FALLBACK_CLASS = {"attention_unfused": "gemm"}
 
 #: The dtype a GPU's FLOP rate is read at when a compute node names none.
 DEFAULT_DTYPE = "bf16"
@@ -167,7 +172,11 @@ def roofline_terms(
             f"{spec.name}: no peak FLOP rate for dtype {dtype!r}; "
             f"available: {', '.join(spec.peak_flops)}"
         )
-    eff_compute, eff_memory = spec.efficiency.get(op_class, spec.efficiency["default"])
+    efficiency = spec.efficiency
+    pair = efficiency.get(op_class)
+    if pair is None:
+        pair = efficiency.get(FALLBACK_CLASS.get(op_class, "default"), efficiency["default"])
+    eff_compute, eff_memory = pair
     return flops / (peak * eff_compute), nbytes / (spec.hbm_bandwidth * eff_memory)
 
 
