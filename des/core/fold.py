@@ -96,6 +96,12 @@ class Fold:
         """The parallel axes folded, each once (an aligned fold may cut one into factors)."""
         return tuple(dict.fromkeys(self.axes))
 
+    def summary(self, copies: int) -> dict[str, object]:
+        """The result document's description of the fold: the axes folded, how many copies
+        each simulated rank stands for, and the translation sizes."""
+        return {"axes": list(self.folded_axes), "copies": copies,
+                "translations": list(self.sizes)}
+
     @cached_property
     def count(self) -> int:
         """Number of translations (the size of every orbit of ranks)."""

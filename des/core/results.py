@@ -273,22 +273,16 @@ def write_links_csv(result: Result, path: str | Path) -> Path:
 def utilization_series(intervals: list[tuple[float, float]], end_ns: float,
                        bins: int) -> list[tuple[float, float]]:
     """Busy fraction of a link in ``bins`` equal windows of [0, end_ns], as (start, fraction):
-    the busy time up to each window edge (the union of the intervals, clipped to the run) and
-    its differences, vectorised (a link of a large run has 10^5 intervals)."""
+    the busy time up to each window edge (the union of the intervals, :func:`merge_intervals`,
+    clipped to the run) and its differences, vectorised over the windows."""
     if end_ns <= 0 or bins < 1:
         return []
     import numpy as np  # lazily: importing des stays lean
 
     width = end_ns / bins
-    spans = np.array(intervals, dtype=float).reshape(-1, 2)
-    spans = spans[spans[:, 1] > spans[:, 0]]
-    spans = spans[np.argsort(spans[:, 0], kind="stable")]
-    starts, ends = np.clip(spans[:, 0], 0.0, end_ns), np.clip(spans[:, 1], 0.0, end_ns)
-    if len(starts):  # merge overlaps: a new piece starts where it begins after all before end
-        reach = np.maximum.accumulate(ends)
-        first = np.concatenate(([True], starts[1:] > reach[:-1]))
-        starts = starts[first]
-        ends = np.maximum.reduceat(ends, np.flatnonzero(first))
+    pieces = [(max(a, 0.0), min(b, end_ns)) for a, b in merge_intervals(intervals)]
+    spans = np.array([p for p in pieces if p[1] > p[0]], dtype=float).reshape(-1, 2)
+    starts, ends = spans[:, 0], spans[:, 1]
     covered = np.concatenate(([0.0], np.cumsum(ends - starts)))
     edges = np.arange(bins + 1) * width
     done = np.searchsorted(ends, edges, side="right")  # pieces over by each edge

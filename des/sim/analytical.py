@@ -108,9 +108,7 @@ class ClosedFormModel:
         out: dict[str, Any] = {"messages": 0, "hops": 0, "reroutes": 0}
         fold = self.runtime.graph.fold
         if fold is not None and fold.count > 1:
-            out["folded"] = {"axes": list(fold.folded_axes), "copies": fold.count,
-                             "translations": list(fold.sizes), "exact": True,
-                             "closed_form": True}
+            out["folded"] = {**fold.summary(fold.count), "exact": True, "closed_form": True}
         return out
 
     def link_activity(self) -> dict[int, list[tuple[float, float]]]:

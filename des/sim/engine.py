@@ -375,8 +375,7 @@ class ContendedModel:
                "mirrored_messages": t.messages * count - simulated,
                "trains": self.train_count}
         if self.fold is not None:
-            out["folded"] = {"axes": list(self.fold.folded_axes), "copies": count,
-                             "translations": list(self.fold.sizes),
+            out["folded"] = {**self.fold.summary(count),
                              "exact": self.orbits is not None and not self.closed_form_spans,
                              "closed_form_collectives": self.closed_form_spans,
                              "replayed_collectives": self.folding.replays if self.folding

@@ -122,13 +122,14 @@ class LockstepBatch:
         self.timers: dict[int, tuple[float, Callable[..., None], tuple, int]] = {}
         self._next_timer = 0
         links = transport.links
-        self.base = {link: (links[link].bytes, links[link].busy_ns, links[link].messages,
-                            len(links[link].activity or ()), links[link].peak_queue)
-                     for link in symmetry.link_map}
-        # a representative link counts the batch's own peak queue from here (its earlier peak,
-        # other traffic's, is kept in base): that is what every member's link sees
-        for link in symmetry.link_map:
-            links[link].peak_queue = 0
+        self.base = {}
+        for link_id in symmetry.link_map:
+            link = links[link_id]
+            self.base[link_id] = (link.bytes, link.busy_ns, link.messages,
+                                  len(link.activity or ()), link.peak_queue)
+            # the representative link counts the batch's own peak queue from here (its earlier
+            # peak, other traffic's, is kept in base): that is what every member's link sees
+            link.peak_queue = 0
         self.sent_count = 0  # the representative's messages, sent and delivered bytes so far
         self.sent_bytes = 0.0
         self.delivered_bytes = 0.0
