@@ -82,18 +82,19 @@ def phases(plan: CollectivePlan) -> list[tuple[int, range]]:
 
 
 def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: int,
-                   holds: list[tuple[frozenset[int], float]] | None = None) -> float:
+                   holds: list[dict[int, float]] | None = None) -> float:
     """Identical chunks through phases ``(dimension, duration)``; a dimension holds at most
     ``in_flight`` chunks (0 = any number) and queues the rest first come, first served, as the
-    engine's per-dimension queues do. ``holds``: per phase, the links it sends on and how long
-    it holds them (its serialization): phases on the same links share them, so a chunk's phase
-    ends no sooner than the links have carried it after every chunk ahead of it there (its
-    latency may overlap theirs: a lower bound of the contended engine, which interleaves chunks
-    message by message; phases on other links, such as an all-gather running the ring the
-    other way, do not wait). Returns when the last chunk leaves its last phase."""
+    engine's per-dimension queues do. ``holds``: per phase, how long one chunk occupies each
+    link it sends on (the serialization of its messages there): a link carries one chunk after
+    another, so a chunk's phase ends no sooner than each of its links has carried it after
+    every chunk ahead of it there (its latency may overlap theirs: a lower bound of the
+    contended engine, which interleaves chunks message by message; links a phase does not use,
+    such as the other direction of a ring, do not wait). Returns when the last chunk leaves its
+    last phase."""
     seq = itertools.count()
     busy: dict[int, int] = defaultdict(int)
-    free: dict[frozenset[int], float] = defaultdict(float)  # when a link set is released
+    free: dict[int, float] = defaultdict(float)  # when a link has carried the chunks so far
     waiting: dict[int, list[tuple[int, int]]] = defaultdict(list)
     events: list[tuple[float, int, int, int]] = []  # (time, seq, chunk, phase finished)
     end = 0.0
@@ -102,10 +103,11 @@ def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: i
         dim = durations[phase][0]
         busy[dim] += 1
         done = t + durations[phase][1]
-        if holds is not None:  # its links free up no sooner than the chunk ahead's did
-            links, hold = holds[phase]
-            free[links] = max(t, free[links]) + hold
-            done = max(done, free[links])
+        if holds is not None:  # each link carries it after the chunks ahead of it
+            for link, hold in holds[phase].items():
+                free[link] = max(t, free[link]) + hold
+                if free[link] > done:
+                    done = free[link]
         heapq.heappush(events, (done, next(seq), chunk, phase))
 
     def request(t: float, chunk: int, phase: int) -> None:
@@ -130,19 +132,18 @@ def flow_shop_time(durations: list[tuple[int, float]], chunks: int, in_flight: i
     return end
 
 
-def _holding(plan: CollectivePlan, cost: MessageCost, steps: range
-             ) -> tuple[frozenset[int], float]:
-    """The links one chunk's ``steps`` send on from the first member, and how long they hold
-    them: per step, its slowest send's serialization."""
+def _holding(plan: CollectivePlan, cost: MessageCost, steps: range) -> dict[int, float]:
+    """How long one chunk's ``steps`` occupy each link the first member sends on: per link, the
+    serialization of the messages that cross it."""
     rank = plan.group[0]
-    links: set[int] = set()
-    hold = 0.0
+    hold: dict[int, float] = defaultdict(float)
     for k in steps:
-        sends = plan.step(rank, k).sends
-        for peer, _ in sends:
-            links.update(cost.route(rank, peer))
-        hold += max((cost.serialization(rank, p, b) for p, b in sends), default=0.0)
-    return frozenset(links), hold
+        for peer, nbytes in plan.step(rank, k).sends:
+            route = cost.route(rank, peer)
+            links = cost.topology.links
+            for i in route:
+                hold[i] += nbytes / (links[i].bandwidth * links[i].derate)
+    return dict(hold)
 
 
 def collective_time(plan: CollectivePlan, chunks: int, in_flight: int, cost: MessageCost,
