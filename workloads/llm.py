@@ -178,6 +178,10 @@ class TrainingBuilder:
         self.bwd_attn_post = ops.backward(self.attn_post)
         self.bwd_attn_core = ops.backward(self.attn_core)
         self.bwd_attn_pre = ops.backward(self.attn_pre)
+        # tp_grad_overlap: the backward blocks split where the all-reduce starts, once
+        overlap = self.par.tp > 1 and self.par.tp_grad_overlap and not self.par.sp
+        self._split_mlp = split_column_backward(self.bwd_dense_mlp) if overlap else None
+        self._split_attn_pre = split_column_backward(self.bwd_attn_pre) if overlap else None
         p = self.par
         # one layer's parameters on one GPU (an MoE layer of an MoE model; see _layer_local)
         self.layer_params_local = m.layer_params_local(p.tp, p.ep)
@@ -293,14 +297,10 @@ class TrainingBuilder:
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag2", (h,))
         moe = self.model.is_moe_layer(layer)
-        overlap = tp and p.tp_grad_overlap and not p.sp
-        if overlap and not moe:
-            h = self._overlapped_backward(rank, h, g, self.bwd_dense_mlp, "mlp", "ar2")
+        if moe:
+            h = self._block_backward(rank, h, g, "mlp", 2, self.bwd_mlp, None, moe=True)
         else:
-            h = self._mlp(rank, h, "bwd", g, self.bwd_mlp if moe else self.bwd_dense_mlp, moe)
-            if tp:
-                h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
-                               f"tp/{g}.{'rs' if p.sp else 'ar'}2", (h,))
+            h = self._block_backward(rank, h, g, "mlp", 2, self.bwd_dense_mlp, self._split_mlp)
         if tp and p.sp:
             h = self._coll(rank, AG, self.act_bytes, "tp", f"tp/{g}.ag1", (h,))
         if p.recompute == "selective":
@@ -308,31 +308,38 @@ class TrainingBuilder:
                               (h,))
         h = self._compute(rank, "bwd", f"{g}.attn_out", self.bwd_attn_post, (h,))
         h = self._attention_core(rank, h, "bwd", g, self.bwd_attn_core, passes=2)
-        if overlap:
-            h = self._overlapped_backward(rank, h, g, self.bwd_attn_pre, "attn_in", "ar1")
-        else:
-            h = self._compute(rank, "bwd", f"{g}.attn_in", self.bwd_attn_pre, (h,))
-            if tp:
-                h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
-                               f"tp/{g}.{'rs' if p.sp else 'ar'}1", (h,))
+        h = self._block_backward(rank, h, g, "attn_in", 1, self.bwd_attn_pre,
+                                 self._split_attn_pre)
         if p.zero == 3 and p.dp > 1:  # every micro-batch, DeepSpeed ZeRO-3 style
             self._grad_reduce(rank, RS, self._layer_local(layer) * p.grad_bytes,
                               f"dp/{g}.grads", h)
         return h
 
-    def _overlapped_backward(self, rank: int, h: int, g: str, costs: list[OpCost],
-                             part: str, reduce: str) -> int:
-        """A block's backward whose input-gradient all-reduce overlaps the weight gradients of
-        its column-parallel linears (``tp_grad_overlap``): everything up to their input
+    def _block_backward(self, rank: int, h: int, g: str, part: str, index: int,
+                        costs: list[OpCost], split: tuple | None, moe: bool = False) -> int:
+        """A block's backward pass and the tensor-parallel reduction of its input gradient
+        (reduce-scatter under sequence parallelism). With ``split``
+        (:func:`split_column_backward`, ``tp_grad_overlap``) the all-reduce overlaps the
+        weight gradients of the block's column-parallel linears: everything up to their input
         gradients, then the all-reduce on a communication stream while their weight-gradient
         GEMMs run, then the rest (the block's norm) once both are done (Megatron-LM
         ``ColumnParallelLinear`` backward: ``all_reduce(async_op=True)`` after the input
         gradient, the weight gradient, then the wait)."""
-        head, wgrad, tail = split_column_backward(costs)
-        h = self._compute(rank, "bwd", f"{g}.{part}", head, (h,))
-        reduced = self._coll(rank, AR, self.act_bytes, "tp", f"tp/{g}.{reduce}", (h,))
-        w = self._compute(rank, "bwd", f"{g}.{part}_wgrad", wgrad, (h,))
-        return self._compute(rank, "bwd", f"{g}.{part}_rest", tail, (reduced, w))
+        p = self.par
+        if split is not None:
+            head, wgrad, tail = split
+            h = self._compute(rank, "bwd", f"{g}.{part}", head, (h,))
+            reduced = self._coll(rank, AR, self.act_bytes, "tp", f"tp/{g}.ar{index}", (h,))
+            w = self._compute(rank, "bwd", f"{g}.{part}_wgrad", wgrad, (h,))
+            return self._compute(rank, "bwd", f"{g}.{part}_rest", tail, (reduced, w))
+        if moe:
+            h = self._mlp(rank, h, "bwd", g, costs, True)
+        else:
+            h = self._compute(rank, "bwd", f"{g}.{part}", costs, (h,))
+        if p.tp > 1:
+            h = self._coll(rank, RS if p.sp else AR, self.act_bytes, "tp",
+                           f"tp/{g}.{'rs' if p.sp else 'ar'}{index}", (h,))
+        return h
 
     # ------------------------------------------------------------------ passes
     def _chunk_layers(self, g: int) -> range:

@@ -433,14 +433,13 @@ def optimizer_step(params_local: float, *, zero_shard: int = 1,
     for label, value in (("master_bytes", master_bytes), ("optimizer_states", optimizer_states)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise OpsError(f"{label}: must be an integer >= 0, got {value!r}")
+    n = params / zero_shard
     if impl != "fused":
         if master_bytes != MASTER_BYTES:  # Megatron's main weights are always fp32
             raise OpsError(f"optimizer impl {impl}: keeps fp32 main weights; master_bytes "
                            f"{master_bytes} needs impl 'fused'")
-        return _megatron_optimizer(params, zero_shard, grad_bytes, param_bytes,
-                                   state_bytes, optimizer_states, clip_grad,
-                                   unscale=impl == "megatron_fp16")
-    n = params / zero_shard
+        return _megatron_optimizer(n, grad_bytes, param_bytes, state_bytes, optimizer_states,
+                                   clip_grad, unscale=impl == "megatron_fp16")
     # master read + written and the working copy written; without a master, the weights in place
     weights = 2 * master_bytes + param_bytes if master_bytes else 2 * param_bytes
     per_param = grad_bytes + weights + 2 * optimizer_states * state_bytes
@@ -455,15 +454,11 @@ def optimizer_step(params_local: float, *, zero_shard: int = 1,
 OPTIMIZER_IMPLS = ("fused", "megatron_fp16", "megatron_bf16")
 
 
-def _megatron_optimizer(params_local: float, zero_shard: int, grad_bytes: int,
-                        param_bytes: int, state_bytes: int, optimizer_states: int,
-                        clip_grad: bool, unscale: bool) -> list[OpCost]:
-    """Megatron-LM's mixed-precision step as separate passes (see :func:`optimizer_step`):
-    with fp16 gradient buffers ``2 + 6 + 8 + 4 + 28 + 6 = 54`` bytes per parameter."""
-    n = finite_number(params_local, "params_local") / zero_shard
-    for label, value in (("grad_bytes", grad_bytes), ("param_bytes", param_bytes),
-                         ("state_bytes", state_bytes)):
-        positive_int(value, label)
+def _megatron_optimizer(n: float, grad_bytes: int, param_bytes: int, state_bytes: int,
+                        optimizer_states: int, clip_grad: bool, unscale: bool) -> list[OpCost]:
+    """Megatron-LM's mixed-precision step over ``n`` parameters as separate passes (see
+    :func:`optimizer_step`, which checked the arguments): with fp16 gradient buffers
+    ``2 + 6 + 8 + 4 + 28 + 6 = 54`` bytes per parameter."""
     main = MASTER_BYTES
     ops = [OpCost("zero_grad_buffer", "elementwise", 0.0, grad_bytes * n)]
     if grad_bytes != main:
