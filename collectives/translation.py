@@ -5,10 +5,13 @@ will take as exact (:func:`workloads.folding.choose_fold`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 from collectives.base import CollectivePlan
 from des.core.fold import Fold
+from topologies.dims import divmod_coords
 
 
 class GroupTranslation:
@@ -19,18 +22,11 @@ class GroupTranslation:
 
     def __init__(self, dims: Sequence[int]) -> None:
         self.dims = tuple(dims)
-        size = 1
-        for d in self.dims:
-            size *= d
-        self.size = size
+        self.size = math.prod(self.dims)
 
     def coords(self, position: int) -> tuple[int, ...]:
         """Coordinates of ``position``."""
-        out = []
-        for d in self.dims:
-            out.append(position % d)
-            position //= d
-        return tuple(out)
+        return divmod_coords(position, self.dims)
 
     def position(self, coords: Sequence[int]) -> int:
         """Position of ``coords`` (taken modulo the dims)."""
@@ -49,9 +45,14 @@ def fold_matches(plan: CollectivePlan, fold: Fold) -> bool:
     """True when the plan's translation symmetry over its group is the fold's: for every
     offset of the plan's group structure there is a fold translation moving every member by
     that offset. Then a folded representative's message to offset o stands for its receive
-    from offset -o, as in a lockstep batch."""
-    dims = plan.translation_dims()
-    group = plan.group
+    from offset -o, as in a lockstep batch. It depends on the group's translation structure
+    only, which recurs every layer and costs O(group^2) translations to check (80 ms at 64
+    members): the builder and the engine share one answer per shape."""
+    return _matches(plan.group, plan.translation_dims(), fold)
+
+
+@lru_cache(maxsize=4096)
+def _matches(group: tuple[int, ...], dims: tuple[int, ...] | None, fold: Fold) -> bool:
     if dims is None or group[0] != fold.representative(group[0])[0]:
         return False
     tr = GroupTranslation(dims)

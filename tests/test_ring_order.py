@@ -4,8 +4,6 @@ advances it exactly; anything else keeps rank order."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 import topologies as topo
@@ -42,22 +40,19 @@ def test_a_box_of_a_torus_rings_over_neighbours(dims, group) -> None:
     assert sorted(ring) == sorted(group)
     assert set(hops(torus, ring)) == {1}
     assert ring[0] == group[0]
+    if len(group) > 4:  # what the neighbour order avoids: rank order crosses rows in 2-3 hops
+        assert max(hops(torus, group)) > 1
 
 
 def test_rank_order_stays_where_no_neighbour_cycle_is_proven() -> None:
     torus = topo.torus3d(4, 4, 4, 100.0, 500.0)
-    strided = tuple(range(0, 64, 2))  # not a box
+    strided = tuple(range(0, 64, 2))  # a strided box: its members are two links apart in x
     assert neighbour_ring(torus, strided) == strided
     mesh = topo.mesh2d(4, 4, 100.0, 500.0)  # no wrap-around: the Gray code does not close
     assert neighbour_ring(mesh, tuple(range(16))) == tuple(range(16))
     switch = topo.switch(8, 100.0, 500.0)  # one hop whatever the order
     assert neighbour_ring(switch, tuple(range(8))) == tuple(range(8))
     assert neighbour_ring(torus, (0, 1)) == (0, 1)
-
-
-def test_rank_order_on_a_torus_takes_extra_hops() -> None:
-    torus = topo.torus3d(4, 4, 4, 100.0, 500.0)
-    assert max(hops(torus, tuple(range(64)))) == 3  # what the neighbour order avoids
 
 
 @pytest.mark.parametrize("mode", ["phased", "detailed"])
@@ -84,8 +79,8 @@ def test_ring_attention_on_a_torus_box_batches_exactly(mode: str) -> None:
 
 def test_every_rank_of_a_cp_group_uses_the_same_ring() -> None:
     torus = topo.torus3d(4, 4, 2, 100.0, 500.0)
-    par = dataclasses.replace(ParallelConfig(cp=16, dp=2, micro_batch=1, global_batch=2,
-                                             ring_attention="phased", fold="none"))
+    par = ParallelConfig(cp=16, dp=2, micro_batch=1, global_batch=2, ring_attention="phased",
+                         fold="none")
     graph = build_training(TINY, par, torus.num_npus, torus).graph
     rings = {}
     for r in range(graph.num_ranks):

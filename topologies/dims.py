@@ -8,6 +8,15 @@ import itertools
 import math
 
 from topologies.base import Topology
+from topologies.grid import GRID_KINDS
+
+#: Grid kinds with wrap-around links (a dimension of 3 or more closes into a ring).
+_WRAPPED = ("torus2d", "torus3d")
+
+
+def _strides(dims: tuple[int, ...]) -> list[int]:
+    """Id strides of mixed-radix coordinates over ``dims`` (dimension 0 fastest)."""
+    return [math.prod(dims[:d]) for d in range(len(dims))]
 
 
 def logical_dims(topology: Topology, group: tuple[int, ...],
@@ -45,7 +54,7 @@ def _logical_dims(topology: Topology, dims: tuple[int, ...], group: tuple[int, .
     if not topology.info.rail_aligned and not all(
             _spaced(v, size, wraps) for v, size in zip(values, dims, strict=True)):
         return None  # neither a box nor a strided box of a torus
-    strides = [math.prod(dims[:d]) for d in range(len(dims))]
+    strides = _strides(dims)
     sides = [len(v) for v in values]
     if math.prod(sides) != n:
         return None
@@ -55,9 +64,6 @@ def _logical_dims(topology: Topology, dims: tuple[int, ...], group: tuple[int, .
         return None
     active = tuple(side for side in sides if side > 1)
     return active or None
-
-
-GRID_KINDS = ("mesh2d", "torus2d", "torus3d")
 
 
 def neighbour_ring(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...]:
@@ -81,8 +87,8 @@ def neighbour_ring(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...
     sides = [max(c[d] for c in coords) - low[d] + 1 for d in range(len(dims))]
     if math.prod(sides) != len(group):
         return group  # a strided box: its members are several links apart anyway
-    strides = [math.prod(dims[:d]) for d in range(len(dims))]
-    wraps = topology.info.kind != "mesh2d"
+    strides = _strides(dims)
+    wraps = topology.info.kind in _WRAPPED
     for slowest in reversed(range(len(dims))):  # the code closes along its slowest side
         axes = [d for d in range(len(dims)) if d != slowest] + [slowest]
         order: list[tuple[int, ...]] = [()]
@@ -99,9 +105,6 @@ def neighbour_ring(topology: Topology, group: tuple[int, ...]) -> tuple[int, ...
             return tuple(sum((low[a] + cell[i]) * strides[a] for i, a in enumerate(axes))
                          for cell in order)
     return group
-
-
-_WRAPPED = ("torus2d", "torus3d")
 
 
 def _spaced(values: list[int], size: int, wraps: bool) -> bool:

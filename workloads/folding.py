@@ -119,21 +119,16 @@ def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
     them), so a fold for the contended engine must pass this as well as :func:`fold_holds`.
     The closed-form backend times a folded collective over its whole span (every member's
     time is the same by construction), so it does not need it."""
-    seen: set[tuple[int, ...]] = set()
-    for rank in range(fold.world):
+    checks = [(c, None) for c in (CollectiveType.ALL_REDUCE, CollectiveType.REDUCE_SCATTER,
+                                  CollectiveType.ALL_GATHER)]
+    ring = (CollectiveType.ALL_GATHER, "ring")  # ring attention's rotation, phase by phase
+    for rank in range(fold.world):  # each folded group holds one representative
         if not fold.is_representative(rank):
             continue
         for axis in fold.folded_axes:
             group = layout.group(rank, axis)
-            if len(group) < 2 or group in seen:
-                continue
-            seen.add(group)
-            checks = [(c, None) for c in (CollectiveType.ALL_REDUCE,
-                                          CollectiveType.REDUCE_SCATTER,
-                                          CollectiveType.ALL_GATHER)]
-            if axis == "cp":  # ring attention's rotation, phase by phase
-                checks.append((CollectiveType.ALL_GATHER, "ring"))
-            if not all(_symmetric(fold, topology, c, group, 2.0**30, a) for c, a in checks):
+            if not all(_symmetric(fold, topology, c, group, 2.0**30, a)
+                       for c, a in ([*checks, ring] if axis == "cp" else checks)):
                 return False
     return True
 

@@ -11,9 +11,9 @@ from des.core import hardware as hw
 from des.core.graph import CollectiveInstance, Node, NodeKind
 from des.sim.options import EngineOptions
 from topologies.base import Topology
-from topologies.dims import divmod_coords, logical_dims
+from topologies.dims import logical_dims
 
-__all__ = ["ModelError", "algorithm_for", "divmod_coords", "local_time", "logical_dims",
+__all__ = ["ModelError", "algorithm_for", "local_time", "logical_dims",
            "message_route", "step_overhead"]
 
 

@@ -67,7 +67,6 @@ class ContendedModel:
         self._durations: dict[tuple, tuple[int, float, float]] = {}  # closed-form shapes
         self._chunk_counts: dict[tuple, int] = {}  # replayed shapes' chunk counts
         self._symmetries: dict[tuple, Symmetry | None] = {}
-        self._fold_matches: dict[tuple, bool] = {}
         self.closed_form_spans = 0  # folded collectives timed in closed form (no symmetry)
         self._recording: dict[int, tuple] = {}  # run id -> shape it is recording
         self.plans: dict[tuple, CollectivePlan] = {}  # step programs, built once per shape
@@ -243,13 +242,7 @@ class ContendedModel:
         shape = FoldedRouting.shape(inst, algorithm)
         replayable = self.folding is not None and self.folding.replayable(inst)
         run = CollectiveRun(self, inst, algorithm, dims, folded=True)
-        # fold_matches only reads the group and its translation structure, which recur every
-        # layer; it costs O(group^2) translations (80 ms at 64 members), so check each once
-        key = (run.plan.group, run.plan.translation_dims())
-        matches = self._fold_matches.get(key)
-        if matches is None:
-            matches = self._fold_matches[key] = fold_matches(run.plan, self.fold)
-        if not matches:
+        if not fold_matches(run.plan, self.fold):  # cached per group shape
             return None
         if replayable:
             self._recording[id(run)] = shape
