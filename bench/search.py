@@ -104,40 +104,20 @@ def lab_row(name: str, full_dir: Path | None, run_full: bool, workers: int,
     return row
 
 
-def synthetic_row(full: bool, workers: int, analyse_max: int | None = None,
-                  confirm_max: int | None = None) -> dict:
-    """The >= 10^5-candidate space: counts and times of each stage."""
-    import numpy as np
-
-    from des.app.search import build_space, run_search
-    from des.app.search_bound import injection_bandwidth, lower_bound
-    from des.app.search_space import prune
+def synthetic_row(full: bool, workers: int, analyse_max: int | None = None) -> dict:
+    """The >= 10^5-candidate space: counts and times of each stage (the search's own
+    :func:`~des.app.search.prescreen`)."""
+    from des.app.search import prescreen, run_search
     from des.app.search_spec import load_spec
     from des.app.sweep_exec import LocalExecutor
 
     spec = load_spec(str(SYNTHETIC))
-    t0 = time.perf_counter()
-    space = build_space(spec)
-    t1 = time.perf_counter()
-    ctx = space.contexts[0]
-    reasons, _, keep = prune(space.cands, ctx.model, ctx.npus, ctx.seq, ctx.global_batch,
-                             ctx.memory_limit, dtype_bytes=ctx.dtype_bytes,
-                             grad_bytes=ctx.grad_bytes, flash=ctx.flash)
-    t2 = time.perf_counter()
-    lower_bound(space.cands.take(keep), ctx.model, ctx.hardware,
-                injection_bandwidth(ctx.topology), ctx.seq, ctx.global_batch,
-                dtype_bytes=ctx.dtype_bytes, grad_bytes=ctx.grad_bytes, flash=ctx.flash,
-                cut=ctx.cut, dp_overlap=ctx.dp_overlap)
-    t3 = time.perf_counter()
-    row = {"space": SYNTHETIC.name, "candidates": len(space.cands),
-           "pruned_divisibility": int((reasons != "").sum()),
-           "pruned_memory": int(((reasons == "") & ~keep).sum()),
-           "survivors": int(np.sum(keep)), "enumerate_s": t1 - t0, "prune_s": t2 - t1,
-           "bound_s": t3 - t2}
+    space, screen = prescreen(spec)
+    row = {"space": SYNTHETIC.name, "candidates": len(space.cands), **screen.counts,
+           "enumerate_s": screen.wall["enumerate"], "prune_s": screen.wall["prune"],
+           "bound_s": screen.wall["prescreen"]}
     if full:  # optionally a budget: each analytical run of a 1024-GPU candidate takes seconds
         spec.confirm.analyse_max = analyse_max
-        if confirm_max is not None:
-            spec.confirm.max = confirm_max
         start = time.perf_counter()
         found = run_search(spec, LocalExecutor(workers))
         row.update(search_wall_s=time.perf_counter() - start, counts=found.counts,
@@ -191,7 +171,8 @@ def main() -> None:
     if s:
         print(f"\nsynthetic {s['space']}: {s['candidates']:,} candidates, "
               f"{s['pruned_divisibility']:,} pruned by divisibility, {s['pruned_memory']:,} "
-              f"by memory, {s['survivors']:,} survivors; enumerate {s['enumerate_s']:.2f} s, "
+              f"by memory, {s['pruned_equivalent']:,} as the same graph, {s['survivors']:,} "
+              f"survivors; enumerate {s['enumerate_s']:.2f} s, "
               f"prune {s['prune_s']:.2f} s, bound {s['bound_s']:.2f} s")
     if "search_wall_s" in s:
         c = s["counts"]

@@ -391,16 +391,26 @@ def _run_batch(executor: Any, points: list[SweepPoint], backend: str) -> dict[st
     return {r.key: r for r in executor.run(points, backend, [])}
 
 
-def run_search(spec: SearchSpec, executor: Any = None,
-               progress: Callable[[SearchProgress], None] | None = None, *,
-               beat: float = math.inf) -> SearchResult:
-    """Search ``spec``'s space (see the module doc) on ``executor`` (default: a local process
-    pool). ``progress`` gets a :class:`SearchProgress` as backends finish batches. With
-    ``beat`` (seconds), only strategies that could be faster are looked at: the result has no
-    best when none is (the hardware search uses this to skip dominated designs)."""
-    from des.app.sweep_exec import LocalExecutor
+@dataclass
+class Prescreen:
+    """What happens to a search space before any backend runs: each row's prune reason ("" if
+    it divides), peak memory, whether it survives (divides, fits, and stands for its same-graph
+    class), and for survivors the chain and full lower bounds (ns); the counts per stage and the
+    wall seconds of each."""
 
-    executor = executor or LocalExecutor()
+    reasons: np.ndarray
+    memory: np.ndarray
+    keep: np.ndarray
+    chain: np.ndarray
+    bound: np.ndarray
+    counts: dict[str, int]
+    wall: dict[str, float]
+
+
+def prescreen(spec: SearchSpec) -> tuple[_Space, Prescreen]:
+    """Enumerate ``spec``'s space, prune it (divisibility, memory, same graph) and bound the
+    survivors: every step before the backends, as :func:`run_search` and ``bench/search.py``
+    both take it."""
     clock = time.perf_counter()
     wall: dict[str, float] = {}
     space = build_space(spec)
@@ -416,10 +426,11 @@ def run_search(spec: SearchSpec, executor: Any = None,
     ctx_col = cands.cols["ctx"]
     for ci, ctx in enumerate(space.contexts):
         rows = np.flatnonzero(ctx_col == ci)
-        sub = cands.take(rows)
-        r, m, k = prune(sub, ctx.model, ctx.npus, ctx.seq, ctx.global_batch, ctx.memory_limit,
-                        dtype_bytes=ctx.dtype_bytes, grad_bytes=ctx.grad_bytes, flash=ctx.flash)
+        r, m, k = prune(cands.take(rows), ctx.model, ctx.npus, ctx.seq, ctx.global_batch,
+                        ctx.memory_limit, dtype_bytes=ctx.dtype_bytes,
+                        grad_bytes=ctx.grad_bytes, flash=ctx.flash)
         reasons[rows], memory[rows], keep[rows] = r, m, k
+    pruned_memory = int(((reasons == "") & ~keep).sum())
     # rows that build the same graph run once: the one needing the least memory stands in
     equivalent = 0
     if keep.any():
@@ -444,12 +455,28 @@ def run_search(spec: SearchSpec, executor: Any = None,
                            tp_grad_overlap=ctx.tp_grad_overlap)
         chain[rows], bound[rows] = c, b
     wall["prescreen"] = time.perf_counter() - t0
-    divides = reasons == ""
-    by_rule = Counter(str(x) for x in reasons[~divides])
     counts = {"enumerated": space.enumerated, "pruned_constraints": space.invalid,
-              "pruned_divisibility": int((~divides).sum()),
-              "pruned_memory": int((divides & ~keep).sum()) - equivalent,
-              "pruned_equivalent": equivalent, "survivors": int(keep.sum())}
+              "pruned_divisibility": int((reasons != "").sum()),
+              "pruned_memory": pruned_memory, "pruned_equivalent": equivalent,
+              "survivors": int(keep.sum())}
+    return space, Prescreen(reasons, memory, keep, chain, bound, counts, wall)
+
+
+def run_search(spec: SearchSpec, executor: Any = None,
+               progress: Callable[[SearchProgress], None] | None = None, *,
+               beat: float = math.inf) -> SearchResult:
+    """Search ``spec``'s space (see the module doc) on ``executor`` (default: a local process
+    pool). ``progress`` gets a :class:`SearchProgress` as backends finish batches. With
+    ``beat`` (seconds), only strategies that could be faster are looked at: the result has no
+    best when none is (the hardware search uses this to skip dominated designs)."""
+    from des.app.sweep_exec import LocalExecutor
+
+    executor = executor or LocalExecutor()
+    clock = time.perf_counter()
+    space, screen = prescreen(spec)
+    keep, bound, memory = screen.keep, screen.bound, screen.memory
+    counts, wall = screen.counts, screen.wall
+    by_rule = Counter(str(x) for x in screen.reasons[screen.reasons != ""])
     free = list(spec.free) + (["dp"] if spec.sweep is None and "dp" not in spec.free else [])
     t0 = time.perf_counter()
     with executor_session(executor) as session:
