@@ -165,10 +165,10 @@ def test_layer_seconds_takes_one_layers_ops_by_pass_whatever_their_axis():
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"measured_layer_ms": [2.0, 4.0]}, "measured_layer_ms: expected a mapping"),
-    ({"measured_layer_ms": {"none": {"forward": 0, "backward": 4.0}}}, "positive"),
-    ({"measured_layer_ms": {"none": {"forward": -1, "backward": 4.0}}}, "positive"),
-    ({"layer": 2.5}, "layer must be an integer"),
-    ({"layer": True}, "layer must be an integer"),
+    ({"measured_layer_ms": {"none": {"forward": 0, "backward": 4.0}}}, "finite number > 0"),
+    ({"measured_layer_ms": {"none": {"forward": -1, "backward": 4.0}}}, "finite number > 0"),
+    ({"layer": 2.5}, "layer: must be an integer"),
+    ({"layer": True}, "layer: must be an integer"),
 ])
 def test_malformed_layer_measurements_are_named(change, message):
     with pytest.raises(ValidationError, match=message):

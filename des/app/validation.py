@@ -43,7 +43,7 @@ from typing import Any
 
 from des.core import units
 from des.core.paths import load_preset
-from des.core.schema import SchemaError
+from des.core.schema import SchemaError, boolean, check, nonneg_int, positive_number
 from des.core.yaml_safe import load_yaml, read_text
 
 #: The ``format:`` of an nccl-tests measurement file (:mod:`des.app.validation_nccl`).
@@ -82,6 +82,11 @@ class Row:
     workload: dict[str, Any] = field(compare=False)
     measured_as: str = "iteration_s"
     layer: int | None = None  # measured_as layer_forward_s / layer_backward_s: which layer
+
+    @property
+    def layer_pass(self) -> str | None:
+        """``"forward"`` or ``"backward"`` for a per-layer row, else None."""
+        return None if self.layer is None else self.measured_as.split("_")[1]
 
 
 def layer_seconds(result: Any, layer: int, rank: int = 0) -> dict[str, float]:
@@ -125,10 +130,9 @@ def _workload(case: dict[str, Any], recompute: str, sp: bool) -> dict[str, Any]:
     if "grad_allreduce_bytes" in p:
         parallel["grad_bytes"] = p["grad_allreduce_bytes"]
     if "tp_grad_overlap" in p:
-        if not isinstance(p["tp_grad_overlap"], bool):
-            raise ValidationError(f"{case['name']}: parallel.tp_grad_overlap must be true or "
-                                  f"false, got {p['tp_grad_overlap']!r}")
-        parallel["tp_grad_overlap"] = p["tp_grad_overlap"]
+        parallel["tp_grad_overlap"] = check(boolean, p["tp_grad_overlap"],
+                                            f"{case['name']}: parallel.tp_grad_overlap",
+                                            ValidationError)
     model = {"name": case["name"], "layers": m["layers"], "hidden": m["hidden"],
              "heads": m["heads"], "kv_heads": m["heads"], "head_dim": m["head_dim"],
              "ffn": m["ffn"], "vocab": m["vocab"], "seq": m["seq"], "activation": "gelu",
@@ -183,10 +187,8 @@ def _layer_rows(case: dict[str, Any], where: str, source: str) -> list[Row]:
         raise ValidationError(f"{where}: per-layer times need pp 1 and one micro-batch "
                               f"(global_batch = micro_batch x dp), got pp {p['pp']}, "
                               f"global_batch {p['global_batch']}, micro_batch {p['micro_batch']}")
-    layer = case.get("layer", layers // 2)
-    if not isinstance(layer, int) or isinstance(layer, bool):
-        raise ValidationError(f"{where}: layer must be an integer, got {layer!r}")
-    if not 0 <= layer < layers:
+    layer = check(nonneg_int, case.get("layer", layers // 2), f"{where}: layer", ValidationError)
+    if layer >= layers:
         raise ValidationError(f"{where}: layer {layer} is not one of the {layers} layers")
     measured = case["measured_layer_ms"]
     if not isinstance(measured, dict):
@@ -201,10 +203,8 @@ def _layer_rows(case: dict[str, Any], where: str, source: str) -> list[Row]:
             raise ValidationError(f"{where}: measured_layer_ms.{mode} needs exactly "
                                   f"{' and '.join(PASSES)} (ms)")
         for kind in PASSES:
-            ms = passes[kind]
-            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not ms > 0:
-                raise ValidationError(f"{where}: measured_layer_ms.{mode}.{kind} must be a "
-                                      f"positive number of ms, got {ms!r}")
+            ms = check(positive_number, passes[kind], f"{where}: measured_layer_ms.{mode}.{kind}",
+                       ValidationError)
             rows.append(Row(source, case["name"], mode, p["gpus"], float(ms) / 1e3,
                             _workload(case, *LAYER_MODES[mode]), f"layer_{kind}_s", layer))
     return rows
