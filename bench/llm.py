@@ -67,7 +67,7 @@ def run_case(case: str, backend: str) -> dict:
     gpu = load_gpu("A100-SXM4-80GB")
     start = time.perf_counter()
     workload = build_training(model, par, topo.num_npus, topo,
-                              contention=backend != "analytical")  # as des simulate builds
+                              contention=get_backend(backend).contention)  # as des simulate
     built = time.perf_counter() - start
     result = get_backend(backend).run(topo, workload.graph, hardware=gpu,
                                       options=EngineOptions(chunks=4, comm_streams=2))

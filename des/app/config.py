@@ -25,6 +25,7 @@ from des.core.hardware import GpuSpec, HardwareError, gpu_from_dict, load_gpu
 from des.core.paths import bundled
 from des.core.schema import SchemaError
 from des.core.yaml_safe import is_file, load_yaml, read_text
+from des.sim.backends import DEFAULT_BACKEND, get_backend
 from des.sim.engine import EngineOptions
 from des.sim.hops import DEFAULT_PACKET_BYTES, TransportMode
 from des.sim.options import ASTRA_ENDPOINT_DELAY_NS, ASTRA_LOCAL_MEM_BW, DEFAULT_CHUNKS
@@ -361,14 +362,16 @@ def _build_outputs(sec: Section, base: Path) -> Outputs:
 
 # ---------------------------------------------------------------------- entry points
 def scenario_from_dict(data: Any, source: str = "<dict>", base: Path | None = None, *,
-                       backend: str = "simpy") -> Scenario:
+                       backend: str = DEFAULT_BACKEND) -> Scenario:
     """Build a Scenario from parsed YAML; ``base`` resolves relative file and output paths.
-    ``backend``: what the graph will run on. A graph for the ``analytical`` backend folds
-    wherever symmetric ranks take the same time, a graph for the contended one only where
-    they also load separate, identical links (:func:`workloads.folding.fold_holds`)."""
+    ``backend``: what the graph will run on. A graph for a backend without contention
+    (:attr:`des.sim.backends.Backend.contention`) folds wherever symmetric ranks take the same
+    time, a graph for the contended one only where they also load separate, identical links
+    (:func:`workloads.folding.fold_holds`)."""
+    contention = get_backend(backend).contention
     root = Section(data, "", label=source)
     with limits.using(root.get("limits", default=None)):
-        return _scenario(root, source, base or Path.cwd(), backend != "analytical")
+        return _scenario(root, source, base or Path.cwd(), contention)
 
 
 def _scenario(root: Section, source: str, base: Path, contention: bool = True) -> Scenario:
@@ -397,7 +400,7 @@ def _scenario(root: Section, source: str, base: Path, contention: bool = True) -
 
 
 def load_scenario(spec: str | os.PathLike[str] | None = None, *,
-                  backend: str = "simpy") -> Scenario:
+                  backend: str = DEFAULT_BACKEND) -> Scenario:
     """A scenario from a YAML path or a bundled scenario name (None: the embedded default),
     built for ``backend`` (see :func:`scenario_from_dict`)."""
     text = os.fspath(spec) if spec is not None else DEFAULT_SCENARIO

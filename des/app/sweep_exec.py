@@ -31,6 +31,11 @@ def run_point(point: SweepPoint, backend: str, constraints: list[str] | None = N
     from des.sim.backends import get_backend
 
     start = time.perf_counter()
+    try:  # an unknown backend is the run's failure, not the point's
+        runner = get_backend(backend)
+    except Exception as err:
+        return PointResult(point.key, point.index, point.values, "error",
+                           f"{type(err).__name__}: {err}")
     try:
         scenario = scenario_from_dict(copy.deepcopy(point.scenario), point.scenario["name"],
                                       backend=backend)
@@ -47,8 +52,8 @@ def run_point(point: SweepPoint, backend: str, constraints: list[str] | None = N
             return PointResult(point.key, point.index, point.values, "invalid",
                                f"violates {text!r}")
     try:
-        result = get_backend(backend).run(scenario.topology, scenario.graph,
-                                          hardware=scenario.hardware, options=scenario.options)
+        result = runner.run(scenario.topology, scenario.graph, hardware=scenario.hardware,
+                            options=scenario.options)
         metrics = evaluate_run(result, scenario).metrics
     except Exception as err:  # likewise a point that fails to run
         return PointResult(point.key, point.index, point.values, "error",

@@ -36,11 +36,14 @@ class Runner(Protocol):
 
 @dataclass(frozen=True)
 class Backend:
-    """A named way to run an event graph: ``run`` and a one-line ``description``."""
+    """A named way to run an event graph: ``run``, a one-line ``description``, and whether
+    symmetric ranks contend on links (``contention``): a graph for a backend without folds
+    wherever ranks take the same time, not only where they load separate, identical links."""
 
     name: str
     description: str
     run: Runner
+    contention: bool = True
 
 
 def _simpy(topology: Topology, graph: EventGraph, *, hardware: GpuSpec | None = None,
@@ -61,7 +64,7 @@ def _analytical(topology: Topology, graph: EventGraph, *, hardware: GpuSpec | No
 BACKENDS: dict[str, Backend] = {
     "simpy": Backend("simpy", "every link simulated, with contention (default)", _simpy),
     "analytical": Backend("analytical", "closed-form uncontended costs, much faster, a lower "
-                          "bound", _analytical),
+                          "bound", _analytical, contention=False),
 }
 DEFAULT_BACKEND = "simpy"
 
