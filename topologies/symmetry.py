@@ -29,17 +29,27 @@ def route_signature(topology: Topology, route: Sequence[int]) -> tuple:
                  for h, lk in enumerate(topology.links[i] for i in route))
 
 
+def translated_routes(topology: Topology, table: Sequence[Sequence[int]], src: int,
+                      dst: int) -> list[tuple[int, ...]] | None:
+    """The route ``src -> dst`` under every translation ``table[k]`` (``table[0]`` the
+    identity), when each has the same :func:`route_signature`; None otherwise (or when some
+    translate has no route)."""
+    try:
+        routes = [topology.route(t[src], t[dst]) for t in table]
+    except TopologyError:
+        return None
+    signature = route_signature(topology, routes[0])  # one entry per hop: lengths match too
+    if any(route_signature(topology, r) != signature for r in routes[1:]):
+        return None
+    return routes
+
+
 def same_timing(topology: Topology, table: Sequence[Sequence[int]], src: int,
                 dst: int) -> bool:
     """True when every translation ``table[k]`` maps the route ``src -> dst`` onto a route
     of the same :func:`route_signature`: the weaker symmetry an uncontended (closed-form)
     model needs, where which links a message crosses does not matter, only what they are."""
-    try:
-        base = route_signature(topology, topology.route(src, dst))
-        return all(route_signature(topology, topology.route(t[src], t[dst])) == base
-                   for t in table[1:])
-    except TopologyError:
-        return False
+    return translated_routes(topology, table, src, dst) is not None
 
 
 class LinkOrbits:
@@ -56,9 +66,6 @@ class LinkOrbits:
         self.members: dict[int, tuple[int, ...]] = {}  # canonical link -> its orbit
         self._routes: dict[tuple[int, int], tuple[int, ...] | None] = {}
 
-    def _signature(self, route: tuple[int, ...]) -> tuple:
-        return route_signature(self.topology, route)
-
     def route(self, src: int, dst: int) -> tuple[int, ...] | None:
         """The canonical route of a message from ``src`` to ``dst`` (the representative's), or
         None when some translation breaks the symmetry on it."""
@@ -68,15 +75,10 @@ class LinkOrbits:
         return self._routes[key]
 
     def _learn(self, src: int, dst: int) -> tuple[int, ...] | None:
-        topo, table = self.topology, self.table
-        try:
-            routes = [topo.route(t[src], t[dst]) for t in table]
-        except TopologyError:
+        routes = translated_routes(self.topology, self.table, src, dst)
+        if routes is None:
             return None
         base = routes[0]
-        signature = self._signature(base)
-        if any(len(r) != len(base) or self._signature(r) != signature for r in routes[1:]):
-            return None
         canonical = []
         for h, link in enumerate(base):
             images = tuple(r[h] for r in routes)
