@@ -4,6 +4,11 @@ All-to-all sends each peer its S/n slice in one step; reduce-scatter sends each 
 owns and reduces what arrives; all-gather sends its own S/n slice of the output to every peer;
 all-reduce is that reduce-scatter followed by that all-gather (two steps). Peers are taken in
 AstraSim's order: send to position i+1, i+2, ... and receive from i-1, i-2, ... (skipping self).
+On a group with several logical dimensions (a torus, a fat tree's (host, edge, pod)
+coordinates; not in AstraSim modes) the d-th peer is the member at coordinate offset d instead,
+d written in mixed radix over the dimensions and added coordinate by coordinate: the same
+schedule for one dimension, and one every translation of the grid maps onto itself, so a folded
+run can simulate one member for all (:meth:`Direct.translation_dims`).
 Uncontended on a fully connected fabric one step takes alpha + S/(n B); on shared links the n-1
 messages contend, which is the point of simulating it.
 
@@ -23,6 +28,7 @@ from collectives.base import (
     register,
 )
 from collectives.ring import lockstep_time, uniform_time
+from collectives.translation import GroupTranslation
 from des.core.graph import CollectiveType
 
 
@@ -61,6 +67,23 @@ class Direct(CollectivePlan):
         self.window = min(self.options.window or n - 1, n - 1)
         self.substeps = -(-(n - 1) // self.window) if n > 1 else 0
         self.reducing = tuple(r for r in phases for _ in range(self.substeps))
+        active = [d for d in self.dims if d > 1]
+        self.grid = GroupTranslation(self.dims) \
+            if len(active) > 1 and not self.options.astra and n > 1 else None
+        if self.grid is not None:  # the offset of distance d, and of -d
+            offsets = [self.grid.coords(d) for d in range(n)]
+            self._ahead = offsets
+            self._behind = [tuple(-x for x in o) for o in offsets]
+
+    def translation_dims(self) -> tuple[int, ...] | None:
+        """The group's dimensions when peers go by coordinate offset, else the cyclic ``(n,)``."""
+        return self.dims if self.grid is not None else super().translation_dims()
+
+    def _peer(self, i: int, d: int, back: bool = False) -> int:
+        """Position of the d-th peer of position ``i`` (sending; ``back``: receiving)."""
+        if self.grid is None:
+            return (i - d if back else i + d) % self.size
+        return self.grid.add(i, (self._behind if back else self._ahead)[d])
 
     def num_steps(self, rank: int) -> int:
         return len(self.reducing)
@@ -70,10 +93,10 @@ class Direct(CollectivePlan):
         return range(s * self.window + 1, min((s + 1) * self.window, self.size - 1) + 1)
 
     def step(self, rank: int, k: int) -> Step:
-        i, n, m = self.position[rank], self.size, self.message
+        i, m = self.position[rank], self.message
         dists = self._distances(k)
-        sends = tuple((self.group[(i + d) % n], m) for d in dists)
-        recvs = tuple((self.group[(i - d) % n], m) for d in dists)
+        sends = tuple((self.group[self._peer(i, d)], m) for d in dists)
+        recvs = tuple((self.group[self._peer(i, d, True)], m) for d in dists)
         reduce = 0.0
         if self.reducing[k]:
             reduce = m if self.options.astra else m * len(recvs)
@@ -91,7 +114,7 @@ class Direct(CollectivePlan):
             return start
         phases = []
         for k in range(steps):
-            messages = ((self.group[i], self.group[(i + d) % n], self.message)
+            messages = ((self.group[i], self.group[self._peer(i, d)], self.message)
                         for i in range(n) for d in self._distances(k))
             if steps == 1:
                 t: float | None = max(message_time(*msg) for msg in messages)

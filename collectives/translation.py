@@ -55,13 +55,25 @@ def fold_matches(plan: CollectivePlan, fold: Fold) -> bool:
 def _matches(group: tuple[int, ...], dims: tuple[int, ...] | None, fold: Fold) -> bool:
     if dims is None or group[0] != fold.representative(group[0])[0]:
         return False
-    tr = GroupTranslation(dims)
-    for position in range(1, len(group)):
+    import numpy as np  # a whole-machine group is a million checks: done as arrays
+
+    n = len(group)
+    ks = []
+    for position in range(1, n):
         rep, k = fold.representative(group[position])
         if rep != group[0]:
             return False
-        offset = tr.coords(position)
-        for q in range(len(group)):
-            if fold.translate(group[q], k) != group[tr.add(q, offset)]:
-                return False
+        ks.append(k)
+    members = np.asarray(group, dtype=np.int64)
+    sizes = np.asarray(dims, dtype=np.int64)
+    strides = np.concatenate(([1], np.cumprod(sizes)[:-1]))
+    coords = (np.arange(n, dtype=np.int64)[:, None] // strides) % sizes  # [position, dim]
+    table = fold.table_array()
+    block = max(1, (1 << 20) // n)  # rows of n checks at a time: bounded memory
+    for lo in range(1, n, block):
+        hi = min(n, lo + block)
+        moved = table[np.asarray(ks[lo - 1:hi - 1])][:, members]  # [p, q]: member q moved by k_p
+        shifted = ((coords[None, :, :] + coords[lo:hi, None, :]) % sizes) @ strides
+        if not np.array_equal(moved, members[shifted]):
+            return False
     return True

@@ -31,11 +31,11 @@ def _all_pairs_equal(topo: Topology, flows: range) -> None:
 
 @pytest.mark.parametrize("seed", [0, 7])
 def test_fat_tree_routes_equal_reference(seed: int) -> None:
-    _all_pairs_equal(fat_tree(4, 10.0, 1.0, seed=seed), range(3))
+    _all_pairs_equal(fat_tree(4, 10.0, 1.0, seed=seed, routing="ecmp"), range(3))
 
 
 def test_fat_tree_k6_routes_equal_reference() -> None:
-    _all_pairs_equal(fat_tree(6, 10.0, 1.0, seed=3), range(2))
+    _all_pairs_equal(fat_tree(6, 10.0, 1.0, seed=3, routing="ecmp"), range(2))
 
 
 def test_leaf_spine_and_superpod_equal_reference() -> None:
@@ -45,7 +45,7 @@ def test_leaf_spine_and_superpod_equal_reference() -> None:
 
 
 def test_routes_equal_reference_with_faults() -> None:
-    topo = fat_tree(4, 10.0, 1.0, seed=1)
+    topo = fat_tree(4, 10.0, 1.0, seed=1, routing="ecmp")
     lay = topo.layout
     set_fault(topo, LinkFault(lay.edge_switches[0], lay.agg_switches[0], down=True))
     set_fault(topo, LinkFault(lay.agg_switches[3], lay.core_switches[2], down=True))

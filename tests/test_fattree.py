@@ -1,4 +1,4 @@
-"""Fat tree, leaf-spine and SuperPOD builders: sizes, path shapes and ECMP behaviour."""
+"""Fat tree, leaf-spine and SuperPOD builders: sizes, path shapes, D-mod-K and ECMP behaviour."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from collections import Counter
 import pytest
 from helpers import REPO, assert_valid_path, checkout_env, link_kinds
 
+from collectives.translation import GroupTranslation
 from topologies.base import Topology, TopologyError
 from topologies.fattree import ecmp_hash, fat_tree, leaf_spine, superpod
+from topologies.symmetry import LinkOrbits
 
 
 def check_route(topo: Topology, src: int, dst: int, route: tuple[int, ...]) -> list[int]:
@@ -126,10 +128,71 @@ def test_leaf_spine_path_lengths_and_spread():
     assert spines == set(topo.layout.spine_switches)
 
 
+# ---------------------------------------------------------------------- D-mod-K
+@pytest.mark.parametrize("k", [4, 6])
+def test_dmodk_goes_up_by_the_destination_coordinates(k):
+    topo = fat_tree(k, 1.0, 1.0)
+    half, lay = k // 2, topo.layout
+    for src in range(topo.num_npus):
+        for dst in range(topo.num_npus):
+            if src == dst:
+                continue
+            devices = check_route(topo, src, dst, topo.route(src, dst))
+            d_pod, d_edge, d_host = dst // half**2, (dst // half) % half, dst % half
+            if src // half == dst // half:
+                assert len(devices) == 3
+                continue
+            assert devices[2] == lay.agg_switches[(src // half**2) * half + d_host]
+            if src // half**2 == d_pod:
+                assert len(devices) == 5
+            else:  # aggregation switch j joins cores j*half .. j*half + half-1
+                assert devices[3] == lay.core_switches[d_host * half + d_edge]
+                assert len(devices) == 7
+
+
+@pytest.mark.parametrize("k", [4, 8])
+def test_dmodk_never_shares_a_link_in_a_shift_permutation(k):
+    # Zahavi (2010): D-mod-K is non-blocking for shift permutations, in host-id order and
+    # coordinate by coordinate alike
+    topo = fat_tree(k, 1.0, 1.0)
+    n, grid = topo.num_npus, GroupTranslation(topo.info.dims)
+    for shift in range(1, n):
+        for dst_of in (lambda a, s=shift: (a + s) % n,
+                       lambda a, s=shift: grid.add(a, grid.coords(s))):
+            load = Counter(link for a in range(n) for link in topo.route(a, dst_of(a)))
+            assert max(load.values()) == 1
+
+
+def test_dmodk_routes_commute_with_translations_of_the_coordinates():
+    topo = fat_tree(4, 1.0, 1.0)
+    grid = GroupTranslation(topo.info.dims)
+    table = [tuple(grid.add(r, grid.coords(k)) for r in range(16)) for k in range(16)]
+    orbits = LinkOrbits(topo, table)
+    assert all(orbits.route(0, dst) is not None for dst in range(1, 16))
+    # every link of a class is in one orbit: the 16 translations move a route's hops freely
+    assert {len(orbits.links_of(c)) for c in set(orbits.canonical.values())} == {16}
+    ecmp = LinkOrbits(fat_tree(4, 1.0, 1.0, routing="ecmp"), table)
+    assert any(ecmp.route(0, dst) is None for dst in range(1, 16))
+
+
+def test_dmodk_takes_the_surviving_paths_around_a_failed_link():
+    topo = fat_tree(4, 1.0, 1.0)
+    route = topo.route(0, 15)
+    topo.links[route[2]].up = False  # its aggregation-to-core hop
+    topo.invalidate_routes()
+    detour = topo.route(0, 15)
+    assert route[2] not in detour and len(check_route(topo, 0, 15, detour)) == 7
+
+
+def test_unknown_routing_is_refused():
+    with pytest.raises(TopologyError, match="routing must be one of dmodk, ecmp"):
+        fat_tree(4, 1.0, 1.0, routing="adaptive")
+
+
 # ---------------------------------------------------------------------- ECMP
 @pytest.mark.parametrize("k", [4, 8])
 def test_ecmp_spreads_flows_over_uplinks_and_cores(k):
-    topo = fat_tree(k, 1.0, 1.0)
+    topo = fat_tree(k, 1.0, 1.0, routing="ecmp")
     dst = topo.num_npus - 1  # last pod
     routes = [topo.route(0, dst, flow) for flow in range(400)]
     first_uplinks = {route[1] for route in routes}
@@ -144,7 +207,8 @@ def test_ecmp_spreads_flows_over_uplinks_and_cores(k):
 
 
 def test_ecmp_is_reproducible_in_a_fresh_topology():
-    a, b = fat_tree(4, 1.0, 1.0, seed=11), fat_tree(4, 1.0, 1.0, seed=11)
+    a, b = (fat_tree(4, 1.0, 1.0, seed=11, routing="ecmp"),
+            fat_tree(4, 1.0, 1.0, seed=11, routing="ecmp"))
     for flow in range(50):
         b.route(3, 9, flow + 1000)  # warm b's caches in a different order
     for src, dst in [(0, 15), (3, 9), (12, 1)]:
@@ -154,7 +218,7 @@ def test_ecmp_is_reproducible_in_a_fresh_topology():
 
 def test_ecmp_is_reproducible_across_processes():
     code = ("from topologies.fattree import fat_tree\n"
-            "t = fat_tree(8, 1.0, 1.0, seed=5)\n"
+            "t = fat_tree(8, 1.0, 1.0, seed=5, routing='ecmp')\n"
             "print([t.route(0, 127, f) for f in range(20)])\n")
     outputs = set()
     for hash_seed in ("1", "2"):
@@ -162,7 +226,7 @@ def test_ecmp_is_reproducible_across_processes():
                               env=checkout_env(PYTHONHASHSEED=hash_seed), check=True,
                               capture_output=True, text=True)
         outputs.add(done.stdout)
-    here = fat_tree(8, 1.0, 1.0, seed=5)
+    here = fat_tree(8, 1.0, 1.0, seed=5, routing="ecmp")
     outputs.add(str([here.route(0, 127, f) for f in range(20)]) + "\n")
     assert len(outputs) == 1
 
@@ -175,7 +239,8 @@ def test_ecmp_hash_is_blake2b_of_packed_ints():
 
 
 def test_different_seed_changes_some_routes():
-    a, b = fat_tree(4, 1.0, 1.0, seed=0), fat_tree(4, 1.0, 1.0, seed=1)
+    a, b = fat_tree(4, 1.0, 1.0, seed=0, routing="ecmp"), fat_tree(4, 1.0, 1.0, seed=1,
+                                                                   routing="ecmp")
     pairs = [(0, 15, f) for f in range(40)]
     assert any(a.route(*p) != b.route(*p) for p in pairs)
     # but the seed never changes a path's length

@@ -75,3 +75,10 @@ def test_some_plans_declare_symmetry() -> None:
     assert ring.translation_dims() == (8,)
     assert hier.translation_dims() == (2, 4)
     assert tree.translation_dims() is None
+    # direct takes peers by coordinate offset on a grid (AstraSim modes: in cyclic order)
+    grid = make_plan(CollectiveType.ALL_TO_ALL, tuple(range(8)), 800.0, "direct", dims=(2, 4))
+    astra = make_plan(CollectiveType.ALL_TO_ALL, tuple(range(8)), 800.0, "direct", dims=(2, 4),
+                      options=PlanOptions(astra=True))
+    assert grid.translation_dims() == (2, 4) and astra.translation_dims() == (8,)
+    assert [p for p, _ in grid.step(1, 0).sends] == [0, 3, 2, 5, 4, 7, 6]
+    assert [p for p, _ in astra.step(1, 0).sends] == [2, 3, 4, 5, 6, 7, 0]

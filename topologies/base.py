@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from des.core import limits
 from des.core.schema import SchemaError
@@ -53,6 +53,10 @@ class LinkSpec:
 
 
 Router = Callable[["Topology", int, int, int], tuple[int, ...]]
+BatchRouter = Callable[["Topology", Any, Any], Any]
+"""``batch(topology, srcs, dsts)``: the flow-0 routes of the pairs (numpy int arrays) as one
+``(pairs, hops)`` int array, equal to the router's route of each pair, or None when they do not
+all have the same number of hops or the router would take another path for some pair."""
 """A routing function ``(topology, src, dst, flow) -> link ids``; ``flow`` feeds ECMP hashing."""
 
 _State = TypeVar("_State")
@@ -86,6 +90,8 @@ class Topology:
         self.links: list[LinkSpec] = []
         self.switch_latency: dict[int, float] = {}
         self._router: Router = router or shortest_path_router
+        # routes of many (src, dst) pairs at once, as an array (see routes_many); None: none
+        self.batch_router: BatchRouter | None = None
         self._routes: dict[tuple[int, int, int], tuple[int, ...]] = {}
         self._out: dict[int, list[int]] = {}  # device -> out link ids, ordered by (dst, id)
         self._trees: dict[tuple[int, bool], dict[int, tuple[int, int]]] = {}
@@ -222,6 +228,24 @@ class Topology:
             path = () if src == dst else self._router(self, src, dst, flow)
             self._routes[key] = path
         return path
+
+    def routes_many(self, srcs: Any, dsts: Any) -> Any:
+        """The flow-0 routes of the pairs ``(srcs[i], dsts[i])`` (numpy int arrays, no pair
+        with src == dst) as one ``(pairs, hops)`` numpy int array, or None when they differ in
+        length. Uses the router's batch form where it has one (:attr:`batch_router`), else
+        routes pair by pair without caching: a symmetry check asks for a route per translation
+        of each representative route, far more than a run uses."""
+        import numpy as np
+
+        if self.batch_router is not None:
+            out = self.batch_router(self, srcs, dsts)
+            if out is not None:
+                return out
+        routes = [self._routes.get((s, d, 0)) or self._router(self, s, d, 0)
+                  for s, d in zip(srcs.tolist(), dsts.tolist(), strict=True)]
+        if len({len(r) for r in routes}) != 1:
+            return None
+        return np.array(routes, dtype=np.int64).reshape(len(routes), len(routes[0]))
 
     def route_from(self, device: int, dst: int, flow: int = 0) -> tuple[int, ...]:
         """Link ids from any device (a switch mid-route, say) to NPU ``dst``: the router's route

@@ -1,5 +1,5 @@
 """Multi-rooted datacenter fabrics: k-ary fat tree, leaf-spine Clos and a DGX SuperPOD-like
-rail-optimized cluster, all routed by deterministic ECMP.
+rail-optimized cluster, routed by deterministic ECMP or, on the fat tree, by D-mod-K.
 
 * :func:`fat_tree` is the three-tier k-ary fat tree of Al-Fares, Loukissas and Vahdat, "A
   Scalable, Commodity Data Center Network Architecture" (SIGCOMM 2008), itself a folded Clos
@@ -38,6 +38,10 @@ to a per-destination walk. Cases that walk does not cover (a direct NPU-to-NPU l
 destination, a route that must transit NPUs, a link that went down without
 :meth:`Topology.invalidate_routes`) take the per-destination walk.
 
+:func:`fat_tree` routes by D-mod-K by default (:func:`dmodk_router`): each upward hop is chosen
+from the destination's coordinates alone, as InfiniBand fat trees are routed; ``routing="ecmp"``
+hashes instead.
+
 The distance tables live in ``Topology._trees`` under keys ``("ecmp-dist", dst, transit)``
 (plus ``("ecmp-in",)`` for the in-link index): :meth:`Topology.invalidate_routes`, which the
 fault code calls after changing links, clears that dict, so the tables never outlive a change.
@@ -51,9 +55,13 @@ from typing import Any, cast
 
 from topologies.base import Topology, TopologyError, no_route_error
 from topologies.meta import FatTreeLayout, LeafSpineLayout, SuperpodLayout, TopologyInfo
-from topologies.routing_state import EcmpRouting
+from topologies.routing_state import DmodkRouting, EcmpRouting
 
-__all__ = ["ecmp_hash", "ecmp_router", "fat_tree", "leaf_spine", "superpod"]
+__all__ = ["dmodk_router", "dmodk_routes", "ecmp_hash", "ecmp_router", "fat_tree", "leaf_spine",
+           "superpod"]
+
+ROUTINGS = ("dmodk", "ecmp")
+"""How :func:`fat_tree` routes: D-mod-K (the default) or hashed ECMP."""
 
 _MASK64 = (1 << 64) - 1
 _HASH_FORMAT = struct.Struct("<5Q")
@@ -77,7 +85,7 @@ def ecmp_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int,
     :func:`~topologies.base.no_route_error` when no path survives.
     """
     state = topo.router_state
-    seed = state.seed if isinstance(state, EcmpRouting) else 0
+    seed = state.seed if isinstance(state, EcmpRouting | DmodkRouting) else 0
     path = _ecmp_by_switches(topo, src, dst, flow, seed)
     if path is not None:
         return path
@@ -86,6 +94,79 @@ def ecmp_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int,
         if path is not None:
             return path
     raise no_route_error(topo, src, dst)
+
+
+def dmodk_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
+    """D-mod-K routing on a k-ary fat tree (E. Zahavi, "D-Mod-K Routing Providing Non-Blocking
+    Traffic for Shift Permutations on Real Life Fat Trees", CCIT Report 776, Technion, 2010):
+    going up, a message leaves its edge switch for aggregation switch ``dst mod k/2`` (the
+    destination's index under its edge switch) and its aggregation switch for core
+    ``floor(dst / (k/2)) mod k/2`` (the destination's edge switch in its pod); coming down, the
+    path to the destination is unique. Every destination thus has one spanning tree of
+    downward paths, and the routes are independent of the flow id.
+
+    The rule commutes with translations of the hosts' (index, edge, pod) coordinates: moving
+    source and destination by the same offsets moves every link of the route by a fixed
+    offset too, on separate links for different offsets, which is what lets a folded run
+    simulate one host for all (:class:`topologies.symmetry.LinkOrbits` checks it). When a link
+    of that path is down, the route is the ECMP route over what survives (:func:`ecmp_router`).
+    """
+    t = topo.state(DmodkRouting)
+    half = t.half
+    s_pod, s_edge = divmod(src // half, half)
+    d_pod, rest = divmod(dst, half * half)
+    d_edge, d_host = divmod(rest, half)
+    if s_pod == d_pod and s_edge == d_edge:
+        path: tuple[int, ...] = (t.host_up[src], t.host_down[dst])
+    elif s_pod == d_pod:
+        path = (t.host_up[src], t.edge_up[s_pod][s_edge][d_host],
+                t.edge_down[d_pod][d_host][d_edge], t.host_down[dst])
+    else:
+        path = (t.host_up[src], t.edge_up[s_pod][s_edge][d_host],
+                t.agg_up[s_pod][d_host][d_edge], t.agg_down[d_pod][d_host][d_edge],
+                t.edge_down[d_pod][d_host][d_edge], t.host_down[dst])
+    links = topo.links
+    if all(links[i].up for i in path):
+        return path
+    return ecmp_router(topo, src, dst, flow)
+
+
+def dmodk_routes(topo: Topology, srcs: Any, dsts: Any) -> Any:
+    """:func:`dmodk_router` for many pairs at once (numpy int arrays), as the
+    :attr:`~topologies.base.Topology.batch_router` of a D-mod-K fat tree: the routes as one
+    ``(pairs, hops)`` array, or None when the pairs' routes differ in length or cross a link
+    that is down (then each pair takes its own route)."""
+    import numpy as np
+
+    t = topo.state(DmodkRouting)
+    tables = topo._trees.get(("dmodk-arrays",))
+    if tables is None:
+        tables = topo._trees[("dmodk-arrays",)] = tuple(
+            np.asarray(x, dtype=np.int64) for x in (t.host_up, t.host_down, t.edge_up,
+                                                    t.edge_down, t.agg_up, t.agg_down))
+    host_up, host_down, edge_up, edge_down, agg_up, agg_down = tables
+    half = t.half
+    s_pod, s_edge = np.divmod(srcs // half, half)
+    d_pod, rest = np.divmod(dsts, half * half)
+    d_edge, d_host = np.divmod(rest, half)
+    same_pod = s_pod == d_pod
+    same_edge = same_pod & (s_edge == d_edge)
+    if same_edge.all():
+        hops = [host_up[srcs], host_down[dsts]]
+    elif same_pod.all() and not same_edge.any():
+        hops = [host_up[srcs], edge_up[s_pod, s_edge, d_host], edge_down[d_pod, d_host, d_edge],
+                host_down[dsts]]
+    elif not same_pod.any():
+        hops = [host_up[srcs], edge_up[s_pod, s_edge, d_host], agg_up[s_pod, d_host, d_edge],
+                agg_down[d_pod, d_host, d_edge], edge_down[d_pod, d_host, d_edge],
+                host_down[dsts]]
+    else:
+        return None
+    routes = np.stack(hops, axis=1)
+    up = topo._trees.get(("links-up",))
+    if up is None:  # cleared with the routes when a link changes state
+        up = topo._trees[("links-up",)] = np.array([lk.up for lk in topo.links])
+    return routes if up[routes].all() else None
 
 
 def _ecmp_walk(topo: Topology, src: int, dst: int, flow: int, seed: int,
@@ -242,7 +323,7 @@ def _distances(topo: Topology, dst: int, transit: bool, fresh: bool = False) -> 
 
 # ---------------------------------------------------------------------- builders
 def fat_tree(k: int, bandwidth: float, latency: float, *, switch_latency: float = 0.0,
-             seed: int = 0) -> Topology:
+             seed: int = 0, routing: str = "dmodk") -> Topology:
     """The k-ary three-tier fat tree of Al-Fares et al. (SIGCOMM 2008).
 
     ``k`` pods, each with k/2 edge and k/2 aggregation switches; (k/2)^2 core switches; k^3/4
@@ -254,8 +335,15 @@ def fat_tree(k: int, bandwidth: float, latency: float, *, switch_latency: float 
 
     All links are duplex with ``bandwidth`` (bytes/ns) and ``latency`` (ns); kinds
     ``host-edge``, ``edge-agg`` and ``agg-core``. Every switch adds ``switch_latency``. Fewest-hop
-    paths are 2 hops under one edge switch, 4 within a pod and 6 across pods; :func:`ecmp_router`
-    spreads flows over the k/2 aggregation and (k/2)^2 core choices, hashed with ``seed``.
+    paths are 2 hops under one edge switch, 4 within a pod and 6 across pods. ``routing``:
+    ``"dmodk"`` (default, :func:`dmodk_router`) picks the aggregation and core switch from the
+    destination, as an InfiniBand subnet manager's fat-tree routing does; ``"ecmp"``
+    (:func:`ecmp_router`) spreads flows over the k/2 aggregation and (k/2)^2 core choices by a
+    hash with ``seed``, as Ethernet switches do. ``seed`` also picks the detours D-mod-K takes
+    around links that are down.
+
+    ``info.dims`` is ``(k/2, k/2, k)``: a host's id in mixed radix is (index under its edge
+    switch, edge switch in its pod, pod), dimension 0 fastest.
 
     ``info.bisection_bandwidth`` is the full bisection k^3/8 * bandwidth (bytes/ns, one
     direction): half the hosts each sending at line rate, which the rearrangeably non-blocking
@@ -265,25 +353,45 @@ def fat_tree(k: int, bandwidth: float, latency: float, *, switch_latency: float 
     if k % 2:
         raise TopologyError(f"fat_tree: k must be even, got {k}")
     _check_int(seed, "fat_tree: seed", minimum=None)
+    if routing not in ROUTINGS:
+        raise TopologyError(f"fat_tree: routing must be one of {', '.join(ROUTINGS)}, got "
+                            f"{routing!r}")
     half = k // 2
     hosts = k * half * half
-    topo = Topology(f"fat_tree:{k}", hosts, ecmp_router)
+    topo = Topology(f"fat_tree:{k}", hosts,
+                    dmodk_router if routing == "dmodk" else ecmp_router)
     edge = [[topo.add_switch(switch_latency, "edge") for _ in range(half)] for _ in range(k)]
     agg = [[topo.add_switch(switch_latency, "aggregation") for _ in range(half)]
            for _ in range(k)]
     core = [topo.add_switch(switch_latency, "core") for _ in range(half * half)]
+    host_links = []
+    edge_up = [[[0] * half for _ in range(half)] for _ in range(k)]  # [pod][edge][agg]
+    edge_down = [[[0] * half for _ in range(half)] for _ in range(k)]  # [pod][agg][edge]
+    agg_up = [[[0] * half for _ in range(half)] for _ in range(k)]  # [pod][agg][core]
+    agg_down = [[[0] * half for _ in range(half)] for _ in range(k)]  # [pod][agg][core]
     for pod in range(k):
         for e in range(half):
             for i in range(half):
-                topo.add_duplex(pod * half * half + e * half + i, edge[pod][e], bandwidth,
-                                latency, "host-edge")
+                host_links.append(topo.add_duplex(pod * half * half + e * half + i,
+                                                  edge[pod][e], bandwidth, latency, "host-edge"))
             for j in range(half):
-                topo.add_duplex(edge[pod][e], agg[pod][j], bandwidth, latency, "edge-agg")
+                edge_up[pod][e][j], edge_down[pod][j][e] = topo.add_duplex(
+                    edge[pod][e], agg[pod][j], bandwidth, latency, "edge-agg")
         for j in range(half):
             for c in range(half):
-                topo.add_duplex(agg[pod][j], core[j * half + c], bandwidth, latency,
-                                "agg-core")
-    topo.router_state = EcmpRouting(seed)
+                agg_up[pod][j][c], agg_down[pod][j][c] = topo.add_duplex(
+                    agg[pod][j], core[j * half + c], bandwidth, latency, "agg-core")
+
+    def frozen(table: list[list[list[int]]]) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        return tuple(tuple(tuple(row) for row in pod) for pod in table)
+
+    if routing == "dmodk":
+        topo.router_state = DmodkRouting(
+            half, tuple(up for up, _ in host_links), tuple(down for _, down in host_links),
+            frozen(edge_up), frozen(edge_down), frozen(agg_up), frozen(agg_down), seed)
+        topo.batch_router = dmodk_routes
+    else:
+        topo.router_state = EcmpRouting(seed)
     topo.layout = FatTreeLayout(
         k=k, pods=k, hosts=hosts,
         edge_switches=tuple(s for pod in edge for s in pod),
@@ -291,7 +399,8 @@ def fat_tree(k: int, bandwidth: float, latency: float, *, switch_latency: float 
         core_switches=tuple(core),
         bandwidth=float(bandwidth), latency=float(latency),
     )
-    topo.info = TopologyInfo("fat_tree", bisection_bandwidth=hosts / 2 * float(bandwidth))
+    topo.info = TopologyInfo("fat_tree", dims=(half, half, k),
+                             bisection_bandwidth=hosts / 2 * float(bandwidth))
     return topo
 
 

@@ -49,7 +49,7 @@ PARAM_TYPES: dict[str, Parser] = {
     "z": schema.positive_int, "k": schema.positive_int, "leaves": schema.positive_int,
     "hosts_per_leaf": schema.positive_int, "spines": schema.positive_int,
     "nodes": schema.positive_int, "gpus_per_node": schema.positive_int,
-    "seed": schema.nonneg_int, "bidirectional": schema.boolean,
+    "seed": schema.nonneg_int, "bidirectional": schema.boolean, "routing": schema.text,
     "oversubscription": schema.positive_number,
     "bandwidth": units.parse_bandwidth, "uplink_bandwidth": units.parse_bandwidth,
     "nic_bandwidth": units.parse_bandwidth,

@@ -87,6 +87,26 @@ class EcmpRouting:
 
 
 @dataclass(frozen=True, slots=True)
+class DmodkRouting:
+    """D-mod-K link tables of a k-ary fat tree (the choice itself is arithmetic on the
+    destination's coordinates, :func:`topologies.fattree.dmodk_router`). ``edge_up[p][e][a]``
+    is the link from edge switch ``e`` of pod ``p`` to its aggregation switch ``a``,
+    ``agg_up[p][a][c]`` the link from aggregation switch ``a`` of pod ``p`` to its ``c``-th
+    core switch, the ``*_down`` tables the reverse links, ``host_up[h]`` / ``host_down[h]`` a
+    host's links to and from its edge switch.
+    ``seed`` hashes the ECMP routes taken around links that are down."""
+
+    half: int
+    host_up: tuple[int, ...]
+    host_down: tuple[int, ...]
+    edge_up: tuple[tuple[tuple[int, ...], ...], ...]
+    edge_down: tuple[tuple[tuple[int, ...], ...], ...]
+    agg_up: tuple[tuple[tuple[int, ...], ...], ...]
+    agg_down: tuple[tuple[tuple[int, ...], ...], ...]
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ExplicitRouting:
     """Explicit routes from a file: ``routes[(src, dst)]`` is the device path, endpoints
     included; other pairs take the shortest path."""
@@ -95,5 +115,5 @@ class ExplicitRouting:
 
 
 RouterState = (RingRouting | SwitchRouting | GridRouting | HierarchicalRouting | EcmpRouting
-               | ExplicitRouting)
+               | DmodkRouting | ExplicitRouting)
 """The router state a topology may hold in its ``router_state`` attribute."""

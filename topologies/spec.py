@@ -140,7 +140,7 @@ register_topology("torus3d", required=("x", "y", "z"), spec=_sizes(3), example="
                   builtin=True)(_grid("torus3d"))
 
 
-@register_topology("fat_tree", required=("k",), optional=("switch_latency", "seed"),
+@register_topology("fat_tree", required=("k",), optional=("switch_latency", "seed", "routing"),
                    aliases=("fattree",), spec=key_values, example="fattree:k=4", builtin=True)
 def _fat_tree(bandwidth: float, latency: float, k: int, **options: Any) -> Topology:
     from topologies.fattree import fat_tree

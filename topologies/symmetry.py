@@ -16,6 +16,7 @@ answers the canonical route of a message, or None when the symmetry does not hol
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from topologies.base import Topology, TopologyError
 
@@ -54,14 +55,27 @@ def same_timing(topology: Topology, table: Sequence[Sequence[int]], src: int,
 
 class LinkOrbits:
     """The translations ``table[k]`` (rank permutations, ``table[0]`` the identity) acting on
-    ``topology``'s links, learnt from the routes asked for."""
+    ``topology``'s links, learnt from the routes asked for.
+
+    Learning a route takes its image under every translation at once
+    (:meth:`~topologies.base.Topology.routes_many`, vectorised where the router has a batch
+    form) and checks it with array operations: a 1024-host fat tree folded onto one host asks
+    for a million translated routes."""
 
     def __init__(self, topology: Topology, table: Sequence[Sequence[int]]) -> None:
+        import numpy as np
+
         self.topology = topology
         self.table = table
         self.count = len(table)
-        self.action: dict[int, tuple[int, ...]] = {}  # route link -> its image under each k
-        self.orbit: dict[int, frozenset[int]] = {}  # link -> the links of its orbit
+        self._table = np.asarray(table, dtype=np.int64)  # [k, rank]
+        links = topology.links
+        # what a hop's timing depends on (route_signature), one row per link
+        self._signature = np.array(
+            [(lk.bandwidth, lk.derate, lk.latency, float(lk.up),
+              topology.switch_latency.get(lk.dst, 0.0)) for lk in links], dtype=np.float64)
+        self._orbit_of = np.full(len(links), -1, dtype=np.int64)  # link -> lowest of its orbit
+        self.action: dict[int, Any] = {}  # route link -> its images under each k (an array)
         self.canonical: dict[int, int] = {}  # route link -> lowest id of its orbit
         self.members: dict[int, tuple[int, ...]] = {}  # canonical link -> its orbit
         self._routes: dict[tuple[int, int], tuple[int, ...] | None] = {}
@@ -75,24 +89,48 @@ class LinkOrbits:
         return self._routes[key]
 
     def _learn(self, src: int, dst: int) -> tuple[int, ...] | None:
-        routes = translated_routes(self.topology, self.table, src, dst)
-        if routes is None:
+        import numpy as np
+
+        if src == dst:
+            return ()
+        try:
+            routes = self.topology.routes_many(self._table[:, src], self._table[:, dst])
+        except TopologyError:
             return None
-        base = routes[0]
+        if routes is None:  # the translates differ in length
+            return None
+        sig = self._signature
+        last = routes.shape[1] - 1
+        images_all = routes.T  # [hop, k]
+        # every hop's image has the hop's signature (the last hop's switch latency is the
+        # destination NPU's, which route_signature leaves out, as it does here)
+        hop_sig = sig[images_all]  # [hop, k, field]
+        if last >= 0:
+            hop_sig[last, :, 4] = 0.0
+        if not (hop_sig == hop_sig[:, :1, :]).all():
+            return None
         canonical = []
-        for h, link in enumerate(base):
-            images = tuple(r[h] for r in routes)
-            members = frozenset(images)
-            if len(members) != self.count:
+        for h in range(last + 1):
+            images = images_all[h]
+            link = int(images[0])
+            known = self.action.get(link)
+            if known is not None:
+                if not np.array_equal(known, images):
+                    return None  # the same link would map two ways
+                canonical.append(self.canonical[link])
+                continue
+            if len(np.unique(images)) != self.count:
                 return None  # two images share a link: not free
-            if self.action.setdefault(link, images) != images:
-                return None  # the same link would map two ways
-            for image in images:  # orbits must partition the links
-                if self.orbit.setdefault(image, members) != members:
-                    return None
-            lowest = min(images)
+            lowest = int(images.min())
+            seen = self._orbit_of[images]
+            if (seen != -1).any() and not (seen == lowest).all():
+                return None  # orbits must partition the links
+            if lowest in self.members and set(self.members[lowest]) != set(images.tolist()):
+                return None
+            self._orbit_of[images] = lowest
+            self.action[link] = images
             self.canonical[link] = lowest
-            self.members[lowest] = images
+            self.members.setdefault(lowest, tuple(images.tolist()))
             canonical.append(lowest)
         return tuple(canonical)
 

@@ -32,6 +32,19 @@ attention is modelled by phase (one ring all-gather over the context group,
 expert-parallel all-to-all crosses axes, so those stay unfolded."""
 
 
+def world_fold(topology: Topology, num_ranks: int) -> Fold | None:
+    """The fold of every rank onto rank 0 by the translations of the topology's logical
+    dimensions (one cyclic axis per dimension longer than one; NPU ids in mixed radix,
+    dimension 0 fastest), or None when the topology has no dimensions covering ``num_ranks``.
+    A candidate only: whether it is exact for a graph is the backends' check
+    (:mod:`des.sim.fold_check`)."""
+    dims = topology.info.dims
+    if not dims or prod(dims) != num_ranks or num_ranks < 2:
+        return None
+    axes = {f"dim{d}": int(size) for d, size in enumerate(dims)}
+    return Fold.of(tuple(a for a, size in axes.items() if size > 1), axes, tuple(axes))
+
+
 def partners(layout: Layout, rank: int, topology: Topology | None = None) -> set[int]:
     """Every rank ``rank`` may exchange messages with: its groups along each axis and its
     pipeline neighbours. On a fabric with logical dimensions, a group that spans several of

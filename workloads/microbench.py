@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from des.core.fold import Fold
 from des.core.graph import CollectiveType, EventGraph
 from des.core.hardware import DEFAULT_DTYPE_BYTES
 
@@ -25,18 +26,25 @@ class CollectiveSpec:
 
 
 def collective_sequence(num_ranks: int, specs: Sequence[CollectiveSpec],
-                        name: str = "collectives") -> EventGraph:
+                        name: str = "collectives", fold: Fold | None = None) -> EventGraph:
     """Run the collectives one after another on every member (each waits for the previous one
-    the rank took part in), like an nccl-tests run over a list of sizes."""
+    the rank took part in), like an nccl-tests run over a list of sizes.
+
+    With ``fold`` (whose orbits must each meet every group, as a fold of all ranks does:
+    :func:`workloads.folding.world_fold`), only the fold's representatives get nodes and each
+    collective keeps its full group as its span."""
     graph = EventGraph(num_ranks, name)
+    graph.fold = fold
     last: dict[int, int] = {}
     for i, spec in enumerate(specs):
-        group = spec.group if spec.group is not None else tuple(range(num_ranks))
+        span = spec.group if spec.group is not None else tuple(range(num_ranks))
+        group = span if fold is None else tuple(r for r in span if fold.is_representative(r))
         for rep in range(spec.repeat):
             ids = graph.collective_all(
                 spec.collective, spec.nbytes, group=group, algorithm=spec.algorithm,
                 name=f"{spec.collective}#{i}.{rep}",
-                deps={r: (last[r],) for r in group if r in last})
+                deps={r: (last[r],) for r in group if r in last},
+                span=None if fold is None else span)
             last.update(ids)
     return graph
 

@@ -173,17 +173,18 @@ def build_faults(sec: Section, topology: Topology) -> list[LinkFault]:
 
 # ---------------------------------------------------------------------- workload
 def build_workload(sec: Section, num_ranks: int, name: str, topology: Topology | None = None,
-                   symmetric: bool = True, contention: bool = True
-                   ) -> tuple[EventGraph, Any, str]:
+                   symmetric: bool = True, contention: bool = True,
+                   options: EngineOptions | None = None) -> tuple[EventGraph, Any, str]:
     """``workload:`` -> (EventGraph over ``num_ranks`` ranks, what built it or None, kind):
     the kind's parser from the one registry of :mod:`des.app.workload_kinds`. Kinds that fold
     symmetric ranks get the ``topology`` and whether the run is ``symmetric`` (no stragglers
-    or timed faults) to prove folding exact, and whether it is for a backend with
-    ``contention`` (link by link) or the closed-form one (route parameters)."""
+    or timed faults) to prove folding exact, whether it is for a backend with
+    ``contention`` (link by link) or the closed-form one (route parameters), and the run's
+    engine ``options`` (the algorithms and plans the backends will choose)."""
     kind = sec.choice("kind", scenario_kinds())
     entry = get_workload_kind(kind)
-    extra = {"topology": topology, "symmetric": symmetric, "contention": contention} \
-        if entry.folds else {}
+    extra = {"topology": topology, "symmetric": symmetric, "contention": contention,
+             "options": options} if entry.folds else {}
     try:
         built = entry.build(sec, num_ranks, name, **extra)
     except (GraphError, CollectiveError) as err:
@@ -387,7 +388,7 @@ def _scenario(root: Section, source: str, base: Path, contention: bool = True) -
     workload = root.section("workload", required=True)
     symmetric = not options.timed_faults and len(set(options.speed.values()) | {1.0}) == 1
     graph, built_from, kind = build_workload(workload, topology.num_npus, name, topology,
-                                             symmetric, contention)
+                                             symmetric, contention, options)
     outputs = _build_outputs(root.section("outputs"), base)
     root.finish()
     try:

@@ -255,7 +255,7 @@ for _kind in (
                  report=_lstm_report, report_key="lstm", render=render_lstm,
                  tokens_key="tokens_per_iteration"),
     WorkloadKind("collectives", "a sequence of collectives", parsers.parse_collectives,
-                 _makespan),
+                 _makespan, folds=True),
     WorkloadKind("data_parallel_step", "a data-parallel training step",
                  parsers.parse_data_parallel_step, _makespan),
     WorkloadKind(GRAPH_KIND, "an event graph from elsewhere (AstraSim inputs)", None,

@@ -24,6 +24,7 @@ from workloads.precision import GRAD_REDUCE_DTYPES, KV_CACHE_DTYPES, PrecisionEr
 # The GEMM and LLM builders are imported by the parsers of their kinds, not here: every
 # scenario loads this module, and a collectives scenario should not pay for the LLM code.
 if TYPE_CHECKING:
+    from des.sim.options import EngineOptions
     from workloads.inference import InferenceConfig
     from workloads.models import ModelConfig
 
@@ -104,18 +105,52 @@ def _collective_specs(item: Any, where: str, num_ranks: int) -> list[CollectiveS
     return [CollectiveSpec(ctype, size, group, algorithm, repeat) for size in sizes]
 
 
-def parse_collectives(sec: Section, num_ranks: int, name: str) -> EventGraph:
-    """``kind: collectives``: a sequence of collectives (``ops:``), one after another."""
+def parse_collectives(sec: Section, num_ranks: int, name: str,
+                      topology: Topology | None = None, symmetric: bool = True,
+                      contention: bool = True, options: EngineOptions | None = None
+                      ) -> EventGraph:
+    """``kind: collectives``: a sequence of collectives (``ops:``), one after another.
+
+    ``fold: auto`` (the default) builds it for rank 0 alone when every op spans all ranks, the
+    run is ``symmetric`` and the topology's translations make that exact for the backend
+    (:func:`_folded`); ``fold: none`` always builds every rank."""
     ops = sec.get("ops")
     if not isinstance(ops, list) or not ops:
         raise ConfigError(f"{sec.where('ops')}: expected a non-empty list of collectives")
     specs = [spec for i, item in enumerate(ops)
              for spec in _collective_specs(item, f"{sec.where('ops')}[{i}]", num_ranks)]
+    fold = sec.choice("fold", ("auto", "none"), default="auto")
     sec.finish()
     nodes = sum(spec.repeat * len(spec.group or range(num_ranks)) for spec in specs)
     limits.check("max_graph_nodes", nodes, sec.where("ops"),
                  what="collective nodes: repeats x sizes x ranks")
+    if fold == "auto" and symmetric and topology is not None and options is not None:
+        graph = _folded(specs, num_ranks, name, topology, contention, options)
+        if graph is not None:
+            return graph
     return collective_sequence(num_ranks, specs, name=name)
+
+
+def _folded(specs: list[CollectiveSpec], num_ranks: int, name: str, topology: Topology,
+            contention: bool, options: EngineOptions) -> EventGraph | None:
+    """The collectives folded onto rank 0 by the topology's translations
+    (:func:`workloads.folding.world_fold`), when every op spans all ranks and the fold is exact
+    for the backend: link by link for the contended engine (:mod:`des.sim.fold_check`); the
+    closed-form backend times a span collective over its whole span, as it would unfolded."""
+    from des.sim.fold_check import fold_orbits, spans_match
+    from workloads.folding import world_fold
+
+    everyone = tuple(range(num_ranks))
+    if any(spec.group not in (None, everyone) for spec in specs):
+        return None
+    fold = world_fold(topology, num_ranks)
+    if fold is None:
+        return None
+    graph = collective_sequence(num_ranks, specs, name=name, fold=fold)
+    if contention and (fold_orbits(graph, topology, options) is None
+                       or not spans_match(graph, topology, options)):
+        return None
+    return graph
 
 
 def parse_data_parallel_step(sec: Section, num_ranks: int, name: str) -> EventGraph:
@@ -205,8 +240,8 @@ def _parallel(value: Any, where: str, seq: int | None) -> ParallelConfig:
 
 def parse_llm_training(sec: Section, num_ranks: int, name: str,
                        topology: Topology | None = None,
-                       symmetric: bool = True, contention: bool = True
-                       ) -> tuple[EventGraph, Any]:
+                       symmetric: bool = True, contention: bool = True,
+                       options: EngineOptions | None = None) -> tuple[EventGraph, Any]:
     """``kind: llm_training``: one training iteration of ``model`` under ``parallel``
     (folded where ``topology`` proves it exact for the backend, contended or not, and the run
     is ``symmetric``)."""

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import product
+from typing import Any
 
 
 def axis_strides(sizes: Mapping[str, int], order: Sequence[str]) -> dict[str, int]:
@@ -140,6 +141,16 @@ class Fold:
                 moved += (((c + step) % sz) - c) * st
             self._table.extend(map(tuple, moved.tolist()))
         return self._table
+
+    @cached_property
+    def _array(self) -> Any:
+        import numpy as np
+
+        return np.asarray(self.table(), dtype=np.int64)
+
+    def table_array(self) -> Any:
+        """:meth:`table` as a numpy ``[k, rank]`` int array (built once)."""
+        return self._array
 
     def representative(self, rank: int) -> tuple[int, int]:
         """(representative, k) with ``translate(representative, k) == rank``."""

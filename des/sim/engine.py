@@ -30,6 +30,7 @@ from des.sim.clock import SimPyClock
 from des.sim.collective_run import ClosedFormCollective, CollectiveRun, chunk_layout
 from des.sim.costs import MessageCost
 from des.sim.flows import Flow, Train, TrainRecording
+from des.sim.fold_check import fold_orbits
 from des.sim.folded import FoldedRouting, ReplayedCollective
 from des.sim.lockstep import Symmetry, find_symmetry
 from des.sim.options import EngineOptions
@@ -95,8 +96,9 @@ class ContendedModel:
                 raise SimulationError(
                     "a folded graph cannot take timed faults (the folded ranks are not "
                     "simulated to reroute); build it unfolded (fold: none)")
-            orbits = LinkOrbits(self.topology, self.fold.table())
-            if all(orbits.route(a, b) is not None for a, b in self._fold_pairs()):
+            orbits = fold_orbits(self.graph, self.topology, self.options,
+                                 lambda inst: self.runtime.algorithms[inst.index])
+            if orbits is not None:
                 self.orbits = orbits
                 self.copies = self.fold.count
                 self.transport.route = self._folded_route
@@ -108,34 +110,6 @@ class ContendedModel:
                         and not aligned:
                     self.folding = FoldedRouting(orbits, self.fold, self.graph,
                                                  self._instances)
-
-    def _fold_pairs(self) -> set[tuple[int, int]]:
-        """The (source, destination) pairs whose routes an exact fold must map: sends, a span
-        collective's representative to its span, small groups' every pair."""
-        pairs = {(p.src, p.dst) for p in self.graph.p2p_pairs()}
-        seen: set[tuple] = set()  # the same group recurs every layer: take its pairs once
-        for inst in self._instances:
-            algorithm = self.runtime.algorithms[inst.index]
-            if (inst.group, inst.span, algorithm) in seen:
-                continue
-            seen.add((inst.group, inst.span, algorithm))
-            if inst.span:
-                pairs.update(self._span_pairs(inst, algorithm))
-            elif len(inst.group) <= 64:
-                pairs.update((a, b) for a in inst.group for b in inst.group if a != b)
-        return pairs
-
-    def _span_pairs(self, inst: CollectiveInstance, algorithm: str) -> set[tuple[int, int]]:
-        """The representative's sends in a span collective's plan: the routes a folded run
-        uses (its members' are their translates, which :func:`fold_matches` checks); every
-        span member for node programs, whose sends are not laid out in steps."""
-        rep = inst.group[0]
-        if plan_class(inst.collective, algorithm).node_program:
-            return {(rep, m) for m in inst.span if m != rep}
-        dims = logical_dims(self.topology, inst.span, not self.options.astra)
-        plan = self.plan(inst, inst.span, inst.nbytes, algorithm, dims)
-        return {(rep, peer) for k in range(plan.num_steps(rep))
-                for peer, _ in plan.step(rep, k).sends if peer != rep}
 
     def _folded_route(self, src: int, dst: int, flow: int = 0) -> tuple[int, ...]:
         route = self.orbits.route(src, dst)
