@@ -10,6 +10,7 @@ from collectives import (  # noqa: F401  (registration side effect)
     halving_doubling,
     hierarchical,
     pairwise,
+    rail_rings,
     ring,
     torus2d,
     tree,

@@ -9,6 +9,7 @@ A parser is ``parse(section, num_ranks, name) -> EventGraph | (EventGraph, built
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from collectives import CollectiveError, check_algorithm
@@ -257,9 +258,26 @@ def parse_llm_training(sec: Section, num_ranks: int, name: str,
 
     try:
         workload = build_training(model, par, num_ranks, topology, symmetric, contention)
+        if contention and par.fold_request == "auto" and topology is not None \
+                and options is not None and not _exact_fold(workload.graph, topology, options):
+            # the builder proves its fold for the algorithms auto picks; the run's options
+            # may name others (a machine file's NCCL rings) that the fold does not fit
+            workload = build_training(model, replace(par, fold="none"), num_ranks, topology,
+                                      symmetric, contention)
     except ParallelError as err:
         raise ConfigError(f"{sec.path}: {err}") from None
     return workload.graph, workload
+
+
+def _exact_fold(graph: EventGraph, topology: Topology, options: EngineOptions) -> bool:
+    """True when ``graph`` is unfolded or its fold is exact for the contended engine run with
+    ``options`` (:mod:`des.sim.fold_check`)."""
+    if graph.fold is None or graph.fold.count <= 1:
+        return True
+    from des.sim.fold_check import fold_orbits, spans_match
+
+    return fold_orbits(graph, topology, options) is not None \
+        and spans_match(graph, topology, options)
 
 
 _INFERENCE_KEYS = {

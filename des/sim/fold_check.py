@@ -57,8 +57,13 @@ def fold_pairs(graph: EventGraph, topology: Topology, options: EngineOptions,
     collective's representative to the peers its plan sends to (every span member for node
     programs, whose sends are not laid out in steps), small groups' every pair."""
     pairs = {(p.src, p.dst) for p in graph.p2p_pairs()}
-    seen: set[tuple] = set()  # the same group recurs every layer: take its pairs once
+    shapes: set[tuple] = set()  # the same collective recurs every layer: look at it once
+    seen: set[tuple] = set()
     for inst in graph.collective_instances():
+        shape = (inst.collective, inst.group, inst.span, inst.nbytes, inst.algorithm, inst.root)
+        if shape in shapes:
+            continue
+        shapes.add(shape)
         algorithm = algorithm_of(inst)
         key = (inst.group, inst.span, algorithm)
         if key in seen:
@@ -97,13 +102,11 @@ def spans_match(graph: EventGraph, topology: Topology, options: EngineOptions) -
         return True
     seen: set[tuple] = set()
     for inst in graph.collective_instances():
-        if not inst.span:
-            continue
-        algorithm = algorithm_for(inst, topology, options)
-        key = (inst.collective, inst.span, inst.nbytes, algorithm, inst.root)
-        if key in seen:
+        key = (inst.collective, inst.span, inst.nbytes, inst.algorithm, inst.root)
+        if not inst.span or key in seen:
             continue
         seen.add(key)
+        algorithm = algorithm_for(inst, topology, options)
         if plan_class(inst.collective, algorithm).node_program \
                 or not fold_matches(span_plan(inst, algorithm, topology, options), fold):
             return False
