@@ -6,12 +6,14 @@ will take as exact (:func:`workloads.folding.choose_fold`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
-from collectives.base import CollectivePlan
+from collectives.base import CollectivePlan, PlanOptions, make_plan, plan_class
 from des.core.fold import Fold
-from topologies.dims import divmod_coords
+from des.core.graph import CollectiveInstance, EventGraph
+from topologies.base import Topology
+from topologies.dims import divmod_coords, logical_dims
 
 
 class GroupTranslation:
@@ -39,6 +41,35 @@ class GroupTranslation:
     def add(self, position: int, offset: Sequence[int]) -> int:
         """``position`` translated by the vector ``offset``."""
         return self.position([x + o for x, o in zip(self.coords(position), offset, strict=True)])
+
+
+def spans_match(graph: EventGraph, topology: Topology,
+                algorithm_of: Callable[[CollectiveInstance], str],
+                options: PlanOptions | None = None) -> bool:
+    """True when every folded collective of ``graph`` (one with a ``span``) runs a step
+    program, with the algorithm ``algorithm_of`` gives it and the plan ``options``, whose
+    translation symmetry is the graph's fold (:func:`fold_matches`): what the contended engine
+    needs before a representative may stand for its span. Node programs never qualify. A
+    graph without a fold matches."""
+    fold = graph.fold
+    if fold is None or fold.count <= 1:
+        return True
+    options = options or PlanOptions()
+    seen: set[tuple] = set()
+    for inst in graph.collective_instances():
+        key = (inst.collective, inst.span, inst.nbytes, inst.algorithm, inst.root)
+        if not inst.span or key in seen:
+            continue
+        seen.add(key)
+        algorithm = algorithm_of(inst)
+        if plan_class(inst.collective, algorithm).node_program:
+            return False
+        plan = make_plan(inst.collective, inst.span, max(inst.nbytes, 1.0), algorithm,
+                         dims=logical_dims(topology, inst.span, not options.astra),
+                         root=inst.root, options=options)
+        if not fold_matches(plan, fold):
+            return False
+    return True
 
 
 def fold_matches(plan: CollectivePlan, fold: Fold) -> bool:

@@ -110,16 +110,25 @@ def _symmetric(fold: Fold, topology: Topology, collective: CollectiveType,
     ``nbytes`` on ``topology``) has a step program whose translation symmetry is ``fold``'s
     (:func:`collectives.translation.fold_matches`): the engine then runs it for the
     representative alone."""
-    from collectives.auto import choose_algorithm, topology_hints
     from collectives.base import make_plan
     from collectives.translation import fold_matches
 
-    dims = logical_dims(topology, group)
-    if algorithm is None:
-        algorithm = choose_algorithm(collective, len(group), nbytes,
-                                     topology_kind=topology_hints(topology)[0], dims=dims)
-    plan = make_plan(collective, group, max(nbytes, 1.0), algorithm, dims=dims, root=root)
+    algorithm = _auto_algorithm(topology, collective, group, nbytes, algorithm)
+    plan = make_plan(collective, group, max(nbytes, 1.0), algorithm,
+                     dims=logical_dims(topology, group), root=root)
     return not plan.node_program and fold_matches(plan, fold)
+
+
+def _auto_algorithm(topology: Topology, collective: CollectiveType, group: tuple[int, ...],
+                    nbytes: float, algorithm: str | None) -> str:
+    """``algorithm``, or the one ``auto`` picks for the group and size on ``topology``."""
+    if algorithm is not None and algorithm != "auto":
+        return algorithm
+    from collectives.auto import choose_algorithm, topology_hints
+
+    return choose_algorithm(collective, len(group), nbytes,
+                            topology_kind=topology_hints(topology)[0],
+                            dims=logical_dims(topology, group))
 
 
 def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
@@ -148,23 +157,16 @@ def plans_match(fold: Fold, layout: Layout, topology: Topology) -> bool:
 
 def collectives_match(graph: EventGraph, topology: Topology) -> bool:
     """True when every folded collective of a built ``graph`` (one with a ``span``) has the
-    graph's fold as its symmetry (:func:`_symmetric`), as the contended engine checks before
-    it lets a representative stand for its span (:func:`plans_match` checks the
-    bandwidth-bound choice before building; a small collective may pick a latency-bound
-    algorithm, halving-doubling or a tree, that has no such symmetry)."""
-    fold = graph.fold
-    if fold is None or fold.count <= 1:
-        return True
-    seen: set[tuple] = set()
-    for inst in graph.collective_instances():
-        key = (inst.collective, inst.span, inst.nbytes, inst.algorithm, inst.root)
-        if not inst.span or key in seen:
-            continue
-        seen.add(key)
-        if not _symmetric(fold, topology, inst.collective, inst.span, inst.nbytes,
-                          inst.algorithm, inst.root):
-            return False
-    return True
+    graph's fold as its symmetry with the algorithm it names or ``auto`` picks
+    (:func:`collectives.translation.spans_match`), as the contended engine checks before it
+    lets a representative stand for its span (:func:`plans_match` checks the bandwidth-bound
+    choice before building; a small collective may pick a latency-bound algorithm,
+    halving-doubling or a tree, that has no such symmetry). A run whose options name other
+    algorithms checks again (:mod:`des.sim.fold_check`)."""
+    from collectives.translation import spans_match
+
+    return spans_match(graph, topology, lambda inst: _auto_algorithm(
+        topology, inst.collective, inst.span, inst.nbytes, inst.algorithm))
 
 
 def choose_fold(layout: Layout, topology: Topology | None, request: str | Sequence[str],

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from collectives.base import CollectivePlan, make_plan, plan_class
-from collectives.translation import fold_matches
+from collectives.translation import spans_match as plans_fit
 from des.core.fold import Fold
 from des.core.graph import CollectiveInstance, EventGraph
 from des.sim.choices import algorithm_for, logical_dims
@@ -95,19 +95,8 @@ def fold_orbits(graph: EventGraph, topology: Topology, options: EngineOptions,
 
 
 def spans_match(graph: EventGraph, topology: Topology, options: EngineOptions) -> bool:
-    """True when every span collective's plan has the fold's translations as its symmetry
-    (condition 2 of the module doc); node programs never do."""
-    fold = graph.fold
-    if fold is None or fold.count <= 1:
-        return True
-    seen: set[tuple] = set()
-    for inst in graph.collective_instances():
-        key = (inst.collective, inst.span, inst.nbytes, inst.algorithm, inst.root)
-        if not inst.span or key in seen:
-            continue
-        seen.add(key)
-        algorithm = algorithm_for(inst, topology, options)
-        if plan_class(inst.collective, algorithm).node_program \
-                or not fold_matches(span_plan(inst, algorithm, topology, options), fold):
-            return False
-    return True
+    """True when every span collective's plan, with the algorithm and plan options of a run
+    with ``options``, has the fold's translations as its symmetry (condition 2 of the module
+    doc; :func:`collectives.translation.spans_match`)."""
+    return plans_fit(graph, topology, lambda inst: algorithm_for(inst, topology, options),
+                     options.plan_options)
