@@ -200,22 +200,28 @@ def build_workload(sec: Section, num_ranks: int, name: str, topology: Topology |
 MODELS = ["des", "astra_congestion_aware", "astra_congestion_unaware"]
 
 
-def _algorithms(value: Any, where: str) -> dict[str, str]:
+def _algorithms(value: Any, where: str) -> dict[str, str | tuple[str, ...]]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping like {{all_reduce: ring_bidir}}")
-    out = {}
-    for key, name in value.items():
+        raise ConfigError(f"{where}: expected a mapping like {{all_reduce: ring_bidir}} (a list "
+                          "of names picks the fastest of them: [rail_rings, auto])")
+    out: dict[str, str | tuple[str, ...]] = {}
+    for key, given in value.items():
         try:
             ctype = CollectiveType.parse(str(key))
         except ValueError as err:
             raise ConfigError(f"{where}.{key}: {err}") from None
-        name = _text(name, f"{where}.{key}")
-        if name != "auto":
-            try:
-                check_algorithm(ctype, name)
-            except CollectiveError as err:
-                raise ConfigError(f"{where}.{key}: {err}") from None
-        out[ctype.value] = name
+        names = given if isinstance(given, list) else [given]
+        if not names:
+            raise ConfigError(f"{where}.{key}: an empty list names no algorithm")
+        for i, name in enumerate(names):
+            at = f"{where}.{key}" + (f"[{i}]" if isinstance(given, list) else "")
+            name = _text(name, at)
+            if name != "auto":
+                try:
+                    check_algorithm(ctype, name)
+                except CollectiveError as err:
+                    raise ConfigError(f"{at}: {err}") from None
+        out[ctype.value] = tuple(names) if isinstance(given, list) else names[0]
     return out
 
 

@@ -24,8 +24,11 @@ class ModelError(RuntimeError):
 def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineOptions) -> str:
     """The node's algorithm, else the options' choice for its type, else ``auto``, which picks
     by topology, group and size (:func:`collectives.auto.choose_algorithm`). In AstraSim modes
-    the fallback is AstraSim's own default (``ring``, ``direct`` for all-to-all), not ``auto``."""
+    the fallback is AstraSim's own default (``ring``, ``direct`` for all-to-all), not ``auto``.
+    Options may name several algorithms for a type: the :func:`fastest` of them runs."""
     name = inst.algorithm or options.algorithms.get(inst.collective.value)
+    if isinstance(name, tuple):
+        return fastest(inst, name, topology, options)
     if not name and options.astra:
         name = DEFAULT_ALGORITHM.get(inst.collective)
     if not name or name == "auto":
@@ -37,6 +40,39 @@ def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineO
                                 topology_kind=kind,
                                 dims=logical_dims(topology, members, not options.astra))
     return name
+
+
+def fastest(inst: CollectiveInstance, candidates: tuple[str, ...], topology: Topology,
+            options: EngineOptions) -> str:
+    """The candidate (``auto`` standing for what it picks) under which the collective takes
+    the least uncontended time, in the closed form the analytical backend times it with
+    (:func:`des.sim.costs.collective_time`); the first on ties. This is how NCCL chooses an
+    algorithm and protocol for each call: the least time in its own cost model (src/graph/
+    tuning.cc, ncclTopoGetAlgoTime), here des's model of the topology."""
+    from collectives.base import check_algorithm
+    from des.sim.collective_run import closed_form_plan
+    from des.sim.costs import MessageCost, collective_time
+
+    cost = MessageCost(topology, options)
+    dims = logical_dims(topology, inst.span or inst.group, not options.astra)
+    best, best_time = "", math.inf
+    for candidate in candidates:
+        name = candidate
+        if name == "auto":
+            from dataclasses import replace
+
+            name = algorithm_for(replace(inst, algorithm=None), topology,
+                                 replace(options, algorithms={}))
+        try:
+            check_algorithm(inst.collective, name)
+        except ValueError:
+            continue  # a candidate that does not run this collective
+        chunks, _, plan = closed_form_plan(inst, name, options, topology.num_npus, dims)
+        time = collective_time(plan, chunks, options.chunks_in_flight, cost,
+                               lambda st: step_overhead(st, options), options.endpoint_delay_ns)
+        if time < best_time:
+            best, best_time = name, time
+    return best or candidates[0]
 
 
 def message_route(topology: Topology, options: EngineOptions

@@ -43,7 +43,8 @@ class EngineOptions:
     preferred-dataset-splits), or pieces of at most ``chunk_bytes`` when that is set;
     ``chunks_in_flight`` per rank and logical dimension (0 = all);
     ``algorithms`` maps a collective type to the algorithm used when a node names none
-    (``auto`` lets :func:`collectives.auto.choose_algorithm` pick per topology and size);
+    (``auto`` lets :func:`collectives.auto.choose_algorithm` pick per topology and size; a
+    tuple of names, the fastest of them for each collective, :func:`des.sim.choices.fastest`);
     ``dim_algorithms`` the per-dimension algorithms of hierarchical collectives;
     ``window`` limits direct algorithms to that many messages in flight per rank (0 = all);
     ``endpoint_delay_ns`` paid when a chunk starts a phase and after every step's receives;
@@ -83,7 +84,7 @@ class EngineOptions:
     chunking: Chunking = Chunking.SPLIT
     chunk_bytes: float | None = None
     chunks_in_flight: int = 0
-    algorithms: dict[str, str] = field(default_factory=dict)
+    algorithms: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     dim_algorithms: tuple[str, ...] = ()
     window: int = 0
     endpoint_delay_ns: float = 0.0
