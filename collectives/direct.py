@@ -28,7 +28,6 @@ from collectives.base import (
     register,
 )
 from collectives.ring import lockstep_time, uniform_time
-from collectives.translation import GroupTranslation
 from des.core.graph import CollectiveType
 
 
@@ -68,22 +67,28 @@ class Direct(CollectivePlan):
         self.substeps = -(-(n - 1) // self.window) if n > 1 else 0
         self.reducing = tuple(r for r in phases for _ in range(self.substeps))
         active = [d for d in self.dims if d > 1]
-        self.grid = GroupTranslation(self.dims) \
-            if len(active) > 1 and not self.options.astra and n > 1 else None
-        if self.grid is not None:  # the offset of distance d, and of -d
-            offsets = [self.grid.coords(d) for d in range(n)]
-            self._ahead = offsets
-            self._behind = [tuple(-x for x in o) for o in offsets]
+        self.by_offset = len(active) > 1 and not self.options.astra and n > 1
+        if self.by_offset:  # every position's coordinates (dimension 0 fastest)
+            import numpy as np
+
+            sizes = np.asarray(self.dims, dtype=np.int64)
+            self._sizes = sizes
+            self._strides = np.concatenate(([1], np.cumprod(sizes)[:-1]))
+            self._coords = (np.arange(n, dtype=np.int64)[:, None] // self._strides) % sizes
 
     def translation_dims(self) -> tuple[int, ...] | None:
         """The group's dimensions when peers go by coordinate offset, else the cyclic ``(n,)``."""
-        return self.dims if self.grid is not None else super().translation_dims()
+        return self.dims if self.by_offset else super().translation_dims()
 
-    def _peer(self, i: int, d: int, back: bool = False) -> int:
-        """Position of the d-th peer of position ``i`` (sending; ``back``: receiving)."""
-        if self.grid is None:
-            return (i - d if back else i + d) % self.size
-        return self.grid.add(i, (self._behind if back else self._ahead)[d])
+    def _peers(self, i: int, dists: range, back: bool = False) -> list[int]:
+        """Positions of the d-th peers of position ``i`` for d in ``dists`` (sending; ``back``:
+        receiving)."""
+        n = self.size
+        if not self.by_offset:
+            return [(i - d) % n if back else (i + d) % n for d in dists]
+        offsets = self._coords[dists.start:dists.stop]
+        moved = (self._coords[i] - offsets if back else self._coords[i] + offsets) % self._sizes
+        return (moved @ self._strides).tolist()
 
     def num_steps(self, rank: int) -> int:
         return len(self.reducing)
@@ -95,8 +100,9 @@ class Direct(CollectivePlan):
     def step(self, rank: int, k: int) -> Step:
         i, m = self.position[rank], self.message
         dists = self._distances(k)
-        sends = tuple((self.group[self._peer(i, d)], m) for d in dists)
-        recvs = tuple((self.group[self._peer(i, d, True)], m) for d in dists)
+        group = self.group
+        sends = tuple((group[p], m) for p in self._peers(i, dists))
+        recvs = tuple((group[p], m) for p in self._peers(i, dists, True))
         reduce = 0.0
         if self.reducing[k]:
             reduce = m if self.options.astra else m * len(recvs)
@@ -114,8 +120,8 @@ class Direct(CollectivePlan):
             return start
         phases = []
         for k in range(steps):
-            messages = ((self.group[i], self.group[self._peer(i, d)], self.message)
-                        for i in range(n) for d in self._distances(k))
+            messages = ((self.group[i], self.group[p], self.message)
+                        for i in range(n) for p in self._peers(i, self._distances(k)))
             if steps == 1:
                 t: float | None = max(message_time(*msg) for msg in messages)
             else:

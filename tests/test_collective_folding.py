@@ -92,3 +92,11 @@ def test_nothing_folds_where_the_symmetry_is_not_proven(breaks) -> None:
         sc = scenario(4, ops=[{"collective": "all_reduce", "size": "1 MiB",
                                "algorithm": "ring"}])
     assert sc.graph.fold is None
+
+
+def test_a_link_changed_after_the_fold_was_proven_is_not_trusted() -> None:
+    sc = scenario(4)
+    assert sc.graph.fold is not None
+    sc.topology.links[0].derate = 0.25  # no invalidate_routes: the proof must notice
+    result = run(sc)
+    assert not result.meta["folded"]["exact"]

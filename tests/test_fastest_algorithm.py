@@ -55,3 +55,17 @@ def test_a_list_of_algorithms_is_checked_name_by_name() -> None:
         scenario({"all_reduce": ["ring", "no_such"]})
     with pytest.raises(ConfigError, match="empty list"):
         scenario({"all_reduce": []})
+
+
+def test_candidates_that_cannot_run_the_group_are_passed_over() -> None:
+    topo = topologies.switch(6, 50.0, 500.0)  # six ranks: no halving-doubling
+
+    def makespan(algorithms):
+        graph = EventGraph(6, "six")
+        graph.collective_all("all_reduce", 1e6)
+        return simulate(topo, graph, options=EngineOptions(
+            algorithms={"all_reduce": algorithms})).makespan_ns
+
+    assert makespan(("halving_doubling", "ring")) == makespan("ring")
+    with pytest.raises(ValueError, match="none of the algorithms halving_doubling, torus2d"):
+        makespan(("halving_doubling", "torus2d"))

@@ -249,7 +249,7 @@ def test_different_seed_changes_some_routes():
 
 # ---------------------------------------------------------------------- faults
 def test_failed_uplink_is_never_used_and_routes_survive():
-    topo = fat_tree(4, 1.0, 1.0)
+    topo = fat_tree(4, 1.0, 1.0, routing="ecmp")
     before = {topo.route(0, 15, f) for f in range(64)}
     failed = next(iter({r[1] for r in before}))  # an edge->agg uplink some flows used
     topo.links[failed].up = False
@@ -264,7 +264,7 @@ def test_failed_uplink_is_never_used_and_routes_survive():
 
 
 def test_failed_core_link_is_avoided_everywhere():
-    topo = fat_tree(4, 1.0, 1.0)
+    topo = fat_tree(4, 1.0, 1.0, routing="ecmp")
     agg_core = [lk.id for lk in topo.links if lk.kind == "agg-core"]
     for link_id in agg_core[::3]:
         topo.links[link_id].up = False
@@ -277,7 +277,7 @@ def test_failed_core_link_is_avoided_everywhere():
 
 
 def test_stale_distances_are_recomputed_even_without_invalidate():
-    topo = fat_tree(4, 1.0, 1.0)
+    topo = fat_tree(4, 1.0, 1.0, routing="ecmp")
     topo.route(0, 15, 0)  # fills the distance table for destination 15
     agg0 = topo.layout.agg_switches[0]
     for link in topo.out_links(agg0):  # pod 0's first aggregation switch loses its cores

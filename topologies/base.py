@@ -53,11 +53,11 @@ class LinkSpec:
 
 
 Router = Callable[["Topology", int, int, int], tuple[int, ...]]
+"""A routing function ``(topology, src, dst, flow) -> link ids``; ``flow`` feeds ECMP hashing."""
 BatchRouter = Callable[["Topology", Any, Any], Any]
 """``batch(topology, srcs, dsts)``: the flow-0 routes of the pairs (numpy int arrays) as one
 ``(pairs, hops)`` int array, equal to the router's route of each pair, or None when they do not
 all have the same number of hops or the router would take another path for some pair."""
-"""A routing function ``(topology, src, dst, flow) -> link ids``; ``flow`` feeds ECMP hashing."""
 
 _State = TypeVar("_State")
 

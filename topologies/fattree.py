@@ -103,13 +103,14 @@ def dmodk_router(topo: Topology, src: int, dst: int, flow: int = 0) -> tuple[int
     destination's index under its edge switch) and its aggregation switch for core
     ``floor(dst / (k/2)) mod k/2`` (the destination's edge switch in its pod); coming down, the
     path to the destination is unique. Every destination thus has one spanning tree of
-    downward paths, and the routes are independent of the flow id.
+    downward paths, and with every link up the routes are independent of the flow id.
 
     The rule commutes with translations of the hosts' (index, edge, pod) coordinates: moving
     source and destination by the same offsets moves every link of the route by a fixed
     offset too, on separate links for different offsets, which is what lets a folded run
     simulate one host for all (:class:`topologies.symmetry.LinkOrbits` checks it). When a link
-    of that path is down, the route is the ECMP route over what survives (:func:`ecmp_router`).
+    of that path is down, the route is the ECMP route over what survives (:func:`ecmp_router`,
+    which hashes the flow id).
     """
     t = topo.state(DmodkRouting)
     half = t.half
@@ -163,10 +164,8 @@ def dmodk_routes(topo: Topology, srcs: Any, dsts: Any) -> Any:
     else:
         return None
     routes = np.stack(hops, axis=1)
-    up = topo._trees.get(("links-up",))
-    if up is None:  # cleared with the routes when a link changes state
-        up = topo._trees[("links-up",)] = np.array([lk.up for lk in topo.links])
-    return routes if up[routes].all() else None
+    links = topo.links  # read live: a link may go down without invalidate_routes
+    return routes if all(links[i].up for i in np.unique(routes).tolist()) else None
 
 
 def _ecmp_walk(topo: Topology, src: int, dst: int, flow: int, seed: int,

@@ -21,13 +21,19 @@ from typing import Any
 from topologies.base import Topology, TopologyError
 
 
+def link_signature(topology: Topology, link_id: int, last: bool = False) -> tuple:
+    """What a hop over link ``link_id`` contributes to a message's uncontended time: its
+    bandwidth, derate, latency and state, and the latency of the switch it enters (none when it
+    is the ``last`` hop, which enters the destination)."""
+    lk = topology.links[link_id]
+    return (lk.bandwidth, lk.derate, lk.latency, lk.up,
+            0.0 if last else topology.switch_latency.get(lk.dst, 0.0))
+
+
 def route_signature(topology: Topology, route: Sequence[int]) -> tuple:
-    """What a message's uncontended time over ``route`` depends on: each hop's bandwidth,
-    derate, latency and state, and the latency of the switch it enters (the last hop enters
-    the destination)."""
-    return tuple((lk.bandwidth, lk.derate, lk.latency, lk.up,
-                  topology.switch_latency.get(lk.dst, 0.0) if h < len(route) - 1 else 0.0)
-                 for h, lk in enumerate(topology.links[i] for i in route))
+    """What a message's uncontended time over ``route`` depends on: each hop's
+    :func:`link_signature`."""
+    return tuple(link_signature(topology, i, h == len(route) - 1) for h, i in enumerate(route))
 
 
 def translated_routes(topology: Topology, table: Sequence[Sequence[int]], src: int,
@@ -69,12 +75,8 @@ class LinkOrbits:
         self.table = table
         self.count = len(table)
         self._table = np.asarray(table, dtype=np.int64)  # [k, rank]
-        links = topology.links
-        # what a hop's timing depends on (route_signature), one row per link
-        self._signature = np.array(
-            [(lk.bandwidth, lk.derate, lk.latency, float(lk.up),
-              topology.switch_latency.get(lk.dst, 0.0)) for lk in links], dtype=np.float64)
-        self._orbit_of = np.full(len(links), -1, dtype=np.int64)  # link -> lowest of its orbit
+        self._signature = link_signatures(topology)  # what was proven holds for these links
+        self._orbit_of = np.full(len(topology.links), -1, dtype=np.int64)  # link -> its lowest
         self.action: dict[int, Any] = {}  # route link -> its images under each k (an array)
         self.canonical: dict[int, int] = {}  # route link -> lowest id of its orbit
         self.members: dict[int, tuple[int, ...]] = {}  # canonical link -> its orbit
@@ -125,8 +127,6 @@ class LinkOrbits:
             seen = self._orbit_of[images]
             if (seen != -1).any() and not (seen == lowest).all():
                 return None  # orbits must partition the links
-            if lowest in self.members and set(self.members[lowest]) != set(images.tolist()):
-                return None
             self._orbit_of[images] = lowest
             self.action[link] = images
             self.canonical[link] = lowest
@@ -137,3 +137,18 @@ class LinkOrbits:
     def links_of(self, canonical: int) -> tuple[int, ...]:
         """Every link in the orbit of ``canonical``."""
         return self.members[canonical]
+
+    def current(self) -> bool:
+        """True while every link is as it was when these orbits were learnt (a link's state,
+        derate or bandwidth may change without the routes being invalidated)."""
+        import numpy as np
+
+        return np.array_equal(self._signature, link_signatures(self.topology))
+
+
+def link_signatures(topology: Topology) -> Any:
+    """Every link's :func:`link_signature` (as a non-last hop) as rows of a float array."""
+    import numpy as np
+
+    return np.array([link_signature(topology, i) for i in range(len(topology.links))],
+                    dtype=np.float64).reshape(len(topology.links), 5)

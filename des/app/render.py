@@ -32,8 +32,9 @@ def render(name: str, description: str, links: int, result: Result, console: Con
     console.print(f"{title}: {escape(description)}" if description else title,
                   highlight=False, markup=True)
     hw = meta["hardware"] or "no hardware model (explicit durations)"
-    work = (f"{meta['nodes']} nodes, {meta['hops']} chunk-hops" if meta["backend"] == "simpy"
-            else f"{meta['nodes']} nodes list-scheduled at closed-form cost, no contention")
+    nodes = _count(meta["nodes"], "graph node")
+    work = (f"{nodes}, {meta['hops']:,} chunk-hops" if meta["backend"] == "simpy"
+            else f"{nodes} list-scheduled at closed-form cost, no contention")
     console.print(f"topology {meta['topology']} ({meta['npus']} NPUs, "
                   f"{links} links) | {hw} | backend {meta['backend']} "
                   f"({meta['transport']}) | {work}{_wall(result)}",
@@ -56,7 +57,7 @@ def render(name: str, description: str, links: int, result: Result, console: Con
                "[yellow]not exact[/]: the topology breaks the symmetry, so "
                f"{folded['closed_form_collectives']} folded collectives were closed-form")
         reps = sum(1 for st in result.ranks.values() if st.represented_by is None)
-        console.print(f"folded {'+'.join(folded['axes'])}: {reps} ranks simulated for "
+        console.print(f"folded {'+'.join(folded['axes'])}: {_count(reps, 'rank')} simulated for "
                       f"{len(result.ranks)} ({how})", highlight=False, markup=True)
     elif mirrored:
         console.print(f"lockstep: {mirrored:,} of {meta['messages']:,} messages mirrored from "
@@ -121,6 +122,11 @@ def render_energy(energy: dict, console: Console) -> None:
                       f"{', '.join(energy['missing'])}", style="yellow", markup=False)
     for note in energy.get("notes", []):
         console.print(f"energy: {note}", style="yellow", markup=False)
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless n is one: "1 rank", "8 ranks"."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _wall(result: Result) -> str:

@@ -138,7 +138,6 @@ def _folded(specs: list[CollectiveSpec], num_ranks: int, name: str, topology: To
     (:func:`workloads.folding.world_fold`), when every op spans all ranks and the fold is exact
     for the backend: link by link for the contended engine (:mod:`des.sim.fold_check`); the
     closed-form backend times a span collective over its whole span, as it would unfolded."""
-    from des.sim.fold_check import fold_orbits, spans_match
     from workloads.folding import world_fold
 
     everyone = tuple(range(num_ranks))
@@ -148,10 +147,7 @@ def _folded(specs: list[CollectiveSpec], num_ranks: int, name: str, topology: To
     if fold is None:
         return None
     graph = collective_sequence(num_ranks, specs, name=name, fold=fold)
-    if contention and (fold_orbits(graph, topology, options) is None
-                       or not spans_match(graph, topology, options)):
-        return None
-    return graph
+    return graph if not contention or _exact_fold(graph, topology, options) else None
 
 
 def parse_data_parallel_step(sec: Section, num_ranks: int, name: str) -> EventGraph:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from collectives.base import DEFAULT_ALGORITHM, Step
+from collectives.base import DEFAULT_ALGORITHM, CollectiveError, Step
 from des.core import hardware as hw
 from des.core.graph import CollectiveInstance, Node, NodeKind
 from des.sim.options import EngineOptions
@@ -32,24 +32,29 @@ def algorithm_for(inst: CollectiveInstance, topology: Topology, options: EngineO
     if not name and options.astra:
         name = DEFAULT_ALGORITHM.get(inst.collective)
     if not name or name == "auto":
-        from collectives.auto import choose_algorithm, topology_hints
-
-        members = inst.span or inst.group
-        kind, _ = topology_hints(topology)
-        name = choose_algorithm(inst.collective, len(members), inst.nbytes,
-                                topology_kind=kind,
-                                dims=logical_dims(topology, members, not options.astra))
+        name = _auto(inst, topology, options)
     return name
+
+
+def _auto(inst: CollectiveInstance, topology: Topology, options: EngineOptions) -> str:
+    """What ``auto`` picks for the collective (:func:`collectives.auto.choose_algorithm`)."""
+    from collectives.auto import choose_algorithm, topology_hints
+
+    members = inst.span or inst.group
+    kind, _ = topology_hints(topology)
+    return choose_algorithm(inst.collective, len(members), inst.nbytes, topology_kind=kind,
+                            dims=logical_dims(topology, members, not options.astra))
 
 
 def fastest(inst: CollectiveInstance, candidates: tuple[str, ...], topology: Topology,
             options: EngineOptions) -> str:
     """The candidate (``auto`` standing for what it picks) under which the collective takes
     the least uncontended time, in the closed form the analytical backend times it with
-    (:func:`des.sim.costs.collective_time`); the first on ties. This is how NCCL chooses an
-    algorithm and protocol for each call: the least time in its own cost model (src/graph/
-    tuning.cc, ncclTopoGetAlgoTime), here des's model of the topology."""
-    from collectives.base import check_algorithm
+    (:func:`des.sim.costs.collective_time`); the first on ties. Candidates that cannot run
+    the collective or its group (halving-doubling on six ranks, say) are passed over; none
+    left is an error. This is how NCCL chooses an algorithm and protocol for each call: the
+    least time in its own cost model (src/graph/tuning.cc, ncclTopoGetAlgoTime), here des's
+    model of the topology."""
     from des.sim.collective_run import closed_form_plan
     from des.sim.costs import MessageCost, collective_time
 
@@ -57,22 +62,20 @@ def fastest(inst: CollectiveInstance, candidates: tuple[str, ...], topology: Top
     dims = logical_dims(topology, inst.span or inst.group, not options.astra)
     best, best_time = "", math.inf
     for candidate in candidates:
-        name = candidate
-        if name == "auto":
-            from dataclasses import replace
-
-            name = algorithm_for(replace(inst, algorithm=None), topology,
-                                 replace(options, algorithms={}))
+        name = _auto(inst, topology, options) if candidate == "auto" else candidate
         try:
-            check_algorithm(inst.collective, name)
-        except ValueError:
-            continue  # a candidate that does not run this collective
-        chunks, _, plan = closed_form_plan(inst, name, options, topology.num_npus, dims)
-        time = collective_time(plan, chunks, options.chunks_in_flight, cost,
-                               lambda st: step_overhead(st, options), options.endpoint_delay_ns)
+            chunks, _, plan = closed_form_plan(inst, name, options, topology.num_npus, dims)
+            time = collective_time(plan, chunks, options.chunks_in_flight, cost,
+                                   lambda st: step_overhead(st, options),
+                                   options.endpoint_delay_ns)
+        except CollectiveError:
+            continue
         if time < best_time:
             best, best_time = name, time
-    return best or candidates[0]
+    if not best:
+        raise CollectiveError(f"none of the algorithms {', '.join(candidates)} runs "
+                              f"{inst.collective} over {len(inst.span or inst.group)} ranks")
+    return best
 
 
 def message_route(topology: Topology, options: EngineOptions

@@ -34,12 +34,13 @@ between any two members); larger ones are never folded over."""
 
 def orbits_of(topology: Topology, fold: Fold) -> LinkOrbits:
     """The fold's translations acting on ``topology``'s links, shared by every check and run on
-    this topology until its routes change (the topology's route cache holds it): learning the
-    action costs one route per translation and representative route."""
+    this topology until its routes or links change (the topology's route cache holds it, and
+    it is relearnt when a link's state, derate or bandwidth differs from when it was learnt):
+    learning the action costs one route per translation and representative route."""
     key = ("link-orbits", fold)
     orbits = topology._trees.get(key)
-    if orbits is None:
-        orbits = topology._trees[key] = LinkOrbits(topology, fold.table())
+    if orbits is None or not orbits.current():  # a link changed since: prove it again
+        orbits = topology._trees[key] = LinkOrbits(topology, fold.table_array())
     return orbits
 
 
