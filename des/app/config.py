@@ -286,7 +286,8 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
     ``model: des`` (default) is des's own fabric model; ``astra_congestion_aware`` and
     ``astra_congestion_unaware`` reproduce AstraSim's analytical backends, reading
     ``endpoint_delay``, ``reduction`` (AstraSim's local-mem-bw) and ``chunks``
-    (preferred-dataset-splits) from the same section.
+    (preferred-dataset-splits) from the same section. ``collective_launch`` (des model only) is
+    the fixed time every collective call takes before its data moves.
     """
     model = sec.choice("model", MODELS, default="des")
     common = dict(
@@ -313,7 +314,8 @@ def build_options(sec: Section, stragglers: Any, num_npus: int,
                 contention=sec.get("contention", _boolean, default=True),
                 chunks=chunks, chunk_bytes=sec.get("chunk_size", _positive_size,
                                                    default=None),
-                endpoint_delay_ns=endpoint or 0.0, reduction_bandwidth=reduction, **common)
+                endpoint_delay_ns=endpoint or 0.0, reduction_bandwidth=reduction,
+                collective_launch_ns=sec.get("collective_launch", _delay, default=0.0), **common)
         else:
             opts = EngineOptions.astra_compat(
                 congestion_aware=model == "astra_congestion_aware",

@@ -48,6 +48,9 @@ class EngineOptions:
     ``dim_algorithms`` the per-dimension algorithms of hierarchical collectives;
     ``window`` limits direct algorithms to that many messages in flight per rank (0 = all);
     ``endpoint_delay_ns`` paid when a chunk starts a phase and after every step's receives;
+    ``collective_launch_ns`` paid once by every member of a collective when its communication
+    stream takes it, before any of its data moves (NCCL's per-call base latency, ``baseLat``
+    in src/graph/tuning.cc, launch and completion of the kernel), in both backends;
     ``reduction_bandwidth`` (bytes/ns) makes reducing steps cost 3 x bytes / bandwidth (two
     reads and a write; AstraSim's MemBus accounting), None = free;
     ``sends_complete_collective``: a rank's part ends only when its sends have landed
@@ -88,6 +91,7 @@ class EngineOptions:
     dim_algorithms: tuple[str, ...] = ()
     window: int = 0
     endpoint_delay_ns: float = 0.0
+    collective_launch_ns: float = 0.0
     reduction_bandwidth: float | None = None
     sends_complete_collective: bool = True
     sends_use_comm_stream: bool = False
@@ -117,6 +121,9 @@ class EngineOptions:
             raise ValueError(f"comm_streams must be >= 1, got {self.comm_streams}")
         if self.chunks < 1:
             raise ValueError(f"chunks must be >= 1, got {self.chunks}")
+        if not self.collective_launch_ns >= 0:
+            raise ValueError(f"collective_launch_ns must be >= 0, got "
+                             f"{self.collective_launch_ns}")
         if self.chunk_bytes is not None and not self.chunk_bytes > 0:
             raise ValueError(f"chunk_bytes must be > 0, got {self.chunk_bytes}")
         if self.window < 0:

@@ -181,6 +181,7 @@ class Runtime:
         self.model = model
         self.clock = model.clock
         self._by_id = opts.issue_order is IssueOrder.NODE_ID
+        self._launch = opts.collective_launch_ns
         comm_names = [f"comm{i}" for i in range(opts.comm_streams)]
         self._compute = [_Stream(("compute",), self._by_id) for _ in range(graph.num_ranks)]
         self._comm = [_Stream(comm_names, self._by_id) for _ in range(graph.num_ranks)]
@@ -313,6 +314,9 @@ class Runtime:
                 self.clock.call_at(end, self._stream_done, stream, name, node, now)
             elif kind is _SEND:
                 self._start_send(node, (stream, name))
+            elif self._launch:  # the stream is taken while the collective's kernel launches
+                self.clock.call_at(now + self._launch, self.model.join, node,
+                                   partial(self._stream_done, stream, name, node, now))
             else:
                 self.model.join(node, partial(self._stream_done, stream, name, node, now))
 
