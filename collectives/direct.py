@@ -29,6 +29,7 @@ from collectives.base import (
 )
 from collectives.ring import lockstep_time, uniform_time
 from des.core.graph import CollectiveType
+from topologies.dims import coordinate_table
 
 
 @register(CollectiveType.ALL_TO_ALL, "direct")
@@ -69,12 +70,7 @@ class Direct(CollectivePlan):
         active = [d for d in self.dims if d > 1]
         self.by_offset = len(active) > 1 and not self.options.astra and n > 1
         if self.by_offset:  # every position's coordinates (dimension 0 fastest)
-            import numpy as np
-
-            sizes = np.asarray(self.dims, dtype=np.int64)
-            self._sizes = sizes
-            self._strides = np.concatenate(([1], np.cumprod(sizes)[:-1]))
-            self._coords = (np.arange(n, dtype=np.int64)[:, None] // self._strides) % sizes
+            self._coords, self._strides = coordinate_table(self.dims)
 
     def translation_dims(self) -> tuple[int, ...] | None:
         """The group's dimensions when peers go by coordinate offset, else the cyclic ``(n,)``."""
@@ -87,7 +83,7 @@ class Direct(CollectivePlan):
         if not self.by_offset:
             return [(i - d) % n if back else (i + d) % n for d in dists]
         offsets = self._coords[dists.start:dists.stop]
-        moved = (self._coords[i] - offsets if back else self._coords[i] + offsets) % self._sizes
+        moved = (self._coords[i] - offsets if back else self._coords[i] + offsets) % self.dims
         return (moved @ self._strides).tolist()
 
     def num_steps(self, rank: int) -> int:

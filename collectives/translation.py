@@ -13,7 +13,7 @@ from collectives.base import CollectivePlan, PlanOptions, make_plan, plan_class
 from des.core.fold import Fold
 from des.core.graph import CollectiveInstance, EventGraph
 from topologies.base import Topology
-from topologies.dims import divmod_coords, logical_dims
+from topologies.dims import coordinate_table, divmod_coords, logical_dims
 
 
 class GroupTranslation:
@@ -62,14 +62,20 @@ def spans_match(graph: EventGraph, topology: Topology,
             continue
         seen.add(key)
         algorithm = algorithm_of(inst)
-        if plan_class(inst.collective, algorithm).node_program:
-            return False
-        plan = make_plan(inst.collective, inst.span, max(inst.nbytes, 1.0), algorithm,
-                         dims=logical_dims(topology, inst.span, not options.astra),
-                         root=inst.root, options=options)
-        if not fold_matches(plan, fold):
+        if plan_class(inst.collective, algorithm).node_program \
+                or not fold_matches(span_plan(inst, algorithm, topology, options), fold):
             return False
     return True
+
+
+def span_plan(inst: CollectiveInstance, algorithm: str, topology: Topology,
+              options: PlanOptions) -> CollectivePlan:
+    """The step program a span collective runs over its whole span with ``options``, on the
+    span's logical dimensions as the backends take them (none of a subgroup's in AstraSim
+    modes)."""
+    return make_plan(inst.collective, inst.span, inst.nbytes, algorithm,
+                     dims=logical_dims(topology, inst.span, not options.astra),
+                     root=inst.root, options=options)
 
 
 def fold_matches(plan: CollectivePlan, fold: Fold) -> bool:
@@ -97,8 +103,7 @@ def _matches(group: tuple[int, ...], dims: tuple[int, ...] | None, fold: Fold) -
         ks.append(k)
     members = np.asarray(group, dtype=np.int64)
     sizes = np.asarray(dims, dtype=np.int64)
-    strides = np.concatenate(([1], np.cumprod(sizes)[:-1]))
-    coords = (np.arange(n, dtype=np.int64)[:, None] // strides) % sizes  # [position, dim]
+    coords, strides = coordinate_table(dims)  # [position, dim]
     table = fold.table_array()
     block = max(1, (1 << 20) // n)  # rows of n checks at a time: bounded memory
     for lo in range(1, n, block):

@@ -175,6 +175,29 @@ def test_dmodk_routes_commute_with_translations_of_the_coordinates():
     assert any(ecmp.route(0, dst) is None for dst in range(1, 16))
 
 
+@pytest.mark.parametrize("k", [4, 6])
+def test_dmodk_batch_routes_equal_the_router_pair_by_pair(k):
+    # the batch form (symmetry proofs) and the router (runs) write the rule twice: pin them
+    import numpy as np
+
+    topo = fat_tree(k, 1.0, 1.0)
+    n = topo.num_npus
+    for shift in range(1, n):  # a shift's pairs fall in one case when the group is a translate
+        srcs = np.arange(n)
+        dsts = (srcs + shift) % n
+        batch = topo.routes_many(srcs, dsts)
+        one_by_one = [topo.route(a, b) for a, b in zip(srcs.tolist(), dsts.tolist(), strict=True)]
+        if len({len(r) for r in one_by_one}) == 1:
+            assert [tuple(r) for r in batch.tolist()] == one_by_one
+        else:
+            assert batch is None
+    down = topo.route(0, n - 1)[2]
+    topo.links[down].up = False  # without invalidate_routes: the batch must still see it
+    topo._routes.clear()  # forget the cached routes, keep the batch tables
+    (detour,) = topo.routes_many(np.array([0]), np.array([n - 1])).tolist()
+    assert down not in detour and tuple(detour) == topo.route(0, n - 1)
+
+
 def test_dmodk_takes_the_surviving_paths_around_a_failed_link():
     topo = fat_tree(4, 1.0, 1.0)
     route = topo.route(0, 15)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 from topologies.base import Topology
 from topologies.grid import GRID_KINDS
@@ -126,6 +127,18 @@ def divmod_coords(rank: int, dims: tuple[int, ...]) -> tuple[int, ...]:
         out.append(rank % d)
         rank //= d
     return tuple(out)
+
+
+def coordinate_table(dims: tuple[int, ...]) -> tuple[Any, Any]:
+    """Every position's coordinates over ``dims`` (mixed radix, dimension 0 fastest) as a
+    numpy ``[position, dim]`` array, and the dimensions' strides: ``coords @ strides`` gives
+    the positions back, so translating positions is ``((coords + offset) % dims) @ strides``."""
+    import numpy as np  # callers translate whole groups at once
+
+    sizes = np.asarray(dims, dtype=np.int64)
+    strides = np.asarray(_strides(tuple(dims)), dtype=np.int64)
+    coords = (np.arange(math.prod(dims), dtype=np.int64)[:, None] // strides) % sizes
+    return coords, strides
 
 
 def _box(sides: list[int]) -> list[tuple[int, ...]]:

@@ -36,27 +36,30 @@ def route_signature(topology: Topology, route: Sequence[int]) -> tuple:
     return tuple(link_signature(topology, i, h == len(route) - 1) for h, i in enumerate(route))
 
 
-def translated_routes(topology: Topology, table: Sequence[Sequence[int]], src: int,
-                      dst: int) -> list[tuple[int, ...]] | None:
-    """The route ``src -> dst`` under every translation ``table[k]`` (``table[0]`` the
-    identity), when each has the same :func:`route_signature`; None otherwise (or when some
-    translate has no route)."""
+def translated_routes(topology: Topology, table: Any, src: int, dst: int,
+                      signatures: Any) -> Any:
+    """The route ``src -> dst`` under every translation ``table[k]`` (a numpy ``[k, rank]``
+    array, ``table[0]`` the identity) as a ``[k, hop]`` array, when every translate has the
+    same :func:`route_signature`; None otherwise (or when some translate has no route).
+    ``signatures`` are the topology's :func:`link_signatures`, computed once by the caller."""
     try:
-        routes = [topology.route(t[src], t[dst]) for t in table]
+        routes = topology.routes_many(table[:, src], table[:, dst])
     except TopologyError:
         return None
-    signature = route_signature(topology, routes[0])  # one entry per hop: lengths match too
-    if any(route_signature(topology, r) != signature for r in routes[1:]):
+    if routes is None:  # the translates differ in length
         return None
-    return routes
+    hop_sig = signatures[routes.T]  # [hop, k, field]
+    if routes.shape[1]:  # the last hop enters the destination: no switch latency
+        hop_sig[-1, :, 4] = 0.0
+    return routes if (hop_sig == hop_sig[:, :1, :]).all() else None
 
 
-def same_timing(topology: Topology, table: Sequence[Sequence[int]], src: int,
-                dst: int) -> bool:
+def same_timing(topology: Topology, table: Any, src: int, dst: int, signatures: Any) -> bool:
     """True when every translation ``table[k]`` maps the route ``src -> dst`` onto a route
     of the same :func:`route_signature`: the weaker symmetry an uncontended (closed-form)
-    model needs, where which links a message crosses does not matter, only what they are."""
-    return translated_routes(topology, table, src, dst) is not None
+    model needs, where which links a message crosses does not matter, only what they are.
+    Arguments as for :func:`translated_routes`."""
+    return src == dst or translated_routes(topology, table, src, dst, signatures) is not None
 
 
 class LinkOrbits:
@@ -95,25 +98,11 @@ class LinkOrbits:
 
         if src == dst:
             return ()
-        try:
-            routes = self.topology.routes_many(self._table[:, src], self._table[:, dst])
-        except TopologyError:
-            return None
-        if routes is None:  # the translates differ in length
-            return None
-        sig = self._signature
-        last = routes.shape[1] - 1
-        images_all = routes.T  # [hop, k]
-        # every hop's image has the hop's signature (the last hop's switch latency is the
-        # destination NPU's, which route_signature leaves out, as it does here)
-        hop_sig = sig[images_all]  # [hop, k, field]
-        if last >= 0:
-            hop_sig[last, :, 4] = 0.0
-        if not (hop_sig == hop_sig[:, :1, :]).all():
+        routes = translated_routes(self.topology, self._table, src, dst, self._signature)
+        if routes is None:
             return None
         canonical = []
-        for h in range(last + 1):
-            images = images_all[h]
+        for images in routes.T:  # each hop's image under every translation
             link = int(images[0])
             known = self.action.get(link)
             if known is not None:

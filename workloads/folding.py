@@ -21,7 +21,7 @@ from des.core.fold import Fold
 from des.core.graph import CollectiveType, EventGraph
 from topologies.base import Topology
 from topologies.dims import divmod_coords, logical_dims
-from topologies.symmetry import LinkOrbits, same_timing
+from topologies.symmetry import LinkOrbits, link_signatures, same_timing
 from workloads.parallel import Layout
 
 FOLDABLE = ("tp", "dp")
@@ -90,15 +90,16 @@ def fold_holds(fold: Fold, layout: Layout, topology: Topology,
     simulates each orbit of links once), or, without ``contention``, onto routes of the same
     hop-by-hop parameters (the closed-form backend times a message from what its links are,
     not from which they are, so every image of a representative then takes its time)."""
-    table = fold.table()
+    table = fold.table_array()
     orbits = LinkOrbits(topology, table) if contention else None
+    signatures = None if contention else link_signatures(topology)
     for rank in range(fold.world):
         if not fold.is_representative(rank):
             continue
         for peer in sorted(partners(layout, rank, topology)):
             if orbits is not None and orbits.route(rank, peer) is None:
                 return False
-            if orbits is None and not same_timing(topology, table, rank, peer):
+            if orbits is None and not same_timing(topology, table, rank, peer, signatures):
                 return False
     return True
 

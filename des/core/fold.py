@@ -126,30 +126,30 @@ class Fold:
         return rank
 
     def table(self) -> list[tuple[int, ...]]:
-        """``table()[k][r]``: rank ``r`` moved by translation ``k``, for every k and r
-        (worked out for all at once: 256 translations of 1024 ranks are 262,144 entries)."""
+        """``table()[k][r]``: rank ``r`` moved by translation ``k``, for every k and r, as
+        tuples (:meth:`table_array` as a numpy array)."""
         if not self._table:
-            import numpy as np  # only folded runs need it: keep start-up lean
-
-            ranks = np.arange(self.world, dtype=np.int64)
-            moved = np.broadcast_to(ranks, (self.count, self.world)).copy()
-            k = np.arange(self.count, dtype=np.int64)
-            for st, sz in zip(self.strides, self.sizes, strict=True):
-                step = (k % sz)[:, None]
-                k //= sz
-                c = (ranks // st) % sz
-                moved += (((c + step) % sz) - c) * st
-            self._table.extend(map(tuple, moved.tolist()))
+            self._table.extend(map(tuple, self.table_array().tolist()))
         return self._table
 
     @cached_property
     def _array(self) -> Any:
-        import numpy as np
+        import numpy as np  # only folded runs need it: keep start-up lean
 
-        return np.asarray(self.table(), dtype=np.int64)
+        ranks = np.arange(self.world, dtype=np.int64)
+        moved = np.broadcast_to(ranks, (self.count, self.world)).copy()
+        k = np.arange(self.count, dtype=np.int64)
+        for st, sz in zip(self.strides, self.sizes, strict=True):
+            step = (k % sz)[:, None]
+            k //= sz
+            c = (ranks // st) % sz
+            moved += (((c + step) % sz) - c) * st
+        return moved
 
     def table_array(self) -> Any:
-        """:meth:`table` as a numpy ``[k, rank]`` int array (built once)."""
+        """A numpy ``[k, rank]`` array: rank ``r`` moved by translation ``k``, for every k
+        and r, worked out for all at once (256 translations of 1024 ranks are 262,144
+        entries) and kept."""
         return self._array
 
     def representative(self, rank: int) -> tuple[int, int]:

@@ -136,13 +136,12 @@ def _holding(plan: CollectivePlan, cost: MessageCost, steps: range) -> dict[int,
     """How long one chunk's ``steps`` occupy each link the first member sends on: per link, the
     serialization of the messages that cross it."""
     rank = plan.group[0]
+    links = cost.topology.links
     hold: dict[int, float] = defaultdict(float)
     for k in steps:
         for peer, nbytes in plan.step(rank, k).sends:
-            route = cost.route(rank, peer)
-            links = cost.topology.links
-            for i in route:
-                hold[i] += nbytes / (links[i].bandwidth * links[i].derate)
+            for i in cost.route(rank, peer):
+                hold[i] += nbytes / links[i].effective_bandwidth
     return dict(hold)
 
 

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from collectives.base import CollectivePlan, make_plan, plan_class
+from collectives.base import plan_class
+from collectives.translation import span_plan
 from collectives.translation import spans_match as plans_fit
 from des.core.fold import Fold
 from des.core.graph import CollectiveInstance, EventGraph
-from des.sim.choices import algorithm_for, logical_dims
+from des.sim.choices import algorithm_for
 from des.sim.options import EngineOptions
 from topologies.base import Topology
 from topologies.symmetry import LinkOrbits
 
-__all__ = ["fold_orbits", "fold_pairs", "span_plan", "spans_match"]
+__all__ = ["fold_orbits", "fold_pairs", "spans_match"]
 
 AlgorithmOf = Callable[[CollectiveInstance], str]
 
@@ -42,14 +43,6 @@ def orbits_of(topology: Topology, fold: Fold) -> LinkOrbits:
     if orbits is None or not orbits.current():  # a link changed since: prove it again
         orbits = topology._trees[key] = LinkOrbits(topology, fold.table_array())
     return orbits
-
-
-def span_plan(inst: CollectiveInstance, algorithm: str, topology: Topology,
-              options: EngineOptions) -> CollectivePlan:
-    """The step program a span collective runs over its whole span, as the engine builds it."""
-    dims = logical_dims(topology, inst.span, not options.astra)
-    return make_plan(inst.collective, inst.span, inst.nbytes, algorithm, dims=dims,
-                     root=inst.root, options=options.plan_options)
 
 
 def fold_pairs(graph: EventGraph, topology: Topology, options: EngineOptions,
@@ -74,7 +67,7 @@ def fold_pairs(graph: EventGraph, topology: Topology, options: EngineOptions,
         if inst.span and plan_class(inst.collective, algorithm).node_program:
             pairs.update((rep, m) for m in inst.span if m != rep)
         elif inst.span:
-            plan = span_plan(inst, algorithm, topology, options)
+            plan = span_plan(inst, algorithm, topology, options.plan_options)
             pairs.update((rep, peer) for k in range(plan.num_steps(rep))
                          for peer, _ in plan.step(rep, k).sends if peer != rep)
         elif len(inst.group) <= SMALL_GROUP:
